@@ -1,0 +1,363 @@
+//! The video encoder: H.264 through FFmpeg's libavcodec (libx264, or a hardware encoder).
+//!
+//! # Model
+//!
+//! Pictures go in as frames, encoded packets come out, possibly later (x264's lookahead holds
+//! frames back unless `zerolatency` is set). [`Encoder::send`] takes a frame id (its presentation
+//! time in frame periods) and marks `encode:start`; every packet handed to the `on_packet`
+//! callback of [`Encoder::send`] or [`Encoder::finish`] carries the id of the frame it encodes,
+//! and `encode:end` is marked for that id just before the callback.
+//!
+//! `zeroCopy = true` draws each picture straight into a frame from a small pool owned by the
+//! encoder ([`Encoder::pooled_planes`]) and sends it without copying. `zeroCopy = false` is the
+//! copying path: the picture is drawn into caller memory and [`Encoder::send_copy`] copies it into
+//! a freshly allocated frame each time (the copy is inside the `encode` span).
+//!
+//! The x264 options are one list ([`codec_options`]) given both to libavcodec here and, as
+//! `-key value` arguments, to the ffmpeg CLI when the harness compares the two.
+
+pub mod hw;
+
+use crate::config::{EncoderConfig, HwDevice, RateMode, StreamConfig};
+use crate::probe::{Point, Probe};
+use crate::source::{Planes, RawPicture};
+use ffmpeg_next as ff;
+use std::sync::Once;
+
+/// Frames in the zero-copy pool. libavcodec releases its reference to a sent frame before
+/// `send_frame` returns for libx264 (x264 copies the picture into its own lookahead), so two
+/// frames are enough; a frame still referenced is made writable (copied) and counted.
+const POOL: usize = 2;
+
+/// What can go wrong opening or driving the encoder.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// FFmpeg could not be initialised.
+    #[error("FFmpeg failed to initialise: {0}")]
+    Init(ff::Error),
+    /// The named encoder is not in this FFmpeg build.
+    #[error("encoder {0} is not in this FFmpeg build")]
+    NotFound(&'static str),
+    /// Hardware acceleration was asked for and is not available.
+    #[error(transparent)]
+    Hw(#[from] hw::HwUnavailable),
+    /// libavcodec refused to open the encoder with these settings.
+    #[error("could not open encoder {encoder} with {options}: {source}")]
+    Open { encoder: String, options: String, source: ff::Error },
+    /// An encode call failed.
+    #[error("encoder {encoder} failed: {source}")]
+    Encode { encoder: String, source: ff::Error },
+}
+
+/// Sets up FFmpeg once per process: registers codecs and keeps its log to errors, so x264's
+/// per-run banner and statistics do not bury the tool's own output.
+pub fn init_ffmpeg() -> Result<(), EncodeError> {
+    static INIT: Once = Once::new();
+    let mut result = Ok(());
+    INIT.call_once(|| {
+        result = ff::init().map_err(EncodeError::Init);
+        ff::util::log::set_level(ff::util::log::Level::Error);
+    });
+    result
+}
+
+/// The codec options for `cfg`, as `(AVOption name, value)` pairs — exactly what the ffmpeg
+/// CLI takes as `-name value` after `-c:v libx264`.
+pub fn codec_options(cfg: &EncoderConfig, hardware: bool) -> Vec<(String, String)> {
+    let mut o: Vec<(String, String)> = Vec::new();
+    let mut push = |k: &str, v: String| o.push((k.to_string(), v));
+    push("g", cfg.gop.to_string());
+    push("flags", "+cgop".to_string());
+    if !hardware {
+        push("preset", cfg.preset.as_str().to_string());
+        if cfg.zerolatency {
+            push("tune", "zerolatency".to_string());
+        }
+        // No scene-cut keyframes: every GOP is exactly `gop` frames long.
+        push("sc_threshold", "0".to_string());
+        push("threads", cfg.pipeline.threads.to_string());
+        if let Some(flags) = &cfg.pipeline.cpu_flags {
+            push("x264-params", format!("asm={}", flags.join(",")));
+        }
+    }
+    match cfg.rate_control.mode {
+        RateMode::Crf if !hardware => push("crf", cfg.rate_control.crf.to_string()),
+        RateMode::Crf => push("qp", cfg.rate_control.crf.to_string()),
+        RateMode::Bitrate => {
+            let k = u64::from(cfg.rate_control.bitrate_kbps) * 1000;
+            push("b", k.to_string());
+            push("maxrate", k.to_string());
+            push(
+                "bufsize",
+                (u64::from(cfg.rate_control.vbv_buffer_kbits) * 1000).to_string(),
+            );
+        }
+    }
+    o
+}
+
+/// One encoded packet and the frame it encodes.
+pub struct Packet<'a> {
+    /// The frame id (pts in frame periods).
+    pub frame: u64,
+    /// The libavcodec packet; timestamps in the encoder's time base (1/fps).
+    pub inner: &'a ff::Packet,
+}
+
+impl Packet<'_> {
+    /// A keyframe (IDR).
+    pub fn is_key(&self) -> bool {
+        self.inner.is_key()
+    }
+
+    /// The encoded bytes.
+    pub fn data(&self) -> &[u8] {
+        self.inner.data().unwrap_or_default()
+    }
+}
+
+/// An open H.264 encoder with its frame pool.
+pub struct Encoder {
+    inner: ff::encoder::Video,
+    name: String,
+    width: u32,
+    height: u32,
+    fps: u32,
+    pool: Vec<ff::frame::Video>,
+    next: usize,
+    packet: ff::Packet,
+    /// Things a reader of the results should know (fallbacks).
+    notes: Vec<String>,
+    /// Pooled frames that libavcodec still referenced and had to be copied.
+    pool_copies: u64,
+}
+
+impl Encoder {
+    /// Opens the encoder `cfg` asks for. `global_header` puts SPS/PPS in extradata (FLV, RTMP)
+    /// instead of in-band.
+    ///
+    /// # Errors
+    /// The encoder is missing or refuses the settings; hardware was asked for and is unavailable
+    /// (unless `hwaccel.fallback` is set, in which case libx264 is used and a note says why).
+    pub fn open(cfg: &StreamConfig, global_header: bool) -> Result<Self, EncodeError> {
+        init_ffmpeg()?;
+        let mut notes = Vec::new();
+        let hwcfg = &cfg.encoder.hwaccel;
+        let mut name = "libx264";
+        if hwcfg.enabled {
+            let device = hwcfg.device.unwrap_or(HwDevice::Nvidia);
+            match hw::probe(device, cfg) {
+                Ok(encoder) => name = encoder,
+                Err(e) if hwcfg.fallback => {
+                    notes.push(format!("{e}; fell back to libx264"));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            for (what, on) in [("decode", hwcfg.decode), ("scaling", hwcfg.scaling)] {
+                if on == Some(true) {
+                    notes.push(format!(
+                        "hwaccel.{what} has no effect: the synthetic source needs no {what}"
+                    ));
+                }
+            }
+        }
+        let inner = open_codec(name, cfg, global_header)?;
+        let (width, height) = (cfg.core.viewport.width, cfg.core.viewport.height);
+        let pool = (0..POOL)
+            .map(|_| ff::frame::Video::new(ff::format::Pixel::YUV420P, width, height))
+            .collect();
+        Ok(Encoder {
+            inner,
+            name: name.to_string(),
+            width,
+            height,
+            fps: cfg.core.viewport.fps,
+            pool,
+            next: 0,
+            packet: ff::Packet::empty(),
+            notes,
+            pool_copies: 0,
+        })
+    }
+
+    /// The libavcodec encoder's name (`libx264`, `h264_nvenc`, …).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Notes for the run's results (e.g. a hardware fallback).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Pooled frames that had to be copied because libavcodec still held them (0 expected).
+    pub fn pool_copies(&self) -> u64 {
+        self.pool_copies
+    }
+
+    /// The encoder's stream parameters (with extradata), for muxers.
+    pub fn parameters(&self) -> ff::codec::Parameters {
+        ff::codec::Parameters::from(&self.inner)
+    }
+
+    /// The next pooled frame's planes, to draw the next picture into (zero-copy path).
+    pub fn pooled_planes(&mut self) -> Planes<'_> {
+        let frame = &mut self.pool[self.next];
+        // SAFETY: the frame is a valid, allocated AVFrame owned by the pool.
+        let writable = unsafe { ff::ffi::av_frame_is_writable(frame.as_mut_ptr()) } != 0;
+        if !writable {
+            // SAFETY: as above; make_writable copies the picture into a fresh buffer.
+            unsafe { ff::ffi::av_frame_make_writable(frame.as_mut_ptr()) };
+            self.pool_copies += 1;
+        }
+        frame_planes(frame)
+    }
+
+    /// Encodes the pooled frame last handed out by [`Encoder::pooled_planes`] as frame `id`.
+    ///
+    /// # Errors
+    /// libavcodec failed.
+    pub fn send_pooled<P: Probe>(
+        &mut self,
+        id: u64,
+        probe: &P,
+        on_packet: impl FnMut(Packet<'_>),
+    ) -> Result<(), EncodeError> {
+        probe.mark(Point::EncodeStart, id);
+        let idx = self.next;
+        self.next = (self.next + 1) % POOL;
+        self.pool[idx].set_pts(Some(id as i64));
+        let result = self.inner.send_frame(&self.pool[idx]);
+        self.check(result)?;
+        self.drain(probe, on_packet)
+    }
+
+    /// Copies `picture` into a freshly allocated frame and encodes it as frame `id`.
+    ///
+    /// # Errors
+    /// libavcodec failed.
+    pub fn send_copy<P: Probe>(
+        &mut self,
+        id: u64,
+        picture: &RawPicture,
+        probe: &P,
+        on_packet: impl FnMut(Packet<'_>),
+    ) -> Result<(), EncodeError> {
+        probe.mark(Point::EncodeStart, id);
+        let mut frame = ff::frame::Video::new(ff::format::Pixel::YUV420P, self.width, self.height);
+        for (i, (src, row)) in picture.plane_slices().into_iter().enumerate() {
+            let stride = frame.stride(i);
+            let dst = frame.data_mut(i);
+            for (d, s) in dst.chunks_mut(stride).zip(src.chunks(row)) {
+                d[..row].copy_from_slice(s);
+            }
+        }
+        frame.set_pts(Some(id as i64));
+        let result = self.inner.send_frame(&frame);
+        self.check(result)?;
+        self.drain(probe, on_packet)
+    }
+
+    /// Flushes the frames the encoder still holds.
+    ///
+    /// # Errors
+    /// libavcodec failed.
+    pub fn finish<P: Probe>(
+        &mut self,
+        probe: &P,
+        on_packet: impl FnMut(Packet<'_>),
+    ) -> Result<(), EncodeError> {
+        let result = self.inner.send_eof();
+        self.check(result)?;
+        self.drain(probe, on_packet)
+    }
+
+    /// Frames per second (the time base is 1/fps).
+    pub fn fps(&self) -> u32 {
+        self.fps
+    }
+
+    fn check(&self, result: Result<(), ff::Error>) -> Result<(), EncodeError> {
+        result.map_err(|source| EncodeError::Encode { encoder: self.name.clone(), source })
+    }
+
+    fn drain<P: Probe>(
+        &mut self,
+        probe: &P,
+        mut on_packet: impl FnMut(Packet<'_>),
+    ) -> Result<(), EncodeError> {
+        loop {
+            match self.inner.receive_packet(&mut self.packet) {
+                Ok(()) => {
+                    let frame = self.packet.pts().unwrap_or(0).max(0) as u64;
+                    probe.mark(Point::EncodeEnd, frame);
+                    on_packet(Packet { frame, inner: &self.packet });
+                }
+                Err(ff::Error::Other { errno: ff::util::error::EAGAIN }) | Err(ff::Error::Eof) => {
+                    return Ok(());
+                }
+                Err(source) => {
+                    return Err(EncodeError::Encode { encoder: self.name.clone(), source });
+                }
+            }
+        }
+    }
+}
+
+/// Opens encoder `name` for `cfg`'s geometry, rate and options.
+fn open_codec(
+    name: &'static str,
+    cfg: &StreamConfig,
+    global_header: bool,
+) -> Result<ff::encoder::Video, EncodeError> {
+    let codec = ff::encoder::find_by_name(name).ok_or(EncodeError::NotFound(name))?;
+    let mut ctx = ff::codec::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(|source| EncodeError::Open {
+            encoder: name.to_string(),
+            options: String::new(),
+            source,
+        })?;
+    let v = &cfg.core.viewport;
+    ctx.set_width(v.width);
+    ctx.set_height(v.height);
+    ctx.set_format(ff::format::Pixel::YUV420P);
+    ctx.set_time_base(ff::Rational::new(1, v.fps as i32));
+    ctx.set_frame_rate(Some(ff::Rational::new(v.fps as i32, 1)));
+    let mut options = codec_options(&cfg.encoder, name != "libx264");
+    if global_header {
+        // OR the bit in through the option parser: set_flags() would overwrite +cgop.
+        options.push(("flags".to_string(), "+global_header".to_string()));
+    }
+    let mut dict = ff::Dictionary::new();
+    for (k, value) in &options {
+        // Repeated keys (flags) must accumulate: join them into one `+a+b` value.
+        match (k.as_str(), dict.get(k)) {
+            ("flags", Some(prev)) => {
+                let joined = format!("{prev}{value}");
+                dict.set(k, &joined);
+            }
+            _ => dict.set(k, value),
+        }
+    }
+    let shown = options.iter().map(|(k, v)| format!("-{k} {v}")).collect::<Vec<_>>().join(" ");
+    ctx.open_with(dict).map_err(|source| EncodeError::Open {
+        encoder: name.to_string(),
+        options: shown,
+        source,
+    })
+}
+
+/// A frame's planes as [`Planes`].
+fn frame_planes(frame: &mut ff::frame::Video) -> Planes<'_> {
+    let strides = [frame.stride(0), frame.stride(1), frame.stride(2)];
+    // SAFETY: the three planes of a YUV420P frame are separate allocations (or disjoint parts of
+    // one buffer); taking them mutably at once does not alias.
+    let ptrs: [(*mut u8, usize); 3] = std::array::from_fn(|i| {
+        let d = frame.data_mut(i);
+        (d.as_mut_ptr(), d.len())
+    });
+    let [y, u, v] = ptrs.map(|(p, n)| unsafe { std::slice::from_raw_parts_mut(p, n) });
+    Planes { y, y_stride: strides[0], u, u_stride: strides[1], v, v_stride: strides[2] }
+}

@@ -1,0 +1,23 @@
+//! stream-manager: a real live stream, stage by stage.
+//!
+//! A synthetic scene ([`source`]) is drawn straight into YUV420P frames, encoded to H.264 by
+//! FFmpeg's libx264 ([`encode`]) and written to an output ([`output`]). Every stage marks the
+//! optimization guide's monitoring points on a [`probe::Probe`] it is handed; [`stream`] wires
+//! the stages together for one [`config::StreamConfig`].
+//!
+//! ```no_run
+//! use streamer::{config::StreamConfig, output::Output, probe::NoProbe, stream::{Pacing, Stream}};
+//! let cfg = StreamConfig::default();
+//! let mut stream = Stream::open(&cfg, &Output::Null, &NoProbe)?;
+//! stream.run(300, Pacing::Max)?;
+//! let summary = stream.finish()?;
+//! println!("{} packets, {:.0} kbit/s", summary.counters.packets, summary.bitrate_kbps);
+//! # Ok::<(), streamer::stream::StreamError>(())
+//! ```
+
+pub mod config;
+pub mod encode;
+pub mod output;
+pub mod probe;
+pub mod source;
+pub mod stream;

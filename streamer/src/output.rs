@@ -1,0 +1,161 @@
+//! Where encoded packets go: an FLV file (FFmpeg's muxer) or nowhere (encode only).
+//!
+//! A [`Sink`] takes each packet as the encoder hands it out, in decode order. The stream marks
+//! `network:send:start/end` around [`Sink::send`], so for a file the span is the mux-and-write
+//! time, and for the null sink it is the cost of the call.
+
+use crate::encode::{Encoder, Packet};
+use ffmpeg_next as ff;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Where the stream goes, as the command line names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Encode only; packets are counted and dropped.
+    Null,
+    /// An FLV file.
+    Flv(PathBuf),
+}
+
+impl FromStr for Output {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "null" {
+            Ok(Output::Null)
+        } else if s.ends_with(".flv") {
+            Ok(Output::Flv(PathBuf::from(s)))
+        } else {
+            Err(format!("output {s:?}: expected `null` or a path ending in .flv"))
+        }
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Output::Null => f.write_str("null"),
+            Output::Flv(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+impl Output {
+    /// Whether the encoder must put SPS/PPS in extradata for this output.
+    pub fn needs_global_header(&self) -> bool {
+        matches!(self, Output::Flv(_))
+    }
+}
+
+/// An output failure.
+#[derive(Debug, thiserror::Error)]
+#[error("output {target}: {what}: {source}")]
+pub struct OutputError {
+    target: String,
+    what: &'static str,
+    source: ff::Error,
+}
+
+/// Receives encoded packets.
+pub trait Sink {
+    /// Sends one packet on.
+    ///
+    /// # Errors
+    /// The packet could not be written.
+    fn send(&mut self, packet: Packet<'_>) -> Result<(), OutputError>;
+
+    /// Completes the output (trailer, flush).
+    ///
+    /// # Errors
+    /// The output could not be completed.
+    fn finish(&mut self) -> Result<(), OutputError>;
+}
+
+/// Opens the sink for `output`, taking the stream parameters from `encoder`.
+///
+/// # Errors
+/// The file cannot be created or the muxer refuses the stream.
+pub fn open(output: &Output, encoder: &Encoder) -> Result<Box<dyn Sink>, OutputError> {
+    match output {
+        Output::Null => Ok(Box::new(NullSink)),
+        Output::Flv(path) => Ok(Box::new(FlvFile::create(path, encoder)?)),
+    }
+}
+
+/// Discards packets.
+pub struct NullSink;
+
+impl Sink for NullSink {
+    fn send(&mut self, packet: Packet<'_>) -> Result<(), OutputError> {
+        std::hint::black_box(packet.data());
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), OutputError> {
+        Ok(())
+    }
+}
+
+/// An FLV file written by libavformat's muxer.
+pub struct FlvFile {
+    ctx: ff::format::context::Output,
+    target: String,
+    encoder_tb: ff::Rational,
+    stream_tb: ff::Rational,
+    packet: ff::Packet,
+}
+
+impl FlvFile {
+    /// Creates `path` and writes the FLV header for the encoder's stream.
+    ///
+    /// # Errors
+    /// The file cannot be created or the header written.
+    pub fn create(path: &Path, encoder: &Encoder) -> Result<Self, OutputError> {
+        let target = path.display().to_string();
+        let err = |what| {
+            let target = target.clone();
+            move |source| OutputError { target, what, source }
+        };
+        let mut ctx = ff::format::output_as(path, "flv").map_err(err("cannot create"))?;
+        let fps = ff::Rational::new(encoder.fps() as i32, 1);
+        let mut stream = ctx.add_stream(ff::encoder::find(ff::codec::Id::H264)).map_err(err("add stream"))?;
+        stream.set_parameters(encoder.parameters());
+        // FLV counts in milliseconds; without the frame rate players guess it from timestamps.
+        stream.set_avg_frame_rate(fps);
+        stream.set_rate(fps);
+        stream.set_time_base(ff::Rational::new(1, 1000));
+        ctx.write_header().map_err(err("write header"))?;
+        let stream_tb = ctx.stream(0).map(|s| s.time_base()).unwrap_or(ff::Rational::new(1, 1000));
+        Ok(FlvFile {
+            ctx,
+            target,
+            encoder_tb: ff::Rational::new(1, encoder.fps() as i32),
+            stream_tb,
+            packet: ff::Packet::empty(),
+        })
+    }
+}
+
+impl Sink for FlvFile {
+    fn send(&mut self, packet: Packet<'_>) -> Result<(), OutputError> {
+        // The muxer takes ownership of what it is given; hand it a new reference.
+        self.packet.clone_from(packet.inner);
+        self.packet.set_stream(0);
+        self.packet.rescale_ts(self.encoder_tb, self.stream_tb);
+        self.packet.write_interleaved(&mut self.ctx).map_err(|source| OutputError {
+            target: self.target.clone(),
+            what: "write packet",
+            source,
+        })
+    }
+
+    fn finish(&mut self) -> Result<(), OutputError> {
+        self.ctx.write_trailer().map_err(|source| OutputError {
+            target: self.target.clone(),
+            what: "write trailer",
+            source,
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! Monitoring points and the `Probe` every stage is handed.
+//!
+//! The guide names fifteen `MONITORING_POINTS` (`asset:load:start` … `network:send:end`). Two more
+//! close the loop the guide's `frame.total` and glass-to-glass latency need: `frame:capture` (the
+//! instant a frame's picture exists) and `player:receive` (a player of the server got it). Spans
+//! are pairs of points, in [`SPANS`].
+//!
+//! # The model
+//!
+//! A stage calls [`Probe::mark`] with a point and the frame's id at the instant the point is
+//! reached. The probe decides what to do with it: [`NoProbe`] does nothing and, because stages
+//! are generic over `P: Probe`, compiles to nothing; a recorder (the harness's) pairs a span's
+//! start and end marks *for the same frame id* and records the duration. Marks for points that
+//! happen once per run (`render:setup`, `asset:load`) use the frame id the stage is at, usually
+//! 0. A probe must never fail or block the stream: `mark` returns nothing.
+
+use std::fmt;
+
+/// One monitoring point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Point {
+    AssetLoadStart,
+    AssetLoadEnd,
+    LayoutUpdateStart,
+    LayoutUpdateEnd,
+    RenderSetupStart,
+    RenderSetupEnd,
+    RenderFrameStart,
+    RenderFrameEnd,
+    PipelineQueueStart,
+    PipelineProcessStart,
+    PipelineProcessEnd,
+    EncodeStart,
+    EncodeEnd,
+    NetworkSendStart,
+    NetworkSendEnd,
+    /// The frame's picture exists: the origin of `frame:total` and `e2e`.
+    FrameCapture,
+    /// A player of the server received the frame.
+    PlayerReceive,
+}
+
+impl Point {
+    /// All 17 points, in declaration order (`ALL[p as usize] == p`).
+    pub const ALL: [Point; 17] = [
+        Point::AssetLoadStart,
+        Point::AssetLoadEnd,
+        Point::LayoutUpdateStart,
+        Point::LayoutUpdateEnd,
+        Point::RenderSetupStart,
+        Point::RenderSetupEnd,
+        Point::RenderFrameStart,
+        Point::RenderFrameEnd,
+        Point::PipelineQueueStart,
+        Point::PipelineProcessStart,
+        Point::PipelineProcessEnd,
+        Point::EncodeStart,
+        Point::EncodeEnd,
+        Point::NetworkSendStart,
+        Point::NetworkSendEnd,
+        Point::FrameCapture,
+        Point::PlayerReceive,
+    ];
+
+    /// The guide's string for the point (`"asset:load:start"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Point::AssetLoadStart => "asset:load:start",
+            Point::AssetLoadEnd => "asset:load:end",
+            Point::LayoutUpdateStart => "layout:update:start",
+            Point::LayoutUpdateEnd => "layout:update:end",
+            Point::RenderSetupStart => "render:setup:start",
+            Point::RenderSetupEnd => "render:setup:end",
+            Point::RenderFrameStart => "render:frame:start",
+            Point::RenderFrameEnd => "render:frame:end",
+            Point::PipelineQueueStart => "pipeline:queue:start",
+            Point::PipelineProcessStart => "pipeline:process:start",
+            Point::PipelineProcessEnd => "pipeline:process:end",
+            Point::EncodeStart => "encode:start",
+            Point::EncodeEnd => "encode:end",
+            Point::NetworkSendStart => "network:send:start",
+            Point::NetworkSendEnd => "network:send:end",
+            Point::FrameCapture => "frame:capture",
+            Point::PlayerReceive => "player:receive",
+        }
+    }
+
+    /// The guide's constant name for the point (`"ASSET_LOAD_START"`).
+    pub const fn constant(self) -> &'static str {
+        match self {
+            Point::AssetLoadStart => "ASSET_LOAD_START",
+            Point::AssetLoadEnd => "ASSET_LOAD_END",
+            Point::LayoutUpdateStart => "LAYOUT_UPDATE_START",
+            Point::LayoutUpdateEnd => "LAYOUT_UPDATE_END",
+            Point::RenderSetupStart => "RENDER_SETUP_START",
+            Point::RenderSetupEnd => "RENDER_SETUP_END",
+            Point::RenderFrameStart => "RENDER_FRAME_START",
+            Point::RenderFrameEnd => "RENDER_FRAME_END",
+            Point::PipelineQueueStart => "PIPELINE_QUEUE_START",
+            Point::PipelineProcessStart => "PIPELINE_PROCESS_START",
+            Point::PipelineProcessEnd => "PIPELINE_PROCESS_END",
+            Point::EncodeStart => "ENCODE_START",
+            Point::EncodeEnd => "ENCODE_END",
+            Point::NetworkSendStart => "NETWORK_SEND_START",
+            Point::NetworkSendEnd => "NETWORK_SEND_END",
+            Point::FrameCapture => "FRAME_CAPTURE",
+            Point::PlayerReceive => "PLAYER_RECEIVE",
+        }
+    }
+}
+
+impl fmt::Display for Point {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A span: the time from one point to another for the same frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The span's name in results (`"encode"`).
+    pub name: &'static str,
+    pub start: Point,
+    pub end: Point,
+}
+
+/// Every span the results report, in report order (the design's table).
+pub const SPANS: [Span; 10] = [
+    Span { name: "asset:load", start: Point::AssetLoadStart, end: Point::AssetLoadEnd },
+    Span { name: "layout:update", start: Point::LayoutUpdateStart, end: Point::LayoutUpdateEnd },
+    Span { name: "render:setup", start: Point::RenderSetupStart, end: Point::RenderSetupEnd },
+    Span { name: "render:frame", start: Point::RenderFrameStart, end: Point::RenderFrameEnd },
+    Span {
+        name: "pipeline:queue",
+        start: Point::PipelineQueueStart,
+        end: Point::PipelineProcessStart,
+    },
+    Span {
+        name: "pipeline:process",
+        start: Point::PipelineProcessStart,
+        end: Point::PipelineProcessEnd,
+    },
+    Span { name: "encode", start: Point::EncodeStart, end: Point::EncodeEnd },
+    Span { name: "network:send", start: Point::NetworkSendStart, end: Point::NetworkSendEnd },
+    Span { name: "frame:total", start: Point::FrameCapture, end: Point::NetworkSendEnd },
+    Span { name: "e2e", start: Point::FrameCapture, end: Point::PlayerReceive },
+];
+
+/// Receives the marks of every stage. See the module docs for the model.
+///
+/// Implementations must be cheap (a mark is on every frame's path, several times) and must not
+/// fail or block: a probe observes the stream, it never steers it.
+pub trait Probe: Sync {
+    /// `point` was reached for frame `frame`, now.
+    fn mark(&self, point: Point, frame: u64);
+}
+
+/// The probe that records nothing; with it every mark compiles away.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProbe;
+
+impl Probe for NoProbe {
+    #[inline(always)]
+    fn mark(&self, _point: Point, _frame: u64) {}
+}
+
+impl<P: Probe + ?Sized> Probe for &P {
+    #[inline(always)]
+    fn mark(&self, point: Point, frame: u64) {
+        (**self).mark(point, frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_are_the_guides_strings_in_order() {
+        let guide = [
+            ("ASSET_LOAD_START", "asset:load:start"),
+            ("ASSET_LOAD_END", "asset:load:end"),
+            ("LAYOUT_UPDATE_START", "layout:update:start"),
+            ("LAYOUT_UPDATE_END", "layout:update:end"),
+            ("RENDER_SETUP_START", "render:setup:start"),
+            ("RENDER_SETUP_END", "render:setup:end"),
+            ("RENDER_FRAME_START", "render:frame:start"),
+            ("RENDER_FRAME_END", "render:frame:end"),
+            ("PIPELINE_QUEUE_START", "pipeline:queue:start"),
+            ("PIPELINE_PROCESS_START", "pipeline:process:start"),
+            ("PIPELINE_PROCESS_END", "pipeline:process:end"),
+            ("ENCODE_START", "encode:start"),
+            ("ENCODE_END", "encode:end"),
+            ("NETWORK_SEND_START", "network:send:start"),
+            ("NETWORK_SEND_END", "network:send:end"),
+        ];
+        for (i, (constant, s)) in guide.iter().enumerate() {
+            assert_eq!(Point::ALL[i].constant(), *constant);
+            assert_eq!(Point::ALL[i].as_str(), *s);
+        }
+        for (i, p) in Point::ALL.iter().enumerate() {
+            assert_eq!(*p as usize, i);
+        }
+    }
+}
