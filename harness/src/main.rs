@@ -1,1 +1,259 @@
-fn main(){}
+//! `harness`: run a scenario's sweep, write results and the report.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use harness::compare;
+use harness::report;
+use harness::results::{AxisValue, Comparisons, PointResult, Results};
+use harness::run::{PointJob, run_here, run_in_child};
+use harness::scenario::Scenario;
+use harness::system::Machine;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use streamer::config::Preset;
+
+/// Benchmark harness for stream-manager: expands a scenario file into run points, runs each
+/// in a fresh process with every monitoring-point span recorded in HDR histograms, and writes
+/// results/<suite>/latest.{json,csv} and results/REPORT.md.
+#[derive(Parser)]
+#[command(name = "harness", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario file's sweep.
+    Run(RunArgs),
+    /// Regenerate results/REPORT.md from every suite's latest.json.
+    Report {
+        /// Results folder.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
+    /// Show the points a scenario expands to, without running them.
+    Plan {
+        scenario: PathBuf,
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Internal: run one point from a JSON job on stdin, print its result as JSON.
+    #[command(hide = true)]
+    Point,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenario file (scenarios/<suite>.toml).
+    scenario: PathBuf,
+    /// The scenario's short form: fewer points and frames (its [quick] section).
+    #[arg(long)]
+    quick: bool,
+    /// Results folder; results go to <results>/<suite>/.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    /// Also encode the same raw frames with the ffmpeg CLI for ultrafast, veryfast and medium,
+    /// alternating with the in-process encoder, and report the fps ratio.
+    #[arg(long)]
+    compare_cli: bool,
+    /// Also measure the recorder's cost: the baseline point with the recorder vs the no-op probe.
+    #[arg(long)]
+    probe_overhead: bool,
+    /// Print the results JSON on stdout when done.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Run(args) => run(args),
+        Cmd::Report { results } => {
+            let path = report::write(&results)?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
+        Cmd::Plan { scenario, quick } => {
+            let s = Scenario::load(&scenario)?;
+            let plan = s.plan(quick);
+            println!(
+                "{}: {} points × {} runs, {:?}, warm-up {} frames, pacing {}",
+                s.suite,
+                plan.points.len(),
+                plan.settings.repetitions,
+                plan.settings.length,
+                plan.settings.warmup_frames,
+                plan.settings.pacing
+            );
+            for p in &plan.points {
+                println!("  {}", p.id());
+            }
+            Ok(())
+        }
+        Cmd::Point => {
+            let mut input = String::new();
+            std::io::stdin().read_to_string(&mut input)?;
+            let job: PointJob = serde_json::from_str(&input).context("reading the job")?;
+            let result = run_here(&job)?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
+    }
+}
+
+/// Progress on a terminal (bar with ETA) or, in logs, one line per step.
+struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    done: u64,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} {wide_msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Progress { bar, total, done: 0 }
+    }
+
+    fn step(&mut self, msg: &str) {
+        self.done += 1;
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(msg.to_string());
+                bar.inc(1);
+            }
+            None => eprintln!("[{}/{}] {msg}", self.done, self.total),
+        }
+    }
+
+    fn note(&self, msg: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(msg.to_string()),
+            None => eprintln!("{msg}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let scenario = Scenario::load(&args.scenario)?;
+    let plan = scenario.plan(args.quick);
+    let exe = std::env::current_exe().context("locating the harness binary")?;
+    let started = harness::results::now_rfc3339();
+    let reps = plan.settings.repetitions;
+    eprintln!(
+        "{}: {} points × {} runs ({}){}",
+        scenario.suite,
+        plan.points.len(),
+        reps,
+        scenario.file.display(),
+        if args.quick { ", quick" } else { "" }
+    );
+    let mut progress = Progress::new(plan.points.len() as u64 * u64::from(reps));
+    let mut points = Vec::new();
+    for point in &plan.points {
+        let job = PointJob { config: point.config.clone(), settings: plan.settings, record: true };
+        let mut runs = Vec::new();
+        for _ in 0..reps {
+            let r = run_in_child(&exe, &job).with_context(|| format!("point {}", point.id()))?;
+            progress.step(&format!("{}: {:.1} fps", point.id(), r.fps));
+            runs.push(r);
+        }
+        let axes = point
+            .axes
+            .iter()
+            .map(|(path, value)| AxisValue { path: path.clone(), value: value.clone() })
+            .collect();
+        points.push(PointResult::aggregate(point.id(), axes, point.config.clone(), &runs));
+    }
+    let mut comparisons = Comparisons::default();
+    let base = &scenario.base;
+    if args.compare_cli {
+        let frames = if args.quick { 120 } else { 300 };
+        let runs = if args.quick { 1 } else { 3 };
+        comparisons.cli = compare::versus_cli(
+            base,
+            &[Preset::Ultrafast, Preset::Veryfast, Preset::Medium],
+            frames,
+            runs,
+            |m| progress.note(&format!("vs ffmpeg CLI, {m}")),
+        )?;
+    }
+    if args.probe_overhead {
+        let frames = if args.quick { 300 } else { 900 };
+        let runs = if args.quick { 3 } else { 5 };
+        comparisons.probe_overhead = Some(compare::probe_overhead(
+            &exe,
+            base,
+            "base configuration",
+            frames,
+            runs,
+            |m| progress.note(m),
+        )?);
+    }
+    progress.finish();
+    let results = Results {
+        suite: scenario.suite.clone(),
+        table: scenario.table,
+        scenario: scenario.file.display().to_string(),
+        description: scenario.description.clone(),
+        quick: args.quick,
+        started,
+        finished: harness::results::now_rfc3339(),
+        machine: Machine::detect(),
+        settings: plan.settings,
+        points,
+        comparisons,
+    };
+    let latest = results.write(&args.results)?;
+    let report = report::write(&args.results)?;
+    summarize(&results, &latest, &report);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    if results.points.iter().any(|p| p.unmatched_marks > 0) {
+        bail!("some end marks had no start mark; the spans above are incomplete");
+    }
+    Ok(())
+}
+
+fn summarize(r: &Results, latest: &Path, report: &Path) {
+    eprintln!();
+    for p in &r.points {
+        eprintln!(
+            "  {:<70} {:>7.1} fps {:>5.0}% CPU {:>10}",
+            p.id,
+            p.fps,
+            p.cpu_percent,
+            report::mib(p.rss_bytes)
+        );
+    }
+    for c in &r.comparisons.cli {
+        eprintln!(
+            "  vs ffmpeg CLI {:<10} threads {}: {:.1} vs {:.1} fps, ratio {:.3}",
+            c.preset, c.threads, c.in_process_fps, c.cli_fps, c.ratio
+        );
+    }
+    if let Some(o) = &r.comparisons.probe_overhead {
+        eprintln!(
+            "  recorder overhead: {:.1} vs {:.1} fps (no-op probe), ratio {:.3}",
+            o.recorder_fps, o.noop_fps, o.ratio
+        );
+    }
+    eprintln!("\nresults: {}\nreport:  {}", latest.display(), report.display());
+}

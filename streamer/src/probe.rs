@@ -123,29 +123,28 @@ pub struct Span {
     pub name: &'static str,
     pub start: Point,
     pub end: Point,
+    /// Marked for every frame (true) or once per run or per asset (false). A recorder leaves
+    /// warm-up frames out of per-frame spans only.
+    pub per_frame: bool,
 }
 
 /// Every span the results report, in report order (the design's table).
 pub const SPANS: [Span; 10] = [
-    Span { name: "asset:load", start: Point::AssetLoadStart, end: Point::AssetLoadEnd },
-    Span { name: "layout:update", start: Point::LayoutUpdateStart, end: Point::LayoutUpdateEnd },
-    Span { name: "render:setup", start: Point::RenderSetupStart, end: Point::RenderSetupEnd },
-    Span { name: "render:frame", start: Point::RenderFrameStart, end: Point::RenderFrameEnd },
-    Span {
-        name: "pipeline:queue",
-        start: Point::PipelineQueueStart,
-        end: Point::PipelineProcessStart,
-    },
-    Span {
-        name: "pipeline:process",
-        start: Point::PipelineProcessStart,
-        end: Point::PipelineProcessEnd,
-    },
-    Span { name: "encode", start: Point::EncodeStart, end: Point::EncodeEnd },
-    Span { name: "network:send", start: Point::NetworkSendStart, end: Point::NetworkSendEnd },
-    Span { name: "frame:total", start: Point::FrameCapture, end: Point::NetworkSendEnd },
-    Span { name: "e2e", start: Point::FrameCapture, end: Point::PlayerReceive },
+    span("asset:load", Point::AssetLoadStart, Point::AssetLoadEnd, false),
+    span("layout:update", Point::LayoutUpdateStart, Point::LayoutUpdateEnd, true),
+    span("render:setup", Point::RenderSetupStart, Point::RenderSetupEnd, false),
+    span("render:frame", Point::RenderFrameStart, Point::RenderFrameEnd, true),
+    span("pipeline:queue", Point::PipelineQueueStart, Point::PipelineProcessStart, true),
+    span("pipeline:process", Point::PipelineProcessStart, Point::PipelineProcessEnd, true),
+    span("encode", Point::EncodeStart, Point::EncodeEnd, true),
+    span("network:send", Point::NetworkSendStart, Point::NetworkSendEnd, true),
+    span("frame:total", Point::FrameCapture, Point::NetworkSendEnd, true),
+    span("e2e", Point::FrameCapture, Point::PlayerReceive, true),
 ];
+
+const fn span(name: &'static str, start: Point, end: Point, per_frame: bool) -> Span {
+    Span { name, start, end, per_frame }
+}
 
 /// Receives the marks of every stage. See the module docs for the model.
 ///

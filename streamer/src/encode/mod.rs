@@ -361,3 +361,22 @@ fn frame_planes(frame: &mut ff::frame::Video) -> Planes<'_> {
     let [y, u, v] = ptrs.map(|(p, n)| unsafe { std::slice::from_raw_parts_mut(p, n) });
     Planes { y, y_stride: strides[0], u, u_stride: strides[1], v, v_stride: strides[2] }
 }
+
+/// FFmpeg's version string and the x264 build this process links, for results.
+pub fn versions() -> (String, String) {
+    // SAFETY: av_version_info returns a static NUL-terminated string.
+    let ffmpeg = unsafe { std::ffi::CStr::from_ptr(ff::ffi::av_version_info()) }
+        .to_string_lossy()
+        .into_owned();
+    // libavcodec loads libx264.so.<build>; the soname's number is x264's API build.
+    let x264 = std::fs::read_to_string("/proc/self/maps")
+        .ok()
+        .and_then(|maps| {
+            maps.lines().find_map(|l| {
+                let name = l.rsplit('/').next()?;
+                name.strip_prefix("libx264.so.").map(|b| format!("build {b}"))
+            })
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    (ffmpeg, x264)
+}

@@ -1,0 +1,197 @@
+//! Side-by-side measurements made in one run, so machine noise hits both sides alike:
+//! the in-process encoder against the ffmpeg CLI on the same raw frames, and the full path with
+//! the recorder against the same path with the no-op probe.
+//!
+//! Runs alternate (in-process, CLI, in-process, CLI, …) and each side's median is compared.
+
+use crate::results::{CliComparison, ProbeOverhead};
+use crate::run::{PointJob, RunError, run_in_child};
+use crate::scenario::{Length, RunSettings};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+use streamer::config::{Preset, StreamConfig};
+use streamer::encode::{Encoder, codec_options};
+use streamer::probe::NoProbe;
+use streamer::source::{RawPicture, Scene};
+use streamer::stream::Pacing;
+
+/// Distinct pictures in the looped clip both sides encode.
+const CLIP: u64 = 60;
+
+/// Why a comparison could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("writing the raw clip: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Encode(#[from] streamer::encode::EncodeError),
+    #[error("ffmpeg CLI failed: {0}")]
+    Cli(String),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The ffmpeg CLI arguments that encode `frames` frames of the raw clip at `clip` with `cfg`'s
+/// encoder settings to nowhere, timing itself with `-benchmark`.
+pub fn cli_args(cfg: &StreamConfig, clip: &Path, frames: u64) -> Vec<String> {
+    let v = &cfg.core.viewport;
+    let mut args: Vec<String> = [
+        "-hide_banner", "-nostdin", "-loglevel", "error", "-benchmark", "-f", "rawvideo",
+        "-pix_fmt", "yuv420p",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend([
+        "-s".into(),
+        format!("{}x{}", v.width, v.height),
+        "-r".into(),
+        v.fps.to_string(),
+        "-stream_loop".into(),
+        "-1".into(),
+        "-i".into(),
+        clip.display().to_string(),
+        "-frames:v".into(),
+        frames.to_string(),
+        "-c:v".into(),
+        "libx264".into(),
+    ]);
+    for (k, val) in codec_options(&cfg.encoder, false) {
+        args.push(format!("-{k}"));
+        args.push(val);
+    }
+    args.extend(["-f", "null", "-"].map(String::from));
+    args
+}
+
+/// The looped clip's pictures.
+fn clip(cfg: &StreamConfig) -> Vec<RawPicture> {
+    let v = &cfg.core.viewport;
+    let scene = Scene::new(v.width, v.height);
+    (0..CLIP)
+        .map(|n| {
+            let mut p = RawPicture::new(v.width, v.height);
+            scene.draw(n, p.planes());
+            p
+        })
+        .collect()
+}
+
+fn in_process_fps(cfg: &StreamConfig, pictures: &[RawPicture], frames: u64) -> Result<f64, CompareError> {
+    let mut enc = Encoder::open(cfg, false)?;
+    let mut out = 0u64;
+    let started = Instant::now();
+    for n in 0..frames {
+        enc.send_copy(n, &pictures[(n % CLIP) as usize], &NoProbe, |_| out += 1)?;
+    }
+    enc.finish(&NoProbe, |_| out += 1)?;
+    Ok(out as f64 / started.elapsed().as_secs_f64())
+}
+
+fn cli_fps(args: &[String], frames: u64) -> Result<f64, CompareError> {
+    let out = Command::new("ffmpeg")
+        .args(args)
+        .output()
+        .map_err(|e| CompareError::Cli(format!("cannot run ffmpeg: {e}")))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(CompareError::Cli(stderr.trim().to_string()));
+    }
+    // "bench: utime=4.123s stime=0.100s rtime=2.345s"
+    let rtime = stderr
+        .lines()
+        .find_map(|l| l.split("rtime=").nth(1))
+        .and_then(|t| t.trim().trim_end_matches('s').parse::<f64>().ok())
+        .ok_or_else(|| CompareError::Cli(format!("no `bench: … rtime=` line in: {stderr}")))?;
+    Ok(frames as f64 / rtime)
+}
+
+/// Encodes the same raw frames in process and with the ffmpeg CLI, `runs` times each,
+/// alternating, for each preset.
+///
+/// # Errors
+/// The clip cannot be written, the encoder cannot open, or ffmpeg fails.
+pub fn versus_cli(
+    base: &StreamConfig,
+    presets: &[Preset],
+    frames: u64,
+    runs: u32,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<CliComparison>, CompareError> {
+    let pictures = clip(base);
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("clip.yuv");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    for p in &pictures {
+        file.write_all(&p.data)?;
+    }
+    file.flush()?;
+    drop(file);
+    let mut rows = Vec::new();
+    for &preset in presets {
+        let mut cfg = base.clone();
+        cfg.encoder.preset = preset;
+        let args = cli_args(&cfg, &path, frames);
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for run in 0..runs {
+            progress(&format!("{preset}: run {}/{runs}", run + 1));
+            ours.push(in_process_fps(&cfg, &pictures, frames)?);
+            theirs.push(cli_fps(&args, frames)?);
+        }
+        let (a, b) = (median(ours), median(theirs));
+        rows.push(CliComparison {
+            preset: preset.to_string(),
+            threads: cfg.encoder.pipeline.threads,
+            frames,
+            in_process_fps: a,
+            cli_fps: b,
+            ratio: a / b,
+            command: format!("ffmpeg {}", args.join(" ")),
+        });
+    }
+    Ok(rows)
+}
+
+/// Runs the full path for `cfg` with the recorder and with the no-op probe, `runs` times each,
+/// alternating, each run in a fresh child process.
+///
+/// # Errors
+/// A child run failed.
+pub fn probe_overhead(
+    exe: &Path,
+    cfg: &StreamConfig,
+    point: &str,
+    frames: u64,
+    runs: u32,
+    mut progress: impl FnMut(&str),
+) -> Result<ProbeOverhead, CompareError> {
+    let settings = RunSettings {
+        pacing: Pacing::Max,
+        warmup_frames: 30,
+        length: Length::Frames(frames),
+        repetitions: 1,
+    };
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        progress(&format!("probe overhead: run {}/{runs}", run + 1));
+        for (record, into) in [(true, &mut with), (false, &mut without)] {
+            let job = PointJob { config: cfg.clone(), settings, record };
+            into.push(run_in_child(exe, &job)?.fps);
+        }
+    }
+    let (a, b) = (median(with), median(without));
+    Ok(ProbeOverhead { point: point.to_string(), runs, recorder_fps: a, noop_fps: b, ratio: a / b })
+}

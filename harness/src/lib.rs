@@ -1,0 +1,15 @@
+//! The benchmark harness: scenario → sweep → run → record → results → report.
+//!
+//! A [`scenario::Scenario`] file expands into run points ([`sweep`]); each point runs in a fresh
+//! child process ([`run`]) with the [`record::Recorder`] as its probe while [`system`] samples
+//! CPU and memory; [`results`] aggregates repetitions and writes JSON/CSV; [`report`] fills the
+//! guide's tables in `results/REPORT.md`; [`compare`] measures side by side in one run.
+
+pub mod compare;
+pub mod record;
+pub mod report;
+pub mod results;
+pub mod run;
+pub mod scenario;
+pub mod sweep;
+pub mod system;

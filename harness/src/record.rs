@@ -1,0 +1,280 @@
+//! The recorder: a `Probe` that pairs marks into spans and keeps an HDR histogram per span.
+//!
+//! A start mark stores its instant in a small ring indexed by frame id (one ring per point that
+//! starts a span); an end mark looks up the start for the same frame, and records the duration
+//! in nanoseconds into the span's histogram. Marks never fail: an end with no matching start
+//! (overwritten after [`RING`] frames, or never marked) is counted in [`Recorder::unmatched`].
+//!
+//! Warm-up: after [`Recorder::begin_measurement`], per-frame spans of frames before the given
+//! id are ignored; once-per-run spans (`render:setup`, `asset:load`) are always kept.
+
+use base64::Engine as _;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use streamer::probe::{Point, Probe, SPANS};
+
+/// Frames a start mark is remembered for.
+pub const RING: usize = 1024;
+
+/// Highest value the histograms hold, in nanoseconds (larger values saturate): one hour.
+const MAX_NS: u64 = 3_600_000_000_000;
+
+/// A new histogram of span durations in nanoseconds, 3 significant figures.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid histogram bounds")
+}
+
+struct Slot {
+    frame: AtomicU64,
+    at_ns: AtomicU64,
+}
+
+/// Start instants of one point, by frame id modulo [`RING`].
+struct Ring(Box<[Slot]>);
+
+impl Ring {
+    fn new() -> Self {
+        Ring(
+            (0..RING)
+                .map(|_| Slot { frame: AtomicU64::new(u64::MAX), at_ns: AtomicU64::new(0) })
+                .collect(),
+        )
+    }
+}
+
+/// Span indices each point starts and ends, precomputed from [`SPANS`].
+struct Wiring {
+    starts_any: [bool; Point::ALL.len()],
+    ends: [Vec<usize>; Point::ALL.len()],
+}
+
+impl Wiring {
+    fn new() -> Self {
+        let mut starts_any = [false; Point::ALL.len()];
+        let mut ends: [Vec<usize>; Point::ALL.len()] = Default::default();
+        for (i, s) in SPANS.iter().enumerate() {
+            starts_any[s.start as usize] = true;
+            ends[s.end as usize].push(i);
+        }
+        Wiring { starts_any, ends }
+    }
+}
+
+/// Records every span of a stream into HDR histograms.
+pub struct Recorder {
+    epoch: Instant,
+    wiring: Wiring,
+    rings: Vec<Option<Ring>>,
+    spans: Vec<Mutex<Histogram<u64>>>,
+    measure_from: AtomicU64,
+    unmatched: AtomicU64,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// An empty recorder measuring from frame 0.
+    pub fn new() -> Self {
+        let wiring = Wiring::new();
+        let rings = wiring.starts_any.iter().map(|&s| s.then(Ring::new)).collect();
+        Recorder {
+            epoch: Instant::now(),
+            wiring,
+            rings,
+            spans: SPANS.iter().map(|_| Mutex::new(new_histogram())).collect(),
+            measure_from: AtomicU64::new(0),
+            unmatched: AtomicU64::new(0),
+        }
+    }
+
+    /// Ignore per-frame spans of frames before `frame` (the warm-up) from now on, and forget
+    /// what they recorded so far.
+    pub fn begin_measurement(&self, frame: u64) {
+        self.measure_from.store(frame, Ordering::Relaxed);
+        for (span, hist) in SPANS.iter().zip(&self.spans) {
+            if span.per_frame {
+                lock(hist).reset();
+            }
+        }
+    }
+
+    /// End marks that found no start for their frame.
+    pub fn unmatched(&self) -> u64 {
+        self.unmatched.load(Ordering::Relaxed)
+    }
+
+    /// A copy of every span's histogram, by span name, leaving out spans never marked.
+    pub fn snapshot(&self) -> Vec<(&'static str, Histogram<u64>)> {
+        SPANS
+            .iter()
+            .zip(&self.spans)
+            .map(|(s, h)| (s.name, lock(h).clone()))
+            .filter(|(_, h)| !h.is_empty())
+            .collect()
+    }
+
+    #[inline]
+    fn record_end(&self, point: Point, frame: u64, now_ns: u64) {
+        for &i in &self.wiring.ends[point as usize] {
+            let span = &SPANS[i];
+            if span.per_frame && frame < self.measure_from.load(Ordering::Relaxed) {
+                continue;
+            }
+            let ring = self.rings[span.start as usize].as_ref().expect("span starts have rings");
+            let slot = &ring.0[frame as usize % RING];
+            if slot.frame.load(Ordering::Acquire) != frame {
+                self.unmatched.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let start = slot.at_ns.load(Ordering::Relaxed);
+            lock(&self.spans[i]).saturating_record(now_ns.saturating_sub(start).max(1));
+        }
+    }
+}
+
+impl Probe for Recorder {
+    #[inline]
+    fn mark(&self, point: Point, frame: u64) {
+        let now_ns = self.epoch.elapsed().as_nanos() as u64;
+        if let Some(ring) = &self.rings[point as usize] {
+            let slot = &ring.0[frame as usize % RING];
+            slot.at_ns.store(now_ns, Ordering::Relaxed);
+            slot.frame.store(frame, Ordering::Release);
+        }
+        self.record_end(point, frame, now_ns);
+    }
+}
+
+/// A poisoned histogram lock only means a thread panicked mid-record; the data is still usable.
+fn lock(m: &Mutex<Histogram<u64>>) -> std::sync::MutexGuard<'_, Histogram<u64>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One span's figures in results, in microseconds, with its serialized histogram.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanStats {
+    pub count: u64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    pub mean_us: f64,
+    /// The histogram (nanoseconds), HdrHistogram V2 + deflate, base64.
+    pub histogram: String,
+}
+
+impl SpanStats {
+    /// Summarises a histogram of nanoseconds.
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        let mut bytes = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(h, &mut bytes)
+            .expect("serializing into memory cannot fail");
+        SpanStats {
+            count: h.len(),
+            p50_us: us(h.value_at_quantile(0.50)),
+            p90_us: us(h.value_at_quantile(0.90)),
+            p99_us: us(h.value_at_quantile(0.99)),
+            p999_us: us(h.value_at_quantile(0.999)),
+            max_us: us(h.max()),
+            mean_us: h.mean() / 1000.0,
+            histogram: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
+
+    /// The histogram back from its serialized form.
+    ///
+    /// # Errors
+    /// The text is not a serialized histogram.
+    pub fn histogram(&self) -> Result<Histogram<u64>, String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&self.histogram)
+            .map_err(|e| e.to_string())?;
+        Deserializer::new().deserialize(&mut bytes.as_slice()).map_err(|e| format!("{e:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(rec: &Recorder, name: &str) -> u64 {
+        rec.snapshot().iter().find(|(n, _)| *n == name).map_or(0, |(_, h)| h.len())
+    }
+
+    #[test]
+    fn marks_pair_into_spans_with_correct_counts() {
+        let rec = Recorder::new();
+        rec.mark(Point::RenderSetupStart, 0);
+        rec.mark(Point::RenderSetupEnd, 0);
+        for f in 0..50 {
+            rec.mark(Point::FrameCapture, f);
+            rec.mark(Point::EncodeStart, f);
+            rec.mark(Point::EncodeEnd, f);
+            rec.mark(Point::NetworkSendStart, f);
+            rec.mark(Point::NetworkSendEnd, f);
+        }
+        assert_eq!(count(&rec, "render:setup"), 1);
+        assert_eq!(count(&rec, "encode"), 50);
+        assert_eq!(count(&rec, "network:send"), 50);
+        assert_eq!(count(&rec, "frame:total"), 50);
+        assert_eq!(count(&rec, "e2e"), 0);
+        assert_eq!(rec.unmatched(), 0);
+    }
+
+    #[test]
+    fn out_of_order_ends_pair_by_frame_and_orphans_are_counted() {
+        let rec = Recorder::new();
+        // Lookahead: three frames in before the first comes out.
+        for f in 0..3 {
+            rec.mark(Point::EncodeStart, f);
+        }
+        for f in 0..3 {
+            rec.mark(Point::EncodeEnd, f);
+        }
+        rec.mark(Point::EncodeEnd, 99);
+        assert_eq!(count(&rec, "encode"), 3);
+        assert_eq!(rec.unmatched(), 1);
+    }
+
+    #[test]
+    fn warm_up_leaves_per_frame_spans_only() {
+        let rec = Recorder::new();
+        rec.mark(Point::RenderSetupStart, 0);
+        rec.mark(Point::RenderSetupEnd, 0);
+        for f in 0..10 {
+            rec.mark(Point::EncodeStart, f);
+            rec.mark(Point::EncodeEnd, f);
+        }
+        rec.begin_measurement(10);
+        for f in 5..20 {
+            rec.mark(Point::EncodeStart, f);
+            rec.mark(Point::EncodeEnd, f);
+        }
+        assert_eq!(count(&rec, "encode"), 10);
+        assert_eq!(count(&rec, "render:setup"), 1);
+    }
+
+    #[test]
+    fn stats_round_trip_the_histogram() {
+        let mut h = new_histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let s = SpanStats::from_histogram(&h);
+        assert_eq!(s.count, 1000);
+        assert!((s.p50_us - 500.0).abs() < 1.0, "{}", s.p50_us);
+        assert!((s.max_us - 1000.0).abs() < 1.0, "{}", s.max_us);
+        assert_eq!(s.histogram().unwrap(), h);
+    }
+}

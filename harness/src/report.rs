@@ -1,0 +1,243 @@
+//! `results/REPORT.md`: the guide's tables filled from every suite's `latest.json`.
+//!
+//! A table appears only when a suite has filled it; a suite that has not run is listed at the
+//! end with the command that runs it, so no measured cell is ever empty or "TBD".
+
+use crate::results::{PointResult, Results};
+use crate::scenario::GuideTable;
+use std::fmt::Write as _;
+use std::path::Path;
+use streamer::config::StreamConfig;
+use streamer::probe::SPANS;
+
+/// Suites and the command that fills each.
+const SUITES: [(&str, &str); 1] = [("stream", "cargo xtask perf stream")];
+
+/// Human-readable bytes (MiB with one decimal).
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn spread(p: &PointResult) -> String {
+    if p.repetitions.len() > 1 {
+        format!("{:.1} ({:.1}–{:.1})", p.fps, p.fps_min, p.fps_max)
+    } else {
+        format!("{:.1}", p.fps)
+    }
+}
+
+/// Whether `c` is the guide's baseline on the encoder table's columns.
+fn encoder_baseline(c: &StreamConfig) -> bool {
+    let d = StreamConfig::default().encoder;
+    let e = &c.encoder;
+    e.preset == d.preset
+        && e.hwaccel.enabled == d.hwaccel.enabled
+        && e.pipeline.threads == d.pipeline.threads
+        && e.pipeline.zero_copy == d.pipeline.zero_copy
+}
+
+fn notes(p: &PointResult, baseline: bool) -> String {
+    let mut n = Vec::new();
+    if baseline {
+        n.push("Baseline".to_string());
+    }
+    n.push(format!("{:.0} kbit/s", p.bitrate_kbps));
+    if let Some(enc) = p.spans.get("encode") {
+        n.push(format!("encode p99 {:.2} ms", enc.p99_us / 1000.0));
+    }
+    if p.dropped_frames > 0 {
+        n.push(format!("{} dropped", p.dropped_frames));
+    }
+    if p.encoder != "libx264" {
+        n.push(format!("encoder {}", p.encoder));
+    }
+    n.extend(p.notes.iter().cloned());
+    n.join("; ").replace('|', "/")
+}
+
+fn encoder_table(out: &mut String, r: &Results) {
+    let s = &r.settings;
+    let _ = writeln!(out, "## Encoder — Tested Configurations\n");
+    let _ = writeln!(
+        out,
+        "From `{}` ({}{}), {} frames of {}×{}@{} per run after {} warm-up frames, pacing `{}`, \
+         {} run(s) per point. FPS is the median (min–max over runs); CPU % is of one core \
+         (the machine has {}); Memory is peak RSS of the process.\n",
+        r.scenario,
+        r.started,
+        if r.quick { ", --quick" } else { "" },
+        r.points.first().map_or(0, |p| s.length.frames(p.config.core.viewport.fps)),
+        r.points.first().map_or(0, |p| p.config.core.viewport.width),
+        r.points.first().map_or(0, |p| p.config.core.viewport.height),
+        r.points.first().map_or(0, |p| p.config.core.viewport.fps),
+        s.warmup_frames,
+        s.pacing,
+        s.repetitions,
+        r.machine.cores,
+    );
+    out.push_str("| Preset    | HW Accel | Threads | Zero Copy | FPS | CPU % | Memory | Notes |\n");
+    out.push_str("|-----------|----------|---------|-----------|-----|-------|---------|-------|\n");
+    for p in &r.points {
+        let e = &p.config.encoder;
+        let hw = match (e.hwaccel.enabled, e.hwaccel.device) {
+            (true, Some(d)) => d.to_string(),
+            (enabled, _) => enabled.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+            e.preset,
+            hw,
+            e.pipeline.threads,
+            e.pipeline.zero_copy,
+            spread(p),
+            p.cpu_percent,
+            mib(p.rss_bytes),
+            notes(p, encoder_baseline(&p.config)),
+        );
+    }
+    out.push('\n');
+    if let Some(base) = r.points.iter().find(|p| encoder_baseline(&p.config)) {
+        baseline_section(out, base);
+    }
+    comparisons(out, r);
+}
+
+fn baseline_section(out: &mut String, p: &PointResult) {
+    let _ = writeln!(out, "### Baseline Performance (Default Configuration)\n");
+    let span = |name: &str| p.spans.get(name);
+    let _ = writeln!(
+        out,
+        "Results: {:.1} fps, {:.0}% CPU, {} peak RSS, {:.0} kbit/s, {} dropped frames; \
+         encoderLatency p50 {} / p99 {}; frame total p99 {}.\n",
+        p.fps,
+        p.cpu_percent,
+        mib(p.rss_bytes),
+        p.bitrate_kbps,
+        p.dropped_frames,
+        span("encode").map_or("-".into(), |s| format!("{:.2} ms", s.p50_us / 1000.0)),
+        span("encode").map_or("-".into(), |s| format!("{:.2} ms", s.p99_us / 1000.0)),
+        span("frame:total").map_or("-".into(), |s| format!("{:.2} ms", s.p99_us / 1000.0)),
+    );
+    let _ = writeln!(out, "#### Span percentiles (baseline point, µs)\n");
+    out.push_str("| Span | Count | p50 | p90 | p99 | p99.9 | Max |\n");
+    out.push_str("|------|-------|-----|-----|-----|-------|-----|\n");
+    for s in SPANS {
+        if let Some(st) = p.spans.get(s.name) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                s.name, st.count, st.p50_us, st.p90_us, st.p99_us, st.p999_us, st.max_us
+            );
+        }
+    }
+    out.push('\n');
+}
+
+fn point_spans(out: &mut String, r: &Results) {
+    let _ = writeln!(out, "### Span percentiles per point (ms)\n");
+    out.push_str("| Point | encode p50 | encode p99 | render:frame p50 | frame:total p50 | frame:total p99 | frame:total max |\n");
+    out.push_str("|-------|-----------|-----------|------------------|-----------------|-----------------|-----------------|\n");
+    for p in &r.points {
+        let get = |name: &str, f: fn(&crate::record::SpanStats) -> f64| {
+            p.spans.get(name).map_or("-".to_string(), |s| format!("{:.2}", f(s) / 1000.0))
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            p.id,
+            get("encode", |s| s.p50_us),
+            get("encode", |s| s.p99_us),
+            get("render:frame", |s| s.p50_us),
+            get("frame:total", |s| s.p50_us),
+            get("frame:total", |s| s.p99_us),
+            get("frame:total", |s| s.max_us),
+        );
+    }
+    out.push('\n');
+}
+
+fn comparisons(out: &mut String, r: &Results) {
+    let c = &r.comparisons;
+    if !c.cli.is_empty() {
+        let _ = writeln!(out, "### In-process encoder vs the ffmpeg CLI (same raw frames, same run)\n");
+        out.push_str("| Preset | Threads | Frames | In-process fps | ffmpeg CLI fps | Ratio |\n");
+        out.push_str("|--------|---------|--------|----------------|----------------|-------|\n");
+        for row in &c.cli {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.1} | {:.1} | {:.3} |",
+                row.preset, row.threads, row.frames, row.in_process_fps, row.cli_fps, row.ratio
+            );
+        }
+        if let Some(row) = c.cli.first() {
+            let _ = writeln!(out, "\nCLI command (per preset): `{}`\n", row.command);
+        }
+    }
+    if let Some(o) = &c.probe_overhead {
+        let _ = writeln!(out, "### Recorder overhead\n");
+        let _ = writeln!(
+            out,
+            "Full path at `{}`, {} interleaved runs each: recorder {:.1} fps, no-op probe {:.1} fps, \
+             ratio {:.3}.\n",
+            o.point, o.runs, o.recorder_fps, o.noop_fps, o.ratio
+        );
+    }
+}
+
+/// Builds the report from every `results/<suite>/latest.json` under `root`.
+pub fn build(root: &Path) -> String {
+    let mut loaded = Vec::new();
+    let mut missing = Vec::new();
+    for (suite, command) in SUITES {
+        match Results::load(&Results::dir(root, suite).join("latest.json")) {
+            Ok(r) => loaded.push(r),
+            Err(_) => missing.push((suite, command)),
+        }
+    }
+    let mut out = String::from("# Stream Manager — measured results\n\n");
+    out.push_str(
+        "Generated by `cargo xtask report` from `results/*/latest.json`; every `cargo xtask perf` \
+         run regenerates it. Tables follow the optimization guide's \"Tested Configurations\".\n\n",
+    );
+    if let Some(m) = loaded.first().map(|r| &r.machine) {
+        let _ = writeln!(
+            out,
+            "Machine: {} ({} cores, {}), {} {}; FFmpeg {}, x264 {}.\n",
+            m.cpu_model,
+            m.cores,
+            mib(m.memory_bytes),
+            m.os,
+            m.kernel,
+            m.ffmpeg_version,
+            m.x264_version
+        );
+    }
+    for r in &loaded {
+        match r.table {
+            GuideTable::Encoder => encoder_table(&mut out, r),
+            GuideTable::Pipeline | GuideTable::Rtmp | GuideTable::None => {}
+        }
+        if !r.points.is_empty() {
+            point_spans(&mut out, r);
+        }
+    }
+    if !missing.is_empty() {
+        out.push_str("## Not measured yet\n\n");
+        for (suite, command) in missing {
+            let _ = writeln!(out, "- `{suite}`: run `{command}`");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes `root/REPORT.md` (atomically) and returns its path.
+///
+/// # Errors
+/// The file could not be written.
+pub fn write(root: &Path) -> Result<std::path::PathBuf, crate::results::ResultsError> {
+    let path = root.join("REPORT.md");
+    crate::results::write_atomic(&path, build(root).as_bytes())?;
+    Ok(path)
+}

@@ -1,0 +1,453 @@
+//! Scenario files: one TOML file per suite, describing a sweep and how to run each point.
+//!
+//! ```toml
+//! suite = "stream"                 # results go to results/<suite>/
+//! table = "encoder"                # the guide table it fills: encoder | pipeline | rtmp | none
+//! description = "x264 presets × threads × zero copy"
+//! pacing = "max"                   # max (throughput) | realtime (the configured frame rate)
+//! warmup_frames = 30               # run before measuring, not recorded
+//! frames = 300                     # measured frames per run (or duration_s = 10)
+//! repetitions = 3                  # runs per point; the report shows median and spread
+//!
+//! [base]                           # a partial StreamConfig; the rest keeps its defaults
+//! encoder.gop = 60
+//!
+//! [[sweep]]                        # one axis: a dotted config path and its values
+//! path = "encoder.preset"
+//! values = ["ultrafast", "veryfast"]
+//!
+//! [quick]                          # what --quick changes: any of the run lengths, and axes
+//! frames = 60                      # whose values it narrows (by the same path)
+//! [[quick.sweep]]
+//! path = "encoder.preset"
+//! values = ["ultrafast"]
+//! ```
+//!
+//! Every mistake is reported with the file, the line and the field.
+
+use crate::sweep::{self, Axis, RunPoint};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use streamer::config::StreamConfig;
+use streamer::stream::Pacing;
+use toml::Spanned;
+
+/// A scenario file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {field}: {message}", file.display())]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// The key at fault (a dotted config path where there is one).
+    pub field: String,
+    pub message: String,
+}
+
+/// Which of the guide's "Tested Configurations" tables a suite fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuideTable {
+    Encoder,
+    Pipeline,
+    Rtmp,
+    None,
+}
+
+impl fmt::Display for GuideTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GuideTable::Encoder => "encoder",
+            GuideTable::Pipeline => "pipeline",
+            GuideTable::Rtmp => "rtmp",
+            GuideTable::None => "none",
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAxis {
+    path: Spanned<String>,
+    values: Spanned<Vec<Spanned<toml::Value>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawQuick {
+    frames: Option<Spanned<u64>>,
+    duration_s: Option<Spanned<f64>>,
+    warmup_frames: Option<u64>,
+    repetitions: Option<Spanned<u32>>,
+    #[serde(default)]
+    sweep: Vec<RawAxis>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    suite: String,
+    table: GuideTable,
+    #[serde(default)]
+    description: String,
+    pacing: Pacing,
+    #[serde(default)]
+    warmup_frames: u64,
+    frames: Option<Spanned<u64>>,
+    duration_s: Option<Spanned<f64>>,
+    repetitions: Spanned<u32>,
+    #[serde(default)]
+    base: Option<Spanned<StreamConfig>>,
+    #[serde(default)]
+    sweep: Vec<RawAxis>,
+    quick: Option<RawQuick>,
+}
+
+/// How long each run of a point is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Length {
+    Frames(u64),
+    /// Seconds of stream time (frames = seconds × the point's fps).
+    DurationS(f64),
+}
+
+impl Length {
+    /// Measured frames for a stream at `fps`.
+    pub fn frames(self, fps: u32) -> u64 {
+        match self {
+            Length::Frames(n) => n,
+            Length::DurationS(s) => (s * f64::from(fps)).round().max(1.0) as u64,
+        }
+    }
+}
+
+/// How every point of a plan is run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub pacing: Pacing,
+    pub warmup_frames: u64,
+    pub length: Length,
+    pub repetitions: u32,
+}
+
+/// A parsed, validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub file: PathBuf,
+    pub suite: String,
+    pub table: GuideTable,
+    pub description: String,
+    pub base: StreamConfig,
+    pub axes: Vec<Axis>,
+    pub settings: RunSettings,
+    /// The settings and axes `--quick` uses.
+    pub quick: (RunSettings, Vec<Axis>),
+}
+
+/// What a scenario expands to for one invocation.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub settings: RunSettings,
+    pub points: Vec<RunPoint>,
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    ///
+    /// # Errors
+    /// [`ScenarioError`] naming the file, line and field of the first problem.
+    pub fn load(file: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ScenarioError {
+            file: file.to_path_buf(),
+            line: 0,
+            field: "(file)".into(),
+            message: e.to_string(),
+        })?;
+        Self::parse(file, &text)
+    }
+
+    /// Parses scenario `text` (read from `file`, which errors name).
+    ///
+    /// # Errors
+    /// [`ScenarioError`] naming the file, line and field of the first problem.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, ScenarioError> {
+        let at = |offset: usize, field: &str, message: String| ScenarioError {
+            file: file.to_path_buf(),
+            line: line_of(text, offset),
+            field: field.to_string(),
+            message,
+        };
+        let raw: RawScenario = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            at(offset, &key_at(text, offset), e.message().to_string())
+        })?;
+
+        if raw.suite.is_empty() || !raw.suite.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(at(0, "suite", format!("{:?} must be a plain name (letters, digits, -)", raw.suite)));
+        }
+        let length = length(&at, raw.frames.as_ref(), raw.duration_s.as_ref())?
+            .ok_or_else(|| at(0, "frames", "give `frames` or `duration_s`".to_string()))?;
+        let repetitions = check_reps(&at, &raw.repetitions)?;
+        let settings = RunSettings {
+            pacing: raw.pacing,
+            warmup_frames: raw.warmup_frames,
+            length,
+            repetitions,
+        };
+
+        let (base, base_span) = match raw.base {
+            Some(b) => {
+                let span = b.span();
+                (b.into_inner(), span)
+            }
+            None => (StreamConfig::default(), 0..0),
+        };
+        if let Err(e) = base.validate() {
+            let field = e.invalid().first().map(|b| b.field.clone()).unwrap_or_default();
+            let leaf = field.rsplit('.').next().unwrap_or_default();
+            let offset = text[base_span.clone()]
+                .find(leaf)
+                .map_or(base_span.start, |o| base_span.start + o);
+            return Err(at(offset, &format!("base.{field}"), e.to_string()));
+        }
+
+        let axes = axes(&at, &base, raw.sweep)?;
+        let quick = match raw.quick {
+            None => (settings, axes.0.clone()),
+            Some(q) => {
+                let len = self::length(&at, q.frames.as_ref(), q.duration_s.as_ref())?
+                    .unwrap_or(settings.length);
+                let reps = match &q.repetitions {
+                    Some(r) => check_reps(&at, r)?,
+                    None => settings.repetitions,
+                };
+                let quick_settings = RunSettings {
+                    pacing: settings.pacing,
+                    warmup_frames: q.warmup_frames.unwrap_or(settings.warmup_frames),
+                    length: len,
+                    repetitions: reps,
+                };
+                let narrowed = self::axes(&at, &base, q.sweep)?;
+                let mut quick_axes = axes.0.clone();
+                for (axis, offset) in narrowed.0.into_iter().zip(narrowed.1) {
+                    match quick_axes.iter_mut().find(|a| a.path == axis.path) {
+                        Some(a) => *a = axis,
+                        None => {
+                            return Err(at(
+                                offset,
+                                "quick.sweep.path",
+                                format!("{:?} is not an axis of [[sweep]]", axis.path),
+                            ));
+                        }
+                    }
+                }
+                (quick_settings, quick_axes)
+            }
+        };
+        let scenario = Scenario {
+            file: file.to_path_buf(),
+            suite: raw.suite,
+            table: raw.table,
+            description: raw.description,
+            base,
+            axes: axes.0,
+            settings,
+            quick,
+        };
+        // Each value was checked alone; a combination can still clash (dropThreshold above a
+        // swept maxLatency): report it at the axis it belongs to.
+        for plan_axes in [&scenario.axes, &scenario.quick.1] {
+            if let Err(e) = sweep::expand(&scenario.base, plan_axes) {
+                let path = plan_axes[e.axis].path.as_str();
+                let offset = text.find(&format!("\"{path}\"")).unwrap_or(0);
+                return Err(at(offset, path, e.error.to_string()));
+            }
+        }
+        Ok(scenario)
+    }
+
+    /// The points and run settings for a full (or `--quick`) run.
+    pub fn plan(&self, quick: bool) -> Plan {
+        let (settings, axes) = if quick {
+            (self.quick.0, &self.quick.1)
+        } else {
+            (self.settings, &self.axes)
+        };
+        let points = sweep::expand(&self.base, axes).expect("validated when loaded");
+        Plan { settings, points }
+    }
+}
+
+type At<'a> = dyn Fn(usize, &str, String) -> ScenarioError + 'a;
+
+fn length(
+    at: &At<'_>,
+    frames: Option<&Spanned<u64>>,
+    duration: Option<&Spanned<f64>>,
+) -> Result<Option<Length>, ScenarioError> {
+    match (frames, duration) {
+        (Some(f), Some(_)) => {
+            Err(at(f.span().start, "frames", "give `frames` or `duration_s`, not both".into()))
+        }
+        (Some(f), None) if *f.get_ref() == 0 || *f.get_ref() > 1_000_000 => Err(at(
+            f.span().start,
+            "frames",
+            format!("invalid frames = {} (expected 1..=1000000)", f.get_ref()),
+        )),
+        (Some(f), None) => Ok(Some(Length::Frames(*f.get_ref()))),
+        (None, Some(d)) if !(0.1..=3600.0).contains(d.get_ref()) => Err(at(
+            d.span().start,
+            "duration_s",
+            format!("invalid duration_s = {} (expected 0.1..=3600)", d.get_ref()),
+        )),
+        (None, Some(d)) => Ok(Some(Length::DurationS(*d.get_ref()))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn check_reps(at: &At<'_>, reps: &Spanned<u32>) -> Result<u32, ScenarioError> {
+    let n = *reps.get_ref();
+    if (1..=100).contains(&n) {
+        Ok(n)
+    } else {
+        Err(at(
+            reps.span().start,
+            "repetitions",
+            format!("invalid repetitions = {n} (expected 1..=100)"),
+        ))
+    }
+}
+
+/// Axes with, for error reporting, the offset of each axis's path.
+type AxesWithSpans = (Vec<Axis>, Vec<usize>);
+
+fn axes(at: &At<'_>, base: &StreamConfig, raw: Vec<RawAxis>) -> Result<AxesWithSpans, ScenarioError> {
+    let mut axes = Vec::new();
+    let mut path_offsets = Vec::new();
+    for a in raw {
+        let path = a.path.get_ref().clone();
+        let path_at = a.path.span().start;
+        if axes.iter().any(|x: &Axis| x.path == path) {
+            return Err(at(path_at, &path, "this path is already an axis".into()));
+        }
+        if a.values.get_ref().is_empty() {
+            return Err(at(a.values.span().start, &path, "an axis needs at least one value".into()));
+        }
+        let mut values = Vec::new();
+        for v in a.values.into_inner() {
+            let offset = v.span().start;
+            let value = v.into_inner();
+            let mut probe = base.clone();
+            probe
+                .set(&path, value.clone())
+                .and_then(|()| probe.validate())
+                .map_err(|e| at(offset, &path, e.to_string()))?;
+            values.push(value);
+        }
+        axes.push(Axis { path, values });
+        path_offsets.push(path_at);
+    }
+    Ok((axes, path_offsets))
+}
+
+/// 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// The key written on the line holding `offset` (`threads` in `threads = 0`).
+fn key_at(text: &str, offset: usize) -> String {
+    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or_default();
+    match line.split_once('=') {
+        Some((key, _)) => key.trim().trim_matches('"').to_string(),
+        None => line.trim().trim_matches(['[', ']']).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"suite = "stream"
+table = "encoder"
+pacing = "max"
+warmup_frames = 5
+frames = 30
+repetitions = 2
+
+[base]
+encoder.gop = 30
+
+[[sweep]]
+path = "encoder.preset"
+values = ["ultrafast", "veryfast", "medium"]
+
+[[sweep]]
+path = "encoder.pipeline.threads"
+values = [1, 2]
+
+[quick]
+frames = 10
+repetitions = 1
+[[quick.sweep]]
+path = "encoder.preset"
+values = ["ultrafast"]
+"#;
+
+    fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(Path::new("scenarios/test.toml"), text)
+    }
+
+    #[test]
+    fn parses_and_expands() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.suite, "stream");
+        assert_eq!(s.base.encoder.gop, 30);
+        let full = s.plan(false);
+        assert_eq!(full.points.len(), 6);
+        assert_eq!(full.settings.repetitions, 2);
+        let quick = s.plan(true);
+        assert_eq!(quick.points.len(), 2);
+        assert_eq!(quick.settings.length, Length::Frames(10));
+        assert_eq!(quick.settings.warmup_frames, 5);
+    }
+
+    fn expect_err(text: &str, line: usize, field: &str, words: &str) {
+        let e = parse(text).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (line, field), "{e}");
+        let shown = e.to_string();
+        assert!(shown.starts_with(&format!("scenarios/test.toml:{line}: {field}")), "{shown}");
+        assert!(shown.contains(words), "{shown}");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        expect_err(&GOOD.replace("values = [1, 2]", "values = [1, 0]"), 17, "encoder.pipeline.threads", "1..=64");
+        expect_err(
+            &GOOD.replace("\"veryfast\", \"medium\"", "\"veryfast\", \"slowest\""),
+            13,
+            "encoder.preset",
+            "slowest",
+        );
+        expect_err(&GOOD.replace("encoder.gop = 30", "encoder.gop = 0"), 9, "base.encoder.gop", "1..=1000");
+        expect_err(&GOOD.replace("encoder.gop = 30", "encoder.gopp = 30"), 9, "encoder.gopp", "unknown field");
+        expect_err(&GOOD.replace("frames = 30", "frames = \"30\""), 5, "frames", "integer");
+        expect_err(&GOOD.replace("repetitions = 2", "repetitions = 0"), 6, "repetitions", "1..=100");
+        expect_err(&GOOD.replace("pacing = \"max\"", "pacing = \"slow\""), 3, "pacing", "slow");
+        expect_err(
+            &GOOD.replace("path = \"encoder.pipeline.threads\"", "path = \"encoder.threads\""),
+            17,
+            "encoder.threads",
+            "unknown field",
+        );
+        expect_err(
+            &GOOD.replace("[[quick.sweep]]\npath = \"encoder.preset\"", "[[quick.sweep]]\npath = \"encoder.gop\""),
+            23,
+            "quick.sweep.path",
+            "not an axis",
+        );
+    }
+}
