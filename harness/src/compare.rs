@@ -50,8 +50,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn cli_args(cfg: &StreamConfig, clip: &Path, frames: u64) -> Vec<String> {
     let v = &cfg.core.viewport;
     let mut args: Vec<String> = [
-        "-hide_banner", "-nostdin", "-loglevel", "error", "-benchmark", "-f", "rawvideo",
-        "-pix_fmt", "yuv420p",
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "info",
+        "-benchmark",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p",
     ]
     .map(String::from)
     .to_vec();
@@ -90,7 +98,11 @@ fn clip(cfg: &StreamConfig) -> Vec<RawPicture> {
         .collect()
 }
 
-fn in_process_fps(cfg: &StreamConfig, pictures: &[RawPicture], frames: u64) -> Result<f64, CompareError> {
+fn in_process_fps(
+    cfg: &StreamConfig,
+    pictures: &[RawPicture],
+    frames: u64,
+) -> Result<f64, CompareError> {
     let mut enc = Encoder::open(cfg, false)?;
     let mut out = 0u64;
     let started = Instant::now();
@@ -188,10 +200,20 @@ pub fn probe_overhead(
     for run in 0..runs {
         progress(&format!("probe overhead: run {}/{runs}", run + 1));
         for (record, into) in [(true, &mut with), (false, &mut without)] {
-            let job = PointJob { config: cfg.clone(), settings, record };
+            let job = PointJob {
+                config: cfg.clone(),
+                settings,
+                record,
+            };
             into.push(run_in_child(exe, &job)?.fps);
         }
     }
     let (a, b) = (median(with), median(without));
-    Ok(ProbeOverhead { point: point.to_string(), runs, recorder_fps: a, noop_fps: b, ratio: a / b })
+    Ok(ProbeOverhead {
+        point: point.to_string(),
+        runs,
+        recorder_fps: a,
+        noop_fps: b,
+        ratio: a / b,
+    })
 }

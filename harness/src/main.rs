@@ -122,7 +122,11 @@ impl Progress {
             );
             bar
         });
-        Progress { bar, total, done: 0 }
+        Progress {
+            bar,
+            total,
+            done: 0,
+        }
     }
 
     fn step(&mut self, msg: &str) {
@@ -167,7 +171,11 @@ fn run(args: RunArgs) -> Result<()> {
     let mut progress = Progress::new(plan.points.len() as u64 * u64::from(reps));
     let mut points = Vec::new();
     for point in &plan.points {
-        let job = PointJob { config: point.config.clone(), settings: plan.settings, record: true };
+        let job = PointJob {
+            config: point.config.clone(),
+            settings: plan.settings,
+            record: true,
+        };
         let mut runs = Vec::new();
         for _ in 0..reps {
             let r = run_in_child(&exe, &job).with_context(|| format!("point {}", point.id()))?;
@@ -177,9 +185,17 @@ fn run(args: RunArgs) -> Result<()> {
         let axes = point
             .axes
             .iter()
-            .map(|(path, value)| AxisValue { path: path.clone(), value: value.clone() })
+            .map(|(path, value)| AxisValue {
+                path: path.clone(),
+                value: value.clone(),
+            })
             .collect();
-        points.push(PointResult::aggregate(point.id(), axes, point.config.clone(), &runs));
+        points.push(PointResult::aggregate(
+            point.id(),
+            axes,
+            point.config.clone(),
+            &runs,
+        ));
     }
     let mut comparisons = Comparisons::default();
     let base = &scenario.base;
@@ -255,5 +271,9 @@ fn summarize(r: &Results, latest: &Path, report: &Path) {
             o.recorder_fps, o.noop_fps, o.ratio
         );
     }
-    eprintln!("\nresults: {}\nreport:  {}", latest.display(), report.display());
+    eprintln!(
+        "\nresults: {}\nreport:  {}",
+        latest.display(),
+        report.display()
+    );
 }

@@ -40,7 +40,10 @@ impl Ring {
     fn new() -> Self {
         Ring(
             (0..RING)
-                .map(|_| Slot { frame: AtomicU64::new(u64::MAX), at_ns: AtomicU64::new(0) })
+                .map(|_| Slot {
+                    frame: AtomicU64::new(u64::MAX),
+                    at_ns: AtomicU64::new(0),
+                })
                 .collect(),
         )
     }
@@ -84,7 +87,11 @@ impl Recorder {
     /// An empty recorder measuring from frame 0.
     pub fn new() -> Self {
         let wiring = Wiring::new();
-        let rings = wiring.starts_any.iter().map(|&s| s.then(Ring::new)).collect();
+        let rings = wiring
+            .starts_any
+            .iter()
+            .map(|&s| s.then(Ring::new))
+            .collect();
         Recorder {
             epoch: Instant::now(),
             wiring,
@@ -128,7 +135,9 @@ impl Recorder {
             if span.per_frame && frame < self.measure_from.load(Ordering::Relaxed) {
                 continue;
             }
-            let ring = self.rings[span.start as usize].as_ref().expect("span starts have rings");
+            let ring = self.rings[span.start as usize]
+                .as_ref()
+                .expect("span starts have rings");
             let slot = &ring.0[frame as usize % RING];
             if slot.frame.load(Ordering::Acquire) != frame {
                 self.unmatched.fetch_add(1, Ordering::Relaxed);
@@ -200,7 +209,9 @@ impl SpanStats {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&self.histogram)
             .map_err(|e| e.to_string())?;
-        Deserializer::new().deserialize(&mut bytes.as_slice()).map_err(|e| format!("{e:?}"))
+        Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| format!("{e:?}"))
     }
 }
 
@@ -209,7 +220,10 @@ mod tests {
     use super::*;
 
     fn count(rec: &Recorder, name: &str) -> u64 {
-        rec.snapshot().iter().find(|(n, _)| *n == name).map_or(0, |(_, h)| h.len())
+        rec.snapshot()
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, h)| h.len())
     }
 
     #[test]

@@ -66,9 +66,13 @@ fn encoder_table(out: &mut String, r: &Results) {
         r.scenario,
         r.started,
         if r.quick { ", --quick" } else { "" },
-        r.points.first().map_or(0, |p| s.length.frames(p.config.core.viewport.fps)),
+        r.points
+            .first()
+            .map_or(0, |p| s.length.frames(p.config.core.viewport.fps)),
         r.points.first().map_or(0, |p| p.config.core.viewport.width),
-        r.points.first().map_or(0, |p| p.config.core.viewport.height),
+        r.points
+            .first()
+            .map_or(0, |p| p.config.core.viewport.height),
         r.points.first().map_or(0, |p| p.config.core.viewport.fps),
         s.warmup_frames,
         s.pacing,
@@ -76,7 +80,9 @@ fn encoder_table(out: &mut String, r: &Results) {
         r.machine.cores,
     );
     out.push_str("| Preset    | HW Accel | Threads | Zero Copy | FPS | CPU % | Memory | Notes |\n");
-    out.push_str("|-----------|----------|---------|-----------|-----|-------|---------|-------|\n");
+    out.push_str(
+        "|-----------|----------|---------|-----------|-----|-------|---------|-------|\n",
+    );
     for p in &r.points {
         let e = &p.config.encoder;
         let hw = match (e.hwaccel.enabled, e.hwaccel.device) {
@@ -140,7 +146,9 @@ fn point_spans(out: &mut String, r: &Results) {
     out.push_str("|-------|-----------|-----------|------------------|-----------------|-----------------|-----------------|\n");
     for p in &r.points {
         let get = |name: &str, f: fn(&crate::record::SpanStats) -> f64| {
-            p.spans.get(name).map_or("-".to_string(), |s| format!("{:.2}", f(s) / 1000.0))
+            p.spans
+                .get(name)
+                .map_or("-".to_string(), |s| format!("{:.2}", f(s) / 1000.0))
         };
         let _ = writeln!(
             out,
@@ -160,7 +168,10 @@ fn point_spans(out: &mut String, r: &Results) {
 fn comparisons(out: &mut String, r: &Results) {
     let c = &r.comparisons;
     if !c.cli.is_empty() {
-        let _ = writeln!(out, "### In-process encoder vs the ffmpeg CLI (same raw frames, same run)\n");
+        let _ = writeln!(
+            out,
+            "### In-process encoder vs the ffmpeg CLI (same raw frames, same run)\n"
+        );
         out.push_str("| Preset | Threads | Frames | In-process fps | ffmpeg CLI fps | Ratio |\n");
         out.push_str("|--------|---------|--------|----------------|----------------|-------|\n");
         for row in &c.cli {

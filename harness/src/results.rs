@@ -135,7 +135,12 @@ fn median(values: &mut [f64]) -> f64 {
 
 impl PointResult {
     /// Aggregates a point's repetitions (at least one).
-    pub fn aggregate(id: String, axes: Vec<AxisValue>, config: StreamConfig, runs: &[PointRun]) -> Self {
+    pub fn aggregate(
+        id: String,
+        axes: Vec<AxisValue>,
+        config: StreamConfig,
+        runs: &[PointRun],
+    ) -> Self {
         let pick = |f: fn(&PointRun) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
         let fps: Vec<f64> = runs.iter().map(|r| r.fps).collect();
         let mut spans = BTreeMap::new();
@@ -183,7 +188,10 @@ impl PointResult {
                     bitrate_kbps: r.bitrate_kbps,
                 })
                 .collect(),
-            rss_timeline: runs.first().map(|r| r.rss_timeline.clone()).unwrap_or_default(),
+            rss_timeline: runs
+                .first()
+                .map(|r| r.rss_timeline.clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -197,7 +205,10 @@ pub struct ResultsError {
 }
 
 fn fail(path: &Path, e: impl std::fmt::Display) -> ResultsError {
-    ResultsError { path: path.to_path_buf(), message: e.to_string() }
+    ResultsError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
@@ -228,11 +239,18 @@ impl Results {
     pub fn write(&self, root: &Path) -> Result<PathBuf, ResultsError> {
         let dir = Self::dir(root, &self.suite);
         let json = serde_json::to_vec_pretty(self).map_err(|e| fail(&dir, e))?;
-        let stamp: String = self.started.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let stamp: String = self
+            .started
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
         let latest = dir.join("latest.json");
         write_atomic(&dir.join(format!("{stamp}.json")), &json)?;
         write_atomic(&latest, &json)?;
-        write_atomic(&dir.join("latest.csv"), &self.csv().map_err(|e| fail(&dir, e))?)?;
+        write_atomic(
+            &dir.join("latest.csv"),
+            &self.csv().map_err(|e| fail(&dir, e))?,
+        )?;
         Ok(latest)
     }
 
@@ -260,19 +278,33 @@ impl Results {
             .map(|s| s.name)
             .filter(|n| self.points.iter().any(|p| p.spans.contains_key(*n)))
             .collect();
-        const STATS: [&str; 7] = ["count", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"];
+        const STATS: [&str; 7] = [
+            "count", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us",
+        ];
         let config_cols: Vec<String> = self
             .points
             .first()
-            .map(|p| flatten(&p.config.to_table()).into_iter().map(|(k, _)| k).collect())
+            .map(|p| {
+                flatten(&p.config.to_table())
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect()
+            })
             .unwrap_or_default();
         let mut w = csv::Writer::from_writer(Vec::new());
         let mut header: Vec<String> = vec!["suite".into(), "point".into()];
         header.extend(axes.iter().cloned());
         header.extend(
             [
-                "fps", "fps_min", "fps_max", "cpu_percent", "rss_bytes", "dropped_frames",
-                "bitrate_kbps", "encoder", "notes",
+                "fps",
+                "fps_min",
+                "fps_max",
+                "cpu_percent",
+                "rss_bytes",
+                "dropped_frames",
+                "bitrate_kbps",
+                "encoder",
+                "notes",
             ]
             .map(String::from),
         );
@@ -284,7 +316,11 @@ impl Results {
         for p in &self.points {
             let mut row: Vec<String> = vec![self.suite.clone(), p.id.clone()];
             row.extend(axes.iter().map(|a| {
-                p.axes.iter().find(|x| &x.path == a).map(|x| x.value.clone()).unwrap_or_default()
+                p.axes
+                    .iter()
+                    .find(|x| &x.path == a)
+                    .map(|x| x.value.clone())
+                    .unwrap_or_default()
             }));
             row.extend([
                 format!("{:.2}", p.fps),
@@ -300,15 +336,28 @@ impl Results {
             for s in &spans {
                 match p.spans.get(*s) {
                     Some(st) => row.extend(
-                        [st.count as f64, st.p50_us, st.p90_us, st.p99_us, st.p999_us, st.max_us, st.mean_us]
-                            .iter()
-                            .map(|v| format!("{v}")),
+                        [
+                            st.count as f64,
+                            st.p50_us,
+                            st.p90_us,
+                            st.p99_us,
+                            st.p999_us,
+                            st.max_us,
+                            st.mean_us,
+                        ]
+                        .iter()
+                        .map(|v| format!("{v}")),
                     ),
                     None => row.extend(STATS.iter().map(|_| String::new())),
                 }
             }
-            let flat: BTreeMap<String, String> = flatten(&p.config.to_table()).into_iter().collect();
-            row.extend(config_cols.iter().map(|c| flat.get(c).cloned().unwrap_or_default()));
+            let flat: BTreeMap<String, String> =
+                flatten(&p.config.to_table()).into_iter().collect();
+            row.extend(
+                config_cols
+                    .iter()
+                    .map(|c| flat.get(c).cloned().unwrap_or_default()),
+            );
             w.write_record(&row)?;
         }
         w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
@@ -319,7 +368,11 @@ impl Results {
 fn flatten(table: &toml::Table) -> Vec<(String, String)> {
     fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<(String, String)>) {
         for (k, v) in t {
-            let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             match v {
                 toml::Value::Table(inner) => walk(&path, inner, out),
                 other => out.push((path, crate::sweep::show(other))),

@@ -107,7 +107,10 @@ fn measure<P: Probe>(
     let media_s = frames as f64 / f64::from(job.config.core.viewport.fps);
     let mut notes = summary.notes;
     if summary.pool_copies > 0 {
-        notes.push(format!("{} pooled frames had to be copied", summary.pool_copies));
+        notes.push(format!(
+            "{} pooled frames had to be copied",
+            summary.pool_copies
+        ));
     }
     Ok(PointRun {
         fps: frames as f64 / wall_s,
@@ -140,15 +143,19 @@ pub fn run_in_child(exe: &Path, job: &PointJob) -> Result<PointRun, RunError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| RunError::Spawn { exe: exe.display().to_string(), source })?;
+        .map_err(|source| RunError::Spawn {
+            exe: exe.display().to_string(),
+            source,
+        })?;
     let input = serde_json::to_vec(job).map_err(|e| RunError::Protocol(e.to_string()))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A child that dies early closes its stdin; its exit status says why.
         let _ = stdin.write_all(&input);
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|source| RunError::Spawn { exe: exe.display().to_string(), source })?;
+    let out = child.wait_with_output().map_err(|source| RunError::Spawn {
+        exe: exe.display().to_string(),
+        source,
+    })?;
     if !out.status.success() {
         return Err(RunError::Child {
             status: out.status.to_string(),

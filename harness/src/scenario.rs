@@ -184,8 +184,17 @@ impl Scenario {
             at(offset, &key_at(text, offset), e.message().to_string())
         })?;
 
-        if raw.suite.is_empty() || !raw.suite.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(at(0, "suite", format!("{:?} must be a plain name (letters, digits, -)", raw.suite)));
+        if raw.suite.is_empty()
+            || !raw
+                .suite
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(at(
+                0,
+                "suite",
+                format!("{:?} must be a plain name (letters, digits, -)", raw.suite),
+            ));
         }
         let length = length(&at, raw.frames.as_ref(), raw.duration_s.as_ref())?
             .ok_or_else(|| at(0, "frames", "give `frames` or `duration_s`".to_string()))?;
@@ -205,11 +214,18 @@ impl Scenario {
             None => (StreamConfig::default(), 0..0),
         };
         if let Err(e) = base.validate() {
-            let field = e.invalid().first().map(|b| b.field.clone()).unwrap_or_default();
+            let field = e
+                .invalid()
+                .first()
+                .map(|b| b.field.clone())
+                .unwrap_or_default();
             let leaf = field.rsplit('.').next().unwrap_or_default();
-            let offset = text[base_span.clone()]
-                .find(leaf)
-                .map_or(base_span.start, |o| base_span.start + o);
+            // The first `leaf =` after the [base] header is where the value was written.
+            let after = &text[base_span.start..];
+            let offset = after
+                .match_indices(leaf)
+                .find(|(i, _)| after[i + leaf.len()..].trim_start().starts_with('='))
+                .map_or(base_span.start, |(i, _)| base_span.start + i);
             return Err(at(offset, &format!("base.{field}"), e.to_string()));
         }
 
@@ -288,9 +304,11 @@ fn length(
     duration: Option<&Spanned<f64>>,
 ) -> Result<Option<Length>, ScenarioError> {
     match (frames, duration) {
-        (Some(f), Some(_)) => {
-            Err(at(f.span().start, "frames", "give `frames` or `duration_s`, not both".into()))
-        }
+        (Some(f), Some(_)) => Err(at(
+            f.span().start,
+            "frames",
+            "give `frames` or `duration_s`, not both".into(),
+        )),
         (Some(f), None) if *f.get_ref() == 0 || *f.get_ref() > 1_000_000 => Err(at(
             f.span().start,
             "frames",
@@ -323,7 +341,11 @@ fn check_reps(at: &At<'_>, reps: &Spanned<u32>) -> Result<u32, ScenarioError> {
 /// Axes with, for error reporting, the offset of each axis's path.
 type AxesWithSpans = (Vec<Axis>, Vec<usize>);
 
-fn axes(at: &At<'_>, base: &StreamConfig, raw: Vec<RawAxis>) -> Result<AxesWithSpans, ScenarioError> {
+fn axes(
+    at: &At<'_>,
+    base: &StreamConfig,
+    raw: Vec<RawAxis>,
+) -> Result<AxesWithSpans, ScenarioError> {
     let mut axes = Vec::new();
     let mut path_offsets = Vec::new();
     for a in raw {
@@ -333,7 +355,11 @@ fn axes(at: &At<'_>, base: &StreamConfig, raw: Vec<RawAxis>) -> Result<AxesWithS
             return Err(at(path_at, &path, "this path is already an axis".into()));
         }
         if a.values.get_ref().is_empty() {
-            return Err(at(a.values.span().start, &path, "an axis needs at least one value".into()));
+            return Err(at(
+                a.values.span().start,
+                &path,
+                "an axis needs at least one value".into(),
+            ));
         }
         let mut values = Vec::new();
         for v in a.values.into_inner() {
@@ -354,12 +380,18 @@ fn axes(at: &At<'_>, base: &StreamConfig, raw: Vec<RawAxis>) -> Result<AxesWithS
 
 /// 1-based line of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// The key written on the line holding `offset` (`threads` in `threads = 0`).
 fn key_at(text: &str, offset: usize) -> String {
-    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
     let line = text[start..].lines().next().unwrap_or_default();
     match line.split_once('=') {
         Some((key, _)) => key.trim().trim_matches('"').to_string(),
@@ -419,32 +451,71 @@ values = ["ultrafast"]
         let e = parse(text).unwrap_err();
         assert_eq!((e.line, e.field.as_str()), (line, field), "{e}");
         let shown = e.to_string();
-        assert!(shown.starts_with(&format!("scenarios/test.toml:{line}: {field}")), "{shown}");
+        assert!(
+            shown.starts_with(&format!("scenarios/test.toml:{line}: {field}")),
+            "{shown}"
+        );
         assert!(shown.contains(words), "{shown}");
     }
 
     #[test]
     fn errors_name_file_line_and_field() {
-        expect_err(&GOOD.replace("values = [1, 2]", "values = [1, 0]"), 17, "encoder.pipeline.threads", "1..=64");
+        expect_err(
+            &GOOD.replace("values = [1, 2]", "values = [1, 0]"),
+            17,
+            "encoder.pipeline.threads",
+            "1..=64",
+        );
         expect_err(
             &GOOD.replace("\"veryfast\", \"medium\"", "\"veryfast\", \"slowest\""),
             13,
             "encoder.preset",
             "slowest",
         );
-        expect_err(&GOOD.replace("encoder.gop = 30", "encoder.gop = 0"), 9, "base.encoder.gop", "1..=1000");
-        expect_err(&GOOD.replace("encoder.gop = 30", "encoder.gopp = 30"), 9, "encoder.gopp", "unknown field");
-        expect_err(&GOOD.replace("frames = 30", "frames = \"30\""), 5, "frames", "integer");
-        expect_err(&GOOD.replace("repetitions = 2", "repetitions = 0"), 6, "repetitions", "1..=100");
-        expect_err(&GOOD.replace("pacing = \"max\"", "pacing = \"slow\""), 3, "pacing", "slow");
         expect_err(
-            &GOOD.replace("path = \"encoder.pipeline.threads\"", "path = \"encoder.threads\""),
+            &GOOD.replace("encoder.gop = 30", "encoder.gop = 0"),
+            9,
+            "base.encoder.gop",
+            "1..=1000",
+        );
+        expect_err(
+            &GOOD.replace("encoder.gop = 30", "encoder.gopp = 30"),
+            9,
+            "encoder.gopp",
+            "unknown field",
+        );
+        expect_err(
+            &GOOD.replace("frames = 30", "frames = \"30\""),
+            5,
+            "frames",
+            "invalid type",
+        );
+        expect_err(
+            &GOOD.replace("repetitions = 2", "repetitions = 0"),
+            6,
+            "repetitions",
+            "1..=100",
+        );
+        expect_err(
+            &GOOD.replace("pacing = \"max\"", "pacing = \"slow\""),
+            3,
+            "pacing",
+            "slow",
+        );
+        expect_err(
+            &GOOD.replace(
+                "path = \"encoder.pipeline.threads\"",
+                "path = \"encoder.threads\"",
+            ),
             17,
             "encoder.threads",
             "unknown field",
         );
         expect_err(
-            &GOOD.replace("[[quick.sweep]]\npath = \"encoder.preset\"", "[[quick.sweep]]\npath = \"encoder.gop\""),
+            &GOOD.replace(
+                "path = \"encoder.preset\"\nvalues = [\"ultrafast\"]",
+                "path = \"encoder.gop\"\nvalues = [30]",
+            ),
             23,
             "quick.sweep.path",
             "not an axis",

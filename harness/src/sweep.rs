@@ -26,12 +26,19 @@ impl RunPoint {
         if self.axes.is_empty() {
             return "base".to_string();
         }
-        self.axes.iter().map(|(p, v)| format!("{p}={v}")).collect::<Vec<_>>().join(", ")
+        self.axes
+            .iter()
+            .map(|(p, v)| format!("{p}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The value this point gives `path`, if `path` is one of its axes.
     pub fn axis(&self, path: &str) -> Option<&str> {
-        self.axes.iter().find(|(p, _)| p == path).map(|(_, v)| v.as_str())
+        self.axes
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -79,15 +86,33 @@ pub fn expand(base: &StreamConfig, axes: &[Axis]) -> Result<Vec<RunPoint>, Sweep
             let value = &axis.values[picks[i]];
             config
                 .set(&axis.path, value.clone())
-                .map_err(|error| SweepError { axis: i, value: picks[i], error })?;
+                .map_err(|error| SweepError {
+                    axis: i,
+                    value: picks[i],
+                    error,
+                })?;
             labels.push((axis.path.clone(), show(value)));
         }
         if let Err(error) = config.validate() {
-            let field = error.invalid().first().map(|b| b.field.clone()).unwrap_or_default();
-            let axis = axes.iter().position(|a| a.path == field).unwrap_or(axes.len() - 1);
-            return Err(SweepError { axis, value: picks[axis], error });
+            let field = error
+                .invalid()
+                .first()
+                .map(|b| b.field.clone())
+                .unwrap_or_default();
+            let axis = axes
+                .iter()
+                .position(|a| a.path == field)
+                .unwrap_or(axes.len() - 1);
+            return Err(SweepError {
+                axis,
+                value: picks[axis],
+                error,
+            });
         }
-        points.push(RunPoint { axes: labels, config });
+        points.push(RunPoint {
+            axes: labels,
+            config,
+        });
     }
     Ok(points)
 }
@@ -97,14 +122,20 @@ mod tests {
     use super::*;
 
     fn axis(path: &str, values: &[toml::Value]) -> Axis {
-        Axis { path: path.into(), values: values.to_vec() }
+        Axis {
+            path: path.into(),
+            values: values.to_vec(),
+        }
     }
 
     #[test]
     fn cartesian_order_and_count() {
         let s = |x: &str| toml::Value::String(x.into());
         let axes = [
-            axis("encoder.preset", &[s("ultrafast"), s("veryfast"), s("medium")]),
+            axis(
+                "encoder.preset",
+                &[s("ultrafast"), s("veryfast"), s("medium")],
+            ),
             axis("encoder.pipeline.threads", &[1.into(), 2.into()]),
             axis("encoder.pipeline.zeroCopy", &[true.into(), false.into()]),
         ];

@@ -1,4 +1,6 @@
-//! The machine a run is on, and the process's CPU and memory while it runs (via `sysinfo`).
+//! The machine a run is on, and the process's CPU and memory while it runs: RSS sampled with
+//! `sysinfo`, CPU time from the kernel's per-process clock (nanosecond resolution, where
+//! `/proc` ticks are 10 ms — too coarse for short runs).
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -64,20 +66,34 @@ pub struct Sampler {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Vec<(u64, u64)>>>,
     started: Instant,
-    cpu_ms_at_start: u64,
+    cpu_at_start: Duration,
 }
 
 /// How often RSS is sampled.
 const EVERY: Duration = Duration::from_millis(50);
 
-fn own(sys: &mut System) -> Option<(u64, u64)> {
+fn own_rss(sys: &mut System) -> Option<u64> {
     let pid: Pid = sysinfo::get_current_pid().ok()?;
     sys.refresh_processes_specifics(
         ProcessesToUpdate::Some(&[pid]),
         false,
-        ProcessRefreshKind::nothing().with_cpu().with_memory(),
+        ProcessRefreshKind::nothing().with_memory(),
     );
-    sys.process(pid).map(|p| (p.accumulated_cpu_time(), p.memory()))
+    sys.process(pid).map(|p| p.memory())
+}
+
+/// CPU time this process has used, all threads.
+fn process_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec; CLOCK_PROCESS_CPUTIME_ID always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 impl Sampler {
@@ -86,15 +102,15 @@ impl Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let started = Instant::now();
-        let mut sys = System::new_with_specifics(RefreshKind::nothing()).ok();
-        let cpu_ms_at_start = sys.as_mut().and_then(own).map_or(0, |(cpu, _)| cpu);
+        let sys = System::new_with_specifics(RefreshKind::nothing()).ok();
+        let cpu_at_start = process_cpu_time();
         let thread = std::thread::Builder::new()
             .name("rss-sampler".into())
             .spawn(move || {
                 let mut samples = Vec::new();
                 let Some(mut sys) = sys else { return samples };
                 loop {
-                    if let Some((_, rss)) = own(&mut sys) {
+                    if let Some(rss) = own_rss(&mut sys) {
                         samples.push((started.elapsed().as_millis() as u64, rss));
                     }
                     if flag.load(Ordering::Relaxed) {
@@ -104,19 +120,25 @@ impl Sampler {
                 }
             })
             .ok();
-        Sampler { stop, thread, started, cpu_ms_at_start }
+        Sampler {
+            stop,
+            thread,
+            started,
+            cpu_at_start,
+        }
     }
 
     /// Closes the window and reports.
     pub fn stop(mut self) -> Usage {
         let wall = self.started.elapsed();
+        let cpu = process_cpu_time().saturating_sub(self.cpu_at_start);
         self.stop.store(true, Ordering::Relaxed);
-        let samples = self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default();
-        let mut sys = System::new_with_specifics(RefreshKind::nothing()).ok();
-        let cpu_ms = sys.as_mut().and_then(own).map_or(0, |(cpu, _)| cpu);
-        let cpu_percent = (cpu_ms.saturating_sub(self.cpu_ms_at_start)) as f64
-            / wall.as_secs_f64().max(1e-9)
-            / 10.0;
+        let samples = self
+            .thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        let cpu_percent = 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9);
         Usage {
             cpu_percent,
             rss_peak_bytes: samples.iter().map(|&(_, r)| r).max().unwrap_or(0),

@@ -73,7 +73,8 @@ impl ConfigArgs {
             None => StreamConfig::default(),
         };
         for spec in &self.overrides {
-            cfg.apply_override(spec).with_context(|| format!("--set {spec}"))?;
+            cfg.apply_override(spec)
+                .with_context(|| format!("--set {spec}"))?;
         }
         cfg.validate()?;
         Ok(cfg)

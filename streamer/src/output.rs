@@ -28,7 +28,9 @@ impl FromStr for Output {
         } else if s.ends_with(".flv") {
             Ok(Output::Flv(PathBuf::from(s)))
         } else {
-            Err(format!("output {s:?}: expected `null` or a path ending in .flv"))
+            Err(format!(
+                "output {s:?}: expected `null` or a path ending in .flv"
+            ))
         }
     }
 }
@@ -116,18 +118,27 @@ impl FlvFile {
         let target = path.display().to_string();
         let err = |what| {
             let target = target.clone();
-            move |source| OutputError { target, what, source }
+            move |source| OutputError {
+                target,
+                what,
+                source,
+            }
         };
         let mut ctx = ff::format::output_as(path, "flv").map_err(err("cannot create"))?;
         let fps = ff::Rational::new(encoder.fps() as i32, 1);
-        let mut stream = ctx.add_stream(ff::encoder::find(ff::codec::Id::H264)).map_err(err("add stream"))?;
+        let mut stream = ctx
+            .add_stream(ff::encoder::find(ff::codec::Id::H264))
+            .map_err(err("add stream"))?;
         stream.set_parameters(encoder.parameters());
         // FLV counts in milliseconds; without the frame rate players guess it from timestamps.
         stream.set_avg_frame_rate(fps);
         stream.set_rate(fps);
         stream.set_time_base(ff::Rational::new(1, 1000));
         ctx.write_header().map_err(err("write header"))?;
-        let stream_tb = ctx.stream(0).map(|s| s.time_base()).unwrap_or(ff::Rational::new(1, 1000));
+        let stream_tb = ctx
+            .stream(0)
+            .map(|s| s.time_base())
+            .unwrap_or(ff::Rational::new(1, 1000));
         Ok(FlvFile {
             ctx,
             target,
@@ -144,11 +155,13 @@ impl Sink for FlvFile {
         self.packet.clone_from(packet.inner);
         self.packet.set_stream(0);
         self.packet.rescale_ts(self.encoder_tb, self.stream_tb);
-        self.packet.write_interleaved(&mut self.ctx).map_err(|source| OutputError {
-            target: self.target.clone(),
-            what: "write packet",
-            source,
-        })
+        self.packet
+            .write_interleaved(&mut self.ctx)
+            .map_err(|source| OutputError {
+                target: self.target.clone(),
+                what: "write packet",
+                source,
+            })
     }
 
     fn finish(&mut self) -> Result<(), OutputError> {

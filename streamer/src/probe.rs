@@ -130,20 +130,65 @@ pub struct Span {
 
 /// Every span the results report, in report order (the design's table).
 pub const SPANS: [Span; 10] = [
-    span("asset:load", Point::AssetLoadStart, Point::AssetLoadEnd, false),
-    span("layout:update", Point::LayoutUpdateStart, Point::LayoutUpdateEnd, true),
-    span("render:setup", Point::RenderSetupStart, Point::RenderSetupEnd, false),
-    span("render:frame", Point::RenderFrameStart, Point::RenderFrameEnd, true),
-    span("pipeline:queue", Point::PipelineQueueStart, Point::PipelineProcessStart, true),
-    span("pipeline:process", Point::PipelineProcessStart, Point::PipelineProcessEnd, true),
+    span(
+        "asset:load",
+        Point::AssetLoadStart,
+        Point::AssetLoadEnd,
+        false,
+    ),
+    span(
+        "layout:update",
+        Point::LayoutUpdateStart,
+        Point::LayoutUpdateEnd,
+        true,
+    ),
+    span(
+        "render:setup",
+        Point::RenderSetupStart,
+        Point::RenderSetupEnd,
+        false,
+    ),
+    span(
+        "render:frame",
+        Point::RenderFrameStart,
+        Point::RenderFrameEnd,
+        true,
+    ),
+    span(
+        "pipeline:queue",
+        Point::PipelineQueueStart,
+        Point::PipelineProcessStart,
+        true,
+    ),
+    span(
+        "pipeline:process",
+        Point::PipelineProcessStart,
+        Point::PipelineProcessEnd,
+        true,
+    ),
     span("encode", Point::EncodeStart, Point::EncodeEnd, true),
-    span("network:send", Point::NetworkSendStart, Point::NetworkSendEnd, true),
-    span("frame:total", Point::FrameCapture, Point::NetworkSendEnd, true),
+    span(
+        "network:send",
+        Point::NetworkSendStart,
+        Point::NetworkSendEnd,
+        true,
+    ),
+    span(
+        "frame:total",
+        Point::FrameCapture,
+        Point::NetworkSendEnd,
+        true,
+    ),
     span("e2e", Point::FrameCapture, Point::PlayerReceive, true),
 ];
 
 const fn span(name: &'static str, start: Point, end: Point, per_frame: bool) -> Span {
-    Span { name, start, end, per_frame }
+    Span {
+        name,
+        start,
+        end,
+        per_frame,
+    }
 }
 
 /// Receives the marks of every stage. See the module docs for the model.

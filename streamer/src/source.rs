@@ -42,10 +42,38 @@ struct Mover {
 }
 
 const MOVERS: [Mover; 4] = [
-    Mover { fx: 0.021, fy: 0.034, phase: 0.0, w: 160, h: 120, yuv: [81, 90, 240] },
-    Mover { fx: 0.027, fy: 0.019, phase: 1.3, w: 120, h: 160, yuv: [145, 54, 34] },
-    Mover { fx: 0.015, fy: 0.041, phase: 2.6, w: 200, h: 90, yuv: [41, 240, 110] },
-    Mover { fx: 0.038, fy: 0.023, phase: 4.1, w: 96, h: 96, yuv: [210, 16, 146] },
+    Mover {
+        fx: 0.021,
+        fy: 0.034,
+        phase: 0.0,
+        w: 160,
+        h: 120,
+        yuv: [81, 90, 240],
+    },
+    Mover {
+        fx: 0.027,
+        fy: 0.019,
+        phase: 1.3,
+        w: 120,
+        h: 160,
+        yuv: [145, 54, 34],
+    },
+    Mover {
+        fx: 0.015,
+        fy: 0.041,
+        phase: 2.6,
+        w: 200,
+        h: 90,
+        yuv: [41, 240, 110],
+    },
+    Mover {
+        fx: 0.038,
+        fy: 0.023,
+        phase: 4.1,
+        w: 96,
+        h: 96,
+        yuv: [210, 16, 146],
+    },
 ];
 
 impl Scene {
@@ -66,7 +94,11 @@ impl Scene {
                 // Diagonal bands plus a checker and mild noise: structure the encoder can
                 // predict, detail it has to spend bits on.
                 let band = ((x + 2 * y) / 24 % 8) as u8 * 14;
-                let check = if ((x / 40) + (y / 40)) % 2 == 0 { 20 } else { 0 };
+                let check = if ((x / 40) + (y / 40)) % 2 == 0 {
+                    20
+                } else {
+                    0
+                };
                 luma[y * tw + x] = 40 + band + check + noise() / 16;
             }
         }
@@ -79,7 +111,13 @@ impl Scene {
                 cr[y * cw + x] = 96 + ((y * 64) / ch) as u8;
             }
         }
-        Scene { width, height, luma, cb, cr }
+        Scene {
+            width,
+            height,
+            luma,
+            cb,
+            cr,
+        }
     }
 
     /// Picture width in pixels.
@@ -126,7 +164,14 @@ impl Scene {
                 break;
             }
             let on = (n >> (23 - bit)) & 1 == 1;
-            fill(&mut p, x, 0, 16, 16, if on { [235, 128, 128] } else { [16, 128, 128] });
+            fill(
+                &mut p,
+                x,
+                0,
+                16,
+                16,
+                if on { [235, 128, 128] } else { [16, 128, 128] },
+            );
         }
     }
 }
@@ -154,7 +199,11 @@ impl RawPicture {
     /// A zeroed picture.
     pub fn new(width: u32, height: u32) -> Self {
         let (width, height) = (width as usize, height as usize);
-        RawPicture { width, height, data: vec![0; width * height * 3 / 2] }
+        RawPicture {
+            width,
+            height,
+            data: vec![0; width * height * 3 / 2],
+        }
     }
 
     /// The picture's planes, for drawing into.
@@ -162,7 +211,14 @@ impl RawPicture {
         let (w, h) = (self.width, self.height);
         let (y, uv) = self.data.split_at_mut(w * h);
         let (u, v) = uv.split_at_mut(w * h / 4);
-        Planes { y, y_stride: w, u, u_stride: w / 2, v, v_stride: w / 2 }
+        Planes {
+            y,
+            y_stride: w,
+            u,
+            u_stride: w / 2,
+            v,
+            v_stride: w / 2,
+        }
     }
 
     /// Luma, Cb and Cr as slices with their row widths.
@@ -180,11 +236,11 @@ mod tests {
 
     #[test]
     fn frames_are_deterministic_and_move() {
-        let scene = Scene::new(320, 240);
-        let mut a = RawPicture::new(320, 240);
-        let mut b = RawPicture::new(320, 240);
+        let scene = Scene::new(640, 360);
+        let mut a = RawPicture::new(640, 360);
+        let mut b = RawPicture::new(640, 360);
         scene.draw(7, a.planes());
-        Scene::new(320, 240).draw(7, b.planes());
+        Scene::new(640, 360).draw(7, b.planes());
         assert_eq!(a.data, b.data);
         scene.draw(8, b.planes());
         let changed = a.data.iter().zip(&b.data).filter(|(x, y)| x != y).count();

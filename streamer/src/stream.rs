@@ -111,8 +111,7 @@ impl<'p, P: Probe> Stream<'p, P> {
         let v = &cfg.core.viewport;
         probe.mark(Point::RenderSetupStart, 0);
         let scene = Scene::new(v.width, v.height);
-        let picture =
-            (!cfg.encoder.pipeline.zero_copy).then(|| RawPicture::new(v.width, v.height));
+        let picture = (!cfg.encoder.pipeline.zero_copy).then(|| RawPicture::new(v.width, v.height));
         probe.mark(Point::RenderSetupEnd, 0);
         let encoder = Encoder::open(cfg, output.needs_global_header())?;
         let sink = output::open(output, &encoder)?;
@@ -172,14 +171,19 @@ impl<'p, P: Probe> Stream<'p, P> {
     pub fn finish(mut self) -> Result<Summary, StreamError> {
         let mut failed = None;
         let (probe, sink, counters) = (self.probe, &mut self.sink, &mut self.counters);
-        self.encoder.finish(probe, |p| deliver(probe, sink, counters, p, &mut failed))?;
+        self.encoder
+            .finish(probe, |p| deliver(probe, sink, counters, p, &mut failed))?;
         if let Some(e) = failed {
             return Err(e.into());
         }
         self.sink.finish()?;
         let c = self.counters;
         let seconds = c.packets as f64 / f64::from(self.cfg.core.viewport.fps);
-        let bitrate_kbps = if seconds > 0.0 { c.bytes as f64 * 8.0 / seconds / 1000.0 } else { 0.0 };
+        let bitrate_kbps = if seconds > 0.0 {
+            c.bytes as f64 * 8.0 / seconds / 1000.0
+        } else {
+            0.0
+        };
         Ok(Summary {
             counters: c,
             encoder: self.encoder.name().to_string(),

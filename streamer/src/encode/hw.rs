@@ -47,7 +47,11 @@ fn device_type(device: HwDevice) -> Option<ff::ffi::AVHWDeviceType> {
 /// [`HwUnavailable`] naming the device, its encoder and the first step that failed.
 pub fn probe(device: HwDevice, cfg: &StreamConfig) -> Result<&'static str, HwUnavailable> {
     let encoder = encoder_name(device);
-    let fail = |reason: String| HwUnavailable { device, encoder, reason };
+    let fail = |reason: String| HwUnavailable {
+        device,
+        encoder,
+        reason,
+    };
     super::init_ffmpeg().map_err(|e| fail(e.to_string()))?;
     let codec = ff::encoder::find_by_name(encoder)
         .ok_or_else(|| fail(format!("this FFmpeg build has no {encoder} encoder")))?;
@@ -79,7 +83,10 @@ pub fn probe(device: HwDevice, cfg: &StreamConfig) -> Result<&'static str, HwUna
     let takes_yuv420p = codec
         .video()
         .ok()
-        .and_then(|v| v.formats().map(|mut f| f.any(|p| p == ff::format::Pixel::YUV420P)))
+        .and_then(|v| {
+            v.formats()
+                .map(|mut f| f.any(|p| p == ff::format::Pixel::YUV420P))
+        })
         .unwrap_or(false);
     if !takes_yuv420p {
         return Err(fail(format!(
@@ -120,7 +127,13 @@ mod tests {
         let names: Vec<_> = HwDevice::ALL.iter().map(|&d| encoder_name(d)).collect();
         assert_eq!(
             names,
-            ["h264_nvenc", "h264_qsv", "h264_vaapi", "h264_amf", "h264_videotoolbox"]
+            [
+                "h264_nvenc",
+                "h264_qsv",
+                "h264_vaapi",
+                "h264_amf",
+                "h264_videotoolbox"
+            ]
         );
     }
 }

@@ -43,7 +43,11 @@ pub enum EncodeError {
     Hw(#[from] hw::HwUnavailable),
     /// libavcodec refused to open the encoder with these settings.
     #[error("could not open encoder {encoder} with {options}: {source}")]
-    Open { encoder: String, options: String, source: ff::Error },
+    Open {
+        encoder: String,
+        options: String,
+        source: ff::Error,
+    },
     /// An encode call failed.
     #[error("encoder {encoder} failed: {source}")]
     Encode { encoder: String, source: ff::Error },
@@ -278,7 +282,10 @@ impl Encoder {
     }
 
     fn check(&self, result: Result<(), ff::Error>) -> Result<(), EncodeError> {
-        result.map_err(|source| EncodeError::Encode { encoder: self.name.clone(), source })
+        result.map_err(|source| EncodeError::Encode {
+            encoder: self.name.clone(),
+            source,
+        })
     }
 
     fn drain<P: Probe>(
@@ -291,13 +298,22 @@ impl Encoder {
                 Ok(()) => {
                     let frame = self.packet.pts().unwrap_or(0).max(0) as u64;
                     probe.mark(Point::EncodeEnd, frame);
-                    on_packet(Packet { frame, inner: &self.packet });
+                    on_packet(Packet {
+                        frame,
+                        inner: &self.packet,
+                    });
                 }
-                Err(ff::Error::Other { errno: ff::util::error::EAGAIN }) | Err(ff::Error::Eof) => {
+                Err(ff::Error::Other {
+                    errno: ff::util::error::EAGAIN,
+                })
+                | Err(ff::Error::Eof) => {
                     return Ok(());
                 }
                 Err(source) => {
-                    return Err(EncodeError::Encode { encoder: self.name.clone(), source });
+                    return Err(EncodeError::Encode {
+                        encoder: self.name.clone(),
+                        source,
+                    });
                 }
             }
         }
@@ -341,7 +357,11 @@ fn open_codec(
             _ => dict.set(k, value),
         }
     }
-    let shown = options.iter().map(|(k, v)| format!("-{k} {v}")).collect::<Vec<_>>().join(" ");
+    let shown = options
+        .iter()
+        .map(|(k, v)| format!("-{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     ctx.open_with(dict).map_err(|source| EncodeError::Open {
         encoder: name.to_string(),
         options: shown,
@@ -359,7 +379,14 @@ fn frame_planes(frame: &mut ff::frame::Video) -> Planes<'_> {
         (d.as_mut_ptr(), d.len())
     });
     let [y, u, v] = ptrs.map(|(p, n)| unsafe { std::slice::from_raw_parts_mut(p, n) });
-    Planes { y, y_stride: strides[0], u, u_stride: strides[1], v, v_stride: strides[2] }
+    Planes {
+        y,
+        y_stride: strides[0],
+        u,
+        u_stride: strides[1],
+        v,
+        v_stride: strides[2],
+    }
 }
 
 /// FFmpeg's version string and the x264 build this process links, for results.
@@ -374,7 +401,8 @@ pub fn versions() -> (String, String) {
         .and_then(|maps| {
             maps.lines().find_map(|l| {
                 let name = l.rsplit('/').next()?;
-                name.strip_prefix("libx264.so.").map(|b| format!("build {b}"))
+                name.strip_prefix("libx264.so.")
+                    .map(|b| format!("build {b}"))
             })
         })
         .unwrap_or_else(|| "unknown".to_string());

@@ -1,0 +1,158 @@
+//! The harness end to end: the real stream with the recorder, a scenario run through the
+//! binary, and the report it fills.
+
+use harness::results::Results;
+use harness::run::{PointJob, run_here};
+use harness::scenario::{Length, RunSettings, Scenario};
+use std::path::Path;
+use std::process::Command;
+use streamer::config::StreamConfig;
+use streamer::stream::Pacing;
+
+#[test]
+fn the_recorder_sees_every_span_of_the_path_once_per_frame() {
+    let mut config = StreamConfig::default();
+    config.core.viewport.width = 640;
+    config.core.viewport.height = 360;
+    let settings = RunSettings {
+        pacing: Pacing::Max,
+        warmup_frames: 5,
+        length: Length::Frames(20),
+        repetitions: 1,
+    };
+    let run = run_here(&PointJob {
+        config,
+        settings,
+        record: true,
+    })
+    .unwrap();
+    assert_eq!(run.frames, 20);
+    assert_eq!(run.unmatched_marks, 0);
+    let count = |name: &str| run.spans.get(name).map_or(0, |s| s.count);
+    assert_eq!(count("render:setup"), 1);
+    for span in ["render:frame", "encode", "network:send", "frame:total"] {
+        assert_eq!(count(span), 20, "{span}");
+        let s = &run.spans[span];
+        assert!(
+            s.p50_us > 0.0 && s.p50_us <= s.p99_us && s.p99_us <= s.max_us,
+            "{span}: {s:?}"
+        );
+    }
+    assert!(run.fps > 0.0 && run.rss_bytes > 0 && run.bitrate_kbps > 0.0);
+}
+
+#[test]
+fn the_shipped_scenarios_parse_and_expand() {
+    let s = Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/stream.toml"))
+        .unwrap();
+    assert_eq!(s.plan(false).points.len(), 6 * 2 * 2);
+    let quick = s.plan(true);
+    assert_eq!(quick.points.len(), 3 * 2);
+    assert!(
+        quick
+            .points
+            .iter()
+            .any(|p| p.config == StreamConfig::default()),
+        "quick keeps the baseline"
+    );
+}
+
+const SCENARIO: &str = r#"suite = "stream"
+table = "encoder"
+pacing = "max"
+warmup_frames = 3
+frames = 12
+repetitions = 2
+
+[base]
+core.viewport.width = 320
+core.viewport.height = 180
+
+[[sweep]]
+path = "encoder.preset"
+values = ["ultrafast", "veryfast"]
+
+[[sweep]]
+path = "encoder.pipeline.threads"
+values = [2]
+"#;
+
+#[test]
+fn a_scenario_run_writes_results_and_fills_the_encoder_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("stream.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let results = dir.path().join("results");
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--results")
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let r = Results::load(&results.join("stream/latest.json")).unwrap();
+    assert_eq!(r.points.len(), 2);
+    for p in &r.points {
+        assert_eq!(p.repetitions.len(), 2);
+        assert!(p.fps > 0.0 && p.cpu_percent > 0.0 && p.rss_bytes > 0);
+        assert_eq!(p.spans["encode"].count, 24, "two runs of 12 frames");
+        assert!(p.spans["encode"].histogram().is_ok());
+    }
+    assert!(!r.machine.ffmpeg_version.is_empty());
+    let csv = std::fs::read_to_string(results.join("stream/latest.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3);
+    assert!(csv.lines().next().unwrap().contains("encode.p99_us"));
+
+    let report = std::fs::read_to_string(results.join("REPORT.md")).unwrap();
+    let rows: Vec<&str> = report
+        .lines()
+        .skip_while(|l| !l.starts_with("| Preset"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert_eq!(rows.len(), 2, "{report}");
+    assert!(rows.iter().any(|r| r.contains("Baseline")), "{report}");
+    for row in rows {
+        for cell in row.trim_matches('|').split('|') {
+            let cell = cell.trim();
+            assert!(
+                !cell.is_empty() && cell != "TBD" && cell != "-",
+                "empty cell in {row}"
+            );
+        }
+    }
+    assert!(!report.contains("TBD"));
+    assert!(
+        report.contains("| encode |"),
+        "span percentile table: {report}"
+    );
+}
+
+#[test]
+fn a_bad_scenario_is_refused_with_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("bad.toml");
+    std::fs::write(
+        &scenario,
+        SCENARIO.replace("values = [2]", "values = [2, 99]"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("run")
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:18: encoder.pipeline.threads"),
+        "{err}"
+    );
+    assert!(err.contains("1..=64"), "{err}");
+}

@@ -1,0 +1,219 @@
+//! The encoder path against the real ffmpeg CLI: what we write, ffprobe reads and ffmpeg decodes.
+
+use std::path::Path;
+use std::process::Command;
+use streamer::config::{HwDevice, Preset, StreamConfig};
+use streamer::encode::{Encoder, hw};
+use streamer::output::Output;
+use streamer::probe::NoProbe;
+use streamer::stream::{Pacing, Stream};
+
+const FRAMES: u64 = 60;
+const GOP: u32 = 20;
+
+fn tool(name: &str, args: &[&str]) -> String {
+    let out = Command::new(name).args(args).output().unwrap_or_else(|e| {
+        panic!("{name} is required for these tests (cargo xtask test installs it): {e}")
+    });
+    assert!(
+        out.status.success(),
+        "{name} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn config(preset: Preset) -> StreamConfig {
+    let mut cfg = StreamConfig::default();
+    cfg.encoder.preset = preset;
+    cfg.encoder.gop = GOP;
+    // Lookahead and B-frames on, so flushing and closed GOPs are really exercised.
+    cfg.encoder.zerolatency = false;
+    cfg
+}
+
+fn encode_flv(cfg: &StreamConfig, path: &Path) {
+    let mut stream = Stream::open(cfg, &Output::Flv(path.to_path_buf()), &NoProbe).unwrap();
+    stream.run(FRAMES, Pacing::Max).unwrap();
+    let summary = stream.finish().unwrap();
+    assert_eq!(summary.counters.packets, FRAMES);
+    assert_eq!(
+        summary.pool_copies, 0,
+        "zero copy must not copy pooled frames"
+    );
+}
+
+#[test]
+fn every_preset_writes_flv_that_ffprobe_reads_and_ffmpeg_decodes() {
+    let dir = tempfile::tempdir().unwrap();
+    for preset in Preset::ALL {
+        let path = dir.path().join(format!("{preset}.flv"));
+        encode_flv(&config(preset), &path);
+        let file = path.to_str().unwrap();
+        let stream = tool(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-count_frames",
+                "-show_entries",
+                "stream=codec_name,width,height,avg_frame_rate,nb_read_frames",
+                "-of",
+                "default=noprint_wrappers=1",
+                file,
+            ],
+        );
+        for want in [
+            "codec_name=h264",
+            "width=1280",
+            "height=720",
+            "avg_frame_rate=30/1",
+            &format!("nb_read_frames={FRAMES}"),
+        ] {
+            assert!(
+                stream.lines().any(|l| l == want),
+                "{preset}: no {want} in\n{stream}"
+            );
+        }
+        let decode = Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-i", file, "-f", "null", "-"])
+            .output()
+            .unwrap();
+        assert!(decode.status.success(), "{preset}: ffmpeg failed to decode");
+        assert!(
+            decode.stderr.is_empty(),
+            "{preset}: decode errors: {}",
+            String::from_utf8_lossy(&decode.stderr)
+        );
+        // Keyframes exactly every GOP frames, found by presentation time (which the muxer
+        // shifts by the B-frame delay, so count from the earliest).
+        let packets = tool(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "packet=pts,flags",
+                "-of",
+                "csv=p=0",
+                file,
+            ],
+        );
+        let rows: Vec<(f64, bool)> = packets
+            .lines()
+            .map(|l| {
+                let (pts, flags) = l.split_once(',').unwrap();
+                (pts.parse().unwrap(), flags.starts_with('K'))
+            })
+            .collect();
+        let first = rows.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+        let mut keys: Vec<u64> = rows
+            .iter()
+            .filter(|r| r.1)
+            .map(|r| ((r.0 - first) * 30.0 / 1000.0).round() as u64)
+            .collect();
+        keys.sort_unstable();
+        let expected: Vec<u64> = (0..FRAMES).step_by(GOP as usize).collect();
+        assert_eq!(keys, expected, "{preset}: keyframes");
+    }
+}
+
+/// NAL unit types in an AVCC (4-byte length-prefixed) packet.
+fn nal_types(mut data: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    while data.len() > 4 {
+        let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        if len == 0 || len + 4 > data.len() {
+            break;
+        }
+        types.push(data[4] & 0x1f);
+        data = &data[4 + len..];
+    }
+    types
+}
+
+#[test]
+fn every_gop_is_closed_each_keyframe_is_an_idr() {
+    // medium has B-frames and lookahead: an open GOP would show as keyframes without IDR slices.
+    let cfg = config(Preset::Medium);
+    let mut enc = Encoder::open(&cfg, true).unwrap();
+    let mut seen = Vec::new();
+    let scene = streamer::source::Scene::new(1280, 720);
+    let mut record = |p: streamer::encode::Packet<'_>| {
+        seen.push((p.frame, p.is_key(), nal_types(p.data())));
+    };
+    for n in 0..FRAMES {
+        scene.draw(n, enc.pooled_planes());
+        enc.send_pooled(n, &NoProbe, &mut record).unwrap();
+    }
+    enc.finish(&NoProbe, &mut record).unwrap();
+    assert_eq!(seen.len() as u64, FRAMES);
+    for (frame, key, nals) in &seen {
+        assert_eq!(*key, frame % u64::from(GOP) == 0, "frame {frame} key flag");
+        assert_eq!(
+            nals.contains(&5),
+            *key,
+            "frame {frame}: IDR slices {nals:?}"
+        );
+    }
+}
+
+#[test]
+fn unavailable_hardware_fails_clearly_or_falls_back() {
+    let mut cfg = StreamConfig::default();
+    cfg.encoder.hwaccel.enabled = true;
+    let mut checked = 0;
+    for (device, probe) in hw::survey(&cfg) {
+        if probe.is_ok() {
+            continue; // this machine has the device: nothing unavailable to test for it
+        }
+        cfg.encoder.hwaccel.device = Some(device);
+        cfg.encoder.hwaccel.fallback = false;
+        let err = Encoder::open(&cfg, false)
+            .err()
+            .expect("unavailable device must fail");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(device.as_str()) && msg.contains(hw::encoder_name(device)),
+            "{msg}"
+        );
+        assert!(msg.contains("unavailable: "), "{msg}");
+        cfg.encoder.hwaccel.fallback = true;
+        let enc = Encoder::open(&cfg, false).unwrap();
+        assert_eq!(enc.name(), "libx264");
+        assert!(
+            enc.notes()
+                .iter()
+                .any(|n| n.contains(device.as_str()) && n.contains("fell back"))
+        );
+        checked += 1;
+    }
+    // Apple's and AMD's encoders are never in a Linux FFmpeg build: at least these are checked.
+    assert!(checked >= 2, "only {checked} unavailable devices");
+    assert!(
+        hw::survey(&cfg)
+            .iter()
+            .any(|(d, r)| *d == HwDevice::Videotoolbox && r.is_err())
+    );
+}
+
+#[test]
+fn copy_and_zero_copy_encode_identical_streams() {
+    let mut sizes = Vec::new();
+    for zero_copy in [true, false] {
+        let mut cfg = config(Preset::Ultrafast);
+        cfg.encoder.pipeline.zero_copy = zero_copy;
+        cfg.encoder.pipeline.threads = 1;
+        let mut stream = Stream::open(&cfg, &Output::Null, &NoProbe).unwrap();
+        stream.run(30, Pacing::Max).unwrap();
+        sizes.push(stream.finish().unwrap().counters.bytes);
+    }
+    assert_eq!(
+        sizes[0], sizes[1],
+        "same pictures, same settings, same bytes"
+    );
+}

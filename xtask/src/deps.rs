@@ -1,0 +1,183 @@
+//! System pieces the workspace needs, checked before anything is built.
+//!
+//! Missing pieces are installed with apt-get when this is Debian/Ubuntu and we are root;
+//! otherwise the exact command is printed and xtask exits with status 2.
+
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+
+/// One thing the build or the tests need, and the Debian package that provides it.
+struct Need {
+    what: &'static str,
+    package: &'static str,
+    present: fn() -> bool,
+}
+
+fn has_command(cmd: &str) -> bool {
+    Command::new(cmd)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+fn pkg_config(lib: &str) -> bool {
+    Command::new("pkg-config")
+        .args(["--exists", lib])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// bindgen (through ffmpeg-sys-next) loads libclang at build time.
+fn libclang() -> bool {
+    if std::env::var_os("LIBCLANG_PATH").is_some() {
+        return true;
+    }
+    [
+        "/usr/lib",
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/local/lib",
+    ]
+    .iter()
+    .flat_map(|dir| {
+        let mut dirs = vec![Path::new(dir).to_path_buf()];
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            dirs.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("llvm-"))
+                    .map(|e| e.path().join("lib")),
+            );
+        }
+        dirs
+    })
+    .any(|dir| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("libclang"))
+        })
+    })
+}
+
+macro_rules! lib {
+    ($name:literal, $pkg:literal) => {
+        Need {
+            what: $name,
+            package: $pkg,
+            present: || pkg_config($name),
+        }
+    };
+}
+
+/// What building and testing the workspace needs.
+fn needs() -> Vec<Need> {
+    vec![
+        Need {
+            what: "a C toolchain (cc)",
+            package: "build-essential",
+            present: || has_command("cc"),
+        },
+        Need {
+            what: "pkg-config",
+            package: "pkg-config",
+            present: || has_command("pkg-config"),
+        },
+        lib!("libavcodec", "libavcodec-dev"),
+        lib!("libavformat", "libavformat-dev"),
+        lib!("libavutil", "libavutil-dev"),
+        lib!("libswscale", "libswscale-dev"),
+        lib!("libswresample", "libswresample-dev"),
+        lib!("libavfilter", "libavfilter-dev"),
+        Need {
+            what: "clang",
+            package: "clang",
+            present: || has_command("clang"),
+        },
+        Need {
+            what: "libclang",
+            package: "libclang-dev",
+            present: libclang,
+        },
+        Need {
+            what: "the ffmpeg CLI",
+            package: "ffmpeg",
+            present: || has_command("ffmpeg"),
+        },
+        Need {
+            what: "the ffprobe CLI",
+            package: "ffmpeg",
+            present: || has_command("ffprobe"),
+        },
+    ]
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Makes sure every system piece is there. `Ok(None)` when all is well; `Ok(Some(code))` when
+/// the caller should exit with `code` (things are missing and could not be installed here).
+pub fn ensure() -> Result<Option<ExitCode>> {
+    let missing: Vec<Need> = needs().into_iter().filter(|n| !(n.present)()).collect();
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    let mut packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
+    packages.dedup();
+    let what: Vec<&str> = missing.iter().map(|n| n.what).collect();
+    let debian = Path::new("/etc/debian_version").exists();
+    if debian && is_root() {
+        eprintln!(
+            "xtask: missing {}; installing {} with apt-get",
+            what.join(", "),
+            packages.join(" ")
+        );
+        let update = Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .context("running apt-get update")?;
+        if !update.success() {
+            bail!("apt-get update failed ({update})");
+        }
+        let install = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get install")?;
+        if !install.success() {
+            bail!("apt-get install {} failed ({install})", packages.join(" "));
+        }
+        let still: Vec<&str> = needs()
+            .into_iter()
+            .filter(|n| !(n.present)())
+            .map(|n| n.what)
+            .collect();
+        if !still.is_empty() {
+            bail!("still missing after apt-get install: {}", still.join(", "));
+        }
+        return Ok(None);
+    }
+    eprintln!("xtask: cannot build: missing {}.", what.join(", "));
+    if debian {
+        eprintln!(
+            "Install them with:\n  sudo apt-get install -y {}",
+            packages.join(" ")
+        );
+    } else {
+        eprintln!(
+            "Install FFmpeg's development libraries (libavcodec, libavformat, libavutil, libswscale, \
+             libswresample, libavfilter) with pkg-config files, clang with libclang, and the ffmpeg \
+             and ffprobe commands; on Debian/Ubuntu:\n  sudo apt-get install -y {}",
+            packages.join(" ")
+        );
+    }
+    Ok(Some(ExitCode::from(2)))
+}
