@@ -200,8 +200,8 @@ fn run(args: RunArgs) -> Result<()> {
     let mut comparisons = Comparisons::default();
     let base = &scenario.base;
     if args.compare_cli {
-        let frames = if args.quick { 120 } else { 300 };
-        let runs = if args.quick { 1 } else { 3 };
+        let frames = if args.quick { 150 } else { 600 };
+        let runs = if args.quick { 2 } else { 5 };
         comparisons.cli = compare::versus_cli(
             base,
             &[Preset::Ultrafast, Preset::Veryfast, Preset::Medium],

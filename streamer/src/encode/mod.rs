@@ -134,6 +134,8 @@ pub struct Encoder {
     notes: Vec<String>,
     /// Pooled frames that libavcodec still referenced and had to be copied.
     pool_copies: u64,
+    /// Pictures loaded once with [`Encoder::load`], encoded by index.
+    loaded: Vec<ff::frame::Video>,
 }
 
 impl Encoder {
@@ -181,6 +183,7 @@ impl Encoder {
             packet: ff::Packet::empty(),
             notes,
             pool_copies: 0,
+            loaded: Vec::new(),
         })
     }
 
@@ -249,15 +252,46 @@ impl Encoder {
     ) -> Result<(), EncodeError> {
         probe.mark(Point::EncodeStart, id);
         let mut frame = ff::frame::Video::new(ff::format::Pixel::YUV420P, self.width, self.height);
-        for (i, (src, row)) in picture.plane_slices().into_iter().enumerate() {
-            let stride = frame.stride(i);
-            let dst = frame.data_mut(i);
-            for (d, s) in dst.chunks_mut(stride).zip(src.chunks(row)) {
-                d[..row].copy_from_slice(s);
-            }
-        }
+        copy_into(picture, &mut frame);
         frame.set_pts(Some(id as i64));
         let result = self.inner.send_frame(&frame);
+        self.check(result)?;
+        self.drain(probe, on_packet)
+    }
+
+    /// Copies `pictures` into encoder frames once, so [`Encoder::send_loaded`] can encode them
+    /// any number of times without copying (a clip in memory, as a benchmark input).
+    pub fn load(&mut self, pictures: &[RawPicture]) {
+        self.loaded = pictures
+            .iter()
+            .map(|p| {
+                let mut frame =
+                    ff::frame::Video::new(ff::format::Pixel::YUV420P, self.width, self.height);
+                copy_into(p, &mut frame);
+                frame
+            })
+            .collect();
+    }
+
+    /// Encodes loaded picture `index` (modulo the number loaded) as frame `id`.
+    ///
+    /// # Errors
+    /// libavcodec failed.
+    ///
+    /// # Panics
+    /// When nothing was loaded.
+    pub fn send_loaded<P: Probe>(
+        &mut self,
+        index: usize,
+        id: u64,
+        probe: &P,
+        on_packet: impl FnMut(Packet<'_>),
+    ) -> Result<(), EncodeError> {
+        probe.mark(Point::EncodeStart, id);
+        let n = self.loaded.len();
+        let frame = &mut self.loaded[index % n];
+        frame.set_pts(Some(id as i64));
+        let result = self.inner.send_frame(frame);
         self.check(result)?;
         self.drain(probe, on_packet)
     }
@@ -367,6 +401,17 @@ fn open_codec(
         options: shown,
         source,
     })
+}
+
+/// Copies a picture into a frame of the same geometry, row by row (strides differ).
+fn copy_into(picture: &RawPicture, frame: &mut ff::frame::Video) {
+    for (i, (src, row)) in picture.plane_slices().into_iter().enumerate() {
+        let stride = frame.stride(i);
+        let dst = frame.data_mut(i);
+        for (d, s) in dst.chunks_mut(stride).zip(src.chunks(row)) {
+            d[..row].copy_from_slice(s);
+        }
+    }
 }
 
 /// A frame's planes as [`Planes`].
