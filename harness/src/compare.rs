@@ -6,7 +6,7 @@
 //! The in-process encoder takes the clip from frames loaded in memory once (its zero-copy
 //! input); the CLI reads the same pictures from a raw file, which the page cache holds.
 
-use crate::results::{CliComparison, ProbeOverhead};
+use crate::results::{CliComparison, ProbeOverhead, median};
 use crate::run::{PointJob, RunError, run_in_child};
 use crate::scenario::{Length, RunSettings};
 use std::io::Write;
@@ -33,18 +33,6 @@ pub enum CompareError {
     Cli(String),
     #[error(transparent)]
     Run(#[from] RunError),
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// The ffmpeg CLI arguments that encode `frames` frames of the raw clip at `clip` with `cfg`'s
@@ -166,7 +154,7 @@ pub fn versus_cli(
             ours.push(in_process_fps(&cfg, &pictures, frames)?);
             theirs.push(cli_fps(&args, frames)?);
         }
-        let (a, b) = (median(ours), median(theirs));
+        let (a, b) = (median(&mut ours), median(&mut theirs));
         rows.push(CliComparison {
             preset: preset.to_string(),
             threads: cfg.encoder.pipeline.threads,
@@ -211,7 +199,7 @@ pub fn probe_overhead(
             into.push(run_in_child(exe, &job)?.fps);
         }
     }
-    let (a, b) = (median(with), median(without));
+    let (a, b) = (median(&mut with), median(&mut without));
     Ok(ProbeOverhead {
         point: point.to_string(),
         runs,

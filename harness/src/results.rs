@@ -123,7 +123,8 @@ pub struct ProbeOverhead {
     pub ratio: f64,
 }
 
-fn median(values: &mut [f64]) -> f64 {
+/// The median of `values` (sorted in place); 0 for none.
+pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     match n {
