@@ -122,16 +122,17 @@ fn every_preset_writes_flv_that_ffprobe_reads_and_ffmpeg_decodes() {
     }
 }
 
-/// NAL unit types in an AVCC (4-byte length-prefixed) packet.
-fn nal_types(mut data: &[u8]) -> Vec<u8> {
+/// NAL unit types in an Annex B packet (start-code delimited, as libx264 emits them).
+fn nal_types(data: &[u8]) -> Vec<u8> {
     let mut types = Vec::new();
-    while data.len() > 4 {
-        let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        if len == 0 || len + 4 > data.len() {
-            break;
+    let mut i = 0;
+    while i + 3 < data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            types.push(data[i + 3] & 0x1f);
+            i += 3;
+        } else {
+            i += 1;
         }
-        types.push(data[4] & 0x1f);
-        data = &data[4 + len..];
     }
     types
 }
