@@ -367,6 +367,15 @@ pub struct RtmpConfig {
     pub ping: u32,
     /// Seconds of silence after which a peer is closed.
     pub ping_timeout: u32,
+    /// Seconds a new connection has to complete the RTMP handshake (not in the guide).
+    pub handshake_timeout: u32,
+    /// Most connections the server holds at once; more are closed on accept (not in the guide).
+    pub max_connections: u32,
+    /// Frames queued per player before the server drops its non-key frames until the next
+    /// keyframe (not in the guide).
+    pub player_queue: u32,
+    /// Stream keys allowed to publish; empty allows any (not in the guide).
+    pub publish_keys: Vec<String>,
 }
 
 impl Default for ViewportConfig {
@@ -496,6 +505,10 @@ impl Default for RtmpConfig {
             gop_cache: true,
             ping: 30,
             ping_timeout: 60,
+            handshake_timeout: 10,
+            max_connections: 1000,
+            player_queue: 120,
+            publish_keys: Vec::new(),
         }
     }
 }
@@ -754,6 +767,18 @@ impl StreamConfig {
             t.ping.max(1).into(),
             7200,
         );
+        c.range("rtmp.handshake_timeout", t.handshake_timeout.into(), 1, 600);
+        c.range("rtmp.max_connections", t.max_connections.into(), 1, 100_000);
+        c.range("rtmp.player_queue", t.player_queue.into(), 2, 10_000);
+        for key in &t.publish_keys {
+            if key.is_empty() || key.contains(['/', '?', ' ']) {
+                c.fail(
+                    "rtmp.publish_keys",
+                    format!("{key:?}"),
+                    "non-empty keys without '/', '?' or spaces",
+                );
+            }
+        }
 
         if c.0.is_empty() {
             Ok(())
@@ -916,6 +941,10 @@ mod tests {
         ("rtmp.chunk_size", "127", "128..=16777215"),
         ("rtmp.ping", "0", "1..=3600"),
         ("rtmp.ping_timeout", "29", "30..=7200"),
+        ("rtmp.handshake_timeout", "0", "1..=600"),
+        ("rtmp.max_connections", "0", "1..=100000"),
+        ("rtmp.player_queue", "1", "2..=10000"),
+        ("rtmp.publish_keys", "[\"a/b\"]", "without '/'"),
     ];
 
     #[test]

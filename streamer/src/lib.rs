@@ -19,5 +19,6 @@ pub mod config;
 pub mod encode;
 pub mod output;
 pub mod probe;
+pub mod rtmp;
 pub mod source;
 pub mod stream;

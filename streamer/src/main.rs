@@ -3,15 +3,18 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 use streamer::config::StreamConfig;
 use streamer::encode::hw;
 use streamer::output::Output;
 use streamer::probe::NoProbe;
+use streamer::rtmp::LocalRelay;
+use streamer::rtmp::server::Server;
 use streamer::stream::{Pacing, Stream};
 
 /// A live-stream manager: draws a synthetic scene, encodes it to H.264 with FFmpeg's libx264
-/// and writes it out.
+/// and publishes it over RTMP (to its own embedded server by default), or writes it to a file.
 ///
 /// Configuration comes from the defaults (the optimization guide's baseline), then an optional
 /// TOML file (--config), then --set overrides, in that order. Field names are the guide's:
@@ -26,8 +29,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Stream: draw, encode and write frames until --frames are done.
+    /// Stream: draw, encode and send frames until --frames are done. Without --output the stream
+    /// goes to an embedded RTMP server on a free loopback port with --players players attached.
     Run(RunArgs),
+    /// Run the RTMP server alone until interrupted: publish to rtmp://HOST:PORT/APP/KEY, play
+    /// the same URL.
+    Serve(ServeArgs),
     /// Print the effective configuration (defaults, --config, --set) as TOML, after validating it.
     Config(ConfigArgs),
     /// Probe every hardware encoder family (nvidia, qsv, vaapi, amf, videotoolbox) and say which
@@ -48,9 +55,14 @@ struct ConfigArgs {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Where the stream goes: a file ending in .flv, or `null` to encode and discard.
+    /// Where the stream goes: rtmp://HOST[:PORT]/APP/KEY (any RTMP server), a file ending in
+    /// .flv, or `null` to encode and discard. Default: an embedded server with --players players.
     #[arg(long, short)]
-    output: Output,
+    output: Option<Output>,
+    /// Players attached to the embedded server when there is no --output; each counts frames
+    /// and the summary shows what they received.
+    #[arg(long, default_value_t = 1)]
+    players: usize,
     /// Number of frames to stream (at 30 fps, 300 frames are 10 seconds).
     #[arg(long, default_value_t = 300)]
     frames: u64,
@@ -58,6 +70,30 @@ struct RunArgs {
     /// encoder.pipeline.dropThreshold behind; `max` runs as fast as the machine allows.
     #[arg(long, default_value = "realtime")]
     pacing: Pacing,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on. Loopback by default; give 0.0.0.0:1935 to accept other hosts.
+    #[arg(long, default_value = "127.0.0.1:1935")]
+    listen: std::net::SocketAddr,
+    /// Outgoing RTMP chunk size in bytes (rtmp.chunk_size).
+    #[arg(long)]
+    chunk_size: Option<u32>,
+    /// Keep the frames since the last keyframe for players that join mid-stream (rtmp.gop_cache).
+    #[arg(long)]
+    gop_cache: Option<bool>,
+    /// Seconds between pings to each peer (rtmp.ping).
+    #[arg(long)]
+    ping: Option<u32>,
+    /// Seconds of silence after which a peer is closed (rtmp.ping_timeout).
+    #[arg(long)]
+    ping_timeout: Option<u32>,
+    /// Worker threads of the server.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -84,6 +120,7 @@ impl ConfigArgs {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(args),
+        Command::Serve(args) => serve(args),
         Command::Config(args) => {
             print!("{}", toml::to_string(&args.load()?)?);
             Ok(())
@@ -101,16 +138,50 @@ fn main() -> Result<()> {
     }
 }
 
+fn serve(args: ServeArgs) -> Result<()> {
+    let mut cfg = args.config.load()?;
+    let r = &mut cfg.rtmp;
+    r.chunk_size = args.chunk_size.unwrap_or(r.chunk_size);
+    r.gop_cache = args.gop_cache.unwrap_or(r.gop_cache);
+    r.ping = args.ping.unwrap_or(r.ping);
+    r.ping_timeout = args.ping_timeout.unwrap_or(r.ping_timeout);
+    cfg.validate()?;
+    let server = Server::start(args.listen, &cfg.rtmp, args.threads, true)?;
+    let r = &cfg.rtmp;
+    eprintln!(
+        "serving RTMP on rtmp://{}/APP/KEY (chunk_size {}, gop_cache {}, ping {} s, ping_timeout {} s); Ctrl-C stops",
+        server.local_addr(),
+        r.chunk_size,
+        r.gop_cache,
+        r.ping,
+        r.ping_timeout
+    );
+    server.wait();
+    Ok(())
+}
+
 fn run(args: RunArgs) -> Result<()> {
     let cfg = args.config.load()?;
     if args.frames == 0 {
         bail!("--frames must be at least 1");
     }
-    let started = Instant::now();
-    let mut stream = Stream::open(&cfg, &args.output, &NoProbe)?;
     let v = &cfg.core.viewport;
+    let relay = match &args.output {
+        Some(_) => None,
+        None => Some(
+            LocalRelay::start(&cfg.rtmp, args.players, v.fps, Arc::new(NoProbe))
+                .context("starting the embedded RTMP server and its players")?,
+        ),
+    };
+    let output = match (&args.output, &relay) {
+        (Some(o), _) => o.clone(),
+        (None, Some(r)) => Output::Rtmp(r.url.clone()),
+        (None, None) => unreachable!("a relay starts when there is no output"),
+    };
+    let started = Instant::now();
+    let mut stream = Stream::open(&cfg, &output, &NoProbe)?;
     eprintln!(
-        "streaming {} frames of {}x{}@{} ({} {}, {} threads) to {}",
+        "streaming {} frames of {}x{}@{} ({} {}, {} threads) to {}{}",
         args.frames,
         v.width,
         v.height,
@@ -118,7 +189,12 @@ fn run(args: RunArgs) -> Result<()> {
         cfg.encoder.preset,
         args.pacing,
         cfg.encoder.pipeline.threads,
-        args.output
+        output,
+        if relay.is_some() {
+            format!(" (embedded server, {} players)", args.players)
+        } else {
+            String::new()
+        }
     );
     stream.run(args.frames, args.pacing)?;
     let summary = stream.finish()?;
@@ -130,10 +206,45 @@ fn run(args: RunArgs) -> Result<()> {
         summary.encoder,
         secs,
         c.packets as f64 / secs,
-        c.dropped,
+        c.dropped + summary.sink.dropped,
         c.keyframes,
         summary.bitrate_kbps
     );
+    if matches!(output, Output::Rtmp(_)) {
+        let s = summary.sink;
+        println!(
+            "rtmp: {} bytes sent ({:.0} kbit/s on the wire), {} frames lost to the network, {} reconnects",
+            s.bytes_sent,
+            s.bytes_sent as f64 * 8.0 / secs / 1000.0,
+            s.dropped,
+            s.reconnects
+        );
+    }
+    if let Some(relay) = relay {
+        // Let the last frames reach the players before counting.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let dropped = relay
+            .server
+            .stats()
+            .frames_dropped
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let players = relay.stop();
+        let frames: Vec<u64> = players.iter().map(|p| p.frames).collect();
+        let joins: Vec<f64> = players
+            .iter()
+            .filter_map(|p| p.join)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .collect();
+        println!(
+            "players: {} received {}–{} frames each, join {:.0}–{:.0} ms, {} frames dropped by the server",
+            players.len(),
+            frames.iter().min().unwrap_or(&0),
+            frames.iter().max().unwrap_or(&0),
+            joins.iter().copied().fold(f64::INFINITY, f64::min),
+            joins.iter().copied().fold(0.0, f64::max),
+            dropped
+        );
+    }
     for note in &summary.notes {
         println!("note: {note}");
     }

@@ -1,10 +1,12 @@
-//! Where encoded packets go: an FLV file (FFmpeg's muxer) or nowhere (encode only).
+//! Where encoded packets go: an RTMP server, an FLV file (FFmpeg's muxer), or nowhere.
 //!
 //! A [`Sink`] takes each packet as the encoder hands it out, in decode order. The stream marks
 //! `network:send:start/end` around [`Sink::send`], so for a file the span is the mux-and-write
 //! time, and for the null sink it is the cost of the call.
 
 use crate::encode::{Encoder, Packet};
+use crate::rtmp::client::{PublishError, Publisher, RtmpUrl};
+use crate::rtmp::flv;
 use ffmpeg_next as ff;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,8 @@ pub enum Output {
     Null,
     /// An FLV file.
     Flv(PathBuf),
+    /// An RTMP server, `rtmp://host[:port]/app/key`.
+    Rtmp(RtmpUrl),
 }
 
 impl FromStr for Output {
@@ -25,11 +29,13 @@ impl FromStr for Output {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "null" {
             Ok(Output::Null)
+        } else if s.starts_with("rtmp://") {
+            s.parse().map(Output::Rtmp)
         } else if s.ends_with(".flv") {
             Ok(Output::Flv(PathBuf::from(s)))
         } else {
             Err(format!(
-                "output {s:?}: expected `null` or a path ending in .flv"
+                "output {s:?}: expected `null`, rtmp://host[:port]/app/key, or a path ending in .flv"
             ))
         }
     }
@@ -40,6 +46,7 @@ impl fmt::Display for Output {
         match self {
             Output::Null => f.write_str("null"),
             Output::Flv(p) => write!(f, "{}", p.display()),
+            Output::Rtmp(u) => write!(f, "{u}"),
         }
     }
 }
@@ -47,17 +54,33 @@ impl fmt::Display for Output {
 impl Output {
     /// Whether the encoder must put SPS/PPS in extradata for this output.
     pub fn needs_global_header(&self) -> bool {
-        matches!(self, Output::Flv(_))
+        matches!(self, Output::Flv(_) | Output::Rtmp(_))
     }
 }
 
 /// An output failure.
 #[derive(Debug, thiserror::Error)]
-#[error("output {target}: {what}: {source}")]
-pub struct OutputError {
-    target: String,
-    what: &'static str,
-    source: ff::Error,
+pub enum OutputError {
+    #[error("output {target}: {what}: {source}")]
+    Ffmpeg {
+        target: String,
+        what: &'static str,
+        source: ff::Error,
+    },
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("output {0}: the encoder gave no SPS/PPS to build the AVC sequence header from")]
+    NoHeader(String),
+}
+
+/// What a sink reports besides the packets it took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkStats {
+    /// Bytes put on the wire (RTMP chunks) or in the file.
+    pub bytes_sent: u64,
+    /// Frames the sink could not deliver (a dropped connection).
+    pub dropped: u64,
+    pub reconnects: u64,
 }
 
 /// Receives encoded packets.
@@ -73,6 +96,11 @@ pub trait Sink {
     /// # Errors
     /// The output could not be completed.
     fn finish(&mut self) -> Result<(), OutputError>;
+
+    /// Counters so far.
+    fn stats(&self) -> SinkStats {
+        SinkStats::default()
+    }
 }
 
 /// Opens the sink for `output`, taking the stream parameters from `encoder`.
@@ -83,6 +111,7 @@ pub fn open(output: &Output, encoder: &Encoder) -> Result<Box<dyn Sink>, OutputE
     match output {
         Output::Null => Ok(Box::new(NullSink)),
         Output::Flv(path) => Ok(Box::new(FlvFile::create(path, encoder)?)),
+        Output::Rtmp(url) => Ok(Box::new(RtmpSink::connect(url, encoder)?)),
     }
 }
 
@@ -118,7 +147,7 @@ impl FlvFile {
         let target = path.display().to_string();
         let err = |what| {
             let target = target.clone();
-            move |source| OutputError {
+            move |source| OutputError::Ffmpeg {
                 target,
                 what,
                 source,
@@ -157,7 +186,7 @@ impl Sink for FlvFile {
         self.packet.rescale_ts(self.encoder_tb, self.stream_tb);
         self.packet
             .write_interleaved(&mut self.ctx)
-            .map_err(|source| OutputError {
+            .map_err(|source| OutputError::Ffmpeg {
                 target: self.target.clone(),
                 what: "write packet",
                 source,
@@ -165,10 +194,77 @@ impl Sink for FlvFile {
     }
 
     fn finish(&mut self) -> Result<(), OutputError> {
-        self.ctx.write_trailer().map_err(|source| OutputError {
-            target: self.target.clone(),
-            what: "write trailer",
-            source,
+        self.ctx
+            .write_trailer()
+            .map_err(|source| OutputError::Ffmpeg {
+                target: self.target.clone(),
+                what: "write trailer",
+                source,
+            })
+    }
+}
+
+/// Publishes to an RTMP server; timestamps are the frames' times in ms.
+pub struct RtmpSink {
+    publisher: Publisher,
+    fps: u32,
+}
+
+impl RtmpSink {
+    /// Connects to `url` and publishes the stream's metadata and sequence header.
+    ///
+    /// # Errors
+    /// The server cannot be reached or refuses the publish.
+    pub fn connect(url: &RtmpUrl, encoder: &Encoder) -> Result<Self, OutputError> {
+        let params = encoder.parameters();
+        // SAFETY: the parameters own a valid AVCodecParameters; extradata is `extradata_size`
+        // bytes or null.
+        let extradata = unsafe {
+            let p = &*params.as_ptr();
+            if p.extradata.is_null() {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(p.extradata, p.extradata_size as usize)
+            }
+        };
+        let record = flv::avc_decoder_config(extradata)
+            .ok_or_else(|| OutputError::NoHeader(url.to_string()))?;
+        let mut meta = rml_rtmp::sessions::StreamMetadata::new();
+        let (w, h) = encoder.size();
+        meta.video_width = Some(w);
+        meta.video_height = Some(h);
+        meta.video_codec_id = Some(7);
+        meta.video_frame_rate = Some(encoder.fps() as f32);
+        meta.encoder = Some(format!("stream-manager ({})", encoder.name()));
+        let publisher = Publisher::connect(url.clone(), meta, &record)?;
+        Ok(RtmpSink {
+            publisher,
+            fps: encoder.fps(),
         })
+    }
+}
+
+impl Sink for RtmpSink {
+    fn send(&mut self, packet: Packet<'_>) -> Result<(), OutputError> {
+        let pts = packet.inner.pts().unwrap_or(packet.frame as i64);
+        let dts = packet.inner.dts().unwrap_or(pts).max(0);
+        let dts_ms = flv::ms_of_frame(dts, self.fps);
+        let cts = (flv::ms_of_frame(pts, self.fps) - dts_ms) as i32;
+        self.publisher
+            .send_frame(packet.is_key(), dts_ms as u32, cts, packet.data());
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), OutputError> {
+        Ok(())
+    }
+
+    fn stats(&self) -> SinkStats {
+        let s = self.publisher.stats();
+        SinkStats {
+            bytes_sent: s.bytes_sent,
+            dropped: s.frames_dropped,
+            reconnects: s.reconnects,
+        }
     }
 }

@@ -82,6 +82,8 @@ pub struct Summary {
     pub bitrate_kbps: f64,
     /// Pooled frames libavcodec still held and that had to be copied (zero copy broken).
     pub pool_copies: u64,
+    /// What the output reports: bytes on the wire, frames it could not deliver, reconnects.
+    pub sink: crate::output::SinkStats,
     /// Things a reader of the results should know.
     pub notes: Vec<String>,
 }
@@ -159,6 +161,11 @@ impl<'p, P: Probe> Stream<'p, P> {
         self.counters
     }
 
+    /// The output's counters so far.
+    pub fn sink_stats(&self) -> crate::output::SinkStats {
+        self.sink.stats()
+    }
+
     /// The configuration the stream runs.
     pub fn config(&self) -> &StreamConfig {
         &self.cfg
@@ -189,6 +196,7 @@ impl<'p, P: Probe> Stream<'p, P> {
             encoder: self.encoder.name().to_string(),
             bitrate_kbps,
             pool_copies: self.encoder.pool_copies(),
+            sink: self.sink.stats(),
             notes: self.encoder.notes().to_vec(),
         })
     }

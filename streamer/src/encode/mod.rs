@@ -310,6 +310,11 @@ impl Encoder {
         self.drain(probe, on_packet)
     }
 
+    /// Picture width and height.
+    pub fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
     /// Frames per second (the time base is 1/fps).
     pub fn fps(&self) -> u32 {
         self.fps

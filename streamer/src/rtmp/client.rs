@@ -1,0 +1,410 @@
+//! The RTMP publisher: `rml_rtmp`'s `ClientSession` over a blocking socket.
+//!
+//! It connects, publishes metadata and the AVC sequence header, then one FLV video tag per
+//! encoded frame. A reader thread answers the server (pings, acknowledgements) while the encode
+//! loop writes. When the connection drops, frames are counted as dropped while the publisher
+//! reconnects with exponential backoff (100 ms doubling to 2 s); after reconnecting it sends the
+//! headers again and resumes at the next keyframe, so players never see a broken GOP.
+
+use super::flv;
+use bytes::Bytes;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ClientSession, ClientSessionConfig, ClientSessionError, ClientSessionEvent,
+    ClientSessionResult, PublishRequestType, StreamMetadata,
+};
+use rml_rtmp::time::RtmpTimestamp;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Chunk size the publisher sends with.
+const CHUNK_SIZE: u32 = 60_000;
+/// How long connecting and the publish handshake may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// An `rtmp://host[:port]/app/key` address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtmpUrl {
+    pub host: String,
+    pub port: u16,
+    pub app: String,
+    pub key: String,
+}
+
+impl std::str::FromStr for RtmpUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not rtmp://host[:port]/app/stream-key");
+        let rest = s.strip_prefix("rtmp://").ok_or_else(bad)?;
+        let (hostport, path) = rest.split_once('/').ok_or_else(bad)?;
+        let (app, key) = path.split_once('/').ok_or_else(bad)?;
+        if app.is_empty() || key.is_empty() || key.contains('/') {
+            return Err(bad());
+        }
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| bad())?),
+            None => (hostport, 1935),
+        };
+        Ok(RtmpUrl {
+            host: host.to_string(),
+            port,
+            app: app.to_string(),
+            key: key.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for RtmpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rtmp://{}:{}/{}/{}",
+            self.host, self.port, self.app, self.key
+        )
+    }
+}
+
+/// Why publishing could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{url}: {what}")]
+    Connect { url: String, what: String },
+    #[error("{url}: the server refused to publish: {reason}")]
+    Refused { url: String, reason: String },
+}
+
+/// Publisher counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishStats {
+    pub frames_sent: u64,
+    /// Frames lost while disconnected or waiting for a keyframe after reconnecting.
+    pub frames_dropped: u64,
+    pub bytes_sent: u64,
+    pub reconnects: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Conn {
+    session: Arc<Mutex<ClientSession>>,
+    writer: Arc<Mutex<TcpStream>>,
+    alive: Arc<AtomicBool>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Relaxed);
+        let _ = lock(&self.writer).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// A publishing connection that survives the server going away.
+pub struct Publisher {
+    url: RtmpUrl,
+    metadata: StreamMetadata,
+    sequence_header: Bytes,
+    conn: Option<Conn>,
+    next_attempt: Instant,
+    backoff: Duration,
+    waiting_for_key: bool,
+    stats: PublishStats,
+    tag: Vec<u8>,
+}
+
+impl Publisher {
+    /// Connects and starts publishing `metadata` and the AVC sequence header `record`.
+    ///
+    /// # Errors
+    /// The first connection fails or the server refuses the publish (later drops reconnect).
+    pub fn connect(
+        url: RtmpUrl,
+        metadata: StreamMetadata,
+        record: &[u8],
+    ) -> Result<Self, PublishError> {
+        let sequence_header = Bytes::from(flv::sequence_header_tag(record));
+        let conn = open(&url, &metadata, &sequence_header)?;
+        Ok(Publisher {
+            url,
+            metadata,
+            sequence_header,
+            conn: Some(conn),
+            next_attempt: Instant::now(),
+            backoff: BACKOFF_MIN,
+            waiting_for_key: false,
+            stats: PublishStats::default(),
+            tag: Vec::new(),
+        })
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> PublishStats {
+        self.stats
+    }
+
+    /// Sends one frame (Annex B `data`) with its timestamps in ms. A frame that cannot be sent
+    /// is counted as dropped; the publisher reconnects on its own.
+    pub fn send_frame(&mut self, key: bool, dts_ms: u32, composition_ms: i32, data: &[u8]) {
+        if self
+            .conn
+            .as_ref()
+            .is_some_and(|c| !c.alive.load(Ordering::Relaxed))
+        {
+            self.disconnect();
+        }
+        if self.conn.is_none() && Instant::now() >= self.next_attempt {
+            match open(&self.url, &self.metadata, &self.sequence_header) {
+                Ok(conn) => {
+                    self.conn = Some(conn);
+                    self.backoff = BACKOFF_MIN;
+                    self.stats.reconnects += 1;
+                }
+                Err(_) => {
+                    self.next_attempt = Instant::now() + self.backoff;
+                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        let Some(conn) = &self.conn else {
+            self.stats.frames_dropped += 1;
+            return;
+        };
+        if self.waiting_for_key && !key {
+            self.stats.frames_dropped += 1;
+            return;
+        }
+        flv::frame_tag(key, composition_ms, data, &mut self.tag);
+        let packet = lock(&conn.session).publish_video_data(
+            Bytes::copy_from_slice(&self.tag),
+            RtmpTimestamp::new(dts_ms),
+            false,
+        );
+        let sent = match packet {
+            Ok(ClientSessionResult::OutboundResponse(p)) => lock(&conn.writer)
+                .write_all(&p.bytes)
+                .map(|()| p.bytes.len())
+                .ok(),
+            _ => None,
+        };
+        match sent {
+            Some(n) => {
+                self.waiting_for_key = false;
+                self.stats.frames_sent += 1;
+                self.stats.bytes_sent += n as u64;
+            }
+            None => {
+                self.stats.frames_dropped += 1;
+                self.disconnect();
+            }
+        }
+    }
+
+    fn disconnect(&mut self) {
+        self.conn = None;
+        self.waiting_for_key = true;
+        self.next_attempt = Instant::now() + self.backoff;
+    }
+}
+
+/// Sends everything `results` asks to send; returns the events.
+fn dispatch(
+    results: Vec<ClientSessionResult>,
+    writer: &mut TcpStream,
+) -> std::io::Result<Vec<ClientSessionEvent>> {
+    let mut events = Vec::new();
+    for r in results {
+        match r {
+            ClientSessionResult::OutboundResponse(p) => writer.write_all(&p.bytes)?,
+            ClientSessionResult::RaisedEvent(e) => events.push(e),
+            ClientSessionResult::UnhandleableMessageReceived(_) => {}
+        }
+    }
+    Ok(events)
+}
+
+/// Runs the RTMP handshake on a blocking socket; returns bytes that followed it.
+pub fn handshake(socket: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut hs = Handshake::new(PeerType::Client);
+    let p0p1 = hs
+        .generate_outbound_p0_and_p1()
+        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    socket.write_all(&p0p1)?;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = socket.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "server closed during handshake",
+            ));
+        }
+        match hs
+            .process_bytes(&buf[..n])
+            .map_err(|e| std::io::Error::other(format!("{e:?}")))?
+        {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                socket.write_all(&response_bytes)?
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                socket.write_all(&response_bytes)?;
+                return Ok(remaining_bytes);
+            }
+        }
+    }
+}
+
+fn open(url: &RtmpUrl, metadata: &StreamMetadata, header: &Bytes) -> Result<Conn, PublishError> {
+    let fail = |what: String| PublishError::Connect {
+        url: url.to_string(),
+        what,
+    };
+    let addr = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| fail(format!("cannot resolve: {e}")))?
+        .next()
+        .ok_or_else(|| fail("no address".into()))?;
+    let mut socket = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+        .map_err(|e| fail(format!("cannot connect: {e}")))?;
+    socket.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+    socket
+        .set_read_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(|e| fail(e.to_string()))?;
+    let rest = handshake(&mut socket).map_err(|e| fail(format!("handshake: {e}")))?;
+    let mut config = ClientSessionConfig::new();
+    config.chunk_size = CHUNK_SIZE;
+    config.tc_url = Some(format!("rtmp://{}:{}/{}", url.host, url.port, url.app));
+    let session_err = |e: ClientSessionError| fail(format!("{e:?}"));
+    let (mut session, initial) = ClientSession::new(config).map_err(session_err)?;
+    let mut events = dispatch(initial, &mut socket).map_err(|e| fail(e.to_string()))?;
+    let first = session
+        .request_connection(url.app.clone())
+        .map_err(session_err)?;
+    events.extend(dispatch(vec![first], &mut socket).map_err(|e| fail(e.to_string()))?);
+    let mut input = rest;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut connected = false;
+    loop {
+        if !input.is_empty() {
+            let results = session.handle_input(&input).map_err(session_err)?;
+            input.clear();
+            events.extend(dispatch(results, &mut socket).map_err(|e| fail(e.to_string()))?);
+        }
+        for e in events.drain(..) {
+            match e {
+                ClientSessionEvent::ConnectionRequestAccepted if !connected => {
+                    connected = true;
+                    let r = session
+                        .request_publishing(url.key.clone(), PublishRequestType::Live)
+                        .map_err(session_err)?;
+                    dispatch(vec![r], &mut socket).map_err(|e| fail(e.to_string()))?;
+                }
+                ClientSessionEvent::ConnectionRequestRejected { description } => {
+                    return Err(PublishError::Refused {
+                        url: url.to_string(),
+                        reason: description,
+                    });
+                }
+                ClientSessionEvent::UnhandleableOnStatusCode { code } => {
+                    return Err(PublishError::Refused {
+                        url: url.to_string(),
+                        reason: code,
+                    });
+                }
+                ClientSessionEvent::PublishRequestAccepted => {
+                    let meta = session.publish_metadata(metadata).map_err(session_err)?;
+                    let head = session
+                        .publish_video_data(header.clone(), RtmpTimestamp::new(0), false)
+                        .map_err(session_err)?;
+                    dispatch(vec![meta, head], &mut socket).map_err(|e| fail(e.to_string()))?;
+                    return start_reader(socket, session).map_err(|e| fail(e.to_string()));
+                }
+                _ => {}
+            }
+        }
+        let n = socket
+            .read(&mut buf)
+            .map_err(|e| fail(format!("waiting for the server: {e}")))?;
+        if n == 0 {
+            return Err(fail(
+                "the server closed the connection before publishing started".into(),
+            ));
+        }
+        input.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Moves the socket's reading side to a thread that answers the server.
+fn start_reader(socket: TcpStream, session: ClientSession) -> std::io::Result<Conn> {
+    socket.set_read_timeout(None)?;
+    let mut reader = socket.try_clone()?;
+    let writer = Arc::new(Mutex::new(socket));
+    let session = Arc::new(Mutex::new(session));
+    let alive = Arc::new(AtomicBool::new(true));
+    let (w, s, a) = (
+        Arc::clone(&writer),
+        Arc::clone(&session),
+        Arc::clone(&alive),
+    );
+    std::thread::Builder::new()
+        .name("rtmp-publisher-reader".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 16 * 1024];
+            while a.load(Ordering::Relaxed) {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let Ok(results) = lock(&s).handle_input(&buf[..n]) else {
+                    break;
+                };
+                let mut out = Vec::new();
+                for r in results {
+                    if let ClientSessionResult::OutboundResponse(p) = r {
+                        out.extend_from_slice(&p.bytes);
+                    }
+                }
+                if !out.is_empty() && lock(&w).write_all(&out).is_err() {
+                    break;
+                }
+            }
+            a.store(false, Ordering::Relaxed);
+        })?;
+    Ok(Conn {
+        session,
+        writer,
+        alive,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rtmp_urls() {
+        let u: RtmpUrl = "rtmp://127.0.0.1:1936/live/abc".parse().unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.app.as_str(), u.key.as_str()),
+            ("127.0.0.1", 1936, "live", "abc")
+        );
+        assert_eq!("rtmp://h/live/k".parse::<RtmpUrl>().unwrap().port, 1935);
+        for bad in [
+            "http://h/a/b",
+            "rtmp://h/live",
+            "rtmp://h:x/a/b",
+            "rtmp://h/a/b/c",
+        ] {
+            assert!(bad.parse::<RtmpUrl>().is_err(), "{bad}");
+        }
+    }
+}

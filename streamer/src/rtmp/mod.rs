@@ -1,0 +1,86 @@
+//! RTMP: the embedded server, the publisher, and players, on `rml_rtmp` (sans-IO) with our own
+//! sockets, threads and fan-out.
+
+pub mod client;
+pub mod flv;
+pub mod player;
+pub mod server;
+
+use crate::config::RtmpConfig;
+use crate::probe::Probe;
+use client::RtmpUrl;
+use player::{PlayerLoad, PlayerReport};
+use server::{Server, ServerError};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An embedded server on a free loopback port with N players attached: what the main job
+/// streams to when no output is given, so it needs nothing else started.
+pub struct LocalRelay {
+    pub server: Server,
+    pub url: RtmpUrl,
+    players: Option<PlayerLoad>,
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("players: {0}")]
+    Players(std::io::Error),
+    #[error("{0} of {1} players could not start playing within 10 s")]
+    NotPlaying(usize, usize),
+}
+
+impl LocalRelay {
+    /// Starts the server on 127.0.0.1 (an ephemeral port) and `players` players of
+    /// `live/stream`, and waits until they all play.
+    ///
+    /// # Errors
+    /// The server or the players could not start.
+    pub fn start<P: Probe + Send + Sync + 'static>(
+        cfg: &RtmpConfig,
+        players: usize,
+        fps: u32,
+        probe: Arc<P>,
+    ) -> Result<Self, RelayError> {
+        let server = Server::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), cfg, 1, false)?;
+        let url = RtmpUrl {
+            host: "127.0.0.1".into(),
+            port: server.local_addr().port(),
+            app: "live".into(),
+            key: "stream".into(),
+        };
+        let load = PlayerLoad::start(&url, players, fps, probe).map_err(RelayError::Players)?;
+        if !load.wait_playing(Duration::from_secs(10)) {
+            let playing = load.reports().iter().filter(|r| r.playing).count();
+            return Err(RelayError::NotPlaying(players - playing, players));
+        }
+        Ok(LocalRelay {
+            server,
+            url,
+            players: Some(load),
+        })
+    }
+
+    /// The players' counters now.
+    pub fn reports(&self) -> Vec<PlayerReport> {
+        self.players
+            .as_ref()
+            .map(PlayerLoad::reports)
+            .unwrap_or_default()
+    }
+
+    /// Stops the players, then the server; returns the players' final counters.
+    pub fn stop(mut self) -> Vec<PlayerReport> {
+        let reports = self
+            .players
+            .take()
+            .map(PlayerLoad::stop)
+            .unwrap_or_default();
+        self.server.stop();
+        reports
+    }
+}

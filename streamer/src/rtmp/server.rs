@@ -1,0 +1,854 @@
+//! The embedded RTMP server: publish and play by app/stream key, fan-out to any number of
+//! players, GOP cache, ping and ping timeout, handshake timeout, connection limit, publish keys.
+//!
+//! # Model
+//!
+//! One tokio task per connection owns its socket and its `rml_rtmp` `ServerSession` (which is
+//! sans-IO). A publisher's media goes into its channel ([`Channel`]): the metadata, the sequence
+//! headers and, with `gop_cache`, every frame since the last keyframe are kept there for players
+//! that join later. Each player has a bounded queue ([`PlayerQueue`]); its task drains the queue
+//! into its session and socket. When a queue is full the player's non-key frames are dropped
+//! until the next keyframe, and counted — a slow player never grows memory, and never slows the
+//! publisher or the other players.
+//!
+//! Faults stay inside their connection: malformed bytes end that connection with a log line,
+//! and so does a panic inside `rml_rtmp` (it panics on some malformed messages), caught around
+//! every call into the session. Every write has a deadline of `ping_timeout`, so a peer that
+//! stops reading is closed just as one that stops sending is.
+
+use super::flv;
+use crate::config::RtmpConfig;
+use bytes::Bytes;
+use rml_rtmp::chunk_io::Packet;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult, StreamMetadata,
+};
+use rml_rtmp::time::RtmpTimestamp;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::time::{Instant, timeout_at};
+
+/// One media message as the publisher sent it.
+#[derive(Debug, Clone)]
+pub struct Media {
+    pub kind: MediaKind,
+    pub timestamp: u32,
+    pub data: Bytes,
+    /// A video keyframe (players can start decoding here).
+    pub key: bool,
+}
+
+/// What a [`Media`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Video,
+    Audio,
+}
+
+/// What a player's queue hands its connection.
+#[derive(Debug, Clone)]
+enum Item {
+    Metadata(Arc<StreamMetadata>),
+    Media(Arc<Media>),
+    /// The publisher left.
+    End,
+}
+
+/// A bounded per-player queue with the keyframe drop policy.
+pub struct PlayerQueue {
+    state: Mutex<QueueState>,
+    notify: Notify,
+    capacity: usize,
+    dropped: AtomicU64,
+}
+
+struct QueueState {
+    items: VecDeque<Item>,
+    /// Dropping video until the next keyframe (after an overflow, or before the first frame).
+    waiting_for_key: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl PlayerQueue {
+    fn new(capacity: usize, waiting_for_key: bool) -> Self {
+        PlayerQueue {
+            state: Mutex::new(QueueState {
+                items: VecDeque::new(),
+                waiting_for_key,
+            }),
+            notify: Notify::new(),
+            capacity,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `item` by the drop policy; control items (metadata, sequence headers) always go in.
+    fn push(&self, item: Item) {
+        let mut s = lock(&self.state);
+        if let Item::Media(m) = &item {
+            let is_frame = m.kind == MediaKind::Video && !is_sequence_header(m);
+            if is_frame {
+                let full = s.items.len() >= self.capacity;
+                if full && m.key {
+                    // Make room: everything queued is older than this keyframe.
+                    let before = s.items.len();
+                    s.items.retain(|i| !matches!(i, Item::Media(m) if m.kind == MediaKind::Video && !is_sequence_header(m)));
+                    self.dropped
+                        .fetch_add((before - s.items.len()) as u64, Ordering::Relaxed);
+                    s.waiting_for_key = false;
+                } else if full || (s.waiting_for_key && !m.key) {
+                    s.waiting_for_key = true;
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                } else {
+                    s.waiting_for_key = false;
+                }
+            }
+        }
+        s.items.push_back(item);
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    fn drain(&self, into: &mut Vec<Item>) {
+        into.extend(lock(&self.state).items.drain(..));
+    }
+
+    /// Frames dropped for this player so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+fn is_sequence_header(m: &Media) -> bool {
+    m.kind == MediaKind::Video && flv::parse_video_tag(&m.data).is_some_and(|t| t.sequence_header)
+        || m.kind == MediaKind::Audio && m.data.len() > 1 && m.data[0] >> 4 == 10 && m.data[1] == 0
+}
+
+/// One published stream and what late joiners need from it.
+#[derive(Default)]
+struct Channel {
+    publisher: Option<u64>,
+    metadata: Option<Arc<StreamMetadata>>,
+    video_header: Option<Arc<Media>>,
+    audio_header: Option<Arc<Media>>,
+    /// Frames since the last keyframe (when `gop_cache` is on).
+    gop: Vec<Arc<Media>>,
+    players: Vec<(u64, Arc<PlayerQueue>)>,
+}
+
+/// Counters of the whole server.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub connections_accepted: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub connections_open: AtomicU64,
+    pub players_open: AtomicU64,
+    /// Player frames dropped by the queue policy, all players, including closed ones.
+    pub frames_dropped: AtomicU64,
+    /// Connections closed for silence past `ping_timeout` or a write that stalled as long.
+    pub timed_out: AtomicU64,
+    /// Connections closed because `rml_rtmp` panicked on their input.
+    pub panics: AtomicU64,
+    /// Connections closed for malformed input.
+    pub protocol_errors: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
+struct Shared {
+    cfg: RtmpConfig,
+    channels: Mutex<HashMap<(String, String), Channel>>,
+    stats: Arc<ServerStats>,
+    next_id: AtomicU64,
+    verbose: bool,
+}
+
+impl Shared {
+    fn log(&self, id: u64, msg: impl std::fmt::Display) {
+        if self.verbose {
+            eprintln!("rtmp server: connection {id}: {msg}");
+        }
+    }
+}
+
+/// A running server; dropping it (or [`Server::stop`]) closes the listener and every connection.
+pub struct Server {
+    addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    stats: Arc<ServerStats>,
+    stopping: Arc<AtomicBool>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("rtmp server on {addr}: {source}")]
+pub struct ServerError {
+    addr: String,
+    source: std::io::Error,
+}
+
+impl Server {
+    /// Binds `addr` and serves with `cfg` on `threads` worker threads. `verbose` logs each
+    /// connection's end and every fault.
+    ///
+    /// # Errors
+    /// The address cannot be bound, or the runtime cannot start.
+    pub fn start(
+        addr: SocketAddr,
+        cfg: &RtmpConfig,
+        threads: usize,
+        verbose: bool,
+    ) -> Result<Self, ServerError> {
+        let fail = |source| ServerError {
+            addr: addr.to_string(),
+            source,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("rtmp-server")
+            .enable_all()
+            .build()
+            .map_err(fail)?;
+        let listener = runtime.block_on(TcpListener::bind(addr)).map_err(fail)?;
+        let addr = listener.local_addr().map_err(fail)?;
+        let stats = Arc::new(ServerStats::default());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            cfg: cfg.clone(),
+            channels: Mutex::new(HashMap::new()),
+            stats: Arc::clone(&stats),
+            next_id: AtomicU64::new(1),
+            verbose,
+        });
+        runtime.spawn(accept_loop(listener, shared));
+        Ok(Server {
+            addr,
+            runtime: Some(runtime),
+            stats,
+            stopping,
+        })
+    }
+
+    /// The bound address (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> &ServerStats {
+        &self.stats
+    }
+
+    /// Closes every connection and stops.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+
+    /// Blocks until the process is interrupted.
+    pub fn wait(&self) {
+        while !self.stopping.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((socket, peer)) = listener.accept().await else {
+            continue;
+        };
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let open = shared.stats.connections_open.load(Ordering::Relaxed);
+        if open >= u64::from(shared.cfg.max_connections) {
+            shared
+                .stats
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            shared.log(
+                id,
+                format_args!("refused {peer}: {open} connections open (max_connections)"),
+            );
+            drop(socket);
+            continue;
+        }
+        shared
+            .stats
+            .connections_accepted
+            .fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let _ = socket.set_nodelay(true);
+            let mut conn = Connection::new(id, Arc::clone(&shared));
+            let why = conn.serve(socket).await;
+            conn.leave();
+            shared
+                .stats
+                .connections_open
+                .fetch_sub(1, Ordering::Relaxed);
+            shared.log(id, format_args!("closed: {why}"));
+        });
+    }
+}
+
+/// What a connection does.
+enum Role {
+    None,
+    Publisher {
+        key: (String, String),
+    },
+    Player {
+        key: (String, String),
+        stream_id: u32,
+        queue: Arc<PlayerQueue>,
+    },
+}
+
+struct Connection {
+    id: u64,
+    shared: Arc<Shared>,
+    role: Role,
+    last_input: Instant,
+}
+
+/// Why a connection ended.
+type Ended = String;
+
+impl Connection {
+    fn new(id: u64, shared: Arc<Shared>) -> Self {
+        Connection {
+            id,
+            shared,
+            role: Role::None,
+            last_input: Instant::now(),
+        }
+    }
+
+    fn ping_timeout(&self) -> Duration {
+        Duration::from_secs(self.shared.cfg.ping_timeout.into())
+    }
+
+    async fn write(&mut self, wr: &mut OwnedWriteHalf, bytes: &[u8]) -> Result<(), Ended> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.ping_timeout();
+        match timeout_at(deadline, wr.write_all(bytes)).await {
+            Ok(Ok(())) => {
+                self.shared
+                    .stats
+                    .bytes_out
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("write failed: {e}")),
+            Err(_) => {
+                self.shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                Err(format!(
+                    "peer stopped reading for {} s (ping_timeout)",
+                    self.shared.cfg.ping_timeout
+                ))
+            }
+        }
+    }
+
+    async fn handshake(&mut self, socket: &mut TcpStream) -> Result<Vec<u8>, Ended> {
+        let deadline =
+            Instant::now() + Duration::from_secs(self.shared.cfg.handshake_timeout.into());
+        let mut hs = Handshake::new(PeerType::Server);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match timeout_at(deadline, socket.read(&mut buf)).await {
+                Err(_) => return Err("handshake timed out (handshake_timeout)".into()),
+                Ok(Err(e)) => return Err(format!("read failed during handshake: {e}")),
+                Ok(Ok(0)) => return Err("peer closed during handshake".into()),
+                Ok(Ok(n)) => n,
+            };
+            let step = catch_unwind(AssertUnwindSafe(|| hs.process_bytes(&buf[..n])));
+            let (response, done) = match step {
+                Err(_) => {
+                    self.shared.stats.panics.fetch_add(1, Ordering::Relaxed);
+                    return Err("rml_rtmp panicked on the handshake".into());
+                }
+                Ok(Err(e)) => {
+                    self.shared
+                        .stats
+                        .protocol_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(format!("bad handshake: {e:?}"));
+                }
+                Ok(Ok(HandshakeProcessResult::InProgress { response_bytes })) => {
+                    (response_bytes, None)
+                }
+                Ok(Ok(HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                })) => (response_bytes, Some(remaining_bytes)),
+            };
+            match timeout_at(deadline, socket.write_all(&response)).await {
+                Ok(Ok(())) => {}
+                _ => return Err("handshake write failed or timed out".into()),
+            }
+            if let Some(rest) = done {
+                return Ok(rest);
+            }
+        }
+    }
+
+    async fn serve(&mut self, mut socket: TcpStream) -> Ended {
+        let rest = match self.handshake(&mut socket).await {
+            Ok(rest) => rest,
+            Err(why) => return why,
+        };
+        let mut config = ServerSessionConfig::new();
+        config.chunk_size = self.shared.cfg.chunk_size;
+        let (mut session, initial) = match ServerSession::new(config) {
+            Ok(x) => x,
+            Err(e) => return format!("session setup failed: {e:?}"),
+        };
+        let (mut rd, mut wr) = socket.into_split();
+        let mut out = Vec::new();
+        if let Err(why) = self.handle(&mut session, initial, &mut out) {
+            return why;
+        }
+        if !rest.is_empty() {
+            if let Err(why) = self.feed(&mut session, &rest, &mut out) {
+                return why;
+            }
+        }
+        if let Err(why) = self.write(&mut wr, &out).await {
+            return why;
+        }
+        let ping = Duration::from_secs(self.shared.cfg.ping.into());
+        let mut next_ping = Instant::now() + ping;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut items = Vec::new();
+        loop {
+            out.clear();
+            let queue = match &self.role {
+                Role::Player { queue, .. } => Some(Arc::clone(queue)),
+                _ => None,
+            };
+            let silence_deadline = self.last_input + self.ping_timeout();
+            tokio::select! {
+                read = rd.read(&mut buf) => match read {
+                    Ok(0) => return "peer closed the connection".into(),
+                    Ok(n) => {
+                        self.last_input = Instant::now();
+                        if let Err(why) = self.feed(&mut session, &buf[..n], &mut out) {
+                            return why;
+                        }
+                    }
+                    Err(e) => return format!("read failed: {e}"),
+                },
+                () = async {
+                    match &queue {
+                        Some(q) => q.notify.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let (Some(q), Role::Player { stream_id, .. }) = (&queue, &self.role) {
+                        let stream_id = *stream_id;
+                        q.drain(&mut items);
+                        for item in items.drain(..) {
+                            match self.play_item(&mut session, stream_id, item) {
+                                Ok(Some(p)) => out.extend_from_slice(&p.bytes),
+                                Ok(None) => {}
+                                Err(why) => return why,
+                            }
+                        }
+                    }
+                },
+                () = tokio::time::sleep_until(next_ping) => {
+                    next_ping = Instant::now() + ping;
+                    match catch_unwind(AssertUnwindSafe(|| session.send_ping_request())) {
+                        Ok(Ok((p, _))) => out.extend_from_slice(&p.bytes),
+                        _ => return "could not build a ping".into(),
+                    }
+                },
+                () = tokio::time::sleep_until(silence_deadline) => {
+                    self.shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                    return format!("nothing received for {} s (ping_timeout)", self.shared.cfg.ping_timeout);
+                },
+            }
+            if let Err(why) = self.write(&mut wr, &out).await {
+                return why;
+            }
+        }
+    }
+
+    /// Serializes one queued item for this player; `Ok(None)` when there is nothing to send.
+    fn play_item(
+        &self,
+        session: &mut ServerSession,
+        stream_id: u32,
+        item: Item,
+    ) -> Result<Option<Packet>, Ended> {
+        let r = catch_unwind(AssertUnwindSafe(|| match item {
+            Item::Metadata(m) => session.send_metadata(stream_id, &m).map(Some),
+            Item::Media(m) => {
+                let ts = RtmpTimestamp::new(m.timestamp);
+                match m.kind {
+                    MediaKind::Video => {
+                        session.send_video_data(stream_id, m.data.clone(), ts, false)
+                    }
+                    MediaKind::Audio => {
+                        session.send_audio_data(stream_id, m.data.clone(), ts, false)
+                    }
+                }
+                .map(Some)
+            }
+            Item::End => session.finish_playing(stream_id).map(Some),
+        }));
+        match r {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(e)) => Err(format!("could not send to player: {e:?}")),
+            Err(_) => {
+                self.shared.stats.panics.fetch_add(1, Ordering::Relaxed);
+                Err("rml_rtmp panicked serializing for a player".into())
+            }
+        }
+    }
+
+    fn feed(
+        &mut self,
+        session: &mut ServerSession,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Ended> {
+        match catch_unwind(AssertUnwindSafe(|| session.handle_input(bytes))) {
+            Ok(Ok(results)) => self.handle(session, results, out),
+            Ok(Err(e)) => {
+                self.shared
+                    .stats
+                    .protocol_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(format!("malformed input: {e:?}"))
+            }
+            Err(_) => {
+                self.shared.stats.panics.fetch_add(1, Ordering::Relaxed);
+                Err("rml_rtmp panicked on malformed input; connection closed".into())
+            }
+        }
+    }
+
+    fn handle(
+        &mut self,
+        session: &mut ServerSession,
+        results: Vec<ServerSessionResult>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Ended> {
+        for r in results {
+            match r {
+                ServerSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
+                ServerSessionResult::RaisedEvent(e) => {
+                    let more = self.event(session, e)?;
+                    self.handle(session, more, out)?;
+                }
+                ServerSessionResult::UnhandleableMessageReceived(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn answer(
+        &self,
+        session: &mut ServerSession,
+        f: impl FnOnce(
+            &mut ServerSession,
+        )
+            -> Result<Vec<ServerSessionResult>, rml_rtmp::sessions::ServerSessionError>,
+    ) -> Result<Vec<ServerSessionResult>, Ended> {
+        match catch_unwind(AssertUnwindSafe(|| f(session))) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(format!("request failed: {e:?}")),
+            Err(_) => {
+                self.shared.stats.panics.fetch_add(1, Ordering::Relaxed);
+                Err("rml_rtmp panicked answering a request".into())
+            }
+        }
+    }
+
+    fn event(
+        &mut self,
+        session: &mut ServerSession,
+        e: ServerSessionEvent,
+    ) -> Result<Vec<ServerSessionResult>, Ended> {
+        match e {
+            ServerSessionEvent::ConnectionRequested { request_id, .. } => {
+                self.answer(session, |s| s.accept_request(request_id))
+            }
+            ServerSessionEvent::PublishStreamRequested {
+                request_id,
+                app_name,
+                stream_key,
+                ..
+            } => {
+                let keys = &self.shared.cfg.publish_keys;
+                if !keys.is_empty() && !keys.contains(&stream_key) {
+                    self.shared.log(
+                        self.id,
+                        format_args!("refused publish of {app_name}/{stream_key}: key not allowed"),
+                    );
+                    return self.answer(session, |s| {
+                        s.reject_request(
+                            request_id,
+                            "NetStream.Publish.BadName",
+                            "stream key not allowed",
+                        )
+                    });
+                }
+                let key = (app_name, stream_key);
+                {
+                    let mut channels = lock(&self.shared.channels);
+                    let ch = channels.entry(key.clone()).or_default();
+                    if ch.publisher.is_some() {
+                        drop(channels);
+                        return self.answer(session, |s| {
+                            s.reject_request(
+                                request_id,
+                                "NetStream.Publish.BadName",
+                                "stream is already being published",
+                            )
+                        });
+                    }
+                    ch.publisher = Some(self.id);
+                }
+                self.role = Role::Publisher { key };
+                self.answer(session, |s| s.accept_request(request_id))
+            }
+            ServerSessionEvent::PlayStreamRequested {
+                request_id,
+                app_name,
+                stream_key,
+                stream_id,
+                ..
+            } => {
+                let results = self.answer(session, |s| s.accept_request(request_id))?;
+                let gop_cache = self.shared.cfg.gop_cache;
+                let queue = Arc::new(PlayerQueue::new(
+                    self.shared.cfg.player_queue as usize,
+                    true,
+                ));
+                let key = (app_name, stream_key);
+                {
+                    let mut channels = lock(&self.shared.channels);
+                    let ch = channels.entry(key.clone()).or_default();
+                    if let Some(m) = &ch.metadata {
+                        queue.push(Item::Metadata(Arc::clone(m)));
+                    }
+                    for h in [&ch.video_header, &ch.audio_header].into_iter().flatten() {
+                        queue.push(Item::Media(Arc::clone(h)));
+                    }
+                    if gop_cache {
+                        for m in &ch.gop {
+                            queue.push(Item::Media(Arc::clone(m)));
+                        }
+                    }
+                    ch.players.push((self.id, Arc::clone(&queue)));
+                }
+                self.shared
+                    .stats
+                    .players_open
+                    .fetch_add(1, Ordering::Relaxed);
+                self.role = Role::Player {
+                    key,
+                    stream_id,
+                    queue,
+                };
+                Ok(results)
+            }
+            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
+                if let Role::Publisher { key } = &self.role {
+                    let m = Arc::new(metadata);
+                    let mut channels = lock(&self.shared.channels);
+                    if let Some(ch) = channels.get_mut(key) {
+                        ch.metadata = Some(Arc::clone(&m));
+                        for (_, q) in &ch.players {
+                            q.push(Item::Metadata(Arc::clone(&m)));
+                        }
+                    }
+                }
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::VideoDataReceived {
+                data, timestamp, ..
+            } => {
+                self.publish(MediaKind::Video, data, timestamp);
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::AudioDataReceived {
+                data, timestamp, ..
+            } => {
+                self.publish(MediaKind::Audio, data, timestamp);
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::PublishStreamFinished { .. } => {
+                self.leave();
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::PlayStreamFinished { .. } => {
+                self.leave();
+                Ok(Vec::new())
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn publish(&self, kind: MediaKind, data: Bytes, timestamp: RtmpTimestamp) {
+        let Role::Publisher { key } = &self.role else {
+            return;
+        };
+        let tag = (kind == MediaKind::Video)
+            .then(|| flv::parse_video_tag(&data))
+            .flatten();
+        let media = Arc::new(Media {
+            kind,
+            timestamp: timestamp.value,
+            key: tag.is_some_and(|t| t.key),
+            data,
+        });
+        let header = is_sequence_header(&media);
+        let mut channels = lock(&self.shared.channels);
+        let Some(ch) = channels.get_mut(key) else {
+            return;
+        };
+        if header {
+            match kind {
+                MediaKind::Video => ch.video_header = Some(Arc::clone(&media)),
+                MediaKind::Audio => ch.audio_header = Some(Arc::clone(&media)),
+            }
+        } else if self.shared.cfg.gop_cache {
+            if media.key {
+                ch.gop.clear();
+            }
+            if media.key || !ch.gop.is_empty() {
+                ch.gop.push(Arc::clone(&media));
+            }
+        }
+        for (_, q) in &ch.players {
+            q.push(Item::Media(Arc::clone(&media)));
+        }
+    }
+
+    /// Leaves whatever role the connection had.
+    fn leave(&mut self) {
+        let role = std::mem::replace(&mut self.role, Role::None);
+        let mut channels = lock(&self.shared.channels);
+        match role {
+            Role::None => {}
+            Role::Publisher { key } => {
+                if let Some(ch) = channels.get_mut(&key) {
+                    ch.publisher = None;
+                    ch.gop.clear();
+                    for (_, q) in &ch.players {
+                        q.push(Item::End);
+                    }
+                }
+            }
+            Role::Player { key, queue, .. } => {
+                if let Some(ch) = channels.get_mut(&key) {
+                    ch.players.retain(|(id, _)| *id != self.id);
+                }
+                self.shared
+                    .stats
+                    .frames_dropped
+                    .fetch_add(queue.dropped(), Ordering::Relaxed);
+                self.shared
+                    .stats
+                    .players_open
+                    .fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(key) = channels
+            .iter()
+            .find(|(_, c)| c.publisher.is_none() && c.players.is_empty())
+            .map(|(k, _)| k.clone())
+        {
+            channels.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(key: bool) -> Item {
+        let mut data = Vec::new();
+        flv::frame_tag(
+            key,
+            0,
+            &[0, 0, 1, if key { 0x65 } else { 0x41 }, 1],
+            &mut data,
+        );
+        Item::Media(Arc::new(Media {
+            kind: MediaKind::Video,
+            timestamp: 0,
+            data: data.into(),
+            key,
+        }))
+    }
+
+    fn queued(q: &PlayerQueue) -> Vec<bool> {
+        let mut v = Vec::new();
+        q.drain(&mut v);
+        v.iter()
+            .map(|i| matches!(i, Item::Media(m) if m.key))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_queue_drops_non_key_frames_until_the_next_keyframe() {
+        let q = PlayerQueue::new(3, false);
+        for key in [true, false, false, false, false] {
+            q.push(frame(key));
+        }
+        assert_eq!(q.dropped(), 2);
+        q.push(frame(false)); // still waiting for a keyframe
+        assert_eq!(q.dropped(), 3);
+        q.push(frame(true)); // full: the queued frames give way to the keyframe
+        assert_eq!(q.dropped(), 6);
+        assert_eq!(queued(&q), vec![true]);
+        q.push(frame(false));
+        assert_eq!(queued(&q), vec![false]);
+    }
+
+    #[test]
+    fn a_new_player_without_cache_starts_at_a_keyframe() {
+        let q = PlayerQueue::new(10, true);
+        q.push(frame(false));
+        q.push(frame(true));
+        q.push(frame(false));
+        assert_eq!(queued(&q), vec![true, false]);
+        assert_eq!(q.dropped(), 1);
+    }
+}
