@@ -76,7 +76,9 @@ pub enum OutputError {
 /// What a sink reports besides the packets it took.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SinkStats {
-    /// Bytes put on the wire (RTMP chunks) or in the file.
+    /// Frames handed on (to the server).
+    pub frames_sent: u64,
+    /// Bytes put on the wire (RTMP chunks).
     pub bytes_sent: u64,
     /// Frames the sink could not deliver (a dropped connection).
     pub dropped: u64,
@@ -262,6 +264,7 @@ impl Sink for RtmpSink {
     fn stats(&self) -> SinkStats {
         let s = self.publisher.stats();
         SinkStats {
+            frames_sent: s.frames_sent,
             bytes_sent: s.bytes_sent,
             dropped: s.frames_dropped,
             reconnects: s.reconnects,

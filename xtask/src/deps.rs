@@ -108,6 +108,16 @@ fn needs() -> Vec<Need> {
             present: || has_command("ffmpeg"),
         },
         Need {
+            what: "nginx (the RTMP peer in tests)",
+            package: "nginx",
+            present: || has_command("nginx"),
+        },
+        Need {
+            what: "nginx's RTMP module",
+            package: "libnginx-mod-rtmp",
+            present: || Path::new("/usr/lib/nginx/modules/ngx_rtmp_module.so").exists(),
+        },
+        Need {
             what: "the ffprobe CLI",
             package: "ffmpeg",
             present: || has_command("ffprobe"),

@@ -9,6 +9,7 @@
 use super::flv;
 use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionError, ClientSessionEvent,
     ClientSessionResult, PublishRequestType, StreamMetadata,
@@ -312,6 +313,31 @@ fn open(url: &RtmpUrl, metadata: &StreamMetadata, header: &Bytes) -> Result<Conn
                     return Err(PublishError::Refused {
                         url: url.to_string(),
                         reason: description,
+                    });
+                }
+                ClientSessionEvent::UnknownTransactionResultReceived {
+                    additional_values, ..
+                } => {
+                    // An `_error` answer to publish (what our server and others send).
+                    let reason = additional_values
+                        .into_iter()
+                        .find_map(|v| match v {
+                            Amf0Value::Object(mut o) => {
+                                match (o.remove("code"), o.remove("description")) {
+                                    (
+                                        Some(Amf0Value::Utf8String(c)),
+                                        Some(Amf0Value::Utf8String(d)),
+                                    ) => Some(format!("{c}: {d}")),
+                                    (Some(Amf0Value::Utf8String(c)), _) => Some(c),
+                                    _ => None,
+                                }
+                            }
+                            _ => None,
+                        })
+                        .unwrap_or_else(|| "an error result".to_string());
+                    return Err(PublishError::Refused {
+                        url: url.to_string(),
+                        reason,
                     });
                 }
                 ClientSessionEvent::UnhandleableOnStatusCode { code } => {

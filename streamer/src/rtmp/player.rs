@@ -133,16 +133,15 @@ pub async fn play<P: Probe + Send + Sync + 'static>(
                             continue;
                         }
                         let pts = i64::from(timestamp.value) + i64::from(tag.composition_ms);
-                        probe.mark(
-                            Point::PlayerReceive,
-                            flv::frame_of_ms(pts, fps).max(0) as u64,
-                        );
-                        let n = counters.frames.fetch_add(1, Ordering::Relaxed);
-                        if n == 0 {
+                        let id = flv::frame_of_ms(pts, fps).max(0) as u64;
+                        probe.mark(Point::PlayerReceive, id);
+                        if counters.frames.load(Ordering::Relaxed) == 0 {
+                            counters.first_frame_id.store(id, Ordering::Relaxed);
                             counters
                                 .first_frame
                                 .store(if tag.key { 1 } else { 2 }, Ordering::Relaxed);
                         }
+                        counters.frames.fetch_add(1, Ordering::Relaxed);
                         if tag.key && counters.keyframes.fetch_add(1, Ordering::Relaxed) == 0 {
                             let us = started.elapsed().as_micros().max(1) as u64;
                             counters.join_us.store(us, Ordering::Relaxed);

@@ -19,8 +19,10 @@
 use super::flv;
 use crate::config::RtmpConfig;
 use bytes::Bytes;
-use rml_rtmp::chunk_io::Packet;
+use rml_rtmp::chunk_io::{ChunkSerializer, Packet};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::messages::RtmpMessage;
+use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult, StreamMetadata,
 };
@@ -526,7 +528,7 @@ impl Connection {
                 }
                 .map(Some)
             }
-            Item::End => session.finish_playing(stream_id).map(Some),
+            Item::End => Ok(Some(self.unpublish_notify(stream_id))),
         }));
         match r {
             Ok(Ok(p)) => Ok(p),
@@ -536,6 +538,41 @@ impl Connection {
                 Err("rml_rtmp panicked serializing for a player".into())
             }
         }
+    }
+
+    /// `onStatus NetStream.Play.UnpublishNotify`: the publisher left. FFmpeg, like Flash, ends
+    /// playback on it (rml_rtmp's `finish_playing` sends `Play.Complete`, which FFmpeg ignores).
+    /// The session's serializer is private, so this goes out with a full (type 0) chunk header
+    /// from a serializer of its own, at the session's chunk size.
+    fn unpublish_notify(&self, stream_id: u32) -> Packet {
+        let mut status = HashMap::new();
+        for (k, v) in [
+            ("level", "status"),
+            ("code", "NetStream.Play.UnpublishNotify"),
+            ("description", "the publisher stopped"),
+        ] {
+            status.insert(k.to_string(), Amf0Value::Utf8String(v.to_string()));
+        }
+        let message = RtmpMessage::Amf0Command {
+            command_name: "onStatus".into(),
+            transaction_id: 0.0,
+            command_object: Amf0Value::Null,
+            additional_arguments: vec![Amf0Value::Object(status)],
+        };
+        let mut serializer = ChunkSerializer::new();
+        let built = serializer
+            .set_max_chunk_size(self.shared.cfg.chunk_size, RtmpTimestamp::new(0))
+            .ok()
+            .and_then(|_| {
+                message
+                    .into_message_payload(RtmpTimestamp::new(0), stream_id)
+                    .ok()
+            })
+            .and_then(|payload| serializer.serialize(&payload, true, false).ok());
+        built.unwrap_or(Packet {
+            bytes: Vec::new(),
+            can_be_dropped: true,
+        })
     }
 
     fn feed(

@@ -1,0 +1,592 @@
+//! RTMP with real peers on loopback: the ffmpeg CLI and ffprobe as publisher and players,
+//! nginx-rtmp as an external server, and hostile clients. Every process started is stopped.
+
+use rml_rtmp::chunk_io::ChunkSerializer;
+use rml_rtmp::messages::RtmpMessage;
+use rml_rtmp::rml_amf0::Amf0Value;
+use rml_rtmp::sessions::{
+    ClientSession, ClientSessionConfig, ClientSessionResult, PublishRequestType,
+};
+use rml_rtmp::time::RtmpTimestamp;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use streamer::config::{RtmpConfig, StreamConfig};
+use streamer::output::Output;
+use streamer::probe::NoProbe;
+use streamer::rtmp::client::{RtmpUrl, handshake};
+use streamer::rtmp::player::PlayerLoad;
+use streamer::rtmp::server::Server;
+use streamer::stream::{Pacing, Stream};
+
+fn small() -> StreamConfig {
+    let mut cfg = StreamConfig::default();
+    cfg.core.viewport.width = 640;
+    cfg.core.viewport.height = 360;
+    cfg.encoder.gop = 30;
+    cfg
+}
+
+fn server(cfg: &RtmpConfig) -> Server {
+    Server::start("127.0.0.1:0".parse().unwrap(), cfg, 1, true).unwrap()
+}
+
+fn url(server: &Server, key: &str) -> String {
+    format!("rtmp://{}/live/{key}", server.local_addr())
+}
+
+/// A child process that is killed when dropped, so a failing test leaves nothing running.
+struct Proc(Option<Child>);
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        let name = format!("{cmd:?}");
+        Proc(Some(
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{name}: {e} (cargo xtask test installs the peers)")),
+        ))
+    }
+
+    /// Waits at most `limit` for the process to end; returns its stdout and stderr.
+    fn finish(mut self, limit: Duration) -> (String, String) {
+        let mut child = self.0.take().unwrap();
+        let deadline = Instant::now() + limit;
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// ffmpeg decoding `url`, one framecrc line per decoded frame.
+fn ffmpeg_player(url: &str) -> Proc {
+    Proc::spawn(Command::new("ffmpeg").args([
+        "-v", "error", "-nostdin", "-i", url, "-map", "0:v", "-f", "framecrc", "-",
+    ]))
+}
+
+fn decoded(framecrc: &str) -> usize {
+    framecrc
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .count()
+}
+
+/// ffprobe decoding every frame of `url`.
+fn ffprobe_player(url: &str) -> Proc {
+    Proc::spawn(Command::new("ffprobe").args([
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-count_frames",
+        "-show_entries",
+        "stream=codec_name,nb_read_frames",
+        "-of",
+        "csv=p=0",
+        url,
+    ]))
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn publish(
+    cfg: &StreamConfig,
+    url: &str,
+    frames: u64,
+    pacing: Pacing,
+) -> streamer::stream::Summary {
+    let mut stream = Stream::open(cfg, &Output::Rtmp(url.parse().unwrap()), &NoProbe).unwrap();
+    stream.run(frames, pacing).unwrap();
+    stream.finish().unwrap()
+}
+
+#[test]
+fn ffmpeg_publishes_to_our_server_and_ffmpeg_and_ffprobe_play_it() {
+    let server = server(&RtmpConfig::default());
+    let url = url(&server, "cli");
+    let player = ffmpeg_player(&url);
+    let probe = ffprobe_player(&url);
+    wait_for("two players", Duration::from_secs(10), || {
+        server.stats().players_open.load(Ordering::Relaxed) == 2
+    });
+    let publisher = Proc::spawn(Command::new("ffmpeg").args([
+        "-v",
+        "error",
+        "-nostdin",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-frames:v",
+        "90",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        "30",
+        "-f",
+        "flv",
+        &url,
+    ]));
+    let (_, err) = publisher.finish(Duration::from_secs(20));
+    assert!(err.is_empty(), "publisher: {err}");
+    let (crc, err) = player.finish(Duration::from_secs(10));
+    assert!(
+        decoded(&crc) >= 86,
+        "ffmpeg decoded {} of 90 frames: {err}",
+        decoded(&crc)
+    );
+    let (probed, err) = probe.finish(Duration::from_secs(10));
+    let n: usize = probed
+        .trim()
+        .rsplit(',')
+        .next()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        probed.starts_with("h264") && n >= 86,
+        "ffprobe: {probed} {err}"
+    );
+}
+
+#[test]
+fn our_publisher_to_our_server_decodes_in_ffmpeg() {
+    let server = server(&RtmpConfig::default());
+    let url = url(&server, "ours");
+    let player = ffmpeg_player(&url);
+    wait_for("the player", Duration::from_secs(10), || {
+        server.stats().players_open.load(Ordering::Relaxed) == 1
+    });
+    let summary = publish(&small(), &url, 90, Pacing::Realtime);
+    assert_eq!(summary.sink.dropped, 0);
+    assert!(summary.sink.bytes_sent > summary.counters.bytes);
+    std::thread::sleep(Duration::from_millis(300));
+    drop(server); // ends the play: ffmpeg sees the end of the stream
+    let (crc, err) = player.finish(Duration::from_secs(10));
+    assert!(
+        decoded(&crc) >= 86,
+        "ffmpeg decoded {} of 90: {err}",
+        decoded(&crc)
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn our_publisher_to_nginx_rtmp_decodes_in_ffprobe() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let module = Path::new("/usr/lib/nginx/modules/ngx_rtmp_module.so");
+    assert!(
+        module.exists(),
+        "nginx-rtmp is required (cargo xtask test installs libnginx-mod-rtmp)"
+    );
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "load_module {};\ndaemon off;\nmaster_process off;\npid {}/nginx.pid;\nerror_log {}/error.log info;\n\
+             events {{ worker_connections 256; }}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}\n",
+            module.display(),
+            dir.path().display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let _nginx = Proc::spawn(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-c")
+            .arg(&conf),
+    );
+    wait_for("nginx to listen", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let url = format!("rtmp://127.0.0.1:{port}/live/ours");
+    let cfg = small();
+    let publisher = std::thread::spawn({
+        let url = url.clone();
+        move || publish(&cfg, &url, 150, Pacing::Realtime)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    // nginx never ends a play when the publisher leaves (it waits for a new one), and the FLV
+    // header it sends announces audio, so ffprobe would wait for its full analyzeduration (5 s
+    // of stream): ask for 2 s.
+    let probe = Proc::spawn(Command::new("ffprobe").args([
+        "-v",
+        "error",
+        "-analyzeduration",
+        "2000000",
+        "-show_entries",
+        "stream=codec_name,width,height",
+        "-of",
+        "csv=p=0",
+        &url,
+    ]));
+    let (out, err) = probe.finish(Duration::from_secs(15));
+    let summary = publisher.join().unwrap();
+    assert_eq!(summary.sink.dropped, 0);
+    assert!(
+        out.lines().any(|l| l == "h264,640,360"),
+        "ffprobe: {out} {err}"
+    );
+}
+
+#[test]
+fn a_late_joiner_starts_at_the_cached_gop_or_at_the_next_keyframe() {
+    for gop_cache in [true, false] {
+        let server = server(&RtmpConfig {
+            gop_cache,
+            ..RtmpConfig::default()
+        });
+        let url: RtmpUrl = url(&server, "late").parse().unwrap();
+        let mut cfg = small();
+        cfg.encoder.gop = 60;
+        let target = url.to_string();
+        let publisher = std::thread::spawn(move || publish(&cfg, &target, 90, Pacing::Realtime));
+        // Join at about frame 30, in the middle of the first GOP (frames 0–59).
+        std::thread::sleep(Duration::from_millis(1000));
+        let load = PlayerLoad::start(&url, 1, 30, Arc::new(NoProbe)).unwrap();
+        assert!(load.wait_playing(Duration::from_secs(5)));
+        publisher.join().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let report = load.stop().remove(0);
+        assert_eq!(
+            report.first_frame_key,
+            Some(true),
+            "gop_cache {gop_cache}: {report:?}"
+        );
+        let expected_first = if gop_cache { 0 } else { 60 };
+        assert_eq!(
+            report.first_frame_id,
+            Some(expected_first),
+            "gop_cache {gop_cache}: {report:?}"
+        );
+        assert_eq!(
+            report.frames,
+            90 - expected_first,
+            "gop_cache {gop_cache}: {report:?}"
+        );
+    }
+}
+
+/// Connects, handshakes and asks to play `key`, then never reads again.
+fn stalled_player(addr: SocketAddr, key: &str) -> TcpStream {
+    let mut socket = TcpStream::connect(addr).unwrap();
+    let rest = handshake(&mut socket).unwrap();
+    let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).unwrap();
+    let send = |r: ClientSessionResult, s: &mut TcpStream| {
+        if let ClientSessionResult::OutboundResponse(p) = r {
+            s.write_all(&p.bytes).unwrap();
+        }
+    };
+    send(
+        session.request_connection("live".into()).unwrap(),
+        &mut socket,
+    );
+    let mut buf = [0u8; 4096];
+    let mut input = rest;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut connected = false;
+    while !connected {
+        for r in session.handle_input(&input).unwrap() {
+            match r {
+                ClientSessionResult::OutboundResponse(p) => socket.write_all(&p.bytes).unwrap(),
+                ClientSessionResult::RaisedEvent(
+                    rml_rtmp::sessions::ClientSessionEvent::ConnectionRequestAccepted,
+                ) => {
+                    connected = true;
+                }
+                _ => {}
+            }
+        }
+        input.clear();
+        if !connected {
+            assert!(Instant::now() < deadline, "no connect answer");
+            let n = socket.read(&mut buf).unwrap();
+            input.extend_from_slice(&buf[..n]);
+        }
+    }
+    // Playing takes createStream, then play: read until the server says it plays.
+    send(session.request_playback(key.into()).unwrap(), &mut socket);
+    loop {
+        let n = socket.read(&mut buf).unwrap();
+        let mut playing = false;
+        for r in session.handle_input(&buf[..n]).unwrap() {
+            match r {
+                ClientSessionResult::OutboundResponse(p) => socket.write_all(&p.bytes).unwrap(),
+                ClientSessionResult::RaisedEvent(
+                    rml_rtmp::sessions::ClientSessionEvent::PlaybackRequestAccepted,
+                ) => {
+                    playing = true;
+                }
+                _ => {}
+            }
+        }
+        if playing {
+            return socket;
+        }
+        assert!(Instant::now() < deadline, "no play answer");
+    }
+}
+
+#[test]
+fn a_player_that_stops_reading_is_closed_and_the_others_keep_receiving() {
+    let cfg = RtmpConfig {
+        ping: 1,
+        ping_timeout: 2,
+        player_queue: 30,
+        ..RtmpConfig::default()
+    };
+    let server = server(&cfg);
+    let target = url(&server, "slow");
+    let _stalled = stalled_player(server.local_addr(), "slow");
+    let load = PlayerLoad::start(&target.parse().unwrap(), 1, 30, Arc::new(NoProbe)).unwrap();
+    assert!(load.wait_playing(Duration::from_secs(5)));
+    wait_for("both players", Duration::from_secs(5), || {
+        server.stats().players_open.load(Ordering::Relaxed) == 2
+    });
+    let summary = publish(&small(), &target, 120, Pacing::Realtime);
+    assert_eq!(summary.sink.dropped, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = server.stats();
+    assert!(
+        stats.timed_out.load(Ordering::Relaxed) >= 1,
+        "the stalled player was not closed"
+    );
+    assert_eq!(
+        stats.players_open.load(Ordering::Relaxed),
+        1,
+        "only the good player remains"
+    );
+    let good = load.stop().remove(0);
+    assert_eq!(good.frames, 120, "the good player lost frames: {good:?}");
+}
+
+/// A handshaken, connected and publishing raw session; returns the socket.
+fn publishing_socket(addr: SocketAddr, key: &str) -> TcpStream {
+    let mut socket = TcpStream::connect(addr).unwrap();
+    let rest = handshake(&mut socket).unwrap();
+    let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).unwrap();
+    let write = |r: ClientSessionResult, s: &mut TcpStream| {
+        if let ClientSessionResult::OutboundResponse(p) = r {
+            s.write_all(&p.bytes).unwrap();
+        }
+    };
+    write(
+        session.request_connection("live".into()).unwrap(),
+        &mut socket,
+    );
+    let mut input = rest;
+    let mut buf = [0u8; 4096];
+    let mut connected = false;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    loop {
+        for r in session.handle_input(&input).unwrap() {
+            match r {
+                ClientSessionResult::RaisedEvent(
+                    rml_rtmp::sessions::ClientSessionEvent::ConnectionRequestAccepted,
+                ) if !connected => {
+                    connected = true;
+                    write(
+                        session
+                            .request_publishing(key.into(), PublishRequestType::Live)
+                            .unwrap(),
+                        &mut socket,
+                    );
+                }
+                ClientSessionResult::RaisedEvent(
+                    rml_rtmp::sessions::ClientSessionEvent::PublishRequestAccepted,
+                ) => {
+                    return socket;
+                }
+                ClientSessionResult::OutboundResponse(p) => socket.write_all(&p.bytes).unwrap(),
+                _ => {}
+            }
+        }
+        input.clear();
+        let n = socket.read(&mut buf).unwrap();
+        input.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Raw RTMP chunk bytes (type 0 header) for `message` on message stream 1.
+fn chunk(message: RtmpMessage) -> Vec<u8> {
+    let payload = message
+        .into_message_payload(RtmpTimestamp::new(0), 1)
+        .unwrap();
+    ChunkSerializer::new()
+        .serialize(&payload, true, false)
+        .unwrap()
+        .bytes
+}
+
+fn still_serves(server: &Server, case: &str) {
+    let target = url(server, &format!("after-{}", case.replace(' ', "-")));
+    let load = PlayerLoad::start(&target.parse().unwrap(), 1, 30, Arc::new(NoProbe)).unwrap();
+    assert!(
+        load.wait_playing(Duration::from_secs(5)),
+        "after {case}: a player could not play"
+    );
+    let summary = publish(&small(), &target, 15, Pacing::Max);
+    assert_eq!(summary.sink.dropped, 0, "after {case}");
+    std::thread::sleep(Duration::from_millis(300));
+    let report = load.stop().remove(0);
+    assert_eq!(report.frames, 15, "after {case}: {report:?}");
+}
+
+#[test]
+fn malformed_input_ends_only_its_own_connection() {
+    let cfg = RtmpConfig {
+        handshake_timeout: 1,
+        ..RtmpConfig::default()
+    };
+    let server = server(&cfg);
+    let addr = server.local_addr();
+
+    let mut garbage = TcpStream::connect(addr).unwrap();
+    garbage.write_all(&[0xde; 5000]).unwrap();
+    still_serves(&server, "garbage");
+
+    let mut truncated = TcpStream::connect(addr).unwrap();
+    truncated.write_all(&[3; 700]).unwrap(); // C0 and part of C1, then silence
+    still_serves(&server, "a truncated handshake");
+
+    // `@setDataFrame` with nothing after it: rml_rtmp panics on it.
+    let mut amf = publishing_socket(addr, "amf");
+    let _ = amf.write_all(&chunk(RtmpMessage::Amf0Data {
+        values: vec![Amf0Value::Utf8String("@setDataFrame".into())],
+    }));
+    still_serves(&server, "AMF data with missing values");
+
+    let mut chunky = publishing_socket(addr, "chunky");
+    let _ = chunky.write_all(&chunk(RtmpMessage::SetChunkSize { size: 0x7fff_ffff }));
+    let _ = chunky.write_all(&[0x06; 4096]);
+    still_serves(&server, "an absurd chunk size");
+
+    // A type 0 chunk header announcing a 16 MiB message, then garbage.
+    let mut long = publishing_socket(addr, "long");
+    let _ = long.write_all(&[0x04, 0, 0, 0, 0xff, 0xff, 0xff, 0x09, 1, 0, 0, 0]);
+    let _ = long.write_all(&[0x17; 8192]);
+    still_serves(&server, "an absurd message length");
+
+    let flood: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    assert!(flood.len() >= 150);
+    still_serves(&server, "a flood of half-open connections");
+    wait_for(
+        "half-open connections to time out",
+        Duration::from_secs(5),
+        || server.stats().connections_open.load(Ordering::Relaxed) < 50,
+    );
+    let stats = server.stats();
+    assert!(
+        stats.panics.load(Ordering::Relaxed) + stats.protocol_errors.load(Ordering::Relaxed) >= 2
+    );
+    drop((garbage, truncated, amf, chunky, long, flood));
+}
+
+#[test]
+fn a_refused_publish_gets_an_error_status_not_a_hang() {
+    let server = server(&RtmpConfig {
+        publish_keys: vec!["secret".into()],
+        ..RtmpConfig::default()
+    });
+    let mut stream = small();
+    stream.rtmp.publish_keys.clear();
+    let started = Instant::now();
+    let err = Stream::open(
+        &stream,
+        &Output::Rtmp(url(&server, "guess").parse().unwrap()),
+        &NoProbe,
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("refused"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "refusal took {:?}",
+        started.elapsed()
+    );
+    publish(&small(), &url(&server, "secret"), 5, Pacing::Max);
+}
+
+#[test]
+fn the_publisher_reconnects_and_counts_the_gap_as_drops() {
+    let cfg = RtmpConfig::default();
+    let first = server(&cfg);
+    let addr = first.local_addr();
+    let target = url(&first, "again");
+    let mut stream =
+        Stream::open(&small(), &Output::Rtmp(target.parse().unwrap()), &NoProbe).unwrap();
+    stream.run(30, Pacing::Realtime).unwrap();
+    first.stop();
+    stream.run(15, Pacing::Realtime).unwrap();
+    let second = Server::start(addr, &cfg, 1, true).unwrap();
+    let load = PlayerLoad::start(&target.parse().unwrap(), 1, 30, Arc::new(NoProbe)).unwrap();
+    assert!(load.wait_playing(Duration::from_secs(5)));
+    stream.run(75, Pacing::Realtime).unwrap();
+    let summary = stream.finish().unwrap();
+    let s = summary.sink;
+    assert!(s.reconnects >= 1, "{s:?}");
+    assert!(s.dropped >= 15, "the gap must count as drops: {s:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let report = load.stop().remove(0);
+    assert!(
+        report.frames > 0 && report.first_frame_key == Some(true),
+        "{report:?}"
+    );
+    assert_eq!(
+        s.frames_sent + s.dropped,
+        120,
+        "every frame is sent or counted: {s:?}"
+    );
+    assert!(report.frames >= 30, "{report:?}");
+    drop(second);
+}
