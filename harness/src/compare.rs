@@ -195,6 +195,7 @@ pub fn probe_overhead(
                 config: cfg.clone(),
                 settings,
                 record,
+                players: 0,
             };
             into.push(run_in_child(exe, &job)?.fps);
         }

@@ -78,7 +78,7 @@ fn main() -> Result<()> {
             let s = Scenario::load(&scenario)?;
             let plan = s.plan(quick);
             println!(
-                "{}: {} points × {} runs, {:?}, warm-up {} frames, pacing {}",
+                "{}: {} points × {} runs of {}, warm-up {} frames, pacing {}",
                 s.suite,
                 plan.points.len(),
                 plan.settings.repetitions,
@@ -175,6 +175,7 @@ fn run(args: RunArgs) -> Result<()> {
             config: point.config.clone(),
             settings: plan.settings,
             record: true,
+            players: point.players,
         };
         let mut runs = Vec::new();
         for _ in 0..reps {

@@ -11,7 +11,10 @@ use streamer::config::StreamConfig;
 use streamer::probe::SPANS;
 
 /// Suites and the command that fills each.
-const SUITES: [(&str, &str); 1] = [("stream", "cargo xtask perf stream")];
+const SUITES: [(&str, &str); 2] = [
+    ("stream", "cargo xtask perf stream"),
+    ("network", "cargo xtask perf network"),
+];
 
 /// Human-readable bytes (MiB with one decimal).
 pub fn mib(bytes: u64) -> String {
@@ -109,6 +112,83 @@ fn encoder_table(out: &mut String, r: &Results) {
     comparisons(out, r);
 }
 
+/// Whether `c` is the guide's baseline on the RTMP table's columns.
+fn rtmp_baseline(c: &StreamConfig) -> bool {
+    let d = StreamConfig::default().rtmp;
+    let r = &c.rtmp;
+    (r.chunk_size, r.gop_cache, r.ping, r.ping_timeout)
+        == (d.chunk_size, d.gop_cache, d.ping, d.ping_timeout)
+}
+
+fn rtmp_table(out: &mut String, r: &Results) {
+    let first = r.points.first();
+    let _ = writeln!(out, "## RTMP Server — Tested Configurations\n");
+    let _ = writeln!(
+        out,
+        "From `{}` ({}{}): one publisher at {}×{}@{} ({}, pacing `{}`) to the embedded server on \
+         loopback, {} run(s) of {} per point after {} warm-up frames. Bandwidth is RTMP bytes \
+         sent by the publisher / payload delivered to each player (mean), per second of wall \
+         time. Latency is glass to glass (`e2e`: frame capture → a player receives it). Join is \
+         a player arriving after the warm-up: connect → first keyframe.\n",
+        r.scenario,
+        r.started,
+        if r.quick { ", --quick" } else { "" },
+        first.map_or(0, |p| p.config.core.viewport.width),
+        first.map_or(0, |p| p.config.core.viewport.height),
+        first.map_or(0, |p| p.config.core.viewport.fps),
+        first.map_or("-".to_string(), |p| p.config.encoder.preset.to_string()),
+        r.settings.pacing,
+        r.settings.repetitions,
+        r.settings.length,
+        r.settings.warmup_frames,
+    );
+    out.push_str("| Chunk Size | GOP Cache | Ping | Timeout | Bandwidth | Latency | Notes |\n");
+    out.push_str("|------------|-----------|------|---------|-----------|---------|-------|\n");
+    for p in &r.points {
+        let t = &p.config.rtmp;
+        let Some(n) = &p.network else { continue };
+        let latency = p
+            .spans
+            .get("e2e")
+            .map_or("no e2e samples".to_string(), |e| {
+                format!(
+                    "p50 {:.1} / p99 {:.1} ms",
+                    e.p50_us / 1000.0,
+                    e.p99_us / 1000.0
+                )
+            });
+        let mut notes = Vec::new();
+        if rtmp_baseline(&p.config) {
+            notes.push("Baseline".to_string());
+        }
+        notes.push(format!(
+            "{} players, {} kept real time",
+            n.players, n.players_realtime
+        ));
+        if let Some(j) = n.late_join_ms {
+            notes.push(format!("join {j:.0} ms"));
+        }
+        notes.push(format!(
+            "{} dropped by the server, {} by the publisher",
+            n.server_dropped, n.publisher_dropped
+        ));
+        notes.push(format!("{:.0}% CPU, {}", p.cpu_percent, mib(p.rss_bytes)));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | sent {:.0} / delivered {:.0} kbit/s | {} | {} |",
+            t.chunk_size,
+            t.gop_cache,
+            t.ping,
+            t.ping_timeout,
+            n.sent_kbps,
+            n.delivered_kbps,
+            latency,
+            notes.join("; ")
+        );
+    }
+    out.push('\n');
+}
+
 fn baseline_section(out: &mut String, p: &PointResult) {
     let _ = writeln!(out, "### Baseline Performance (Default Configuration)\n");
     let span = |name: &str| p.spans.get(name);
@@ -141,26 +221,50 @@ fn baseline_section(out: &mut String, p: &PointResult) {
 }
 
 fn point_spans(out: &mut String, r: &Results) {
+    type Column = (
+        &'static str,
+        &'static str,
+        fn(&crate::record::SpanStats) -> f64,
+    );
+    let p50: fn(&crate::record::SpanStats) -> f64 = |s| s.p50_us;
+    let p99: fn(&crate::record::SpanStats) -> f64 = |s| s.p99_us;
+    let max: fn(&crate::record::SpanStats) -> f64 = |s| s.max_us;
+    let columns: Vec<Column> = match r.table {
+        GuideTable::Rtmp => vec![
+            ("e2e", "p50", p50),
+            ("e2e", "p99", p99),
+            ("relay", "p50", p50),
+            ("relay", "p99", p99),
+            ("network:send", "p99", p99),
+            ("encode", "p99", p99),
+        ],
+        _ => vec![
+            ("encode", "p50", p50),
+            ("encode", "p99", p99),
+            ("render:frame", "p50", p50),
+            ("frame:total", "p50", p50),
+            ("frame:total", "p99", p99),
+            ("frame:total", "max", max),
+        ],
+    };
     let _ = writeln!(out, "### Span percentiles per point (ms)\n");
-    out.push_str("| Point | encode p50 | encode p99 | render:frame p50 | frame:total p50 | frame:total p99 | frame:total max |\n");
-    out.push_str("|-------|-----------|-----------|------------------|-----------------|-----------------|-----------------|\n");
+    out.push_str("| Point |");
+    for (span, stat, _) in &columns {
+        let _ = write!(out, " {span} {stat} |");
+    }
+    out.push_str("\n|-------|");
+    out.push_str(&"------|".repeat(columns.len()));
+    out.push('\n');
     for p in &r.points {
-        let get = |name: &str, f: fn(&crate::record::SpanStats) -> f64| {
-            p.spans
-                .get(name)
-                .map_or("-".to_string(), |s| format!("{:.2}", f(s) / 1000.0))
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            p.id,
-            get("encode", |s| s.p50_us),
-            get("encode", |s| s.p99_us),
-            get("render:frame", |s| s.p50_us),
-            get("frame:total", |s| s.p50_us),
-            get("frame:total", |s| s.p99_us),
-            get("frame:total", |s| s.max_us),
-        );
+        let _ = write!(out, "| {} |", p.id);
+        for (span, _, f) in &columns {
+            let cell = p
+                .spans
+                .get(*span)
+                .map_or("-".to_string(), |s| format!("{:.2}", f(s) / 1000.0));
+            let _ = write!(out, " {cell} |");
+        }
+        out.push('\n');
     }
     out.push('\n');
 }
@@ -227,7 +331,8 @@ pub fn build(root: &Path) -> String {
     for r in &loaded {
         match r.table {
             GuideTable::Encoder => encoder_table(&mut out, r),
-            GuideTable::Pipeline | GuideTable::Rtmp | GuideTable::None => {}
+            GuideTable::Rtmp => rtmp_table(&mut out, r),
+            GuideTable::Pipeline | GuideTable::None => {}
         }
         if !r.points.is_empty() {
             point_spans(&mut out, r);

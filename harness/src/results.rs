@@ -11,13 +11,15 @@
 //! added together. Each repetition's own figures are kept under `repetitions`.
 //!
 //! CSV columns: `suite, point`, one column per sweep axis, the figures above, `encoder, notes`,
+//! the RTMP figures (`players, sent_kbps, delivered_kbps, players_realtime, late_join_ms,
+//! server_dropped`, empty without players),
 //! then `<span>.<stat>` for every recorded span and `config.<dotted.path>` for every config field.
 //!
 //! Every file is written to a temporary file beside it and renamed into place, so an
 //! interrupted run leaves the previous file whole.
 
 use crate::record::{SpanStats, new_histogram};
-use crate::run::PointRun;
+use crate::run::{NetworkFigures, PointRun};
 use crate::scenario::{GuideTable, RunSettings};
 use crate::system::Machine;
 use serde::{Deserialize, Serialize};
@@ -73,6 +75,10 @@ pub struct PointResult {
     pub repetitions: Vec<Repetition>,
     /// `(ms, RSS bytes)` of the first repetition.
     pub rss_timeline: Vec<(u64, u64)>,
+    /// With players: medians of the kbit/s and join time, the fewest players that kept real
+    /// time, and drop totals over the repetitions.
+    #[serde(default)]
+    pub network: Option<NetworkFigures>,
 }
 
 /// One repetition's figures.
@@ -193,8 +199,31 @@ impl PointResult {
                 .first()
                 .map(|r| r.rss_timeline.clone())
                 .unwrap_or_default(),
+            network: aggregate_network(runs),
         }
     }
+}
+
+fn aggregate_network(runs: &[PointRun]) -> Option<NetworkFigures> {
+    let nets: Vec<&NetworkFigures> = runs.iter().filter_map(|r| r.network.as_ref()).collect();
+    let first = nets.first()?;
+    let med =
+        |f: fn(&NetworkFigures) -> f64| median(&mut nets.iter().map(|n| f(n)).collect::<Vec<_>>());
+    let mut joins: Vec<f64> = nets.iter().filter_map(|n| n.late_join_ms).collect();
+    Some(NetworkFigures {
+        players: first.players,
+        sent_kbps: med(|n| n.sent_kbps),
+        delivered_kbps: med(|n| n.delivered_kbps),
+        players_realtime: nets.iter().map(|n| n.players_realtime).min().unwrap_or(0),
+        late_join_ms: (!joins.is_empty()).then(|| median(&mut joins)),
+        late_first_frame_key: nets
+            .iter()
+            .map(|n| n.late_first_frame_key)
+            .try_fold(true, |all, k| k.map(|k| all && k)),
+        publisher_dropped: nets.iter().map(|n| n.publisher_dropped).sum(),
+        reconnects: nets.iter().map(|n| n.reconnects).sum(),
+        server_dropped: nets.iter().map(|n| n.server_dropped).sum(),
+    })
 }
 
 /// A results-file failure.
@@ -306,6 +335,12 @@ impl Results {
                 "bitrate_kbps",
                 "encoder",
                 "notes",
+                "players",
+                "sent_kbps",
+                "delivered_kbps",
+                "players_realtime",
+                "late_join_ms",
+                "server_dropped",
             ]
             .map(String::from),
         );
@@ -334,6 +369,17 @@ impl Results {
                 p.encoder.clone(),
                 p.notes.join("; "),
             ]);
+            match &p.network {
+                Some(n) => row.extend([
+                    n.players.to_string(),
+                    format!("{:.1}", n.sent_kbps),
+                    format!("{:.1}", n.delivered_kbps),
+                    n.players_realtime.to_string(),
+                    n.late_join_ms.map_or(String::new(), |j| format!("{j:.1}")),
+                    n.server_dropped.to_string(),
+                ]),
+                None => row.extend(std::iter::repeat_n(String::new(), 6)),
+            }
             for s in &spans {
                 match p.spans.get(*s) {
                     Some(st) => row.extend(

@@ -13,10 +13,15 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 use streamer::config::StreamConfig;
 use streamer::output::Output;
+use streamer::output::SinkStats;
 use streamer::probe::{NoProbe, Probe};
+use streamer::rtmp::player::{PlayerLoad, PlayerReport};
+use streamer::rtmp::{LocalRelay, RelayError};
 use streamer::stream::{Stream, StreamError};
 
 /// What the child is asked to run.
@@ -26,6 +31,9 @@ pub struct PointJob {
     pub settings: RunSettings,
     /// Attach the recorder (true) or the no-op probe (false, to measure the recorder's cost).
     pub record: bool,
+    /// Players on an embedded RTMP server the stream publishes to (0: encode only, null output).
+    #[serde(default)]
+    pub players: u32,
 }
 
 /// One run of one point.
@@ -51,6 +59,29 @@ pub struct PointRun {
     pub spans: BTreeMap<String, SpanStats>,
     /// `(ms, RSS bytes)` over the window.
     pub rss_timeline: Vec<(u64, u64)>,
+    /// With players on the embedded server: what they received.
+    pub network: Option<NetworkFigures>,
+}
+
+/// The RTMP side of a run with players.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkFigures {
+    pub players: u32,
+    /// Publisher → server, RTMP bytes on the wire, kbit/s of wall time.
+    pub sent_kbps: f64,
+    /// Server → each player, payload kbit/s of wall time, mean over players.
+    pub delivered_kbps: f64,
+    /// Players that kept real time: media received ÷ wall time ≥ 0.99.
+    pub players_realtime: u32,
+    /// A player joining after the warm-up: connect → first keyframe, ms.
+    pub late_join_ms: Option<f64>,
+    /// Whether that player's first frame was a keyframe.
+    pub late_first_frame_key: Option<bool>,
+    /// Frames the publisher could not send (connection lost).
+    pub publisher_dropped: u64,
+    pub reconnects: u64,
+    /// Frames the server dropped for slow players (queue full), all players.
+    pub server_dropped: u64,
 }
 
 /// Why a point could not be run.
@@ -58,6 +89,10 @@ pub struct PointRun {
 pub enum RunError {
     #[error(transparent)]
     Stream(#[from] StreamError),
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+    #[error("players: {0}")]
+    Players(std::io::Error),
     #[error("could not start {exe}: {source}")]
     Spawn { exe: String, source: std::io::Error },
     #[error("the point's child process failed ({status}): {stderr}")]
@@ -71,40 +106,86 @@ pub enum RunError {
 /// # Errors
 /// The stream could not be opened or failed while running.
 pub fn run_here(job: &PointJob) -> Result<PointRun, RunError> {
+    let fps = job.config.core.viewport.fps;
+    let recorder = Arc::new(Recorder::new());
+    let relay = match job.players {
+        0 => None,
+        n => Some(LocalRelay::start(
+            &job.config.rtmp,
+            n as usize,
+            fps,
+            Arc::clone(&recorder),
+        )?),
+    };
+    let mut run = if job.record {
+        measure(job, &*recorder, relay.as_ref(), |warmup| {
+            recorder.begin_measurement(warmup)
+        })?
+    } else {
+        measure(job, &NoProbe, relay.as_ref(), |_| {})?
+    };
+    if let (Some(relay), Some(net)) = (relay, run.network.as_mut()) {
+        let (_, dropped) = relay.stop();
+        net.server_dropped = dropped;
+    }
     if job.record {
-        let recorder = Recorder::new();
-        let mut run = measure(job, &recorder, |warmup| recorder.begin_measurement(warmup))?;
         run.unmatched_marks = recorder.unmatched();
         run.spans = recorder
             .snapshot()
             .into_iter()
             .map(|(name, h)| (name.to_string(), SpanStats::from_histogram(&h)))
             .collect();
-        Ok(run)
-    } else {
-        measure(job, &NoProbe, |_| {})
     }
+    Ok(run)
 }
 
 fn measure<P: Probe>(
     job: &PointJob,
     probe: &P,
+    relay: Option<&LocalRelay>,
     begin: impl FnOnce(u64),
 ) -> Result<PointRun, RunError> {
     let s = &job.settings;
-    let mut stream = Stream::open(&job.config, &Output::Null, probe)?;
+    let fps = job.config.core.viewport.fps;
+    let output = relay.map_or(Output::Null, |r| Output::Rtmp(r.url.clone()));
+    let mut stream = Stream::open(&job.config, &output, probe)?;
     stream.run(s.warmup_frames, s.pacing)?;
     let before = stream.counters();
+    let sink_before = stream.sink_stats();
+    let players_before = relay.map(LocalRelay::reports).unwrap_or_default();
     begin(s.warmup_frames);
+    // One more player joins mid-stream, after the warm-up: its join time is what a viewer
+    // arriving at a live stream sees (with the GOP cache, at once; without, at the next keyframe).
+    let late = match relay {
+        Some(r) => {
+            Some(PlayerLoad::start(&r.url, 1, fps, Arc::new(NoProbe)).map_err(RunError::Players)?)
+        }
+        None => None,
+    };
     let sampler = Sampler::start();
     let started = Instant::now();
-    stream.run(s.length.frames(job.config.core.viewport.fps), s.pacing)?;
+    stream.run(s.length.frames(fps), s.pacing)?;
     let summary = stream.finish()?;
     let wall_s = started.elapsed().as_secs_f64();
     let usage = sampler.stop();
+    let network = relay.map(|r| {
+        // Frames still on their way reach the players within this grace; it adds no wall time.
+        std::thread::sleep(Duration::from_millis(150));
+        let after = r.reports();
+        let late = late.map(PlayerLoad::stop).unwrap_or_default();
+        network_figures(
+            &players_before,
+            &after,
+            late.first(),
+            sink_before,
+            summary.sink,
+            wall_s,
+            fps,
+        )
+    });
     let after = summary.counters;
     let frames = after.packets - before.packets;
-    let media_s = frames as f64 / f64::from(job.config.core.viewport.fps);
+    let media_s = frames as f64 / f64::from(fps);
     let mut notes = summary.notes;
     if summary.pool_copies > 0 {
         notes.push(format!(
@@ -116,7 +197,7 @@ fn measure<P: Probe>(
         fps: frames as f64 / wall_s,
         cpu_percent: usage.cpu_percent,
         rss_bytes: usage.rss_peak_bytes,
-        dropped_frames: after.dropped - before.dropped,
+        dropped_frames: after.dropped - before.dropped + summary.sink.dropped - sink_before.dropped,
         bitrate_kbps: if media_s > 0.0 {
             (after.bytes - before.bytes) as f64 * 8.0 / media_s / 1000.0
         } else {
@@ -129,7 +210,42 @@ fn measure<P: Probe>(
         unmatched_marks: 0,
         spans: BTreeMap::new(),
         rss_timeline: usage.rss_timeline,
+        network,
     })
+}
+
+/// What the players saw over the measured window.
+fn network_figures(
+    before: &[PlayerReport],
+    after: &[PlayerReport],
+    late: Option<&PlayerReport>,
+    sink_before: SinkStats,
+    sink_after: SinkStats,
+    wall_s: f64,
+    fps: u32,
+) -> NetworkFigures {
+    let players = after.len().max(1) as f64;
+    let delivered: u64 = after
+        .iter()
+        .zip(before)
+        .map(|(a, b)| a.bytes - b.bytes)
+        .sum();
+    let realtime = after
+        .iter()
+        .zip(before)
+        .filter(|(a, b)| (a.frames - b.frames) as f64 / f64::from(fps) / wall_s >= 0.99)
+        .count() as u32;
+    NetworkFigures {
+        players: after.len() as u32,
+        sent_kbps: (sink_after.bytes_sent - sink_before.bytes_sent) as f64 * 8.0 / wall_s / 1000.0,
+        delivered_kbps: delivered as f64 * 8.0 / wall_s / 1000.0 / players,
+        players_realtime: realtime,
+        late_join_ms: late.and_then(|r| r.join).map(|d| d.as_secs_f64() * 1000.0),
+        late_first_frame_key: late.and_then(|r| r.first_frame_key),
+        publisher_dropped: sink_after.dropped - sink_before.dropped,
+        reconnects: sink_after.reconnects - sink_before.reconnects,
+        server_dropped: 0,
+    }
 }
 
 /// Runs `job` in a child process `exe point`.

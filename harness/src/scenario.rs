@@ -8,6 +8,8 @@
 //! warmup_frames = 30               # run before measuring, not recorded
 //! frames = 300                     # measured frames per run (or duration_s = 10)
 //! repetitions = 3                  # runs per point; the report shows median and spread
+//! players = 0                      # players on the embedded RTMP server (0: encode only);
+//!                                  # also a sweep axis: path = "players"
 //!
 //! [base]                           # a partial StreamConfig; the rest keeps its defaults
 //! encoder.gop = 60
@@ -98,6 +100,8 @@ struct RawScenario {
     duration_s: Option<Spanned<f64>>,
     repetitions: Spanned<u32>,
     #[serde(default)]
+    players: Option<Spanned<toml::Value>>,
+    #[serde(default)]
     base: Option<Spanned<StreamConfig>>,
     #[serde(default)]
     sweep: Vec<RawAxis>,
@@ -111,6 +115,15 @@ pub enum Length {
     Frames(u64),
     /// Seconds of stream time (frames = seconds × the point's fps).
     DurationS(f64),
+}
+
+impl std::fmt::Display for Length {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Length::Frames(n) => write!(f, "{n} frames"),
+            Length::DurationS(s) => write!(f, "{s} s"),
+        }
+    }
 }
 
 impl Length {
@@ -140,6 +153,8 @@ pub struct Scenario {
     pub table: GuideTable,
     pub description: String,
     pub base: StreamConfig,
+    /// Players on the embedded RTMP server when no axis sets them (0: encode only).
+    pub players: u32,
     pub axes: Vec<Axis>,
     pub settings: RunSettings,
     /// The settings and axes `--quick` uses.
@@ -229,6 +244,11 @@ impl Scenario {
             return Err(at(offset, &format!("base.{field}"), e.to_string()));
         }
 
+        let players = match &raw.players {
+            Some(p) => sweep::players(p.get_ref())
+                .map_err(|e| at(p.span().start, sweep::PLAYERS, e.to_string()))?,
+            None => 0,
+        };
         let axes = axes(&at, &base, raw.sweep)?;
         let quick = match raw.quick {
             None => (settings, axes.0.clone()),
@@ -268,6 +288,7 @@ impl Scenario {
             table: raw.table,
             description: raw.description,
             base,
+            players,
             axes: axes.0,
             settings,
             quick,
@@ -275,7 +296,7 @@ impl Scenario {
         // Each value was checked alone; a combination can still clash (dropThreshold above a
         // swept maxLatency): report it at the axis it belongs to.
         for plan_axes in [&scenario.axes, &scenario.quick.1] {
-            if let Err(e) = sweep::expand(&scenario.base, plan_axes) {
+            if let Err(e) = sweep::expand(&scenario.base, scenario.players, plan_axes) {
                 let path = plan_axes[e.axis].path.as_str();
                 let offset = text.find(&format!("\"{path}\"")).unwrap_or(0);
                 return Err(at(offset, path, e.error.to_string()));
@@ -291,7 +312,7 @@ impl Scenario {
         } else {
             (self.settings, &self.axes)
         };
-        let points = sweep::expand(&self.base, axes).expect("validated when loaded");
+        let points = sweep::expand(&self.base, self.players, axes).expect("validated when loaded");
         Plan { settings, points }
     }
 }
@@ -365,11 +386,15 @@ fn axes(
         for v in a.values.into_inner() {
             let offset = v.span().start;
             let value = v.into_inner();
-            let mut probe = base.clone();
-            probe
-                .set(&path, value.clone())
-                .and_then(|()| probe.validate())
-                .map_err(|e| at(offset, &path, e.to_string()))?;
+            let checked = if path == sweep::PLAYERS {
+                sweep::players(&value).map(|_| ())
+            } else {
+                let mut probe = base.clone();
+                probe
+                    .set(&path, value.clone())
+                    .and_then(|()| probe.validate())
+            };
+            checked.map_err(|e| at(offset, &path, e.to_string()))?;
             values.push(value);
         }
         axes.push(Axis { path, values });

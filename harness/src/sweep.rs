@@ -1,5 +1,8 @@
 //! Sweep expansion: a base configuration and axes (dotted config path → values) become run
 //! points, the cartesian product, first axis varying slowest.
+//!
+//! One axis is not a config path: `players`, the number of players attached to the embedded
+//! RTMP server (0 = no server: encode only).
 
 use streamer::config::{ConfigError, StreamConfig};
 
@@ -12,12 +15,35 @@ pub struct Axis {
     pub values: Vec<toml::Value>,
 }
 
+/// The axis that sets the player count instead of a config field.
+pub const PLAYERS: &str = "players";
+
+/// Most players a point may attach.
+pub const MAX_PLAYERS: u32 = 2000;
+
 /// One point of a sweep: the configuration to run and the axis values that made it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunPoint {
     /// `(path, value)` for each axis, in axis order.
     pub axes: Vec<(String, String)>,
     pub config: StreamConfig,
+    /// Players attached to the embedded RTMP server (0: no server, encode only).
+    pub players: u32,
+}
+
+/// Reads a `players` value.
+///
+/// # Errors
+/// A [`ConfigError`] naming the value and the valid range.
+pub fn players(value: &toml::Value) -> Result<u32, ConfigError> {
+    match value.as_integer() {
+        Some(n) if (0..=i64::from(MAX_PLAYERS)).contains(&n) => Ok(n as u32),
+        _ => Err(ConfigError::Invalid(vec![streamer::config::Invalid {
+            field: PLAYERS.into(),
+            value: show(value),
+            expected: format!("0..={MAX_PLAYERS}"),
+        }])),
+    }
 }
 
 impl RunPoint {
@@ -69,7 +95,11 @@ pub fn count(axes: &[Axis]) -> usize {
 ///
 /// # Errors
 /// The first point whose configuration cannot be built or is out of range.
-pub fn expand(base: &StreamConfig, axes: &[Axis]) -> Result<Vec<RunPoint>, SweepError> {
+pub fn expand(
+    base: &StreamConfig,
+    base_players: u32,
+    axes: &[Axis],
+) -> Result<Vec<RunPoint>, SweepError> {
     let total = count(axes);
     let mut points = Vec::with_capacity(total);
     for n in 0..total {
@@ -81,16 +111,20 @@ pub fn expand(base: &StreamConfig, axes: &[Axis]) -> Result<Vec<RunPoint>, Sweep
             rest /= axis.values.len();
         }
         let mut config = base.clone();
+        let mut players = base_players;
         let mut labels = Vec::with_capacity(axes.len());
         for (i, axis) in axes.iter().enumerate() {
             let value = &axis.values[picks[i]];
-            config
-                .set(&axis.path, value.clone())
-                .map_err(|error| SweepError {
-                    axis: i,
-                    value: picks[i],
-                    error,
-                })?;
+            let set = if axis.path == PLAYERS {
+                self::players(value).map(|n| players = n)
+            } else {
+                config.set(&axis.path, value.clone())
+            };
+            set.map_err(|error| SweepError {
+                axis: i,
+                value: picks[i],
+                error,
+            })?;
             labels.push((axis.path.clone(), show(value)));
         }
         if let Err(error) = config.validate() {
@@ -112,6 +146,7 @@ pub fn expand(base: &StreamConfig, axes: &[Axis]) -> Result<Vec<RunPoint>, Sweep
         points.push(RunPoint {
             axes: labels,
             config,
+            players,
         });
     }
     Ok(points)
@@ -139,7 +174,7 @@ mod tests {
             axis("encoder.pipeline.threads", &[1.into(), 2.into()]),
             axis("encoder.pipeline.zeroCopy", &[true.into(), false.into()]),
         ];
-        let points = expand(&StreamConfig::default(), &axes).unwrap();
+        let points = expand(&StreamConfig::default(), 0, &axes).unwrap();
         assert_eq!(points.len(), 12);
         assert_eq!(count(&axes), 12);
         assert_eq!(
@@ -153,7 +188,7 @@ mod tests {
 
     #[test]
     fn no_axes_is_one_base_point() {
-        let points = expand(&StreamConfig::default(), &[]).unwrap();
+        let points = expand(&StreamConfig::default(), 0, &[]).unwrap();
         assert_eq!(points.len(), 1);
         assert_eq!(points[0].id(), "base");
     }
@@ -161,7 +196,7 @@ mod tests {
     #[test]
     fn out_of_range_values_name_their_axis() {
         let axes = [axis("encoder.pipeline.threads", &[2.into(), 0.into()])];
-        let err = expand(&StreamConfig::default(), &axes).unwrap_err();
+        let err = expand(&StreamConfig::default(), 0, &axes).unwrap_err();
         assert_eq!((err.axis, err.value), (0, 1));
         assert!(err.error.to_string().contains("1..=64"));
     }

@@ -24,6 +24,7 @@ fn the_recorder_sees_every_span_of_the_path_once_per_frame() {
         config,
         settings,
         record: true,
+        players: 0,
     })
     .unwrap();
     assert_eq!(run.frames, 20);
@@ -155,4 +156,50 @@ fn a_bad_scenario_is_refused_with_file_line_and_field() {
         "{err}"
     );
     assert!(err.contains("1..=64"), "{err}");
+}
+
+#[test]
+fn a_point_with_players_measures_delivery_latency_and_join() {
+    let mut config = StreamConfig::default();
+    config.core.viewport.width = 640;
+    config.core.viewport.height = 360;
+    config.encoder.gop = 15;
+    let settings = RunSettings {
+        pacing: Pacing::Realtime,
+        warmup_frames: 10,
+        length: Length::Frames(45),
+        repetitions: 1,
+    };
+    let run = run_here(&PointJob {
+        config,
+        settings,
+        record: true,
+        players: 3,
+    })
+    .unwrap();
+    let net = run.network.expect("network figures with players");
+    assert_eq!(net.players, 3);
+    assert!(net.sent_kbps > 0.0 && net.delivered_kbps > 0.0, "{net:?}");
+    assert_eq!(net.publisher_dropped + net.server_dropped, 0, "{net:?}");
+    assert_eq!(net.late_first_frame_key, Some(true), "{net:?}");
+    assert!(net.late_join_ms.is_some(), "{net:?}");
+    // Every measured frame reached every player (the late joiner marks nothing).
+    assert_eq!(run.spans["e2e"].count, 45 * 3);
+    assert_eq!(run.spans["relay"].count, 45 * 3);
+    assert_eq!(run.unmatched_marks, 0);
+}
+
+#[test]
+fn the_network_scenario_sweeps_the_guides_rtmp_axes() {
+    let s =
+        Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/network.toml"))
+            .unwrap();
+    let full = s.plan(false);
+    assert_eq!(full.points.len(), 3 * 2 * 2 * 3);
+    assert!(
+        full.points.iter().any(|p| p.players == 100
+            && p.config.rtmp.ping == 5
+            && p.config.rtmp.ping_timeout == 10)
+    );
+    assert!(full.points.iter().all(|p| p.config.validate().is_ok()));
 }

@@ -869,9 +869,19 @@ fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) -> Result<(
             }
         };
     }
-    // A leaf that is absent is an unset optional field (or a typo, which deserializing rejects
-    // with the list of valid names).
-    here.insert((*leaf).to_string(), value);
+    // A table merges into the section it names (`rtmp = { ping = 5, ping_timeout = 10 }` sets
+    // two fields together). A leaf that is absent is an unset optional field (or a typo, which
+    // deserializing rejects with the list of valid names).
+    match (here.get_mut(*leaf), value) {
+        (Some(toml::Value::Table(section)), toml::Value::Table(fields)) => {
+            for (k, v) in fields {
+                set_path(section, &k, v)?;
+            }
+        }
+        (_, value) => {
+            here.insert((*leaf).to_string(), value);
+        }
+    }
     Ok(())
 }
 
@@ -998,6 +1008,12 @@ mod tests {
         assert_eq!(c.encoder.hwaccel.device, Some(HwDevice::Nvidia));
         assert_eq!(c.encoder.pipeline.cpu_flags.as_deref().unwrap().len(), 2);
         c.validate().unwrap();
+        c.apply_override("rtmp={ ping = 5, ping_timeout = 10 }")
+            .unwrap();
+        assert_eq!(
+            (c.rtmp.ping, c.rtmp.ping_timeout, c.rtmp.chunk_size),
+            (5, 10, 60000)
+        );
         let err = c
             .apply_override("encoder.nosuch=1")
             .unwrap_err()

@@ -223,12 +223,7 @@ fn run(args: RunArgs) -> Result<()> {
     if let Some(relay) = relay {
         // Let the last frames reach the players before counting.
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let dropped = relay
-            .server
-            .stats()
-            .frames_dropped
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let players = relay.stop();
+        let (players, dropped) = relay.stop();
         let frames: Vec<u64> = players.iter().map(|p| p.frames).collect();
         let joins: Vec<f64> = players
             .iter()

@@ -129,7 +129,7 @@ pub struct Span {
 }
 
 /// Every span the results report, in report order (the design's table).
-pub const SPANS: [Span; 10] = [
+pub const SPANS: [Span; 11] = [
     span(
         "asset:load",
         Point::AssetLoadStart,
@@ -180,6 +180,8 @@ pub const SPANS: [Span; 10] = [
         true,
     ),
     span("e2e", Point::FrameCapture, Point::PlayerReceive, true),
+    // What the RTMP server adds: the publisher starts sending → a player has the frame.
+    span("relay", Point::NetworkSendStart, Point::PlayerReceive, true),
 ];
 
 const fn span(name: &'static str, start: Point, end: Point, per_frame: bool) -> Span {

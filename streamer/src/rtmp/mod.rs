@@ -13,6 +13,7 @@ use player::{PlayerLoad, PlayerReport};
 use server::{Server, ServerError};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// An embedded server on a free loopback port with N players attached: what the main job
@@ -73,14 +74,23 @@ impl LocalRelay {
             .unwrap_or_default()
     }
 
-    /// Stops the players, then the server; returns the players' final counters.
-    pub fn stop(mut self) -> Vec<PlayerReport> {
+    /// Stops the players, then the server; returns the players' final counters and the frames
+    /// the server dropped for slow players.
+    pub fn stop(mut self) -> (Vec<PlayerReport>, u64) {
         let reports = self
             .players
             .take()
             .map(PlayerLoad::stop)
             .unwrap_or_default();
+        // Each player's drops are added to the server's count as its connection closes.
+        let stats = self.server.stats();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while stats.players_open.load(Ordering::Relaxed) > 0 && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let dropped = stats.frames_dropped.load(Ordering::Relaxed);
         self.server.stop();
-        reports
+        (reports, dropped)
     }
 }

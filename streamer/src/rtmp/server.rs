@@ -75,8 +75,16 @@ pub struct PlayerQueue {
 
 struct QueueState {
     items: VecDeque<Item>,
-    /// Dropping video until the next keyframe (after an overflow, or before the first frame).
-    waiting_for_key: bool,
+    /// Skipping video until the next keyframe: a new player without the GOP cache (not a drop:
+    /// it never had those frames), or after an overflow (drops, counted).
+    waiting: Wait,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    None,
+    Join,
+    Overflow,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,7 +96,11 @@ impl PlayerQueue {
         PlayerQueue {
             state: Mutex::new(QueueState {
                 items: VecDeque::new(),
-                waiting_for_key,
+                waiting: if waiting_for_key {
+                    Wait::Join
+                } else {
+                    Wait::None
+                },
             }),
             notify: Notify::new(),
             capacity,
@@ -106,16 +118,23 @@ impl PlayerQueue {
                 if full && m.key {
                     // Make room: everything queued is older than this keyframe.
                     let before = s.items.len();
-                    s.items.retain(|i| !matches!(i, Item::Media(m) if m.kind == MediaKind::Video && !is_sequence_header(m)));
+                    s.items.retain(|i| {
+                        !matches!(i, Item::Media(m) if m.kind == MediaKind::Video && !is_sequence_header(m))
+                    });
                     self.dropped
                         .fetch_add((before - s.items.len()) as u64, Ordering::Relaxed);
-                    s.waiting_for_key = false;
-                } else if full || (s.waiting_for_key && !m.key) {
-                    s.waiting_for_key = true;
+                    s.waiting = Wait::None;
+                } else if full {
+                    s.waiting = Wait::Overflow;
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                     return;
+                } else if s.waiting != Wait::None && !m.key {
+                    if s.waiting == Wait::Overflow {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
                 } else {
-                    s.waiting_for_key = false;
+                    s.waiting = Wait::None;
                 }
             }
         }
@@ -886,6 +905,10 @@ mod tests {
         q.push(frame(true));
         q.push(frame(false));
         assert_eq!(queued(&q), vec![true, false]);
-        assert_eq!(q.dropped(), 1);
+        assert_eq!(
+            q.dropped(),
+            0,
+            "frames before a player's first keyframe are not drops"
+        );
     }
 }
