@@ -6,6 +6,7 @@
 //! guide's tables in `results/REPORT.md`; [`compare`] measures side by side in one run.
 
 pub mod compare;
+pub mod peers;
 pub mod record;
 pub mod report;
 pub mod results;

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use harness::compare;
+use harness::peers::{self, PeerKind, PeerPrograms};
 use harness::report;
 use harness::results::{AxisValue, Comparisons, PointResult, Results};
 use harness::run::{PointJob, run_here, run_in_child};
@@ -61,6 +62,21 @@ struct RunArgs {
     /// Also measure the recorder's cost: the baseline point with the recorder vs the no-op probe.
     #[arg(long)]
     probe_overhead: bool,
+    /// Also run the same publisher and player load against our server, nginx-rtmp and
+    /// node-media-server 2.7, each in its own process, and compare server CPU, RSS, real-time
+    /// players, latency and join time.
+    #[arg(long)]
+    peers: bool,
+    /// Player counts for --peers (comma-separated; default 1,10,100,200,400, or 10,100 with
+    /// --quick).
+    #[arg(long, value_delimiter = ',')]
+    peer_players: Vec<u32>,
+    /// Seconds measured per server and player count for --peers.
+    #[arg(long, default_value_t = 8.0)]
+    peer_seconds: f64,
+    /// A folder whose node_modules holds node-media-server 2.7 (xtask installs it).
+    #[arg(long, default_value = "target/peers")]
+    nms_dir: PathBuf,
     /// Print the results JSON on stdout when done.
     #[arg(long)]
     json: bool,
@@ -223,6 +239,34 @@ fn run(args: RunArgs) -> Result<()> {
             |m| progress.note(m),
         )?);
     }
+    if args.peers {
+        let programs = PeerPrograms {
+            stream_manager: exe.with_file_name("stream-manager"),
+            nginx_module: peers::default_nginx_module(),
+            node_media_server: args.nms_dir.clone(),
+        };
+        let counts: Vec<u32> = match (args.peer_players.is_empty(), args.quick) {
+            (false, _) => args.peer_players.clone(),
+            (true, true) => vec![10, 100],
+            (true, false) => vec![1, 10, 100, 200, 400],
+        };
+        let seconds = if args.quick {
+            3.0_f64.min(args.peer_seconds)
+        } else {
+            args.peer_seconds
+        };
+        for kind in [
+            PeerKind::Embedded,
+            PeerKind::Nginx,
+            PeerKind::NodeMediaServer,
+        ] {
+            for &n in &counts {
+                progress.note(&format!("peers: {} with {n} players", kind.name()));
+                let row = peers::measure(kind, base, &programs, n, 30, seconds)?;
+                comparisons.peers.push(row);
+            }
+        }
+    }
     progress.finish();
     let results = Results {
         suite: scenario.suite.clone(),
@@ -264,6 +308,20 @@ fn summarize(r: &Results, latest: &Path, report: &Path) {
         eprintln!(
             "  vs ffmpeg CLI {:<10} threads {}: {:.1} vs {:.1} fps, ratio {:.3}",
             c.preset, c.threads, c.in_process_fps, c.cli_fps, c.ratio
+        );
+    }
+    for p in &r.comparisons.peers {
+        eprintln!(
+            "  {:<26} {:>4} players: server {:>5.1}% CPU ({:.3}/player), RSS {} → {}, {}/{} real time, e2e p99 {}",
+            p.server,
+            p.players,
+            p.cpu_percent,
+            p.cpu_per_player,
+            report::mib(p.rss_idle_bytes),
+            report::mib(p.rss_peak_bytes),
+            p.players_realtime,
+            p.players,
+            p.e2e_p99_ms.map_or("-".into(), |v| format!("{v:.1} ms"))
         );
     }
     if let Some(o) = &r.comparisons.probe_overhead {

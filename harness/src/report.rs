@@ -187,6 +187,7 @@ fn rtmp_table(out: &mut String, r: &Results) {
         );
     }
     out.push('\n');
+    comparisons(out, r);
 }
 
 fn baseline_section(out: &mut String, p: &PointResult) {
@@ -288,6 +289,34 @@ fn comparisons(out: &mut String, r: &Results) {
         if let Some(row) = c.cli.first() {
             let _ = writeln!(out, "\nCLI command (per preset): `{}`\n", row.command);
         }
+    }
+    if !c.peers.is_empty() {
+        let _ = writeln!(
+            out,
+            "### The same load on other RTMP servers (one run, loopback, each server its own process)\n"
+        );
+        out.push_str("| Server | Players | Server CPU % | CPU % per player | RSS idle → peak | Players in real time | e2e p50 / p99 | Relay p99 | Join |\n");
+        out.push_str("|--------|---------|--------------|------------------|-----------------|----------------------|---------------|-----------|------|\n");
+        let ms = |v: Option<f64>| v.map_or("no samples".to_string(), |v| format!("{v:.1} ms"));
+        for p in &c.peers {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} | {:.3} | {} → {} | {}/{} | {} / {} | {} | {} |",
+                p.server,
+                p.players,
+                p.cpu_percent,
+                p.cpu_per_player,
+                mib(p.rss_idle_bytes),
+                mib(p.rss_peak_bytes),
+                p.players_realtime,
+                p.players,
+                ms(p.e2e_p50_ms),
+                ms(p.e2e_p99_ms),
+                ms(p.relay_p99_ms),
+                ms(p.join_ms),
+            );
+        }
+        out.push('\n');
     }
     if let Some(o) = &c.probe_overhead {
         let _ = writeln!(out, "### Recorder overhead\n");

@@ -99,6 +99,31 @@ pub struct Comparisons {
     pub cli: Vec<CliComparison>,
     /// The baseline path with the recorder vs with the no-op probe.
     pub probe_overhead: Option<ProbeOverhead>,
+    /// The same publisher and players against our server, nginx-rtmp and node-media-server.
+    #[serde(default)]
+    pub peers: Vec<PeerRow>,
+}
+
+/// One server at one player count, under the same publisher and player load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerRow {
+    pub server: String,
+    pub players: u32,
+    /// The server process's CPU over the window, percent of one core.
+    pub cpu_percent: f64,
+    pub cpu_per_player: f64,
+    /// Server RSS before any client connected.
+    pub rss_idle_bytes: u64,
+    pub rss_peak_bytes: u64,
+    /// Players that kept real time (media received ÷ wall time ≥ 0.99).
+    pub players_realtime: u32,
+    pub e2e_p50_ms: Option<f64>,
+    pub e2e_p99_ms: Option<f64>,
+    /// Publisher send → player receive.
+    pub relay_p99_ms: Option<f64>,
+    /// A player joining mid-stream: connect → first keyframe.
+    pub join_ms: Option<f64>,
+    pub publisher_dropped: u64,
 }
 
 /// In-process vs ffmpeg CLI encode speed for one preset and thread count.

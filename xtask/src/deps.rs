@@ -191,3 +191,61 @@ pub fn ensure() -> Result<Option<ExitCode>> {
     }
     Ok(Some(ExitCode::from(2)))
 }
+
+/// The node-media-server version `perf network --peers` measures (2.x honours the guide's
+/// chunk_size, gop_cache, ping and ping_timeout; 4.x ignores them).
+pub const NODE_MEDIA_SERVER: &str = "node-media-server@2.7.4";
+
+/// Installs node-media-server into `dir` with npm when it is not there yet. `Ok(Some(code))`
+/// when node or npm is missing and could not be installed.
+pub fn node_media_server(dir: &Path) -> Result<Option<ExitCode>> {
+    if dir
+        .join("node_modules/node-media-server/package.json")
+        .exists()
+    {
+        return Ok(None);
+    }
+    for (tool, package) in [("node", "nodejs"), ("npm", "npm")] {
+        let present = Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if present {
+            continue;
+        }
+        if Path::new("/etc/debian_version").exists() && is_root() {
+            eprintln!("xtask: installing {package} with apt-get (for node-media-server)");
+            let ok = Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends", package])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                bail!("apt-get install {package} failed");
+            }
+        } else {
+            eprintln!(
+                "xtask: --peers needs {tool}. Install it with:\n  sudo apt-get install -y {package}"
+            );
+            return Ok(Some(ExitCode::from(2)));
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    eprintln!(
+        "xtask: installing {NODE_MEDIA_SERVER} into {}",
+        dir.display()
+    );
+    let ok = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+        .arg(dir)
+        .arg(NODE_MEDIA_SERVER)
+        .status()
+        .context("running npm")?
+        .success();
+    if !ok {
+        bail!("npm install {NODE_MEDIA_SERVER} failed");
+    }
+    Ok(None)
+}

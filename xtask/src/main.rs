@@ -42,6 +42,11 @@ struct PerfArgs {
     /// Also measure the recorder's cost on the full path against the no-op probe.
     #[arg(long)]
     probe_overhead: bool,
+    /// (network) Also run the same publisher and players against nginx-rtmp and
+    /// node-media-server 2.7 (installed with npm into target/peers), each server in its own
+    /// process, and compare CPU, memory, latency and join time.
+    #[arg(long)]
+    peers: bool,
     /// Print the results as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -130,10 +135,17 @@ fn main() -> Result<ExitCode> {
                 (args.compare_cli, "--compare-cli"),
                 (args.probe_overhead, "--probe-overhead"),
                 (args.json, "--json"),
+                (args.peers, "--peers"),
             ] {
                 if on {
                     c.arg(flag);
                 }
+            }
+            if args.peers {
+                if let Some(code) = deps::node_media_server(&root().join("target/peers"))? {
+                    return Ok(code);
+                }
+                c.arg("--nms-dir").arg(root().join("target/peers"));
             }
             run(c)?;
         }

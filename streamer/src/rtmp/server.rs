@@ -31,7 +31,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -47,6 +47,82 @@ pub struct Media {
     pub data: Bytes,
     /// A video keyframe (players can start decoding here).
     pub key: bool,
+    /// The message as RTMP chunks for message stream 1 at the server's chunk size, built once
+    /// and shared by every player on stream 1 (what rml_rtmp assigns to the first stream).
+    chunked: OnceLock<Bytes>,
+}
+
+impl Media {
+    /// A media message as the publisher sent it.
+    pub fn new(kind: MediaKind, timestamp: u32, data: Bytes, key: bool) -> Self {
+        Media {
+            kind,
+            timestamp,
+            data,
+            key,
+            chunked: OnceLock::new(),
+        }
+    }
+
+    /// This message as chunks for `stream_id` at `chunk_size`, shared when `stream_id` is 1.
+    fn chunks(&self, stream_id: u32, chunk_size: u32) -> Bytes {
+        let build = || {
+            Bytes::from(chunk_message(
+                self.kind,
+                stream_id,
+                self.timestamp,
+                &self.data,
+                chunk_size,
+            ))
+        };
+        if stream_id == 1 {
+            self.chunked.get_or_init(build).clone()
+        } else {
+            build()
+        }
+    }
+}
+
+/// Chunk streams for media. `rml_rtmp`'s serializer uses 2–6; media goes on its own so its
+/// full (type 0) headers never disturb the session's header compression.
+const VIDEO_CSID: u8 = 7;
+const AUDIO_CSID: u8 = 8;
+
+/// One audio or video message as RTMP chunks: a type 0 header, then type 3 continuations.
+fn chunk_message(
+    kind: MediaKind,
+    stream_id: u32,
+    timestamp: u32,
+    payload: &[u8],
+    chunk_size: u32,
+) -> Vec<u8> {
+    let (csid, type_id) = match kind {
+        MediaKind::Video => (VIDEO_CSID, 9u8),
+        MediaKind::Audio => (AUDIO_CSID, 8u8),
+    };
+    let extended = timestamp >= 0xff_ffff;
+    let size = chunk_size.max(1) as usize;
+    let chunks = payload.len().div_ceil(size).max(1);
+    let mut out = Vec::with_capacity(payload.len() + 16 + chunks * 5);
+    out.push(csid);
+    let ts = if extended { 0xff_ffff } else { timestamp };
+    out.extend_from_slice(&ts.to_be_bytes()[1..]);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    out.push(type_id);
+    out.extend_from_slice(&stream_id.to_le_bytes());
+    if extended {
+        out.extend_from_slice(&timestamp.to_be_bytes());
+    }
+    for (i, part) in payload.chunks(size).enumerate() {
+        if i > 0 {
+            out.push(0xc0 | csid);
+            if extended {
+                out.extend_from_slice(&timestamp.to_be_bytes());
+            }
+        }
+        out.extend_from_slice(part);
+    }
+    out
 }
 
 /// What a [`Media`] carries.
@@ -207,7 +283,9 @@ impl Shared {
 /// A running server; dropping it (or [`Server::stop`]) closes the listener and every connection.
 pub struct Server {
     addr: SocketAddr,
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: Option<Arc<tokio::runtime::Runtime>>,
+    /// With one thread: the thread driving the single-threaded runtime, and its stop signal.
+    driver: Option<(Arc<Notify>, std::thread::JoinHandle<()>)>,
     stats: Arc<ServerStats>,
     stopping: Arc<AtomicBool>,
 }
@@ -236,12 +314,20 @@ impl Server {
             addr: addr.to_string(),
             source,
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.max(1))
-            .thread_name("rtmp-server")
-            .enable_all()
-            .build()
-            .map_err(fail)?;
+        // One thread: a current-thread runtime on a thread of its own, which spares the
+        // work-stealing scheduler's cost on every wake-up (one per frame per player).
+        let runtime = if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("rtmp-server")
+                .enable_all()
+                .build()
+        }
+        .map_err(fail)?;
         let listener = runtime.block_on(TcpListener::bind(addr)).map_err(fail)?;
         let addr = listener.local_addr().map_err(fail)?;
         let stats = Arc::new(ServerStats::default());
@@ -254,9 +340,22 @@ impl Server {
             verbose,
         });
         runtime.spawn(accept_loop(listener, shared));
+        let runtime = Arc::new(runtime);
+        let driver = if threads <= 1 {
+            let stop = Arc::new(Notify::new());
+            let (rt, signal) = (Arc::clone(&runtime), Arc::clone(&stop));
+            let thread = std::thread::Builder::new()
+                .name("rtmp-server".into())
+                .spawn(move || rt.block_on(signal.notified()))
+                .map_err(fail)?;
+            Some((stop, thread))
+        } else {
+            None
+        };
         Ok(Server {
             addr,
             runtime: Some(runtime),
+            driver,
             stats,
             stopping,
         })
@@ -279,7 +378,11 @@ impl Server {
 
     fn shutdown(&mut self) {
         self.stopping.store(true, Ordering::Relaxed);
-        if let Some(rt) = self.runtime.take() {
+        if let Some((stop, thread)) = self.driver.take() {
+            stop.notify_one();
+            let _ = thread.join();
+        }
+        if let Some(rt) = self.runtime.take().and_then(|rt| Arc::try_unwrap(rt).ok()) {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
     }
@@ -377,17 +480,36 @@ impl Connection {
         Duration::from_secs(self.shared.cfg.ping_timeout.into())
     }
 
-    async fn write(&mut self, wr: &mut OwnedWriteHalf, bytes: &[u8]) -> Result<(), Ended> {
-        if bytes.is_empty() {
-            return Ok(());
-        }
+    /// Writes `out` in order (and empties it), each piece within `ping_timeout`.
+    async fn write(&mut self, wr: &mut OwnedWriteHalf, out: &mut Vec<Bytes>) -> Result<(), Ended> {
+        let mut total = 0;
         let deadline = Instant::now() + self.ping_timeout();
-        match timeout_at(deadline, wr.write_all(bytes)).await {
+        let mut result: Result<std::io::Result<()>, tokio::time::error::Elapsed> = Ok(Ok(()));
+        for bytes in out.drain(..) {
+            total += bytes.len();
+            // Most writes fit the socket buffer at once: try that first, and arm a timer (which
+            // costs a timer-wheel entry) only for what has to wait.
+            let done = match wr.try_write(&bytes) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                Err(e) => {
+                    result = Ok(Err(e));
+                    break;
+                }
+            };
+            if done < bytes.len() {
+                result = timeout_at(deadline, wr.write_all(&bytes[done..])).await;
+                if !matches!(result, Ok(Ok(()))) {
+                    break;
+                }
+            }
+        }
+        match result {
             Ok(Ok(())) => {
                 self.shared
                     .stats
                     .bytes_out
-                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    .fetch_add(total as u64, Ordering::Relaxed);
                 Ok(())
             }
             Ok(Err(e)) => Err(format!("write failed: {e}")),
@@ -465,20 +587,26 @@ impl Connection {
                 return why;
             }
         }
-        if let Err(why) = self.write(&mut wr, &out).await {
+        if let Err(why) = self.write(&mut wr, &mut out).await {
             return why;
         }
         let ping = Duration::from_secs(self.shared.cfg.ping.into());
         let mut next_ping = Instant::now() + ping;
-        let mut buf = vec![0u8; 64 * 1024];
+        // One timer for both the next ping and the silence deadline, re-armed only when it
+        // fires (a fresh timer per loop turn would cost a timer-wheel entry per frame).
+        let timer = tokio::time::sleep_until(next_ping.min(self.last_input + self.ping_timeout()));
+        tokio::pin!(timer);
+        // Players send little; a publisher gets a larger buffer once it publishes.
+        let mut buf = vec![0u8; 4 * 1024];
         let mut items = Vec::new();
         loop {
-            out.clear();
+            if matches!(self.role, Role::Publisher { .. }) && buf.len() < 64 * 1024 {
+                buf.resize(64 * 1024, 0);
+            }
             let queue = match &self.role {
                 Role::Player { queue, .. } => Some(Arc::clone(queue)),
                 _ => None,
             };
-            let silence_deadline = self.last_input + self.ping_timeout();
             tokio::select! {
                 read = rd.read(&mut buf) => match read {
                     Ok(0) => return "peer closed the connection".into(),
@@ -501,60 +629,55 @@ impl Connection {
                         q.drain(&mut items);
                         for item in items.drain(..) {
                             match self.play_item(&mut session, stream_id, item) {
-                                Ok(Some(p)) => out.extend_from_slice(&p.bytes),
-                                Ok(None) => {}
+                                Ok(bytes) => out.push(bytes),
                                 Err(why) => return why,
                             }
                         }
                     }
                 },
-                () = tokio::time::sleep_until(next_ping) => {
-                    next_ping = Instant::now() + ping;
-                    match catch_unwind(AssertUnwindSafe(|| session.send_ping_request())) {
-                        Ok(Ok((p, _))) => out.extend_from_slice(&p.bytes),
-                        _ => return "could not build a ping".into(),
+                () = &mut timer => {
+                    let now = Instant::now();
+                    let silence_deadline = self.last_input + self.ping_timeout();
+                    if now >= silence_deadline {
+                        self.shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                        return format!("nothing received for {} s (ping_timeout)", self.shared.cfg.ping_timeout);
                     }
-                },
-                () = tokio::time::sleep_until(silence_deadline) => {
-                    self.shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
-                    return format!("nothing received for {} s (ping_timeout)", self.shared.cfg.ping_timeout);
+                    if now >= next_ping {
+                        next_ping = now + ping;
+                        match catch_unwind(AssertUnwindSafe(|| session.send_ping_request())) {
+                            Ok(Ok((p, _))) => out.push(Bytes::from(p.bytes)),
+                            _ => return "could not build a ping".into(),
+                        }
+                    }
+                    timer.as_mut().reset(next_ping.min(silence_deadline));
                 },
             }
-            if let Err(why) = self.write(&mut wr, &out).await {
+            if let Err(why) = self.write(&mut wr, &mut out).await {
                 return why;
             }
         }
     }
 
-    /// Serializes one queued item for this player; `Ok(None)` when there is nothing to send.
+    /// One queued item as bytes for this player. Media is chunked once and shared by every
+    /// player (see [`Media::chunks`]); metadata goes through the session.
     fn play_item(
         &self,
         session: &mut ServerSession,
         stream_id: u32,
         item: Item,
-    ) -> Result<Option<Packet>, Ended> {
-        let r = catch_unwind(AssertUnwindSafe(|| match item {
-            Item::Metadata(m) => session.send_metadata(stream_id, &m).map(Some),
-            Item::Media(m) => {
-                let ts = RtmpTimestamp::new(m.timestamp);
-                match m.kind {
-                    MediaKind::Video => {
-                        session.send_video_data(stream_id, m.data.clone(), ts, false)
-                    }
-                    MediaKind::Audio => {
-                        session.send_audio_data(stream_id, m.data.clone(), ts, false)
+    ) -> Result<Bytes, Ended> {
+        match item {
+            Item::Media(m) => Ok(m.chunks(stream_id, self.shared.cfg.chunk_size)),
+            Item::End => Ok(Bytes::from(self.unpublish_notify(stream_id).bytes)),
+            Item::Metadata(m) => {
+                match catch_unwind(AssertUnwindSafe(|| session.send_metadata(stream_id, &m))) {
+                    Ok(Ok(p)) => Ok(Bytes::from(p.bytes)),
+                    Ok(Err(e)) => Err(format!("could not send to player: {e:?}")),
+                    Err(_) => {
+                        self.shared.stats.panics.fetch_add(1, Ordering::Relaxed);
+                        Err("rml_rtmp panicked serializing for a player".into())
                     }
                 }
-                .map(Some)
-            }
-            Item::End => Ok(Some(self.unpublish_notify(stream_id))),
-        }));
-        match r {
-            Ok(Ok(p)) => Ok(p),
-            Ok(Err(e)) => Err(format!("could not send to player: {e:?}")),
-            Err(_) => {
-                self.shared.stats.panics.fetch_add(1, Ordering::Relaxed);
-                Err("rml_rtmp panicked serializing for a player".into())
             }
         }
     }
@@ -598,7 +721,7 @@ impl Connection {
         &mut self,
         session: &mut ServerSession,
         bytes: &[u8],
-        out: &mut Vec<u8>,
+        out: &mut Vec<Bytes>,
     ) -> Result<(), Ended> {
         match catch_unwind(AssertUnwindSafe(|| session.handle_input(bytes))) {
             Ok(Ok(results)) => self.handle(session, results, out),
@@ -620,11 +743,11 @@ impl Connection {
         &mut self,
         session: &mut ServerSession,
         results: Vec<ServerSessionResult>,
-        out: &mut Vec<u8>,
+        out: &mut Vec<Bytes>,
     ) -> Result<(), Ended> {
         for r in results {
             match r {
-                ServerSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
+                ServerSessionResult::OutboundResponse(p) => out.push(Bytes::from(p.bytes)),
                 ServerSessionResult::RaisedEvent(e) => {
                     let more = self.event(session, e)?;
                     self.handle(session, more, out)?;
@@ -786,12 +909,12 @@ impl Connection {
         let tag = (kind == MediaKind::Video)
             .then(|| flv::parse_video_tag(&data))
             .flatten();
-        let media = Arc::new(Media {
+        let media = Arc::new(Media::new(
             kind,
-            timestamp: timestamp.value,
-            key: tag.is_some_and(|t| t.key),
+            timestamp.value,
             data,
-        });
+            tag.is_some_and(|t| t.key),
+        ));
         let header = is_sequence_header(&media);
         let mut channels = lock(&self.shared.channels);
         let Some(ch) = channels.get_mut(key) else {
@@ -866,12 +989,7 @@ mod tests {
             &[0, 0, 1, if key { 0x65 } else { 0x41 }, 1],
             &mut data,
         );
-        Item::Media(Arc::new(Media {
-            kind: MediaKind::Video,
-            timestamp: 0,
-            data: data.into(),
-            key,
-        }))
+        Item::Media(Arc::new(Media::new(MediaKind::Video, 0, data.into(), key)))
     }
 
     fn queued(q: &PlayerQueue) -> Vec<bool> {
@@ -896,6 +1014,28 @@ mod tests {
         assert_eq!(queued(&q), vec![true]);
         q.push(frame(false));
         assert_eq!(queued(&q), vec![false]);
+    }
+
+    #[test]
+    fn shared_chunks_parse_as_the_messages_they_carry() {
+        use rml_rtmp::chunk_io::ChunkDeserializer;
+        for (chunk_size, timestamp, len) in
+            [(128, 33, 1000), (4096, 0x1ff_ffff, 10_000), (60000, 7, 5)]
+        {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let bytes = chunk_message(MediaKind::Video, 1, timestamp, &payload, chunk_size);
+            let mut d = ChunkDeserializer::new();
+            d.set_max_chunk_size(chunk_size as usize).unwrap();
+            let m = d
+                .get_next_message(&bytes)
+                .unwrap()
+                .expect("one whole message");
+            assert_eq!(
+                (m.type_id, m.message_stream_id, m.timestamp.value),
+                (9, 1, timestamp)
+            );
+            assert_eq!(&m.data[..], &payload[..]);
+        }
     }
 
     #[test]
