@@ -139,6 +139,8 @@ enum Item {
     Media(Arc<Media>),
     /// The publisher left.
     End,
+    /// Bytes ready for the wire: the rest of a partial direct write.
+    Raw(Bytes),
 }
 
 /// A bounded per-player queue with the keyframe drop policy.
@@ -147,10 +149,22 @@ pub struct PlayerQueue {
     notify: Notify,
     capacity: usize,
     dropped: AtomicU64,
+    /// Set once the player plays: its socket, stream id and chunk size, so a publisher can
+    /// write a frame straight to a player that has nothing queued (no task wake-up).
+    direct: OnceLock<Direct>,
+}
+
+struct Direct {
+    writer: Arc<OwnedWriteHalf>,
+    stream_id: u32,
+    chunk_size: u32,
+    stats: Arc<ServerStats>,
 }
 
 struct QueueState {
     items: VecDeque<Item>,
+    /// The player's task is writing: nothing may go to the socket past it.
+    writing: bool,
     /// Skipping video until the next keyframe: a new player without the GOP cache (not a drop:
     /// it never had those frames), or after an overflow (drops, counted).
     waiting: Wait,
@@ -172,6 +186,7 @@ impl PlayerQueue {
         PlayerQueue {
             state: Mutex::new(QueueState {
                 items: VecDeque::new(),
+                writing: false,
                 waiting: if waiting_for_key {
                     Wait::Join
                 } else {
@@ -181,6 +196,7 @@ impl PlayerQueue {
             notify: Notify::new(),
             capacity,
             dropped: AtomicU64::new(0),
+            direct: OnceLock::new(),
         }
     }
 
@@ -214,13 +230,44 @@ impl PlayerQueue {
                 }
             }
         }
+        if let (Item::Media(m), Some(d)) = (&item, self.direct.get()) {
+            if s.items.is_empty() && !s.writing {
+                // Nothing queued and the task is idle: write now, from the publisher's task.
+                let bytes = m.chunks(d.stream_id, d.chunk_size);
+                let n = d.writer.try_write(&bytes).unwrap_or(0);
+                d.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                if n == bytes.len() {
+                    return;
+                }
+                if n > 0 {
+                    s.items.push_back(Item::Raw(bytes.slice(n..)));
+                    drop(s);
+                    self.notify.notify_one();
+                    return;
+                }
+            }
+        }
         s.items.push_back(item);
         drop(s);
         self.notify.notify_one();
     }
 
-    fn drain(&self, into: &mut Vec<Item>) {
-        into.extend(lock(&self.state).items.drain(..));
+    /// Takes everything queued and marks the task as writing (direct writes stop).
+    fn take_for_writing(&self, into: &mut Vec<Item>) {
+        let mut s = lock(&self.state);
+        s.writing = true;
+        into.extend(s.items.drain(..));
+    }
+
+    /// The task finished writing; `true` when more was queued meanwhile (keep writing).
+    fn done_writing(&self) -> bool {
+        let mut s = lock(&self.state);
+        if s.items.is_empty() {
+            s.writing = false;
+            false
+        } else {
+            true
+        }
     }
 
     /// Frames dropped for this player so far.
@@ -480,47 +527,42 @@ impl Connection {
         Duration::from_secs(self.shared.cfg.ping_timeout.into())
     }
 
-    /// Writes `out` in order (and empties it), each piece within `ping_timeout`.
-    async fn write(&mut self, wr: &mut OwnedWriteHalf, out: &mut Vec<Bytes>) -> Result<(), Ended> {
-        let mut total = 0;
-        let deadline = Instant::now() + self.ping_timeout();
-        let mut result: Result<std::io::Result<()>, tokio::time::error::Elapsed> = Ok(Ok(()));
+    /// Writes `out` in order (and empties it); the whole write must finish within
+    /// `ping_timeout`, or the peer has stopped reading. Most writes fit the socket buffer at
+    /// once, so the deadline's timer is armed only when one has to wait.
+    async fn write(&mut self, wr: &OwnedWriteHalf, out: &mut Vec<Bytes>) -> Result<(), Ended> {
+        let mut deadline = None;
         for bytes in out.drain(..) {
-            total += bytes.len();
-            // Most writes fit the socket buffer at once: try that first, and arm a timer (which
-            // costs a timer-wheel entry) only for what has to wait.
-            let done = match wr.try_write(&bytes) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-                Err(e) => {
-                    result = Ok(Err(e));
-                    break;
-                }
-            };
-            if done < bytes.len() {
-                result = timeout_at(deadline, wr.write_all(&bytes[done..])).await;
-                if !matches!(result, Ok(Ok(()))) {
-                    break;
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                match wr.try_write(rest) {
+                    Ok(n) => {
+                        self.shared
+                            .stats
+                            .bytes_out
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                        rest = &rest[n..];
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        let until =
+                            *deadline.get_or_insert_with(|| Instant::now() + self.ping_timeout());
+                        match timeout_at(until, wr.writable()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => return Err(format!("write failed: {e}")),
+                            Err(_) => {
+                                self.shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                                return Err(format!(
+                                    "peer stopped reading for {} s (ping_timeout)",
+                                    self.shared.cfg.ping_timeout
+                                ));
+                            }
+                        }
+                    }
+                    Err(e) => return Err(format!("write failed: {e}")),
                 }
             }
         }
-        match result {
-            Ok(Ok(())) => {
-                self.shared
-                    .stats
-                    .bytes_out
-                    .fetch_add(total as u64, Ordering::Relaxed);
-                Ok(())
-            }
-            Ok(Err(e)) => Err(format!("write failed: {e}")),
-            Err(_) => {
-                self.shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
-                Err(format!(
-                    "peer stopped reading for {} s (ping_timeout)",
-                    self.shared.cfg.ping_timeout
-                ))
-            }
-        }
+        Ok(())
     }
 
     async fn handshake(&mut self, socket: &mut TcpStream) -> Result<Vec<u8>, Ended> {
@@ -577,7 +619,8 @@ impl Connection {
             Ok(x) => x,
             Err(e) => return format!("session setup failed: {e:?}"),
         };
-        let (mut rd, mut wr) = socket.into_split();
+        let (mut rd, wr) = socket.into_split();
+        let wr = Arc::new(wr);
         let mut out = Vec::new();
         if let Err(why) = self.handle(&mut session, initial, &mut out) {
             return why;
@@ -587,7 +630,7 @@ impl Connection {
                 return why;
             }
         }
-        if let Err(why) = self.write(&mut wr, &mut out).await {
+        if let Err(why) = self.write(&wr, &mut out).await {
             return why;
         }
         let ping = Duration::from_secs(self.shared.cfg.ping.into());
@@ -623,18 +666,7 @@ impl Connection {
                         Some(q) => q.notify.notified().await,
                         None => std::future::pending().await,
                     }
-                } => {
-                    if let (Some(q), Role::Player { stream_id, .. }) = (&queue, &self.role) {
-                        let stream_id = *stream_id;
-                        q.drain(&mut items);
-                        for item in items.drain(..) {
-                            match self.play_item(&mut session, stream_id, item) {
-                                Ok(bytes) => out.push(bytes),
-                                Err(why) => return why,
-                            }
-                        }
-                    }
-                },
+                } => {},
                 () = &mut timer => {
                     let now = Instant::now();
                     let silence_deadline = self.last_input + self.ping_timeout();
@@ -652,8 +684,57 @@ impl Connection {
                     timer.as_mut().reset(next_ping.min(silence_deadline));
                 },
             }
-            if let Err(why) = self.write(&mut wr, &mut out).await {
+            let written = match &self.role {
+                Role::Player {
+                    queue, stream_id, ..
+                } => {
+                    let (queue, stream_id) = (Arc::clone(queue), *stream_id);
+                    self.flush_player(&mut session, &queue, stream_id, &wr, &mut out, &mut items)
+                        .await
+                }
+                _ => self.write(&wr, &mut out).await,
+            };
+            if let Err(why) = written {
                 return why;
+            }
+        }
+    }
+
+    /// Writes a player's queue and its own output in order: the rest of a partial direct write
+    /// first, then what the session answered, then queued media. While this runs the queue is
+    /// marked as writing, so the publisher queues instead of writing directly.
+    async fn flush_player(
+        &mut self,
+        session: &mut ServerSession,
+        queue: &Arc<PlayerQueue>,
+        stream_id: u32,
+        wr: &Arc<OwnedWriteHalf>,
+        out: &mut Vec<Bytes>,
+        items: &mut Vec<Item>,
+    ) -> Result<(), Ended> {
+        let mut batch = Vec::new();
+        loop {
+            queue.take_for_writing(items);
+            let _ = queue.direct.set(Direct {
+                writer: Arc::clone(wr),
+                stream_id,
+                chunk_size: self.shared.cfg.chunk_size,
+                stats: Arc::clone(&self.shared.stats),
+            });
+            let raw = items
+                .iter()
+                .take_while(|i| matches!(i, Item::Raw(_)))
+                .count();
+            for item in items.drain(..raw) {
+                batch.push(self.play_item(session, stream_id, item)?);
+            }
+            batch.append(out);
+            for item in items.drain(..) {
+                batch.push(self.play_item(session, stream_id, item)?);
+            }
+            self.write(wr, &mut batch).await?;
+            if !queue.done_writing() {
+                return Ok(());
             }
         }
     }
@@ -668,6 +749,7 @@ impl Connection {
     ) -> Result<Bytes, Ended> {
         match item {
             Item::Media(m) => Ok(m.chunks(stream_id, self.shared.cfg.chunk_size)),
+            Item::Raw(bytes) => Ok(bytes),
             Item::End => Ok(Bytes::from(self.unpublish_notify(stream_id).bytes)),
             Item::Metadata(m) => {
                 match catch_unwind(AssertUnwindSafe(|| session.send_metadata(stream_id, &m))) {
@@ -993,8 +1075,7 @@ mod tests {
     }
 
     fn queued(q: &PlayerQueue) -> Vec<bool> {
-        let mut v = Vec::new();
-        q.drain(&mut v);
+        let v: Vec<Item> = lock(&q.state).items.drain(..).collect();
         v.iter()
             .map(|i| matches!(i, Item::Media(m) if m.key))
             .collect()
