@@ -243,7 +243,7 @@ impl PlayerLoad {
         probe: Arc<P>,
     ) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .thread_name("rtmp-players")
             .enable_all()
             .build()?;
