@@ -223,7 +223,17 @@ fn run(args: RunArgs) -> Result<()> {
     if let Some(relay) = relay {
         // Let the last frames reach the players before counting.
         std::thread::sleep(std::time::Duration::from_millis(200));
+        let stats = relay.server.stats();
+        let direct = stats
+            .direct_writes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let queued = stats
+            .queued_writes
+            .load(std::sync::atomic::Ordering::Relaxed);
         let (players, dropped) = relay.stop();
+        println!(
+            "server: {direct} frames written straight to players, {queued} through their queues"
+        );
         let frames: Vec<u64> = players.iter().map(|p| p.frames).collect();
         let joins: Vec<f64> = players
             .iter()

@@ -86,6 +86,8 @@ impl Media {
 /// Chunk streams for media. `rml_rtmp`'s serializer uses 2–6; media goes on its own so its
 /// full (type 0) headers never disturb the session's header compression.
 const VIDEO_CSID: u8 = 7;
+/// Socket send buffer per connection (the kernel doubles it and caps it at wmem_max).
+const SEND_BUFFER: usize = 1 << 20;
 const AUDIO_CSID: u8 = 8;
 
 /// One audio or video message as RTMP chunks: a type 0 header, then type 3 continuations.
@@ -237,6 +239,7 @@ impl PlayerQueue {
                 let n = d.writer.try_write(&bytes).unwrap_or(0);
                 d.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 if n == bytes.len() {
+                    d.stats.direct_writes.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
                 if n > 0 {
@@ -246,6 +249,9 @@ impl PlayerQueue {
                     return;
                 }
             }
+        }
+        if let (Item::Media(_), Some(d)) = (&item, self.direct.get()) {
+            d.stats.queued_writes.fetch_add(1, Ordering::Relaxed);
         }
         s.items.push_back(item);
         drop(s);
@@ -309,6 +315,10 @@ pub struct ServerStats {
     /// Connections closed for malformed input.
     pub protocol_errors: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Frames a publisher wrote straight to a player's socket (no queue, no task wake-up).
+    pub direct_writes: AtomicU64,
+    /// Frames that went through a player's queue.
+    pub queued_writes: AtomicU64,
 }
 
 struct Shared {
@@ -478,6 +488,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let _ = socket.set_nodelay(true);
+            // Room for a whole keyframe: a frame written in one piece goes out from the
+            // publisher's task; one that does not fit waits on the player's task and its wake-up.
+            let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER);
             let mut conn = Connection::new(id, Arc::clone(&shared));
             let why = conn.serve(socket).await;
             conn.leave();
