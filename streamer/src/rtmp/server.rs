@@ -167,7 +167,7 @@ struct QueueState {
     items: VecDeque<Item>,
     /// The player's task is writing: nothing may go to the socket past it.
     writing: bool,
-    /// Skipping video until the next keyframe: a new player without the GOP cache (not a drop:
+    /// Passing over video until the next keyframe: a new player without the GOP cache (not a drop:
     /// it never had those frames), or after an overflow (drops, counted).
     waiting: Wait,
 }
