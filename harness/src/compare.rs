@@ -200,12 +200,14 @@ pub fn probe_overhead(
             into.push(run_in_child(exe, &job)?.fps);
         }
     }
-    let (a, b) = (median(&mut with), median(&mut without));
+    // Each pair ran back to back, so its ratio sees the same machine load on both sides: the
+    // median of the pairs' ratios is steadier than the ratio of the two medians.
+    let mut ratios: Vec<f64> = with.iter().zip(&without).map(|(a, b)| a / b).collect();
     Ok(ProbeOverhead {
         point: point.to_string(),
         runs,
-        recorder_fps: a,
-        noop_fps: b,
-        ratio: a / b,
+        recorder_fps: median(&mut with),
+        noop_fps: median(&mut without),
+        ratio: median(&mut ratios),
     })
 }

@@ -323,7 +323,7 @@ fn comparisons(out: &mut String, r: &Results) {
         let _ = writeln!(
             out,
             "Full path at `{}`, {} interleaved runs each: recorder {:.1} fps, no-op probe {:.1} fps, \
-             ratio {:.3}.\n",
+             median ratio of back-to-back pairs {:.3}.\n",
             o.point, o.runs, o.recorder_fps, o.noop_fps, o.ratio
         );
     }

@@ -150,7 +150,7 @@ pub struct ProbeOverhead {
     pub runs: u32,
     pub recorder_fps: f64,
     pub noop_fps: f64,
-    /// recorder_fps / noop_fps.
+    /// Median over the back-to-back pairs of recorder fps ÷ no-op fps.
     pub ratio: f64,
 }
 
