@@ -39,7 +39,8 @@ fn the_recorder_sees_every_span_of_the_path_once_per_frame() {
             "{span}: {s:?}"
         );
     }
-    assert!(run.fps > 0.0 && run.rss_bytes > 0 && run.bitrate_kbps > 0.0);
+    // The figures were recorded (how large they are is for `cargo xtask perf`).
+    assert!(run.rss_bytes > 0 && run.bitrate_kbps > 0.0 && run.wall_s > 0.0);
 }
 
 #[test]
@@ -101,7 +102,7 @@ fn a_scenario_run_writes_results_and_fills_the_encoder_table() {
     assert_eq!(r.points.len(), 2);
     for p in &r.points {
         assert_eq!(p.repetitions.len(), 2);
-        assert!(p.fps > 0.0 && p.cpu_percent > 0.0 && p.rss_bytes > 0);
+        assert!(p.cpu_percent > 0.0 && p.rss_bytes > 0 && p.bitrate_kbps > 0.0);
         assert_eq!(p.spans["encode"].count, 24, "two runs of 12 frames");
         assert!(p.spans["encode"].histogram().is_ok());
     }

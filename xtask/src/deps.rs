@@ -149,22 +149,7 @@ pub fn ensure() -> Result<Option<ExitCode>> {
             what.join(", "),
             packages.join(" ")
         );
-        let update = Command::new("apt-get")
-            .args(["update", "-qq"])
-            .status()
-            .context("running apt-get update")?;
-        if !update.success() {
-            bail!("apt-get update failed ({update})");
-        }
-        let install = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&packages)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("running apt-get install")?;
-        if !install.success() {
-            bail!("apt-get install {} failed ({install})", packages.join(" "));
-        }
+        apt_install(&packages)?;
         let still: Vec<&str> = needs()
             .into_iter()
             .filter(|n| !(n.present)())
@@ -192,6 +177,27 @@ pub fn ensure() -> Result<Option<ExitCode>> {
     Ok(Some(ExitCode::from(2)))
 }
 
+/// Refreshes the package lists and installs `packages` (Debian/Ubuntu, as root).
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let update = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()
+        .context("running apt-get update")?;
+    if !update.success() {
+        bail!("apt-get update failed ({update})");
+    }
+    let install = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get install")?;
+    if !install.success() {
+        bail!("apt-get install {} failed ({install})", packages.join(" "));
+    }
+    Ok(())
+}
+
 /// The node-media-server version `perf network --peers` measures (2.x honours the guide's
 /// chunk_size, gop_cache, ping and ping_timeout; 4.x ignores them).
 pub const NODE_MEDIA_SERVER: &str = "node-media-server@2.7.4";
@@ -206,25 +212,12 @@ pub fn node_media_server(dir: &Path) -> Result<Option<ExitCode>> {
         return Ok(None);
     }
     for (tool, package) in [("node", "nodejs"), ("npm", "npm")] {
-        let present = Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if present {
+        if has_command(tool) {
             continue;
         }
         if Path::new("/etc/debian_version").exists() && is_root() {
             eprintln!("xtask: installing {package} with apt-get (for node-media-server)");
-            let ok = Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends", package])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                bail!("apt-get install {package} failed");
-            }
+            apt_install(&[package])?;
         } else {
             eprintln!(
                 "xtask: --peers needs {tool}. Install it with:\n  sudo apt-get install -y {package}"
