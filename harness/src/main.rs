@@ -255,12 +255,14 @@ fn run(args: RunArgs) -> Result<()> {
         } else {
             args.peer_seconds
         };
-        for kind in [
-            PeerKind::Embedded,
-            PeerKind::Nginx,
-            PeerKind::NodeMediaServer,
-        ] {
-            for &n in &counts {
+        // Servers side by side at each player count, so the machine's drift over the run
+        // falls on all of them alike.
+        for &n in &counts {
+            for kind in [
+                PeerKind::Embedded,
+                PeerKind::Nginx,
+                PeerKind::NodeMediaServer,
+            ] {
                 progress.note(&format!("peers: {} with {n} players", kind.name()));
                 let row = peers::measure(kind, base, &programs, n, 30, seconds)?;
                 comparisons.peers.push(row);
