@@ -344,6 +344,27 @@ pub struct PipelineConfig {
     /// JPEG quality, 1–100.
     pub quality: u32,
     pub format: FrameFormat,
+    /// What a full queue does with a new frame (not in the guide, which leaves it unsaid).
+    pub drop_policy: DropPolicy,
+    /// Frames come from a pool of reused buffers (`false`: a fresh buffer per frame).
+    pub buffer_pool: bool,
+    /// Memory pressure: above this resident size (MiB) the pipeline sheds frames and trims
+    /// caches; 0 turns the watch off.
+    pub pressure_rss_mb: u32,
+    /// Memory pressure: queue fill (percent of `maxQueueSize`) above which new frames are shed.
+    pub pressure_queue_percent: u32,
+}
+
+/// What a full frame queue does when another frame arrives. Every drop is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DropPolicy {
+    /// Drop the oldest queued frame to make room (live streams: keep latency low).
+    Oldest,
+    /// Drop the arriving frame (keep what is queued).
+    Newest,
+    /// Make the producer wait for room (nothing dropped by the queue; lateness may drop later).
+    Block,
 }
 
 /// What the pipeline's workers turn frames into.
@@ -494,6 +515,10 @@ impl Default for PipelineConfig {
             pool_size: 4,
             quality: 85,
             format: FrameFormat::Raw,
+            drop_policy: DropPolicy::Oldest,
+            buffer_pool: true,
+            pressure_rss_mb: 0,
+            pressure_queue_percent: 100,
         }
     }
 }
@@ -757,6 +782,13 @@ impl StreamConfig {
         c.range("pipeline.maxQueueSize", p.max_queue_size.into(), 1, 1000);
         c.range("pipeline.poolSize", p.pool_size.into(), 1, 64);
         c.range("pipeline.quality", p.quality.into(), 1, 100);
+        c.range("pipeline.pressureRssMb", p.pressure_rss_mb.into(), 0, 1 << 20);
+        c.range(
+            "pipeline.pressureQueuePercent",
+            p.pressure_queue_percent.into(),
+            1,
+            100,
+        );
 
         let t = &self.rtmp;
         c.range("rtmp.chunk_size", t.chunk_size.into(), 128, 16_777_215);

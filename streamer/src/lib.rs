@@ -18,6 +18,7 @@
 pub mod config;
 pub mod encode;
 pub mod output;
+pub mod pipeline;
 pub mod probe;
 pub mod rtmp;
 pub mod source;

@@ -1,18 +1,27 @@
 //! Assembles the stages for one `StreamConfig` and runs them: the only module that knows them all.
 //!
-//! Per frame: the scene is drawn (`frame:capture`, `render:frame`) into a pooled encoder frame
-//! (zero copy) or into a picture that the encoder copies; the encoder's packets go to the sink
-//! (`network:send`). With realtime pacing each frame waits for its due time on the stream clock,
-//! and a frame that is already more than `dropThreshold` late when its turn comes is dropped and
-//! counted instead of encoded, so a slow encoder sheds frames rather than drifting behind.
+//! Three kinds of thread per [`Stream::run`]: the renderer draws each frame (`frame:capture`,
+//! `render:frame`) into a slot from the buffer pool and queues it (`pipeline:queue:start`);
+//! `poolSize` workers take frames out (`pipeline:process:start`) and convert them to the
+//! pipeline's format (`pipeline:process:end`); the calling thread reads the workers' results
+//! back in order, decodes jpeg/png (`encode:start`), encodes (`encode:end`) — straight from the
+//! slot with `zeroCopy`, through a fresh frame without — and sends the packets (`network:send`).
+//! With realtime pacing each frame waits for its due time on the stream clock, and frames that
+//! cannot be on time are dropped by the pipeline's rules and counted by reason (see
+//! [`crate::pipeline`]), so a slow stage sheds frames rather than drifting behind.
 
 use crate::config::{ConfigError, StreamConfig};
 use crate::encode::{EncodeError, Encoder, Packet};
 use crate::output::{self, Output, OutputError, Sink};
 use crate::probe::{Point, Probe};
-use crate::source::{RawPicture, Scene};
+use crate::pipeline::buffers::{BufferPool, PoolStats, Slot};
+use crate::pipeline::format::{Converter, Ingest};
+use crate::pipeline::queue::{FrameQueue, Pushed};
+use crate::pipeline::{DropCounters, DropReason, Done, Drops, Reorder, RssWatch};
+use crate::source::Scene;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How frames are clocked.
@@ -55,14 +64,16 @@ pub enum StreamError {
     Encode(#[from] EncodeError),
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error("frame pipeline: {0}")]
+    Pipeline(String),
 }
 
 /// Counters of a stream so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Frames whose picture was drawn and handed to the encoder.
+    /// Frames rendered and queued.
     pub captured: u64,
-    /// Frames dropped because they were more than `dropThreshold` late.
+    /// Frames dropped, all reasons (see [`Summary::drops`] and [`Stream::drops`]).
     pub dropped: u64,
     /// Encoded packets written to the output.
     pub packets: u64,
@@ -70,6 +81,41 @@ pub struct Counters {
     pub keyframes: u64,
     /// Encoded bytes written.
     pub bytes: u64,
+}
+
+/// The frame pipeline's own figures.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PipelineStats {
+    /// Drops by reason.
+    pub drops: Drops,
+    /// Buffer pool hits and misses.
+    pub pool: PoolStats,
+    /// Queue depth seen by each arriving frame: `occupancy[d]` frames found `d` queued.
+    pub occupancy: Vec<u64>,
+    /// Bytes of the frames in the transport format (jpeg/png), summed.
+    pub format_bytes: u64,
+    /// Times memory pressure shed load.
+    pub pressure_events: u64,
+}
+
+impl PipelineStats {
+    /// The guide's `bufferHealth`: 1 − the queue's mean fill (1 = the encoder keeps up and the
+    /// queue stays empty; 0 = always full).
+    pub fn buffer_health(&self) -> f64 {
+        let n: u64 = self.occupancy.iter().sum();
+        let cap = self.occupancy.len().saturating_sub(1).max(1) as f64;
+        if n == 0 {
+            return 1.0;
+        }
+        let mean = self
+            .occupancy
+            .iter()
+            .enumerate()
+            .map(|(d, c)| d as f64 * *c as f64)
+            .sum::<f64>()
+            / n as f64;
+        1.0 - mean / cap
+    }
 }
 
 /// What a finished stream reports.
@@ -84,8 +130,21 @@ pub struct Summary {
     pub pool_copies: u64,
     /// What the output reports: bytes on the wire, frames it could not deliver, reconnects.
     pub sink: crate::output::SinkStats,
+    /// The frame pipeline's drops, buffer pool and queue figures.
+    pub pipeline: PipelineStats,
     /// Things a reader of the results should know.
     pub notes: Vec<String>,
+}
+
+/// State the pipeline's threads share.
+struct Shared {
+    pool: BufferPool,
+    drops: DropCounters,
+    pool_copies: AtomicU64,
+    format_bytes: AtomicU64,
+    pressure_events: AtomicU64,
+    occupancy: Vec<AtomicU64>,
+    rss: RssWatch,
 }
 
 /// A running stream.
@@ -95,14 +154,13 @@ pub struct Stream<'p, P: Probe> {
     scene: Scene,
     encoder: Encoder,
     sink: Box<dyn Sink>,
-    /// The copy path's picture (zeroCopy = false).
-    picture: Option<RawPicture>,
+    shared: Shared,
     next_frame: u64,
     clock: Option<Instant>,
     counters: Counters,
 }
 
-impl<'p, P: Probe> Stream<'p, P> {
+impl<'p, P: Probe + Sync> Stream<'p, P> {
     /// Validates `cfg`, sets up every stage and opens `output`.
     ///
     /// # Errors
@@ -111,11 +169,15 @@ impl<'p, P: Probe> Stream<'p, P> {
     pub fn open(cfg: &StreamConfig, output: &Output, probe: &'p P) -> Result<Self, StreamError> {
         cfg.validate()?;
         let v = &cfg.core.viewport;
+        let p = &cfg.pipeline;
         probe.mark(Point::RenderSetupStart, 0);
         let scene = Scene::new(v.width, v.height);
-        let picture = (!cfg.encoder.pipeline.zero_copy).then(|| RawPicture::new(v.width, v.height));
         probe.mark(Point::RenderSetupEnd, 0);
         let encoder = Encoder::open(cfg, output.needs_global_header())?;
+        // Slots in use at once: the queue, one per worker, the reorder window, the renderer's.
+        let slots = (p.max_queue_size + 3 * p.pool_size + 2) as usize;
+        let pool = BufferPool::new(v.width, v.height, slots, p.buffer_pool);
+        pool.fill();
         let sink = output::open(output, &encoder)?;
         Ok(Stream {
             cfg: cfg.clone(),
@@ -123,42 +185,123 @@ impl<'p, P: Probe> Stream<'p, P> {
             scene,
             encoder,
             sink,
-            picture,
+            shared: Shared {
+                pool,
+                drops: DropCounters::default(),
+                pool_copies: AtomicU64::new(0),
+                format_bytes: AtomicU64::new(0),
+                pressure_events: AtomicU64::new(0),
+                occupancy: (0..=p.max_queue_size).map(|_| AtomicU64::new(0)).collect(),
+                rss: RssWatch::new(),
+            },
             next_frame: 0,
             clock: None,
             counters: Counters::default(),
         })
     }
 
-    /// Runs the next `frames` frame slots (drawn and encoded, or dropped when late).
+    /// Runs the next `frames` frame slots through every stage, and waits until they are
+    /// encoded and sent (or dropped and counted).
     ///
     /// # Errors
-    /// Encoding or writing failed.
+    /// Encoding, format conversion or writing failed.
     pub fn run(&mut self, frames: u64, pacing: Pacing) -> Result<(), StreamError> {
-        let fps = self.cfg.core.viewport.fps;
-        let drop_after = Duration::from_millis(self.cfg.encoder.pipeline.drop_threshold.into());
         let start = *self.clock.get_or_insert_with(Instant::now);
-        for _ in 0..frames {
-            let id = self.next_frame;
-            self.next_frame += 1;
-            if pacing == Pacing::Realtime {
-                let due = start + Duration::from_secs_f64(id as f64 / f64::from(fps));
-                let now = Instant::now();
-                if now < due {
-                    std::thread::sleep(due - now);
-                } else if now - due > drop_after {
-                    self.counters.dropped += 1;
-                    continue;
+        let first = self.next_frame;
+        self.next_frame += frames;
+        let cfg = &self.cfg;
+        let p = &cfg.pipeline;
+        let workers = p.pool_size as usize;
+        let queue: FrameQueue<Slot> = FrameQueue::new(p.max_queue_size as usize, p.drop_policy);
+        let reorder: Reorder<Slot> = Reorder::new(2 * workers, workers);
+        let abort = AtomicBool::new(false);
+        let (probe, shared, scene) = (self.probe, &self.shared, &self.scene);
+        let (encoder, sink, counters) = (&mut self.encoder, &mut self.sink, &mut self.counters);
+        let live = pacing == Pacing::Realtime;
+        std::thread::scope(|sc| {
+            let (queue, reorder, abort) = (&queue, &reorder, &abort);
+            let renderer = std::thread::Builder::new()
+                .name("render".into())
+                .spawn_scoped(sc, move || {
+                    let captured = render(
+                        cfg,
+                        scene,
+                        shared,
+                        queue,
+                        probe,
+                        abort,
+                        first..first + frames,
+                        start,
+                        pacing,
+                    );
+                    queue.close();
+                    captured
+                })
+                .map_err(|e| StreamError::Pipeline(format!("starting the renderer: {e}")))?;
+            for w in 0..workers {
+                let started = std::thread::Builder::new()
+                    .name(format!("pipeline-{w}"))
+                    .spawn_scoped(sc, move || {
+                        work(cfg, shared, queue, reorder, probe, live);
+                        reorder.worker_done();
+                    });
+                if let Err(e) = started {
+                    abort.store(true, Ordering::Relaxed);
+                    queue.close();
+                    for _ in w..workers {
+                        reorder.worker_done();
+                    }
+                    let _ = renderer.join();
+                    while reorder.take().is_some() {}
+                    return Err(StreamError::Pipeline(format!("starting worker {w}: {e}")));
                 }
             }
-            self.frame(id)?;
-        }
+            let result = encode_in_order(cfg, shared, reorder, encoder, sink, counters, probe, live);
+            if result.is_err() {
+                abort.store(true, Ordering::Relaxed);
+                queue.close();
+                while let Some(d) = reorder.take() {
+                    let (Done::Frame(s) | Done::Skip(s) | Done::Failed(s, _)) = d;
+                    shared.pool.give(s);
+                }
+            }
+            let captured = renderer
+                .join()
+                .map_err(|_| StreamError::Pipeline("the renderer panicked".into()))?;
+            counters.captured += captured;
+            result
+        })?;
+        self.counters.dropped = self.shared.drops.snapshot().total();
         Ok(())
     }
 
     /// Counters so far.
     pub fn counters(&self) -> Counters {
-        self.counters
+        Counters {
+            dropped: self.shared.drops.snapshot().total(),
+            ..self.counters
+        }
+    }
+
+    /// Drops by reason so far.
+    pub fn drops(&self) -> Drops {
+        self.shared.drops.snapshot()
+    }
+
+    /// The pipeline's figures so far.
+    pub fn pipeline_stats(&self) -> PipelineStats {
+        let s = &self.shared;
+        PipelineStats {
+            drops: s.drops.snapshot(),
+            pool: s.pool.stats(),
+            occupancy: s
+                .occupancy
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            format_bytes: s.format_bytes.load(Ordering::Relaxed),
+            pressure_events: s.pressure_events.load(Ordering::Relaxed),
+        }
     }
 
     /// The output's counters so far.
@@ -184,50 +327,200 @@ impl<'p, P: Probe> Stream<'p, P> {
             return Err(e.into());
         }
         self.sink.finish()?;
-        let c = self.counters;
+        let c = self.counters();
         let seconds = c.packets as f64 / f64::from(self.cfg.core.viewport.fps);
         let bitrate_kbps = if seconds > 0.0 {
             c.bytes as f64 * 8.0 / seconds / 1000.0
         } else {
             0.0
         };
+        let pipeline = self.pipeline_stats();
         Ok(Summary {
             counters: c,
             encoder: self.encoder.name().to_string(),
             bitrate_kbps,
-            pool_copies: self.encoder.pool_copies(),
+            pool_copies: self.encoder.pool_copies()
+                + self.shared.pool_copies.load(Ordering::Relaxed),
             sink: self.sink.stats(),
+            pipeline,
             notes: self.encoder.notes().to_vec(),
         })
     }
+}
 
-    fn frame(&mut self, id: u64) -> Result<(), StreamError> {
-        let probe = self.probe;
+/// The renderer's loop: paces, draws each frame into a pooled slot and queues it. Returns how
+/// many frames it queued.
+#[allow(clippy::too_many_arguments)]
+fn render<P: Probe>(
+    cfg: &StreamConfig,
+    scene: &Scene,
+    shared: &Shared,
+    queue: &FrameQueue<Slot>,
+    probe: &P,
+    abort: &AtomicBool,
+    ids: std::ops::Range<u64>,
+    start: Instant,
+    pacing: Pacing,
+) -> u64 {
+    let fps = cfg.core.viewport.fps;
+    let p = &cfg.pipeline;
+    let drop_after = Duration::from_millis(cfg.encoder.pipeline.drop_threshold.into());
+    let live = pacing == Pacing::Realtime;
+    let queue_limit = (queue.capacity() * p.pressure_queue_percent as usize).div_ceil(100);
+    let rss_limit = u64::from(p.pressure_rss_mb) << 20;
+    let mut captured = 0;
+    for id in ids {
+        if abort.load(Ordering::Relaxed) {
+            break;
+        }
+        if live {
+            let due = start + Duration::from_secs_f64(id as f64 / f64::from(fps));
+            let now = Instant::now();
+            if now < due {
+                std::thread::sleep(due - now);
+            } else if now - due > drop_after {
+                shared.drops.count(DropReason::Behind);
+                continue;
+            }
+            let depth = queue.len();
+            let over_rss = rss_limit > 0 && id % 8 == 0 && shared.rss.rss() > rss_limit;
+            if over_rss {
+                // Keep what the queue and workers need; give the rest back.
+                shared.pool.trim(queue.capacity());
+                shared.pressure_events.fetch_add(1, Ordering::Relaxed);
+            }
+            if over_rss || (p.pressure_queue_percent < 100 && depth >= queue_limit) {
+                shared.drops.count(DropReason::Pressure);
+                continue;
+            }
+        }
         probe.mark(Point::FrameCapture, id);
+        let mut slot = shared.pool.take(id);
+        if crate::encode::make_writable(&mut slot.picture) {
+            shared.pool_copies.fetch_add(1, Ordering::Relaxed);
+        }
         probe.mark(Point::RenderFrameStart, id);
-        let mut failed = None;
-        let (sink, counters) = (&mut self.sink, &mut self.counters);
-        let on_packet = |p: Packet<'_>| deliver(probe, sink, counters, p, &mut failed);
-        match &mut self.picture {
-            None => {
-                self.scene.draw(id, self.encoder.pooled_planes());
-                probe.mark(Point::RenderFrameEnd, id);
-                self.encoder.send_pooled(id, probe, on_packet)?;
+        scene.draw(id, crate::encode::frame_planes(&mut slot.picture));
+        probe.mark(Point::RenderFrameEnd, id);
+        let depth = queue.len().min(shared.occupancy.len() - 1);
+        shared.occupancy[depth].fetch_add(1, Ordering::Relaxed);
+        probe.mark(Point::PipelineQueueStart, id);
+        let pushed = if live {
+            queue.push(slot)
+        } else {
+            queue.push_with(slot, crate::config::DropPolicy::Block)
+        };
+        match pushed {
+            Pushed::Queued => {}
+            Pushed::DroppedOldest(old) | Pushed::Refused(old) => {
+                shared.drops.count(DropReason::QueueFull);
+                shared.pool.give(old);
             }
-            Some(picture) => {
-                self.scene.draw(id, picture.planes());
-                probe.mark(Point::RenderFrameEnd, id);
-                self.encoder.send_copy(id, picture, probe, on_packet)?;
+            Pushed::Closed(s) => {
+                shared.pool.give(s);
+                break;
             }
         }
-        self.counters.captured += 1;
-        match failed {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
+        captured += 1;
+    }
+    captured
+}
+
+/// A worker's loop: takes frames out, drops the stale ones, converts the rest.
+fn work<P: Probe>(
+    cfg: &StreamConfig,
+    shared: &Shared,
+    queue: &FrameQueue<Slot>,
+    reorder: &Reorder<Slot>,
+    probe: &P,
+    live: bool,
+) {
+    let p = &cfg.pipeline;
+    let v = &cfg.core.viewport;
+    let stale_after = Duration::from_millis(cfg.encoder.pipeline.drop_threshold.into());
+    let mut converter = Converter::new(p.format, p.quality, v.width, v.height);
+    while let Some((seq, mut slot)) = queue.pop() {
+        probe.mark(Point::PipelineProcessStart, slot.id);
+        if live && slot.captured.elapsed() > stale_after {
+            shared.drops.count(DropReason::Stale);
+            reorder.put(seq, Done::Skip(slot));
+            continue;
         }
+        let done = match converter.as_mut() {
+            Ok(c) => match c.convert(&mut slot) {
+                Ok(()) => {
+                    shared
+                        .format_bytes
+                        .fetch_add(slot.encoded.len() as u64, Ordering::Relaxed);
+                    Done::Frame(slot)
+                }
+                Err(e) => Done::Failed(slot, e.to_string()),
+            },
+            Err(e) => Done::Failed(slot, e.to_string()),
+        };
+        if let Done::Frame(s) = &done {
+            probe.mark(Point::PipelineProcessEnd, s.id);
+        }
+        reorder.put(seq, done);
     }
 }
 
+/// The encoder's loop on the calling thread: frames back in order, decoded if need be, encoded,
+/// sent; slots back to the pool.
+#[allow(clippy::too_many_arguments)]
+fn encode_in_order<P: Probe>(
+    cfg: &StreamConfig,
+    shared: &Shared,
+    reorder: &Reorder<Slot>,
+    encoder: &mut Encoder,
+    sink: &mut Box<dyn Sink>,
+    counters: &mut Counters,
+    probe: &P,
+    live: bool,
+) -> Result<(), StreamError> {
+    let v = &cfg.core.viewport;
+    let max_latency = Duration::from_millis(cfg.encoder.pipeline.max_latency.into());
+    let copy = !cfg.encoder.pipeline.zero_copy;
+    let mut ingest = Ingest::new(cfg.pipeline.format, v.width, v.height)
+        .map_err(|e| StreamError::Pipeline(e.to_string()))?;
+    while let Some(done) = reorder.take() {
+        let mut slot = match done {
+            Done::Frame(s) => s,
+            Done::Skip(s) => {
+                shared.pool.give(s);
+                continue;
+            }
+            Done::Failed(s, why) => {
+                shared.pool.give(s);
+                return Err(StreamError::Pipeline(why));
+            }
+        };
+        if live && slot.captured.elapsed() > max_latency {
+            shared.drops.count(DropReason::Late);
+            shared.pool.give(slot);
+            continue;
+        }
+        let id = slot.id;
+        probe.mark(Point::EncodeStart, id);
+        let ingested = ingest.ingest(&mut slot);
+        let mut failed = None;
+        let encoded = ingested
+            .map_err(|e| StreamError::Pipeline(e.to_string()))
+            .and_then(|()| {
+                encoder
+                    .encode_frame(id, &mut slot.picture, copy, probe, |pkt| {
+                        deliver(probe, sink, counters, pkt, &mut failed)
+                    })
+                    .map_err(StreamError::from)
+            });
+        shared.pool.give(slot);
+        encoded?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
 /// Sends one packet to the sink, marking `network:send` and counting it; keeps the first error.
 fn deliver<P: Probe>(
     probe: &P,

@@ -259,6 +259,35 @@ impl Encoder {
         self.drain(probe, on_packet)
     }
 
+    /// Encodes `frame` (YUV420P at the encoder's geometry) as frame `id`: zero copy, or, with
+    /// `copy`, through a freshly allocated frame (`zeroCopy = false`). The caller marks
+    /// `encode:start` (the pipeline's input stage belongs to the encode span).
+    ///
+    /// # Errors
+    /// libavcodec failed.
+    pub fn encode_frame<P: Probe>(
+        &mut self,
+        id: u64,
+        frame: &mut ff::frame::Video,
+        copy: bool,
+        probe: &P,
+        on_packet: impl FnMut(Packet<'_>),
+    ) -> Result<(), EncodeError> {
+        let result = if copy {
+            let mut fresh =
+                ff::frame::Video::new(ff::format::Pixel::YUV420P, self.width, self.height);
+            // SAFETY: both frames are allocated YUV420P frames of the same geometry.
+            unsafe { ff::ffi::av_frame_copy(fresh.as_mut_ptr(), frame.as_ptr()) };
+            fresh.set_pts(Some(id as i64));
+            self.inner.send_frame(&fresh)
+        } else {
+            frame.set_pts(Some(id as i64));
+            self.inner.send_frame(frame)
+        };
+        self.check(result)?;
+        self.drain(probe, on_packet)
+    }
+
     /// Copies `pictures` into encoder frames once, so [`Encoder::send_loaded`] can encode them
     /// any number of times without copying (a clip in memory, as a benchmark input).
     pub fn load(&mut self, pictures: &[RawPicture]) {
@@ -419,8 +448,20 @@ fn copy_into(picture: &RawPicture, frame: &mut ff::frame::Video) {
     }
 }
 
-/// A frame's planes as [`Planes`].
-fn frame_planes(frame: &mut ff::frame::Video) -> Planes<'_> {
+/// Makes `frame` safe to draw into: if libavcodec still references its buffer, the frame gets
+/// a private copy, and the answer is `true` (a broken zero copy; never seen with libx264).
+pub fn make_writable(frame: &mut ff::frame::Video) -> bool {
+    // SAFETY: `frame` is a valid, allocated AVFrame.
+    let writable = unsafe { ff::ffi::av_frame_is_writable(frame.as_mut_ptr()) } != 0;
+    if !writable {
+        // SAFETY: as above; make_writable copies the picture into a fresh buffer.
+        unsafe { ff::ffi::av_frame_make_writable(frame.as_mut_ptr()) };
+    }
+    !writable
+}
+
+/// A YUV420P frame's planes as [`Planes`], to draw into.
+pub fn frame_planes(frame: &mut ff::frame::Video) -> Planes<'_> {
     let strides = [frame.stride(0), frame.stride(1), frame.stride(2)];
     // SAFETY: the three planes of a YUV420P frame are separate allocations (or disjoint parts of
     // one buffer); taking them mutably at once does not alias.
