@@ -5,6 +5,7 @@
 //! CPU and memory; [`results`] aggregates repetitions and writes JSON/CSV; [`report`] fills the
 //! guide's tables in `results/REPORT.md`; [`compare`] measures side by side in one run.
 
+pub mod allocs;
 pub mod compare;
 pub mod peers;
 pub mod record;

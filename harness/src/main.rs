@@ -82,6 +82,9 @@ struct RunArgs {
     json: bool,
 }
 
+#[global_allocator]
+static ALLOCATOR: harness::allocs::Counting = harness::allocs::Counting;
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Run(args) => run(args),

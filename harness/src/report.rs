@@ -11,8 +11,9 @@ use streamer::config::StreamConfig;
 use streamer::probe::SPANS;
 
 /// Suites and the command that fills each.
-const SUITES: [(&str, &str); 2] = [
+const SUITES: [(&str, &str); 3] = [
     ("stream", "cargo xtask perf stream"),
+    ("workers", "cargo xtask perf workers"),
     ("network", "cargo xtask perf network"),
 ];
 
@@ -110,6 +111,107 @@ fn encoder_table(out: &mut String, r: &Results) {
         baseline_section(out, base);
     }
     comparisons(out, r);
+}
+
+/// Whether `c` is the guide's baseline on the pipeline table's columns.
+fn pipeline_baseline(c: &StreamConfig) -> bool {
+    let d = StreamConfig::default().pipeline;
+    let p = &c.pipeline;
+    (p.max_queue_size, p.pool_size, p.quality, p.format)
+        == (d.max_queue_size, d.pool_size, d.quality, d.format)
+}
+
+/// Drops by reason, the nonzero ones.
+fn drop_reasons(d: &streamer::pipeline::Drops) -> String {
+    let parts: Vec<String> = [
+        ("behind", d.behind),
+        ("queue full", d.queue_full),
+        ("stale", d.stale),
+        ("late", d.late),
+        ("pressure", d.pressure),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, n)| format!("{n} {what}"))
+    .collect();
+    if parts.is_empty() {
+        "0".to_string()
+    } else {
+        format!("{} ({})", d.total(), parts.join(", "))
+    }
+}
+
+fn pipeline_table(out: &mut String, r: &Results) {
+    let first = r.points.first();
+    let _ = writeln!(out, "## Frame Pipeline — Tested Configurations\n");
+    let _ = writeln!(
+        out,
+        "From `{}` ({}{}): {}×{} at {} fps, pacing `{}` ({}), {} run(s) of {} per point after {} \
+         warm-up frames. FPS is frames encoded per second of wall time (median, min–max); \
+         Memory is peak RSS; Drops are all repetitions' drops by reason (behind: the renderer \
+         was past the frame's slot; queue full: the queue's drop policy; stale: waited past \
+         dropThreshold; late: past maxLatency at the encoder; pressure: shed under memory \
+         pressure).\n",
+        r.scenario,
+        r.started,
+        if r.quick { ", --quick" } else { "" },
+        first.map_or(0, |p| p.config.core.viewport.width),
+        first.map_or(0, |p| p.config.core.viewport.height),
+        first.map_or(0, |p| p.config.core.viewport.fps),
+        r.settings.pacing,
+        first.map_or("-".to_string(), |p| format!(
+            "{}, {} encoder threads",
+            p.config.encoder.preset, p.config.encoder.pipeline.threads
+        )),
+        r.settings.repetitions,
+        r.settings.length,
+        r.settings.warmup_frames,
+    );
+    out.push_str("| Queue Size | Pool Size | Quality | Format | FPS | Memory | Drops | Notes |\n");
+    out.push_str(
+        "|------------|-----------|---------|--------|-----|---------|--------|-------|\n",
+    );
+    for p in &r.points {
+        let c = &p.config.pipeline;
+        let mut notes = Vec::new();
+        if pipeline_baseline(&p.config) {
+            notes.push("Baseline".to_string());
+        }
+        if let Some(pf) = &p.pipeline {
+            if pf.format_bytes_per_frame > 0.0 {
+                notes.push(format!(
+                    "{:.0} KiB/frame as {}",
+                    pf.format_bytes_per_frame / 1024.0,
+                    c.format
+                ));
+            }
+            notes.push(format!("bufferHealth {:.2}", pf.buffer_health));
+        }
+        if let Some(t) = p.spans.get("frame:total") {
+            notes.push(format!("frame total p99 {:.1} ms", t.p99_us / 1000.0));
+        }
+        if let Some(t) = p.spans.get("pipeline:process") {
+            notes.push(format!("process p50 {:.2} ms", t.p50_us / 1000.0));
+        }
+        notes.push(format!("{:.0}% CPU", p.cpu_percent));
+        let drops = p
+            .pipeline
+            .as_ref()
+            .map_or(p.dropped_frames.to_string(), |pf| drop_reasons(&pf.drops));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            c.max_queue_size,
+            c.pool_size,
+            c.quality,
+            c.format,
+            spread(p),
+            mib(p.rss_bytes),
+            drops,
+            notes.join("; ").replace('|', "/"),
+        );
+    }
+    out.push('\n');
 }
 
 /// Whether `c` is the guide's baseline on the RTMP table's columns.
@@ -361,7 +463,8 @@ pub fn build(root: &Path) -> String {
         match r.table {
             GuideTable::Encoder => encoder_table(&mut out, r),
             GuideTable::Rtmp => rtmp_table(&mut out, r),
-            GuideTable::Pipeline | GuideTable::None => {}
+            GuideTable::Pipeline => pipeline_table(&mut out, r),
+            GuideTable::None => {}
         }
         if !r.points.is_empty() {
             point_spans(&mut out, r);

@@ -19,7 +19,7 @@
 //! interrupted run leaves the previous file whole.
 
 use crate::record::{SpanStats, new_histogram};
-use crate::run::{NetworkFigures, PointRun};
+use crate::run::{NetworkFigures, PipelineFigures, PointRun};
 use crate::scenario::{GuideTable, RunSettings};
 use crate::system::Machine;
 use serde::{Deserialize, Serialize};
@@ -79,6 +79,10 @@ pub struct PointResult {
     /// time, and drop totals over the repetitions.
     #[serde(default)]
     pub network: Option<NetworkFigures>,
+    /// The frame pipeline: drops by reason and queue occupancy summed over the repetitions,
+    /// rates and per-frame figures their medians.
+    #[serde(default)]
+    pub pipeline: Option<PipelineFigures>,
 }
 
 /// One repetition's figures.
@@ -225,8 +229,40 @@ impl PointResult {
                 .map(|r| r.rss_timeline.clone())
                 .unwrap_or_default(),
             network: aggregate_network(runs),
+            pipeline: aggregate_pipeline(runs),
         }
     }
+}
+
+fn aggregate_pipeline(runs: &[PointRun]) -> Option<PipelineFigures> {
+    let all: Vec<&PipelineFigures> = runs.iter().filter_map(|r| r.pipeline.as_ref()).collect();
+    let first = all.first()?;
+    let med =
+        |f: fn(&PipelineFigures) -> f64| median(&mut all.iter().map(|p| f(p)).collect::<Vec<_>>());
+    let mut drops = streamer::pipeline::Drops::default();
+    let mut occupancy = vec![0; first.occupancy.len()];
+    for p in &all {
+        let d = &p.drops;
+        drops.behind += d.behind;
+        drops.queue_full += d.queue_full;
+        drops.stale += d.stale;
+        drops.late += d.late;
+        drops.pressure += d.pressure;
+        for (o, v) in occupancy.iter_mut().zip(&p.occupancy) {
+            *o += v;
+        }
+    }
+    let mut allocs: Vec<f64> = all.iter().filter_map(|p| p.allocs_per_frame).collect();
+    Some(PipelineFigures {
+        drops,
+        pool_hit_rate: med(|p| p.pool_hit_rate),
+        buffer_allocs_per_frame: med(|p| p.buffer_allocs_per_frame),
+        allocs_per_frame: (!allocs.is_empty()).then(|| median(&mut allocs)),
+        occupancy,
+        buffer_health: med(|p| p.buffer_health),
+        format_bytes_per_frame: med(|p| p.format_bytes_per_frame),
+        pressure_events: all.iter().map(|p| p.pressure_events).sum(),
+    })
 }
 
 fn aggregate_network(runs: &[PointRun]) -> Option<NetworkFigures> {

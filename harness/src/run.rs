@@ -19,10 +19,11 @@ use std::time::Instant;
 use streamer::config::StreamConfig;
 use streamer::output::Output;
 use streamer::output::SinkStats;
+use streamer::pipeline::Drops;
 use streamer::probe::{NoProbe, Probe};
 use streamer::rtmp::player::{PlayerLoad, PlayerReport};
 use streamer::rtmp::{LocalRelay, RelayError};
-use streamer::stream::{Stream, StreamError};
+use streamer::stream::{PipelineStats, Stream, StreamError};
 
 /// What the child is asked to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +62,66 @@ pub struct PointRun {
     pub rss_timeline: Vec<(u64, u64)>,
     /// With players on the embedded server: what they received.
     pub network: Option<NetworkFigures>,
+    /// The frame pipeline over the measured window.
+    #[serde(default)]
+    pub pipeline: Option<PipelineFigures>,
+}
+
+/// The frame pipeline's figures over a measured window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineFigures {
+    /// Drops by reason.
+    pub drops: Drops,
+    /// Buffer pool hits ÷ takes, 0–1.
+    pub pool_hit_rate: f64,
+    /// Frame buffers allocated (pool misses) per frame.
+    pub buffer_allocs_per_frame: f64,
+    /// Rust heap allocations per frame, whole process (None where not counted).
+    pub allocs_per_frame: Option<f64>,
+    /// Queue depth seen by each arriving frame: `occupancy[d]` frames found `d` queued.
+    pub occupancy: Vec<u64>,
+    /// The guide's bufferHealth: 1 − the queue's mean fill.
+    pub buffer_health: f64,
+    /// Mean size of a frame in the pipeline's format (jpeg/png), bytes; 0 for raw.
+    pub format_bytes_per_frame: f64,
+    pub pressure_events: u64,
+}
+
+impl PipelineFigures {
+    /// The window between two snapshots of a stream's pipeline.
+    pub fn between(
+        before: &PipelineStats,
+        after: &PipelineStats,
+        frames: u64,
+        allocs: Option<u64>,
+    ) -> Self {
+        let n = frames.max(1) as f64;
+        let takes = (after.pool.hits + after.pool.misses) - (before.pool.hits + before.pool.misses);
+        let occupancy: Vec<u64> = after
+            .occupancy
+            .iter()
+            .zip(&before.occupancy)
+            .map(|(a, b)| a - b)
+            .collect();
+        let window = PipelineStats {
+            occupancy: occupancy.clone(),
+            ..PipelineStats::default()
+        };
+        PipelineFigures {
+            drops: after.drops.since(&before.drops),
+            pool_hit_rate: if takes == 0 {
+                0.0
+            } else {
+                (after.pool.hits - before.pool.hits) as f64 / takes as f64
+            },
+            buffer_allocs_per_frame: (after.pool.misses - before.pool.misses) as f64 / n,
+            allocs_per_frame: allocs.map(|a| a as f64 / n),
+            buffer_health: window.buffer_health(),
+            occupancy,
+            format_bytes_per_frame: (after.format_bytes - before.format_bytes) as f64 / n,
+            pressure_events: after.pressure_events - before.pressure_events,
+        }
+    }
 }
 
 /// The RTMP side of a run with players.
@@ -150,10 +211,16 @@ fn measure<P: Probe>(
     let output = relay.map_or(Output::Null, |r| Output::Rtmp(r.url.clone()));
     let mut stream = Stream::open(&job.config, &output, probe)?;
     stream.run(s.warmup_frames, s.pacing)?;
+    // A run starts its pipeline threads and queue: a fixed cost, measured on a one-frame run
+    // and taken off the window's count, so what remains is what the frames themselves cost.
+    let counting = crate::allocs::counting();
+    let fixed_before = crate::allocs::allocations();
+    stream.run(1, s.pacing)?;
+    let fixed = crate::allocs::allocations() - fixed_before;
     let before = stream.counters();
     let sink_before = stream.sink_stats();
     let players_before = relay.map(LocalRelay::reports).unwrap_or_default();
-    begin(s.warmup_frames);
+    begin(s.warmup_frames + 1);
     // One more player joins mid-stream, after the warm-up: its join time is what a viewer
     // arriving at a live stream sees (with the GOP cache, at once; without, at the next keyframe).
     let late = match relay {
@@ -162,9 +229,13 @@ fn measure<P: Probe>(
         }
         None => None,
     };
+    let pipeline_before = stream.pipeline_stats();
+    let allocs_before = crate::allocs::allocations();
     let sampler = Sampler::start();
     let started = Instant::now();
     stream.run(s.length.frames(fps), s.pacing)?;
+    let allocs =
+        counting.then(|| (crate::allocs::allocations() - allocs_before).saturating_sub(fixed));
     let summary = stream.finish()?;
     let wall_s = started.elapsed().as_secs_f64();
     let usage = sampler.stop();
@@ -185,6 +256,7 @@ fn measure<P: Probe>(
     });
     let after = summary.counters;
     let frames = after.packets - before.packets;
+    let pipeline = PipelineFigures::between(&pipeline_before, &summary.pipeline, frames, allocs);
     let media_s = frames as f64 / f64::from(fps);
     let mut notes = summary.notes;
     if summary.pool_copies > 0 {
@@ -211,6 +283,7 @@ fn measure<P: Probe>(
         spans: BTreeMap::new(),
         rss_timeline: usage.rss_timeline,
         network,
+        pipeline: Some(pipeline),
     })
 }
 

@@ -107,6 +107,7 @@ impl Sampler {
         let thread = std::thread::Builder::new()
             .name("rss-sampler".into())
             .spawn(move || {
+                crate::allocs::exempt_this_thread();
                 let mut samples = Vec::new();
                 let Some(mut sys) = sys else { return samples };
                 loop {

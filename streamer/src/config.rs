@@ -376,6 +376,26 @@ pub enum FrameFormat {
     Png,
 }
 
+impl fmt::Display for FrameFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FrameFormat::Raw => "raw",
+            FrameFormat::Jpeg => "jpeg",
+            FrameFormat::Png => "png",
+        })
+    }
+}
+
+impl fmt::Display for DropPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DropPolicy::Oldest => "oldest",
+            DropPolicy::Newest => "newest",
+            DropPolicy::Block => "block",
+        })
+    }
+}
+
 /// The guide's `RTMPConfig` (names as in node-media-server).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -782,7 +802,12 @@ impl StreamConfig {
         c.range("pipeline.maxQueueSize", p.max_queue_size.into(), 1, 1000);
         c.range("pipeline.poolSize", p.pool_size.into(), 1, 64);
         c.range("pipeline.quality", p.quality.into(), 1, 100);
-        c.range("pipeline.pressureRssMb", p.pressure_rss_mb.into(), 0, 1 << 20);
+        c.range(
+            "pipeline.pressureRssMb",
+            p.pressure_rss_mb.into(),
+            0,
+            1 << 20,
+        );
         c.range(
             "pipeline.pressureQueuePercent",
             p.pressure_queue_percent.into(),

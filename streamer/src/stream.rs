@@ -13,11 +13,11 @@
 use crate::config::{ConfigError, StreamConfig};
 use crate::encode::{EncodeError, Encoder, Packet};
 use crate::output::{self, Output, OutputError, Sink};
-use crate::probe::{Point, Probe};
 use crate::pipeline::buffers::{BufferPool, PoolStats, Slot};
 use crate::pipeline::format::{Converter, Ingest};
 use crate::pipeline::queue::{FrameQueue, Pushed};
-use crate::pipeline::{DropCounters, DropReason, Done, Drops, Reorder, RssWatch};
+use crate::pipeline::{Done, DropCounters, DropReason, Drops, Reorder, RssWatch};
+use crate::probe::{Point, Probe};
 use crate::source::Scene;
 use std::fmt;
 use std::str::FromStr;
@@ -256,7 +256,8 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                     return Err(StreamError::Pipeline(format!("starting worker {w}: {e}")));
                 }
             }
-            let result = encode_in_order(cfg, shared, reorder, encoder, sink, counters, probe, live);
+            let result =
+                encode_in_order(cfg, shared, reorder, encoder, sink, counters, probe, live);
             if result.is_err() {
                 abort.store(true, Ordering::Relaxed);
                 queue.close();

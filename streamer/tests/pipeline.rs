@@ -72,7 +72,11 @@ fn the_frame_path_allocates_nothing_per_frame_with_the_buffer_pool() {
     );
     let summary = stream.finish().unwrap();
     assert_eq!(summary.counters.dropped, 0);
-    assert!(summary.pipeline.pool.hit_rate() > 0.99, "{:?}", summary.pipeline.pool);
+    assert!(
+        summary.pipeline.pool.hit_rate() > 0.99,
+        "{:?}",
+        summary.pipeline.pool
+    );
 
     // Without the pool every frame gets a fresh picture. FFmpeg allocates frame buffers with
     // its own allocator, which this counter does not see: the pool's miss count does.
@@ -81,7 +85,11 @@ fn the_frame_path_allocates_nothing_per_frame_with_the_buffer_pool() {
     let mut stream = Stream::open(&cfg, &Output::Null, &NoProbe).unwrap();
     stream.run(100, Pacing::Max).unwrap();
     let summary = stream.finish().unwrap();
-    assert_eq!(summary.pipeline.pool.misses, 100, "{:?}", summary.pipeline.pool);
+    assert_eq!(
+        summary.pipeline.pool.misses, 100,
+        "{:?}",
+        summary.pipeline.pool
+    );
     assert_eq!(summary.pipeline.pool.hits, 0);
 }
 
@@ -114,9 +122,15 @@ fn overload(policy: DropPolicy, format: FrameFormat) -> (u64, streamer::pipeline
 #[test]
 fn each_drop_policy_drops_what_it_says_and_counts_every_frame() {
     let (_, oldest, _) = overload(DropPolicy::Oldest, FrameFormat::Raw);
-    assert!(oldest.queue_full > 0, "drop-oldest under overload: {oldest:?}");
+    assert!(
+        oldest.queue_full > 0,
+        "drop-oldest under overload: {oldest:?}"
+    );
     let (_, newest, _) = overload(DropPolicy::Newest, FrameFormat::Raw);
-    assert!(newest.queue_full > 0, "drop-newest under overload: {newest:?}");
+    assert!(
+        newest.queue_full > 0,
+        "drop-newest under overload: {newest:?}"
+    );
     // Blocking never drops in the queue; the renderer falls behind instead, and that is counted.
     let (_, block, _) = overload(DropPolicy::Block, FrameFormat::Raw);
     assert_eq!(block.queue_full, 0, "{block:?}");
@@ -132,6 +146,10 @@ fn jpeg_and_png_frames_reach_the_encoder() {
         stream.run(30, Pacing::Max).unwrap();
         let s = stream.finish().unwrap();
         assert_eq!(s.counters.packets, 30, "{format:?}");
-        assert!(s.pipeline.format_bytes > 30 * 1000, "{format:?}: {:?}", s.pipeline);
+        assert!(
+            s.pipeline.format_bytes > 30 * 1000,
+            "{format:?}: {:?}",
+            s.pipeline
+        );
     }
 }

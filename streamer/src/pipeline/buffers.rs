@@ -100,7 +100,11 @@ impl BufferPool {
 
     /// A slot for frame `id`, captured now.
     pub fn take(&self, id: u64) -> Slot {
-        let reused = if self.enabled { self.lock().pop() } else { None };
+        let reused = if self.enabled {
+            self.lock().pop()
+        } else {
+            None
+        };
         let mut slot = match reused {
             Some(s) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);

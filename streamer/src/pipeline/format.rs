@@ -292,7 +292,10 @@ mod tests {
         conv.convert(&mut slot).unwrap();
         let size = slot.encoded.len();
         slot.picture.data_mut(0).fill(0);
-        Ingest::new(format, w, h).unwrap().ingest(&mut slot).unwrap();
+        Ingest::new(format, w, h)
+            .unwrap()
+            .ingest(&mut slot)
+            .unwrap();
         let after = &slot.picture.data(0)[..w as usize];
         let err = before
             .iter()
@@ -308,7 +311,10 @@ mod tests {
         let (err_hi, size_hi) = round_trip(FrameFormat::Jpeg, 95);
         let (err_lo, size_lo) = round_trip(FrameFormat::Jpeg, 10);
         assert!(err_hi < 4.0, "mean luma error {err_hi} at quality 95");
-        assert!(size_hi > size_lo, "quality 95: {size_hi} B, 10: {size_lo} B");
+        assert!(
+            size_hi > size_lo,
+            "quality 95: {size_hi} B, 10: {size_lo} B"
+        );
         assert!(err_lo >= err_hi);
     }
 
