@@ -73,6 +73,9 @@ pub struct AssetsConfig {
     pub preload_strategy: PreloadStrategy,
     /// Seconds an unused entry stays cached.
     pub cache_lifetime: u32,
+    /// A folder of PNG/JPEG files to use as layer images (not in the guide); unset: generated
+    /// images.
+    pub dir: Option<std::path::PathBuf>,
 }
 
 /// When assets are loaded.
@@ -93,6 +96,9 @@ pub struct LayoutConfig {
     pub update_interval: u32,
     /// Apply pending changes once per frame instead of one by one.
     pub batch_updates: bool,
+    /// Overlay layers in the synthetic scene, on top of its moving background (not in the
+    /// guide, which leaves the scene to the application): at most `maxLayers`.
+    pub layers: u32,
 }
 
 /// Compositor settings.
@@ -437,6 +443,7 @@ impl Default for AssetsConfig {
             cache_size: 256 * 1024 * 1024,
             preload_strategy: PreloadStrategy::Eager,
             cache_lifetime: 300,
+            dir: None,
         }
     }
 }
@@ -447,6 +454,7 @@ impl Default for LayoutConfig {
             max_layers: 32,
             update_interval: 33,
             batch_updates: true,
+            layers: 4,
         }
     }
 }
@@ -703,6 +711,12 @@ impl StreamConfig {
         );
         let l = &self.core.layout;
         c.range("core.layout.maxLayers", l.max_layers.into(), 1, 256);
+        c.range(
+            "core.layout.layers",
+            l.layers.into(),
+            0,
+            l.max_layers.into(),
+        );
         c.range(
             "core.layout.updateInterval",
             l.update_interval.into(),

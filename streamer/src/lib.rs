@@ -16,6 +16,7 @@
 //! ```
 
 pub mod config;
+pub mod core;
 pub mod encode;
 pub mod output;
 pub mod pipeline;

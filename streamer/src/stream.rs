@@ -11,6 +11,7 @@
 //! [`crate::pipeline`]), so a slow stage sheds frames rather than drifting behind.
 
 use crate::config::{ConfigError, StreamConfig};
+use crate::core::{Core, CoreError, CoreMetrics};
 use crate::encode::{EncodeError, Encoder, Packet};
 use crate::output::{self, Output, OutputError, Sink};
 use crate::pipeline::buffers::{BufferPool, PoolStats, Slot};
@@ -66,6 +67,8 @@ pub enum StreamError {
     Output(#[from] OutputError),
     #[error("frame pipeline: {0}")]
     Pipeline(String),
+    #[error(transparent)]
+    Core(#[from] CoreError),
 }
 
 /// Counters of a stream so far.
@@ -132,6 +135,8 @@ pub struct Summary {
     pub sink: crate::output::SinkStats,
     /// The frame pipeline's drops, buffer pool and queue figures.
     pub pipeline: PipelineStats,
+    /// The core stage's figures (the guide's CoreMetrics).
+    pub core: CoreMetrics,
     /// Things a reader of the results should know.
     pub notes: Vec<String>,
 }
@@ -152,6 +157,7 @@ pub struct Stream<'p, P: Probe> {
     cfg: StreamConfig,
     probe: &'p P,
     scene: Scene,
+    core: Core,
     encoder: Encoder,
     sink: Box<dyn Sink>,
     shared: Shared,
@@ -172,17 +178,21 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let p = &cfg.pipeline;
         probe.mark(Point::RenderSetupStart, 0);
         let scene = Scene::new(v.width, v.height);
+        let mut core = Core::new(cfg)?;
+        core.setup(probe)?;
         probe.mark(Point::RenderSetupEnd, 0);
         let encoder = Encoder::open(cfg, output.needs_global_header())?;
         // Slots in use at once: the queue, one per worker, the reorder window, the renderer's.
         let slots = (p.max_queue_size + 3 * p.pool_size + 2) as usize;
+        // Slots are made on first need and kept: a live stream whose queue stays short holds
+        // only the few it uses.
         let pool = BufferPool::new(v.width, v.height, slots, p.buffer_pool);
-        pool.fill();
         let sink = output::open(output, &encoder)?;
         Ok(Stream {
             cfg: cfg.clone(),
             probe,
             scene,
+            core,
             encoder,
             sink,
             shared: Shared {
@@ -215,7 +225,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let queue: FrameQueue<Slot> = FrameQueue::new(p.max_queue_size as usize, p.drop_policy);
         let reorder: Reorder<Slot> = Reorder::new(2 * workers, workers);
         let abort = AtomicBool::new(false);
-        let (probe, shared, scene) = (self.probe, &self.shared, &self.scene);
+        let (probe, shared, scene, core) = (self.probe, &self.shared, &self.scene, &mut self.core);
         let (encoder, sink, counters) = (&mut self.encoder, &mut self.sink, &mut self.counters);
         let live = pacing == Pacing::Realtime;
         std::thread::scope(|sc| {
@@ -226,6 +236,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                     let captured = render(
                         cfg,
                         scene,
+                        core,
                         shared,
                         queue,
                         probe,
@@ -269,8 +280,9 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
             let captured = renderer
                 .join()
                 .map_err(|_| StreamError::Pipeline("the renderer panicked".into()))?;
-            counters.captured += captured;
-            result
+            counters.captured += captured.0;
+            result?;
+            captured.1.map_err(StreamError::from)
         })?;
         self.counters.dropped = self.shared.drops.snapshot().total();
         Ok(())
@@ -303,6 +315,16 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
             format_bytes: s.format_bytes.load(Ordering::Relaxed),
             pressure_events: s.pressure_events.load(Ordering::Relaxed),
         }
+    }
+
+    /// The core stage's figures so far.
+    pub fn core_metrics(&self) -> CoreMetrics {
+        self.core.metrics()
+    }
+
+    /// The core stage, to time its parts (the `core` suite).
+    pub fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
     }
 
     /// The output's counters so far.
@@ -344,17 +366,19 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 + self.shared.pool_copies.load(Ordering::Relaxed),
             sink: self.sink.stats(),
             pipeline,
+            core: self.core.metrics(),
             notes: self.encoder.notes().to_vec(),
         })
     }
 }
 
 /// The renderer's loop: paces, draws each frame into a pooled slot and queues it. Returns how
-/// many frames it queued.
+/// many frames it queued, and the core's error if it stopped on one.
 #[allow(clippy::too_many_arguments)]
 fn render<P: Probe>(
     cfg: &StreamConfig,
     scene: &Scene,
+    core: &mut Core,
     shared: &Shared,
     queue: &FrameQueue<Slot>,
     probe: &P,
@@ -362,7 +386,7 @@ fn render<P: Probe>(
     ids: std::ops::Range<u64>,
     start: Instant,
     pacing: Pacing,
-) -> u64 {
+) -> (u64, Result<(), CoreError>) {
     let fps = cfg.core.viewport.fps;
     let p = &cfg.pipeline;
     let drop_after = Duration::from_millis(cfg.encoder.pipeline.drop_threshold.into());
@@ -388,6 +412,7 @@ fn render<P: Probe>(
             if over_rss {
                 // Keep what the queue and workers need; give the rest back.
                 shared.pool.trim(queue.capacity());
+                core.trim();
                 shared.pressure_events.fetch_add(1, Ordering::Relaxed);
             }
             if over_rss || (p.pressure_queue_percent < 100 && depth >= queue_limit) {
@@ -402,6 +427,15 @@ fn render<P: Probe>(
         }
         probe.mark(Point::RenderFrameStart, id);
         scene.draw(id, crate::encode::frame_planes(&mut slot.picture));
+        let composed = core.render(
+            id,
+            &mut crate::encode::frame_planes(&mut slot.picture),
+            probe,
+        );
+        if let Err(e) = composed {
+            shared.pool.give(slot);
+            return (captured, Err(e));
+        }
         probe.mark(Point::RenderFrameEnd, id);
         let depth = queue.len().min(shared.occupancy.len() - 1);
         shared.occupancy[depth].fetch_add(1, Ordering::Relaxed);
@@ -424,7 +458,7 @@ fn render<P: Probe>(
         }
         captured += 1;
     }
-    captured
+    (captured, Ok(()))
 }
 
 /// A worker's loop: takes frames out, drops the stale ones, converts the rest.

@@ -72,11 +72,10 @@ fn the_frame_path_allocates_nothing_per_frame_with_the_buffer_pool() {
     );
     let summary = stream.finish().unwrap();
     assert_eq!(summary.counters.dropped, 0);
-    assert!(
-        summary.pipeline.pool.hit_rate() > 0.99,
-        "{:?}",
-        summary.pipeline.pool
-    );
+    // Slots are made on first need, never more than the queue, workers and reorder window hold.
+    let pool = summary.pipeline.pool;
+    assert!(pool.misses <= 30 + 3 * 4 + 2, "{pool:?}");
+    assert_eq!(pool.hits + pool.misses, 340, "{pool:?}");
 
     // Without the pool every frame gets a fresh picture. FFmpeg allocates frame buffers with
     // its own allocator, which this counter does not see: the pool's miss count does.
