@@ -75,7 +75,20 @@ pub struct Recorder {
     spans: Vec<Mutex<Histogram<u64>>>,
     measure_from: AtomicU64,
     unmatched: AtomicU64,
+    /// The stream's frame period in ns (0: no jitter recorded).
+    period_ns: AtomicU64,
+    jitter: Mutex<Jitter>,
 }
+
+/// Output timing: how far each interval between consecutive frames' `network:send:end`
+/// strays from the frame period.
+struct Jitter {
+    hist: Histogram<u64>,
+    last: Option<(u64, u64)>,
+}
+
+/// The name jitter goes by in results, beside the spans.
+pub const JITTER: &str = "frame:jitter";
 
 impl Default for Recorder {
     fn default() -> Self {
@@ -99,6 +112,11 @@ impl Recorder {
             spans: SPANS.iter().map(|_| Mutex::new(new_histogram())).collect(),
             measure_from: AtomicU64::new(0),
             unmatched: AtomicU64::new(0),
+            period_ns: AtomicU64::new(0),
+            jitter: Mutex::new(Jitter {
+                hist: new_histogram(),
+                last: None,
+            }),
         }
     }
 
@@ -106,11 +124,21 @@ impl Recorder {
     /// what they recorded so far.
     pub fn begin_measurement(&self, frame: u64) {
         self.measure_from.store(frame, Ordering::Relaxed);
+        if let Ok(mut j) = self.jitter.lock() {
+            j.hist.reset();
+            j.last = None;
+        }
         for (span, hist) in SPANS.iter().zip(&self.spans) {
             if span.per_frame {
                 lock(hist).reset();
             }
         }
+    }
+
+    /// Records output jitter against a frame period of `period` from now on.
+    pub fn set_period(&self, period: std::time::Duration) {
+        self.period_ns
+            .store(period.as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// End marks that found no start for their frame.
@@ -124,8 +152,27 @@ impl Recorder {
             .iter()
             .zip(&self.spans)
             .map(|(s, h)| (s.name, lock(h).clone()))
+            .chain(self.jitter.lock().ok().map(|j| (JITTER, j.hist.clone())))
             .filter(|(_, h)| !h.is_empty())
             .collect()
+    }
+
+    #[inline]
+    fn record_jitter(&self, frame: u64, now_ns: u64) {
+        let period = self.period_ns.load(Ordering::Relaxed);
+        if period == 0 || frame < self.measure_from.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(mut j) = self.jitter.lock() else {
+            return;
+        };
+        if let Some((last_frame, last_ns)) = j.last
+            && frame == last_frame + 1
+        {
+            let interval = now_ns.saturating_sub(last_ns);
+            j.hist.saturating_record(interval.abs_diff(period).max(1));
+        }
+        j.last = Some((frame, now_ns));
     }
 
     #[inline]
@@ -159,6 +206,9 @@ impl Probe for Recorder {
             slot.frame.store(frame, Ordering::Release);
         }
         self.record_end(point, frame, now_ns);
+        if point == Point::NetworkSendEnd {
+            self.record_jitter(frame, now_ns);
+        }
     }
 }
 

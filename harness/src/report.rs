@@ -11,9 +11,15 @@ use streamer::config::StreamConfig;
 use streamer::probe::SPANS;
 
 /// Suites and the command that fills each.
-const SUITES: [(&str, &str); 3] = [
+const SUITES: [(&str, &str); 9] = [
     ("stream", "cargo xtask perf stream"),
     ("workers", "cargo xtask perf workers"),
+    ("memory", "cargo xtask perf memory"),
+    ("core", "cargo xtask perf core"),
+    ("compose", "cargo xtask perf compose"),
+    ("frames-timing", "cargo xtask perf frames timing"),
+    ("frames-drops", "cargo xtask perf frames drops"),
+    ("frames-buffer", "cargo xtask perf frames buffer"),
     ("network", "cargo xtask perf network"),
 ];
 
@@ -22,7 +28,7 @@ pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn spread(p: &PointResult) -> String {
+pub(crate) fn spread(p: &PointResult) -> String {
     if p.repetitions.len() > 1 {
         format!("{:.1} ({:.1}–{:.1})", p.fps, p.fps_min, p.fps_max)
     } else {
@@ -122,7 +128,7 @@ fn pipeline_baseline(c: &StreamConfig) -> bool {
 }
 
 /// Drops by reason, the nonzero ones.
-fn drop_reasons(d: &streamer::pipeline::Drops) -> String {
+pub(crate) fn drop_reasons(d: &streamer::pipeline::Drops) -> String {
     let parts: Vec<String> = [
         ("behind", d.behind),
         ("queue full", d.queue_full),
@@ -464,6 +470,12 @@ pub fn build(root: &Path) -> String {
             GuideTable::Encoder => encoder_table(&mut out, r),
             GuideTable::Rtmp => rtmp_table(&mut out, r),
             GuideTable::Pipeline => pipeline_table(&mut out, r),
+            GuideTable::Core => crate::tables::core_table(&mut out, r),
+            GuideTable::Compose => crate::tables::compose_table(&mut out, r),
+            GuideTable::Memory => crate::tables::memory_table(&mut out, r),
+            GuideTable::Timing => crate::tables::timing_table(&mut out, r),
+            GuideTable::Drops => crate::tables::drops_table(&mut out, r),
+            GuideTable::Buffer => crate::tables::buffer_table(&mut out, r),
             GuideTable::None => {}
         }
         if !r.points.is_empty() {

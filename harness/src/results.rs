@@ -19,7 +19,7 @@
 //! interrupted run leaves the previous file whole.
 
 use crate::record::{SpanStats, new_histogram};
-use crate::run::{NetworkFigures, PipelineFigures, PointRun};
+use crate::run::{CoreFigures, NetworkFigures, PipelineFigures, PointRun};
 use crate::scenario::{GuideTable, RunSettings};
 use crate::system::Machine;
 use serde::{Deserialize, Serialize};
@@ -83,6 +83,9 @@ pub struct PointResult {
     /// rates and per-frame figures their medians.
     #[serde(default)]
     pub pipeline: Option<PipelineFigures>,
+    /// The core stage: CoreMetrics of the first repetition, timings the medians.
+    #[serde(default)]
+    pub core: Option<CoreFigures>,
 }
 
 /// One repetition's figures.
@@ -180,17 +183,18 @@ impl PointResult {
         let pick = |f: fn(&PointRun) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
         let fps: Vec<f64> = runs.iter().map(|r| r.fps).collect();
         let mut spans = BTreeMap::new();
-        for span in SPANS {
+        let names = SPANS.iter().map(|s| s.name).chain([crate::record::JITTER]);
+        for name in names {
             let mut merged = new_histogram();
             let mut any = false;
             for run in runs {
-                if let Some(h) = run.spans.get(span.name).and_then(|s| s.histogram().ok()) {
+                if let Some(h) = run.spans.get(name).and_then(|s| s.histogram().ok()) {
                     merged.add(&h).expect("histograms share bounds");
                     any = true;
                 }
             }
             if any {
-                spans.insert(span.name.to_string(), SpanStats::from_histogram(&merged));
+                spans.insert(name.to_string(), SpanStats::from_histogram(&merged));
             }
         }
         let mut notes: Vec<String> = Vec::new();
@@ -230,8 +234,24 @@ impl PointResult {
                 .unwrap_or_default(),
             network: aggregate_network(runs),
             pipeline: aggregate_pipeline(runs),
+            core: aggregate_core(runs),
         }
     }
+}
+
+fn aggregate_core(runs: &[PointRun]) -> Option<CoreFigures> {
+    let all: Vec<&CoreFigures> = runs.iter().filter_map(|r| r.core.as_ref()).collect();
+    let first = all.first()?;
+    let med =
+        |f: fn(&CoreFigures) -> f64| median(&mut all.iter().map(|c| f(c)).collect::<Vec<_>>());
+    Some(CoreFigures {
+        metrics: first.metrics.clone(),
+        viewport_update_us: med(|c| c.viewport_update_us),
+        viewport_resize_us: med(|c| c.viewport_resize_us),
+        viewport_transform_us: med(|c| c.viewport_transform_us),
+        asset_cold_ms: med(|c| c.asset_cold_ms),
+        asset_warm_us: med(|c| c.asset_warm_us),
+    })
 }
 
 fn aggregate_pipeline(runs: &[PointRun]) -> Option<PipelineFigures> {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 use streamer::config::StreamConfig;
+use streamer::core::CoreMetrics;
 use streamer::output::Output;
 use streamer::output::SinkStats;
 use streamer::pipeline::Drops;
@@ -65,6 +66,98 @@ pub struct PointRun {
     /// The frame pipeline over the measured window.
     #[serde(default)]
     pub pipeline: Option<PipelineFigures>,
+    /// The core stage (with layers): the guide's CoreMetrics over the whole run, and timings of
+    /// its parts measured before the window.
+    #[serde(default)]
+    pub core: Option<CoreFigures>,
+}
+
+/// The core stage's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoreFigures {
+    pub metrics: CoreMetrics,
+    /// Mean time of a viewport update (grid and margin), µs.
+    pub viewport_update_us: f64,
+    /// Mean time of a resize, including re-placing every layer, µs.
+    pub viewport_resize_us: f64,
+    /// Mean time to place one rectangle, µs.
+    pub viewport_transform_us: f64,
+    /// Mean cold load (decode or draw) of an asset, ms.
+    pub asset_cold_ms: f64,
+    /// Mean warm lookup (cache hit) of an asset, µs.
+    pub asset_warm_us: f64,
+}
+
+/// Times the core's parts on the stream's own core (before the measured window, so the
+/// window's figures are the stream's alone). `metrics` is filled in after the run.
+fn core_timings(stream: &mut Stream<'_, impl Probe>, cfg: &StreamConfig) -> CoreFigures {
+    use streamer::core::assets::AssetCache;
+    use streamer::core::viewport::Rect;
+    let core = stream.core_mut();
+    let n = 2000u32;
+    let vp = core.viewport_mut().clone();
+    let t = Instant::now();
+    let mut placed = 0i64;
+    for i in 0..n {
+        let r = vp.transform(Rect {
+            x: i as i32 * 7 % 1000,
+            y: i as i32 * 3 % 600,
+            w: 100 + i % 50,
+            h: 60 + i % 30,
+        });
+        placed += i64::from(r.x);
+    }
+    std::hint::black_box(placed);
+    let transform = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let t = Instant::now();
+    for i in 0..n {
+        let margin = streamer::config::Margin {
+            x: vp.margin.x + i % 2,
+            y: vp.margin.y,
+        };
+        core.viewport_mut().update(vp.grid, margin);
+    }
+    let update = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let resizes = 200u32;
+    let t = Instant::now();
+    for i in 0..resizes {
+        let (w, h) = if i % 2 == 0 {
+            (vp.width - 64, vp.height - 36)
+        } else {
+            (vp.width, vp.height)
+        };
+        core.viewport_mut().resize(w, h);
+        core.replace_all();
+    }
+    let resize = t.elapsed().as_secs_f64() * 1e6 / f64::from(resizes);
+    *core.viewport_mut() = vp;
+    core.replace_all();
+    // Cold and warm asset lookups on a fresh cache over the same sources.
+    let sources = match &cfg.core.assets.dir {
+        Some(dir) => streamer::core::assets::files_in(dir).unwrap_or_default(),
+        None => streamer::core::generated_assets(),
+    };
+    let count = sources.len().max(1);
+    let mut cache = AssetCache::new(sources, u64::MAX, Duration::from_secs(3600));
+    let t = Instant::now();
+    for id in 0..count {
+        let _ = cache.get(id, 0, &NoProbe);
+    }
+    let cold = t.elapsed().as_secs_f64() * 1e3 / count as f64;
+    let lookups = 10_000;
+    let t = Instant::now();
+    for i in 0..lookups {
+        let _ = std::hint::black_box(cache.get(i % count, 0, &NoProbe));
+    }
+    let warm = t.elapsed().as_secs_f64() * 1e6 / lookups as f64;
+    CoreFigures {
+        metrics: CoreMetrics::default(),
+        viewport_update_us: update,
+        viewport_resize_us: resize,
+        viewport_transform_us: transform,
+        asset_cold_ms: cold,
+        asset_warm_us: warm,
+    }
 }
 
 /// The frame pipeline's figures over a measured window.
@@ -162,13 +255,53 @@ pub enum RunError {
     Protocol(String),
 }
 
+/// The `core.assets.dir` value that asks for the generated badges as files.
+pub const ASSET_FILES: &str = "<files>";
+
+/// Writes the generated badges as PNG (even ones) and JPEG (odd ones) files.
+fn write_asset_files() -> std::io::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("stream-manager-assets-")
+        .tempdir()?;
+    for (i, src) in streamer::core::generated_assets().iter().enumerate() {
+        let img = src
+            .load()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let buf = image::RgbaImage::from_raw(img.width, img.height, img.rgba)
+            .ok_or_else(|| std::io::Error::other("badge size"))?;
+        let result = if i % 2 == 0 {
+            buf.save(dir.path().join(format!("badge-{i}.png")))
+        } else {
+            image::DynamicImage::ImageRgba8(buf)
+                .to_rgb8()
+                .save(dir.path().join(format!("badge-{i}.jpg")))
+        };
+        result.map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
+    Ok(dir)
+}
+
 /// Runs `job` in this process.
 ///
 /// # Errors
 /// The stream could not be opened or failed while running.
 pub fn run_here(job: &PointJob) -> Result<PointRun, RunError> {
+    // `core.assets.dir = "<files>"`: the generated badges written as PNG and JPEG files into a
+    // temporary folder, so assets are decoded from files (removed when the point ends).
+    let mut job = job.clone();
+    let _asset_dir = match &job.config.core.assets.dir {
+        Some(d) if d.as_os_str() == ASSET_FILES => {
+            let dir =
+                write_asset_files().map_err(|e| RunError::Protocol(format!("asset files: {e}")))?;
+            job.config.core.assets.dir = Some(dir.path().to_path_buf());
+            Some(dir)
+        }
+        _ => None,
+    };
+    let job = &job;
     let fps = job.config.core.viewport.fps;
     let recorder = Arc::new(Recorder::new());
+    recorder.set_period(Duration::from_secs_f64(1.0 / f64::from(fps.max(1))));
     let relay = match job.players {
         0 => None,
         n => Some(LocalRelay::start(
@@ -229,9 +362,11 @@ fn measure<P: Probe>(
         }
         None => None,
     };
+    let mut core =
+        (job.config.core.layout.layers > 0).then(|| core_timings(&mut stream, &job.config));
     let pipeline_before = stream.pipeline_stats();
-    let allocs_before = crate::allocs::allocations();
     let sampler = Sampler::start();
+    let allocs_before = crate::allocs::allocations();
     let started = Instant::now();
     stream.run(s.length.frames(fps), s.pacing)?;
     let allocs =
@@ -239,6 +374,9 @@ fn measure<P: Probe>(
     let summary = stream.finish()?;
     let wall_s = started.elapsed().as_secs_f64();
     let usage = sampler.stop();
+    if let Some(c) = core.as_mut() {
+        c.metrics = summary.core.clone();
+    }
     let network = relay.map(|r| {
         // Frames still on their way reach the players within this grace; it adds no wall time.
         std::thread::sleep(Duration::from_millis(150));
@@ -284,6 +422,7 @@ fn measure<P: Probe>(
         rss_timeline: usage.rss_timeline,
         network,
         pipeline: Some(pipeline),
+        core,
     })
 }
 

@@ -54,6 +54,18 @@ pub enum GuideTable {
     Encoder,
     Pipeline,
     Rtmp,
+    /// Core components: viewport, assets, layout.
+    Core,
+    /// The composition engine.
+    Compose,
+    /// Memory: allocations, buffer pool, caches, RSS over time.
+    Memory,
+    /// Frame timing: output jitter against the frame period.
+    Timing,
+    /// Overload: drops per policy and reason.
+    Drops,
+    /// Queue occupancy and bufferHealth.
+    Buffer,
     None,
 }
 
@@ -63,6 +75,12 @@ impl fmt::Display for GuideTable {
             GuideTable::Encoder => "encoder",
             GuideTable::Pipeline => "pipeline",
             GuideTable::Rtmp => "rtmp",
+            GuideTable::Core => "core",
+            GuideTable::Compose => "compose",
+            GuideTable::Memory => "memory",
+            GuideTable::Timing => "timing",
+            GuideTable::Drops => "drops",
+            GuideTable::Buffer => "buffer",
             GuideTable::None => "none",
         })
     }

@@ -223,7 +223,8 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let p = &cfg.pipeline;
         let workers = p.pool_size as usize;
         let queue: FrameQueue<Slot> = FrameQueue::new(p.max_queue_size as usize, p.drop_policy);
-        let reorder: Reorder<Slot> = Reorder::new(2 * workers, workers);
+        // At most one frame per worker outside the queue: the rest wait in the queue.
+        let reorder: Reorder<Slot> = Reorder::new(workers, workers);
         let abort = AtomicBool::new(false);
         let (probe, shared, scene, core) = (self.probe, &self.shared, &self.scene, &mut self.core);
         let (encoder, sink, counters) = (&mut self.encoder, &mut self.sink, &mut self.counters);
@@ -474,7 +475,12 @@ fn work<P: Probe>(
     let v = &cfg.core.viewport;
     let stale_after = Duration::from_millis(cfg.encoder.pipeline.drop_threshold.into());
     let mut converter = Converter::new(p.format, p.quality, v.width, v.height);
-    while let Some((seq, mut slot)) = queue.pop() {
+    loop {
+        reorder.reserve();
+        let Some((seq, mut slot)) = queue.pop() else {
+            reorder.unreserve();
+            break;
+        };
         probe.mark(Point::PipelineProcessStart, slot.id);
         if live && slot.captured.elapsed() > stale_after {
             shared.drops.count(DropReason::Stale);

@@ -30,8 +30,11 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct PerfArgs {
-    /// The suite: a scenario file in scenarios/ (stream = encoder presets × threads × zero copy).
+    /// The suite: a scenario file in scenarios/ (stream = encoder presets × threads × zero copy),
+    /// or a folder of parts (frames = timing, drops, buffer).
     suite: String,
+    /// One part of a suite that has parts (`cargo xtask perf frames timing`); all by default.
+    part: Option<String>,
     /// The short form (about a minute): fewer points, fewer frames, one run each.
     #[arg(long)]
     quick: bool,
@@ -96,16 +99,74 @@ fn suites() -> Vec<String> {
         .map(|d| {
             d.flatten()
                 .filter_map(|e| {
-                    e.file_name()
-                        .to_str()?
-                        .strip_suffix(".toml")
-                        .map(String::from)
+                    let name = e.file_name().to_str()?.to_string();
+                    if e.path().is_dir() {
+                        return Some(name);
+                    }
+                    name.strip_suffix(".toml").map(String::from)
                 })
                 .collect()
         })
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// The scenario files of `suite` (relative to the root): `scenarios/<suite>.toml`, or the
+/// parts in `scenarios/<suite>/` (all, or just `part`). `None` after saying what exists.
+fn scenarios_of(suite: &str, part: Option<&str>) -> Option<Vec<PathBuf>> {
+    let file = Path::new("scenarios").join(format!("{suite}.toml"));
+    let dir = Path::new("scenarios").join(suite);
+    if root().join(&file).exists() {
+        if let Some(p) = part {
+            eprintln!("xtask: suite {suite:?} has no parts (asked for {p:?})");
+            return None;
+        }
+        return Some(vec![file]);
+    }
+    if root().join(&dir).is_dir() {
+        let mut parts: Vec<String> = std::fs::read_dir(root().join(&dir))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_suffix(".toml")
+                            .map(String::from)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The order: timing, drops, buffer, quality; others after, by name.
+        let rank = |p: &str| {
+            ["timing", "drops", "buffer", "quality"]
+                .iter()
+                .position(|k| *k == p)
+                .unwrap_or(usize::MAX)
+        };
+        parts.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+        return match part {
+            None => Some(
+                parts
+                    .iter()
+                    .map(|p| dir.join(format!("{p}.toml")))
+                    .collect(),
+            ),
+            Some(p) if parts.iter().any(|q| q == p) => Some(vec![dir.join(format!("{p}.toml"))]),
+            Some(p) => {
+                eprintln!(
+                    "xtask: suite {suite:?} has no part {p:?} (parts: {})",
+                    parts.join(", ")
+                );
+                None
+            }
+        };
+    }
+    eprintln!(
+        "xtask: no suite {suite:?}: there is no scenarios/{suite}.toml (suites: {})",
+        suites().join(", ")
+    );
+    None
 }
 
 fn main() -> Result<ExitCode> {
@@ -115,39 +176,33 @@ fn main() -> Result<ExitCode> {
     }
     match cli.command {
         Cmd::Perf(args) => {
-            let scenario = root()
-                .join("scenarios")
-                .join(format!("{}.toml", args.suite));
-            if !scenario.exists() {
-                eprintln!(
-                    "xtask: no suite {:?}: there is no scenarios/{}.toml (suites: {})",
-                    args.suite,
-                    args.suite,
-                    suites().join(", ")
-                );
+            let Some(scenarios) = scenarios_of(&args.suite, args.part.as_deref()) else {
                 return Ok(ExitCode::from(2));
+            };
+            if args.peers
+                && let Some(code) = deps::node_media_server(&root().join("target/peers"))?
+            {
+                return Ok(code);
             }
-            let mut c = harness()?;
-            c.arg("run")
-                .arg(Path::new("scenarios").join(format!("{}.toml", args.suite)));
-            for (on, flag) in [
-                (args.quick, "--quick"),
-                (args.compare_cli, "--compare-cli"),
-                (args.probe_overhead, "--probe-overhead"),
-                (args.json, "--json"),
-                (args.peers, "--peers"),
-            ] {
-                if on {
-                    c.arg(flag);
+            for scenario in scenarios {
+                let mut c = harness()?;
+                c.arg("run").arg(&scenario);
+                for (on, flag) in [
+                    (args.quick, "--quick"),
+                    (args.compare_cli, "--compare-cli"),
+                    (args.probe_overhead, "--probe-overhead"),
+                    (args.json, "--json"),
+                    (args.peers, "--peers"),
+                ] {
+                    if on {
+                        c.arg(flag);
+                    }
                 }
-            }
-            if args.peers {
-                if let Some(code) = deps::node_media_server(&root().join("target/peers"))? {
-                    return Ok(code);
+                if args.peers {
+                    c.arg("--nms-dir").arg(root().join("target/peers"));
                 }
-                c.arg("--nms-dir").arg(root().join("target/peers"));
+                run(c)?;
             }
-            run(c)?;
         }
         Cmd::Report => {
             let mut c = harness()?;

@@ -77,8 +77,8 @@ impl Core {
     pub fn new(cfg: &StreamConfig) -> Result<Self, CoreError> {
         let c = &cfg.core;
         let sources = match &c.assets.dir {
-            Some(dir) => assets::files_in(dir)?,
-            None => generated_assets(),
+            Some(dir) if !dir.as_os_str().is_empty() => assets::files_in(dir)?,
+            _ => generated_assets(),
         };
         let viewport = Viewport::new(&c.viewport);
         let layout = Layout::new(&c.layout, &viewport, sources.len());
@@ -126,8 +126,7 @@ impl Core {
         self.layout.update(t_ms, id, &self.viewport, probe);
         self.compositor.compose(
             planes,
-            self.viewport.width,
-            self.viewport.height,
+            (self.viewport.width, self.viewport.height),
             &self.layout,
             &mut self.assets,
             id,

@@ -98,6 +98,8 @@ pub enum Done<T> {
 struct ReorderState<T> {
     ring: Vec<Option<Done<T>>>,
     next: u64,
+    /// Frames workers have reserved room for (taken or about to be taken from the queue).
+    reserved: u64,
     workers_left: usize,
 }
 
@@ -118,6 +120,7 @@ impl<T> Reorder<T> {
             state: Mutex::new(ReorderState {
                 ring: (0..window).map(|_| None).collect(),
                 next: 0,
+                reserved: 0,
                 workers_left: workers,
             }),
             changed: Condvar::new(),
@@ -127,6 +130,23 @@ impl<T> Reorder<T> {
 
     fn lock(&self) -> MutexGuard<'_, ReorderState<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until the window has room for one more frame and reserves it; a worker calls this
+    /// before taking a frame from the queue, so frames wait in the queue (where they are
+    /// counted and dropped by policy), not in the workers' hands.
+    pub fn reserve(&self) {
+        let mut s = self.lock();
+        while s.reserved >= s.next + self.window as u64 {
+            s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        s.reserved += 1;
+    }
+
+    /// Gives back a reservation that found the queue closed.
+    pub fn unreserve(&self) {
+        self.lock().reserved -= 1;
+        self.changed.notify_all();
     }
 
     /// Files the result for take-out number `seq`.
