@@ -196,6 +196,7 @@ pub fn probe_overhead(
                 settings,
                 record,
                 players: 0,
+                quality: false,
             };
             into.push(run_in_child(exe, &job)?.fps);
         }

@@ -8,6 +8,7 @@
 pub mod allocs;
 pub mod compare;
 pub mod peers;
+pub mod quality;
 pub mod record;
 pub mod report;
 pub mod results;

@@ -195,6 +195,7 @@ fn run(args: RunArgs) -> Result<()> {
             settings: plan.settings,
             record: true,
             players: point.players,
+            quality: scenario.table == harness::scenario::GuideTable::Quality,
         };
         let mut runs = Vec::new();
         for _ in 0..reps {

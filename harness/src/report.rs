@@ -11,7 +11,7 @@ use streamer::config::StreamConfig;
 use streamer::probe::SPANS;
 
 /// Suites and the command that fills each.
-const SUITES: [(&str, &str); 9] = [
+const SUITES: [(&str, &str); 10] = [
     ("stream", "cargo xtask perf stream"),
     ("workers", "cargo xtask perf workers"),
     ("memory", "cargo xtask perf memory"),
@@ -20,6 +20,7 @@ const SUITES: [(&str, &str); 9] = [
     ("frames-timing", "cargo xtask perf frames timing"),
     ("frames-drops", "cargo xtask perf frames drops"),
     ("frames-buffer", "cargo xtask perf frames buffer"),
+    ("frames-quality", "cargo xtask perf frames quality"),
     ("network", "cargo xtask perf network"),
 ];
 
@@ -476,6 +477,7 @@ pub fn build(root: &Path) -> String {
             GuideTable::Timing => crate::tables::timing_table(&mut out, r),
             GuideTable::Drops => crate::tables::drops_table(&mut out, r),
             GuideTable::Buffer => crate::tables::buffer_table(&mut out, r),
+            GuideTable::Quality => crate::tables::quality_table(&mut out, r),
             GuideTable::None => {}
         }
         if !r.points.is_empty() {

@@ -86,6 +86,9 @@ pub struct PointResult {
     /// The core stage: CoreMetrics of the first repetition, timings the medians.
     #[serde(default)]
     pub core: Option<CoreFigures>,
+    /// PSNR/SSIM of the first repetition (encoding is deterministic).
+    #[serde(default)]
+    pub quality: Option<crate::quality::QualityFigures>,
 }
 
 /// One repetition's figures.
@@ -235,6 +238,7 @@ impl PointResult {
             network: aggregate_network(runs),
             pipeline: aggregate_pipeline(runs),
             core: aggregate_core(runs),
+            quality: runs.iter().find_map(|r| r.quality.clone()),
         }
     }
 }

@@ -36,6 +36,10 @@ pub struct PointJob {
     /// Players on an embedded RTMP server the stream publishes to (0: encode only, null output).
     #[serde(default)]
     pub players: u32,
+    /// Measure PSNR/SSIM of the encoded stream (the frames suite's quality part) instead of
+    /// the usual window.
+    #[serde(default)]
+    pub quality: bool,
 }
 
 /// One run of one point.
@@ -70,6 +74,9 @@ pub struct PointRun {
     /// its parts measured before the window.
     #[serde(default)]
     pub core: Option<CoreFigures>,
+    /// PSNR and SSIM (quality runs).
+    #[serde(default)]
+    pub quality: Option<crate::quality::QualityFigures>,
 }
 
 /// The core stage's figures.
@@ -255,6 +262,33 @@ pub enum RunError {
     Protocol(String),
 }
 
+/// A quality run: the stream encoded to a file, then compared with its source frames.
+fn quality_run(job: &PointJob) -> Result<PointRun, RunError> {
+    let frames = job.settings.length.frames(job.config.core.viewport.fps);
+    let started = Instant::now();
+    let q = crate::quality::measure(&job.config, frames)
+        .map_err(|e| RunError::Protocol(e.to_string()))?;
+    let wall_s = started.elapsed().as_secs_f64();
+    Ok(PointRun {
+        fps: q.frames as f64 / wall_s,
+        cpu_percent: 0.0,
+        rss_bytes: 0,
+        dropped_frames: 0,
+        bitrate_kbps: q.bitrate_kbps,
+        frames: q.frames,
+        wall_s,
+        encoder: "libx264".to_string(),
+        notes: vec!["fps includes decoding and comparing every frame".to_string()],
+        unmatched_marks: 0,
+        spans: BTreeMap::new(),
+        rss_timeline: Vec::new(),
+        network: None,
+        pipeline: None,
+        core: None,
+        quality: Some(q),
+    })
+}
+
 /// The `core.assets.dir` value that asks for the generated badges as files.
 pub const ASSET_FILES: &str = "<files>";
 
@@ -299,6 +333,9 @@ pub fn run_here(job: &PointJob) -> Result<PointRun, RunError> {
         _ => None,
     };
     let job = &job;
+    if job.quality {
+        return quality_run(job);
+    }
     let fps = job.config.core.viewport.fps;
     let recorder = Arc::new(Recorder::new());
     recorder.set_period(Duration::from_secs_f64(1.0 / f64::from(fps.max(1))));
@@ -423,6 +460,7 @@ fn measure<P: Probe>(
         network,
         pipeline: Some(pipeline),
         core,
+        quality: None,
     })
 }
 

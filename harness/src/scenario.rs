@@ -66,6 +66,8 @@ pub enum GuideTable {
     Drops,
     /// Queue occupancy and bufferHealth.
     Buffer,
+    /// PSNR and SSIM of the encoded stream.
+    Quality,
     None,
 }
 
@@ -81,6 +83,7 @@ impl fmt::Display for GuideTable {
             GuideTable::Timing => "timing",
             GuideTable::Drops => "drops",
             GuideTable::Buffer => "buffer",
+            GuideTable::Quality => "quality",
             GuideTable::None => "none",
         })
     }

@@ -432,3 +432,65 @@ mod tests {
         assert_eq!(depth_at(&occ, 0.9), 3);
     }
 }
+
+/// The frames suite's `quality` part: PSNR and SSIM per preset, ours and the CLI's.
+pub fn quality_table(out: &mut String, r: &Results) {
+    header(
+        out,
+        "Frames — quality",
+        r,
+        "PSNR and SSIM of the encoded stream against its source frames, in process (libavfilter's \
+         `psnr` and `ssim` through ffmpeg-next) and with the ffmpeg CLI's filters on the same \
+         files; both pair frames with `settb=1/30,setpts=N`. Agreement must be within 0.1 dB \
+         and 0.001.",
+    );
+    head(
+        out,
+        &[
+            "Preset",
+            "Format",
+            "Quality",
+            "Frames",
+            "Bitrate kbit/s",
+            "PSNR dB (CLI)",
+            "SSIM (CLI)",
+            "Agree",
+        ],
+    );
+    for p in &r.points {
+        let Some(q) = &p.quality else { continue };
+        let c = &p.config;
+        let agree = match (q.cli_psnr_db, q.cli_ssim) {
+            (Some(cp), Some(cs)) => {
+                if (cp - q.psnr_db).abs() <= 0.1 && (cs - q.ssim).abs() <= 0.001 {
+                    "yes".to_string()
+                } else {
+                    format!("no (Δ {:.3} dB, {:.4})", q.psnr_db - cp, q.ssim - cs)
+                }
+            }
+            _ => "CLI did not run".to_string(),
+        };
+        row(
+            out,
+            &[
+                c.encoder.preset.to_string(),
+                c.pipeline.format.to_string(),
+                c.pipeline.quality.to_string(),
+                q.frames.to_string(),
+                format!("{:.0}", q.bitrate_kbps),
+                format!(
+                    "{:.3} ({})",
+                    q.psnr_db,
+                    q.cli_psnr_db.map_or("-".into(), |v| format!("{v:.3}"))
+                ),
+                format!(
+                    "{:.5} ({})",
+                    q.ssim,
+                    q.cli_ssim.map_or("-".into(), |v| format!("{v:.5}"))
+                ),
+                agree,
+            ],
+        );
+    }
+    out.push('\n');
+}
