@@ -411,28 +411,6 @@ pub fn buffer_table(out: &mut String, r: &Results) {
     out.push('\n');
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sparklines_span_low_to_high() {
-        assert_eq!(sparkline(&[1, 1, 1], 10), "▁▁▁");
-        assert_eq!(sparkline(&[0, 7, 14], 10), "▁▄█");
-        assert_eq!(
-            sparkline(&(0..100).collect::<Vec<_>>(), 10).chars().count(),
-            10
-        );
-    }
-
-    #[test]
-    fn occupancy_quantiles() {
-        let occ = [5, 3, 0, 2];
-        assert_eq!(depth_at(&occ, 0.5), 0);
-        assert_eq!(depth_at(&occ, 0.9), 3);
-    }
-}
-
 /// The frames suite's `quality` part: PSNR and SSIM per preset, ours and the CLI's.
 pub fn quality_table(out: &mut String, r: &Results) {
     header(
@@ -493,4 +471,26 @@ pub fn quality_table(out: &mut String, r: &Results) {
         );
     }
     out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparklines_span_low_to_high() {
+        assert_eq!(sparkline(&[1, 1, 1], 10), "▁▁▁");
+        assert_eq!(sparkline(&[0, 7, 14], 10), "▁▄█");
+        assert_eq!(
+            sparkline(&(0..100).collect::<Vec<_>>(), 10).chars().count(),
+            10
+        );
+    }
+
+    #[test]
+    fn occupancy_quantiles() {
+        let occ = [5, 3, 0, 2];
+        assert_eq!(depth_at(&occ, 0.5), 0);
+        assert_eq!(depth_at(&occ, 0.9), 3);
+    }
 }

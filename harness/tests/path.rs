@@ -25,6 +25,7 @@ fn the_recorder_sees_every_span_of_the_path_once_per_frame() {
         settings,
         record: true,
         players: 0,
+        quality: false,
     })
     .unwrap();
     assert_eq!(run.frames, 20);
@@ -176,6 +177,7 @@ fn a_point_with_players_measures_delivery_latency_and_join() {
         settings,
         record: true,
         players: 3,
+        quality: false,
     })
     .unwrap();
     let net = run.network.expect("network figures with players");
