@@ -15,7 +15,7 @@ use std::process::Command;
 use streamer::config::StreamConfig;
 use streamer::core::Core;
 use streamer::output::Output;
-use streamer::probe::NoProbe;
+use streamer::probe::{NoProbe, Probe};
 use streamer::source::{RawPicture, Scene};
 use streamer::stream::{Pacing, Stream};
 
@@ -152,11 +152,15 @@ fn psnr(mse: f64) -> f64 {
 ///
 /// # Errors
 /// The stream, the decoder, the filters or the files failed.
-pub fn measure(cfg: &StreamConfig, frames: u64) -> Result<QualityFigures, QualityError> {
+pub fn measure<P: Probe>(
+    cfg: &StreamConfig,
+    frames: u64,
+    probe: &P,
+) -> Result<QualityFigures, QualityError> {
     let dir = tempfile::tempdir().map_err(|e| QualityError(e.to_string()))?;
     let flv = dir.path().join("encoded.flv");
     let yuv = dir.path().join("source.yuv");
-    let mut stream = Stream::open(cfg, &Output::Flv(flv.clone()), &NoProbe)
+    let mut stream = Stream::open(cfg, &Output::Flv(flv.clone()), probe)
         .map_err(|e| QualityError(e.to_string()))?;
     stream
         .run(frames, Pacing::Max)

@@ -140,10 +140,7 @@ fn core_timings(stream: &mut Stream<'_, impl Probe>, cfg: &StreamConfig) -> Core
     *core.viewport_mut() = vp;
     core.replace_all();
     // Cold and warm asset lookups on a fresh cache over the same sources.
-    let sources = match &cfg.core.assets.dir {
-        Some(dir) => streamer::core::assets::files_in(dir).unwrap_or_default(),
-        None => streamer::core::generated_assets(),
-    };
+    let sources = streamer::core::asset_sources(cfg).unwrap_or_default();
     let count = sources.len().max(1);
     let mut cache = AssetCache::new(sources, u64::MAX, Duration::from_secs(3600));
     let t = Instant::now();
@@ -265,10 +262,16 @@ pub enum RunError {
 /// A quality run: the stream encoded to a file, then compared with its source frames.
 fn quality_run(job: &PointJob) -> Result<PointRun, RunError> {
     let frames = job.settings.length.frames(job.config.core.viewport.fps);
+    let recorder = Recorder::new();
     let started = Instant::now();
-    let q = crate::quality::measure(&job.config, frames)
+    let q = crate::quality::measure(&job.config, frames, &recorder)
         .map_err(|e| RunError::Protocol(e.to_string()))?;
     let wall_s = started.elapsed().as_secs_f64();
+    let spans = recorder
+        .snapshot()
+        .into_iter()
+        .map(|(name, h)| (name.to_string(), SpanStats::from_histogram(&h)))
+        .collect();
     Ok(PointRun {
         fps: q.frames as f64 / wall_s,
         cpu_percent: 0.0,
@@ -279,8 +282,8 @@ fn quality_run(job: &PointJob) -> Result<PointRun, RunError> {
         wall_s,
         encoder: "libx264".to_string(),
         notes: vec!["fps includes decoding and comparing every frame".to_string()],
-        unmatched_marks: 0,
-        spans: BTreeMap::new(),
+        unmatched_marks: recorder.unmatched(),
+        spans,
         rss_timeline: Vec::new(),
         network: None,
         pipeline: None,

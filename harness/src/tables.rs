@@ -85,8 +85,8 @@ pub fn core_table(out: &mut String, r: &Results) {
                 m.layer_count.to_string(),
                 format!("{:?}", c.assets.preload_strategy).to_lowercase(),
                 match &c.assets.dir {
-                    Some(_) => "PNG/JPEG files".to_string(),
-                    None => "generated".to_string(),
+                    Some(d) if !d.as_os_str().is_empty() => "PNG/JPEG files".to_string(),
+                    _ => "generated".to_string(),
                 },
                 c.layout.batch_updates.to_string(),
                 spread(p),

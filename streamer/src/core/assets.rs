@@ -43,6 +43,8 @@ pub enum AssetError {
     File { path: String, message: String },
     #[error("core.assets.dir = {dir}: {message}")]
     Dir { dir: String, message: String },
+    #[error("asset {0} does not exist (there are {1})")]
+    Missing(usize, usize),
 }
 
 impl AssetSource {
@@ -247,7 +249,11 @@ impl AssetCache {
     ) -> Result<Arc<Image>, AssetError> {
         let started = Instant::now();
         probe.mark(Point::AssetLoadStart, frame);
-        let image = Arc::new(self.sources[id % self.sources.len()].load()?);
+        let source = self
+            .sources
+            .get(id)
+            .ok_or(AssetError::Missing(id, self.sources.len()))?;
+        let image = Arc::new(source.load()?);
         probe.mark(Point::AssetLoadEnd, frame);
         self.stats.load_us += started.elapsed().as_micros() as u64;
         self.stats.loads += 1;

@@ -28,6 +28,18 @@ pub fn generated_assets() -> Vec<AssetSource> {
         .collect()
 }
 
+/// The assets `cfg` asks for: the PNG/JPEG files of `core.assets.dir`, or (unset or empty) the
+/// generated badges.
+///
+/// # Errors
+/// The folder cannot be read or holds no image.
+pub fn asset_sources(cfg: &StreamConfig) -> Result<Vec<AssetSource>, AssetError> {
+    match &cfg.core.assets.dir {
+        Some(dir) if !dir.as_os_str().is_empty() => assets::files_in(dir),
+        _ => Ok(generated_assets()),
+    }
+}
+
 /// The guide's `CoreMetrics`, from the core's counters (times are means, ms).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -76,10 +88,7 @@ impl Core {
     /// The asset folder is unusable or the compositor cannot start.
     pub fn new(cfg: &StreamConfig) -> Result<Self, CoreError> {
         let c = &cfg.core;
-        let sources = match &c.assets.dir {
-            Some(dir) if !dir.as_os_str().is_empty() => assets::files_in(dir)?,
-            _ => generated_assets(),
-        };
+        let sources = asset_sources(cfg)?;
         let viewport = Viewport::new(&c.viewport);
         let layout = Layout::new(&c.layout, &viewport, sources.len());
         Ok(Core {
