@@ -104,10 +104,14 @@ impl Sampler {
         let started = Instant::now();
         let sys = System::new_with_specifics(RefreshKind::nothing()).ok();
         let cpu_at_start = process_cpu_time();
+        // The window starts once the sampler thread runs (its start-up allocations are its own).
+        let ready = Arc::new(std::sync::Barrier::new(2));
+        let ready_in_thread = Arc::clone(&ready);
         let thread = std::thread::Builder::new()
             .name("rss-sampler".into())
             .spawn(move || {
                 crate::allocs::exempt_this_thread();
+                ready_in_thread.wait();
                 let mut samples = Vec::new();
                 let Some(mut sys) = sys else { return samples };
                 loop {
@@ -121,6 +125,9 @@ impl Sampler {
                 }
             })
             .ok();
+        if thread.is_some() {
+            ready.wait();
+        }
         Sampler {
             stop,
             thread,

@@ -235,7 +235,7 @@ pub fn memory_table(out: &mut String, r: &Results) {
                     mb => format!("{mb} MiB"),
                 },
                 pf.and_then(|p| p.allocs_per_frame)
-                    .map_or("-".to_string(), |a| format!("{a:.2}")),
+                    .map_or("-".to_string(), |a| format!("{a:.3}")),
                 pf.map_or("-".to_string(), |p| {
                     format!("{:.2}", p.buffer_allocs_per_frame)
                 }),
