@@ -342,12 +342,16 @@ mod tests {
 
     #[test]
     fn unused_entries_expire_after_the_lifetime() {
-        let mut c = AssetCache::new(badges(2), 1 << 20, Duration::from_millis(30));
+        // Deterministic whatever the machine's load: sleeps only ever last longer, and the
+        // expiry instant is computed from instants taken around the lookups.
+        let lifetime = Duration::from_secs(1);
+        let mut c = AssetCache::new(badges(2), 1 << 20, lifetime);
         c.get(0, 0, &NoProbe).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        let after_first = Instant::now();
+        std::thread::sleep(Duration::from_millis(50));
         c.get(1, 0, &NoProbe).unwrap();
-        std::thread::sleep(Duration::from_millis(15));
-        assert_eq!(c.expire(Instant::now()), 1, "only 0 is past its lifetime");
+        let at = after_first + lifetime + Duration::from_millis(1);
+        assert_eq!(c.expire(at), 1, "only 0 is past its lifetime");
         assert_eq!(c.stats().expired, 1);
         assert_eq!(c.stats().bytes, 100 * 50 * 4);
     }
