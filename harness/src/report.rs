@@ -456,14 +456,15 @@ pub fn build(root: &Path) -> String {
     if let Some(m) = loaded.first().map(|r| &r.machine) {
         let _ = writeln!(
             out,
-            "Machine: {} ({} cores, {}), {} {}; FFmpeg {}, x264 {}.\n",
+            "Machine: {} ({} cores, {}), {} {}; FFmpeg {}, x264 {}; GPU adapter: {}.\n",
             m.cpu_model,
             m.cores,
             mib(m.memory_bytes),
             m.os,
             m.kernel,
             m.ffmpeg_version,
-            m.x264_version
+            m.x264_version,
+            m.wgpu_adapter.as_deref().unwrap_or("none found"),
         );
     }
     for r in &loaded {

@@ -20,7 +20,8 @@ pub struct Machine {
     pub kernel: String,
     pub ffmpeg_version: String,
     pub x264_version: String,
-    /// The wgpu adapter used for rendering, when the GPU renderer ran.
+    /// The wgpu adapter the GPU renderer picks here: name (backend, device type, driver);
+    /// None when wgpu finds none.
     pub wgpu_adapter: Option<String>,
 }
 
@@ -45,7 +46,9 @@ impl Machine {
             kernel: System::kernel_version().unwrap_or_else(|_| "unknown".into()),
             ffmpeg_version,
             x264_version,
-            wgpu_adapter: None,
+            wgpu_adapter: streamer::render::gpu::pick(streamer::render::gpu::Api::Auto)
+                .ok()
+                .map(|(_, a)| a.to_string()),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod encode;
 pub mod output;
 pub mod pipeline;
 pub mod probe;
+pub mod render;
 pub mod rtmp;
 pub mod source;
 pub mod stream;

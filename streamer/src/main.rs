@@ -9,6 +9,7 @@ use streamer::config::StreamConfig;
 use streamer::encode::hw;
 use streamer::output::Output;
 use streamer::probe::NoProbe;
+use streamer::render::gpu;
 use streamer::rtmp::LocalRelay;
 use streamer::rtmp::server::Server;
 use streamer::stream::{Pacing, Stream};
@@ -40,6 +41,20 @@ enum Command {
     /// Probe every hardware encoder family (nvidia, qsv, vaapi, amf, videotoolbox) and say which
     /// can encode this stream and why the others cannot.
     Hwaccel(ConfigArgs),
+    /// List the GPU adapters wgpu finds (headless) and the one the GPU renderer would pick.
+    /// `WGPU_BACKEND=vulkan|gl` narrows the search.
+    Gpu {
+        /// Which API to look on.
+        #[arg(long, value_enum, default_value = "auto")]
+        api: GpuApi,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum GpuApi {
+    Vulkan,
+    Gl,
+    Auto,
 }
 
 #[derive(clap::Args)]
@@ -133,6 +148,19 @@ fn main() -> Result<()> {
                     Err(e) => println!("{device:<13} unavailable: {}", e.reason),
                 }
             }
+            Ok(())
+        }
+        Command::Gpu { api } => {
+            let api = match api {
+                GpuApi::Vulkan => gpu::Api::Vulkan,
+                GpuApi::Gl => gpu::Api::Gl,
+                GpuApi::Auto => gpu::Api::Auto,
+            };
+            for a in gpu::adapters(api) {
+                println!("adapter  {a}");
+            }
+            let (_, picked) = gpu::pick(api)?;
+            println!("picked   {picked}");
             Ok(())
         }
     }

@@ -122,7 +122,45 @@ fn needs() -> Vec<Need> {
             package: "ffmpeg",
             present: || has_command("ffprobe"),
         },
+        Need {
+            what: "the Vulkan loader (the GPU renderer)",
+            package: "libvulkan1",
+            present: || has_library("libvulkan.so.1"),
+        },
+        Need {
+            what: "Mesa's software Vulkan driver, lavapipe (GPU tests without a GPU)",
+            package: "mesa-vulkan-drivers",
+            present: || {
+                std::fs::read_dir("/usr/share/vulkan/icd.d").is_ok_and(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with("lvp_icd"))
+                })
+            },
+        },
+        Need {
+            what: "EGL (the GL backend)",
+            package: "libegl1",
+            present: || has_library("libEGL.so.1"),
+        },
+        Need {
+            what: "Mesa's GL drivers (llvmpipe for the GL backend)",
+            package: "libgl1-mesa-dri",
+            present: || {
+                std::fs::read_dir("/usr/lib").is_ok_and(|d| {
+                    d.flatten()
+                        .any(|e| e.path().join("dri/swrast_dri.so").exists())
+                })
+            },
+        },
     ]
+}
+
+/// Whether the dynamic linker knows `name` (`ldconfig -p`).
+fn has_library(name: &str) -> bool {
+    Command::new("ldconfig")
+        .arg("-p")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(name))
 }
 
 fn is_root() -> bool {
