@@ -3,3 +3,4 @@
 //! [`crate::core::compose`] is the render stage.
 
 pub mod gpu;
+pub mod gpu_compose;
