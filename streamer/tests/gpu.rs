@@ -95,6 +95,7 @@ fn the_gpu_compositor_matches_the_cpu_compositor() {
         .iter()
         .zip(&images)
         .map(|(l, rgba)| GpuLayer {
+            key: (l.asset as u64) << 32 | u64::from(l.rect.w) << 16 | u64::from(l.rect.h),
             width: l.rect.w,
             height: l.rect.h,
             rgba,

@@ -14,6 +14,8 @@ const TARGET: wgpu::TextureFormat = wgpu::TextureFormat::Rgba16Float;
 
 /// A layer to draw: a straight-alpha RGBA image and where it goes.
 pub struct GpuLayer<'a> {
+    /// Identifies the image's content (asset and size): textures are cached by it.
+    pub key: u64,
     pub width: u32,
     pub height: u32,
     pub rgba: &'a [u8],
@@ -54,6 +56,12 @@ pub struct GpuCompositor {
     planes: wgpu::Buffer,
     readback: wgpu::Buffer,
     sampler: wgpu::Sampler,
+    /// Layer textures by content key, uploaded once.
+    textures: std::collections::HashMap<u64, wgpu::TextureView>,
+    /// One uniform buffer per layer slot of a frame, reused.
+    uniforms: Vec<wgpu::Buffer>,
+    /// Texture uploads so far (cache misses).
+    pub uploads: u64,
 }
 
 fn texture(
@@ -274,6 +282,9 @@ impl GpuCompositor {
             planes,
             readback,
             sampler,
+            textures: std::collections::HashMap::new(),
+            uniforms: Vec::new(),
+            uploads: 0,
         })
     }
 
@@ -291,23 +302,33 @@ impl GpuCompositor {
         upload(&self.queue, &self.bg[0], planes.y, planes.y_stride);
         upload(&self.queue, &self.bg[1], planes.u, planes.u_stride);
         upload(&self.queue, &self.bg[2], planes.v, planes.v_stride);
-        // Per-layer textures and uniforms (cached in a later step; uploaded per call here).
+        // Layer textures come from the cache; each layer slot has its own uniform buffer.
         let mut groups = Vec::with_capacity(layers.len());
-        for l in layers {
-            let tex = texture(
-                &self.device,
-                l.width,
-                l.height,
-                wgpu::TextureFormat::Rgba8Unorm,
-                wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-            );
-            upload(&self.queue, &tex, l.rgba, l.width as usize * 4);
-            let uniform = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: None,
-                size: 32,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
+        for (i, l) in layers.iter().enumerate() {
+            if !self.textures.contains_key(&l.key) {
+                let tex = texture(
+                    &self.device,
+                    l.width,
+                    l.height,
+                    wgpu::TextureFormat::Rgba8Unorm,
+                    wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                );
+                upload(&self.queue, &tex, l.rgba, l.width as usize * 4);
+                self.uploads += 1;
+                self.textures.insert(
+                    l.key,
+                    tex.create_view(&wgpu::TextureViewDescriptor::default()),
+                );
+            }
+            if self.uniforms.len() <= i {
+                self.uniforms
+                    .push(self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: None,
+                        size: 32,
+                        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    }));
+            }
             let values = [
                 l.rect[0],
                 l.rect[1],
@@ -319,19 +340,18 @@ impl GpuCompositor {
                 0.0,
             ];
             self.queue
-                .write_buffer(&uniform, 0, &values.map(f32::to_le_bytes).concat());
-            let view = tex.create_view(&wgpu::TextureViewDescriptor::default());
+                .write_buffer(&self.uniforms[i], 0, &values.map(f32::to_le_bytes).concat());
             groups.push(self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
                 layout: &self.layer.get_bind_group_layout(0),
                 entries: &[
                     wgpu::BindGroupEntry {
                         binding: 0,
-                        resource: uniform.as_entire_binding(),
+                        resource: self.uniforms[i].as_entire_binding(),
                     },
                     wgpu::BindGroupEntry {
                         binding: 1,
-                        resource: wgpu::BindingResource::TextureView(&view),
+                        resource: wgpu::BindingResource::TextureView(&self.textures[&l.key]),
                     },
                     wgpu::BindGroupEntry {
                         binding: 2,
