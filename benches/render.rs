@@ -14,7 +14,7 @@ use streamer::core::layout::Layout;
 use streamer::core::viewport::Viewport;
 use streamer::probe::NoProbe;
 use streamer::render::gpu::Api;
-use streamer::render::gpu_compose::{GpuCompositor, GpuLayer};
+use streamer::render::gpu_compose::{GpuCompositor, layout_layers};
 use streamer::source::{RawPicture, Scene};
 
 fn compose(c: &mut Criterion) {
@@ -66,24 +66,7 @@ fn compose(c: &mut Criterion) {
                 scale(&img, l.rect.w, l.rect.h, OptimizeFor::Speed)
             })
             .collect();
-        let layers: Vec<GpuLayer<'_>> = layout
-            .layers()
-            .iter()
-            .zip(&images)
-            .map(|(l, rgba)| GpuLayer {
-                key: (l.asset as u64) << 32 | u64::from(l.rect.w) << 16 | u64::from(l.rect.h),
-                width: l.rect.w,
-                height: l.rect.h,
-                rgba,
-                rect: [
-                    l.rect.x as f32,
-                    l.rect.y as f32,
-                    l.rect.w as f32,
-                    l.rect.h as f32,
-                ],
-                opacity: l.opacity,
-            })
-            .collect();
+        let layers = layout_layers(&layout, &images);
         let mut gpu = GpuCompositor::new(Api::Auto, w, h, false).expect("a GPU adapter");
         let label = format!("render/gpu/8 layers/{name}");
         eprintln!("{label}: {}", gpu.adapter);

@@ -186,7 +186,7 @@ pub fn measure<P: Probe>(
             .map_err(|e| QualityError(e.to_string()))?;
         // The buffer source takes the frame's reference: a fresh frame each time.
         let mut source = ff::frame::Video::new(ff::format::Pixel::YUV420P, w, h);
-        copy_picture(&picture, &mut source);
+        streamer::encode::copy_into(&picture, &mut source);
         source.set_pts(Some(next as i64));
         next += 1;
         metrics.push(Some(decoded), Some(&source))
@@ -209,15 +209,6 @@ pub fn measure<P: Probe>(
         cli_ssim,
         bitrate_kbps: summary.bitrate_kbps,
     })
-}
-
-fn copy_picture(p: &RawPicture, frame: &mut ff::frame::Video) {
-    for (i, (src, row)) in p.plane_slices().into_iter().enumerate() {
-        let stride = frame.stride(i);
-        for (d, s) in frame.data_mut(i).chunks_mut(stride).zip(src.chunks(row)) {
-            d[..row].copy_from_slice(s);
-        }
-    }
 }
 
 /// Decodes every video frame of `path`, in display order.

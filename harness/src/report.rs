@@ -149,30 +149,23 @@ pub(crate) fn drop_reasons(d: &streamer::pipeline::Drops) -> String {
 }
 
 fn pipeline_table(out: &mut String, r: &Results) {
-    let first = r.points.first();
-    let _ = writeln!(out, "## Frame Pipeline — Tested Configurations\n");
-    let _ = writeln!(
-        out,
-        "From `{}` ({}{}): {}×{} at {} fps, pacing `{}` ({}), {} run(s) of {} per point after {} \
-         warm-up frames. FPS is frames encoded per second of wall time (median, min–max); \
-         Memory is peak RSS; Drops are all repetitions' drops by reason (behind: the renderer \
-         was past the frame's slot; queue full: the queue's drop policy; stale: waited past \
-         dropThreshold; late: past maxLatency at the encoder; pressure: shed under memory \
-         pressure).\n",
-        r.scenario,
-        r.started,
-        if r.quick { ", --quick" } else { "" },
-        first.map_or(0, |p| p.config.core.viewport.width),
-        first.map_or(0, |p| p.config.core.viewport.height),
-        first.map_or(0, |p| p.config.core.viewport.fps),
-        r.settings.pacing,
-        first.map_or("-".to_string(), |p| format!(
+    let engine = r.points.first().map_or("-".to_string(), |p| {
+        format!(
             "{}, {} encoder threads",
             p.config.encoder.preset, p.config.encoder.pipeline.threads
-        )),
-        r.settings.repetitions,
-        r.settings.length,
-        r.settings.warmup_frames,
+        )
+    });
+    crate::tables::header(
+        out,
+        "Frame Pipeline — Tested Configurations",
+        r,
+        &format!(
+            "Encoder: {engine}. FPS is frames encoded per second of wall time (median, \
+             min–max); Memory is peak RSS; Drops are all repetitions' drops by reason (behind: \
+             the renderer was past the frame's slot; queue full: the queue's drop policy; \
+             stale: waited past dropThreshold; late: past maxLatency at the encoder; pressure: \
+             shed under memory pressure)."
+        ),
     );
     out.push_str("| Queue Size | Pool Size | Quality | Format | FPS | Memory | Drops | Notes |\n");
     out.push_str(

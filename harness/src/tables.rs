@@ -10,7 +10,7 @@ fn span_ms(p: &PointResult, span: &str, f: fn(&crate::record::SpanStats) -> f64)
         .map_or("-".to_string(), |s| format!("{:.2}", f(s) / 1000.0))
 }
 
-fn header(out: &mut String, title: &str, r: &Results, what: &str) {
+pub(crate) fn header(out: &mut String, title: &str, r: &Results, what: &str) {
     let first = r.points.first();
     let _ = writeln!(out, "## {title}\n");
     let _ = writeln!(

@@ -285,7 +285,6 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
             result?;
             captured.1.map_err(StreamError::from)
         })?;
-        self.counters.dropped = self.shared.drops.snapshot().total();
         Ok(())
     }
 

@@ -28,7 +28,7 @@ use streamer::core::compose::{Compositor, scale};
 use streamer::core::layout::Layout;
 use streamer::core::viewport::Viewport;
 use streamer::probe::NoProbe;
-use streamer::render::gpu_compose::{GpuCompositor, GpuLayer};
+use streamer::render::gpu_compose::{GpuCompositor, layout_layers};
 use streamer::source::{Planes, RawPicture, Scene};
 
 fn planes(p: &mut RawPicture) -> Planes<'_> {
@@ -90,24 +90,7 @@ fn the_gpu_compositor_matches_the_cpu_compositor() {
             scale(&img, l.rect.w, l.rect.h, OptimizeFor::Quality)
         })
         .collect();
-    let layers: Vec<GpuLayer<'_>> = layout
-        .layers()
-        .iter()
-        .zip(&images)
-        .map(|(l, rgba)| GpuLayer {
-            key: (l.asset as u64) << 32 | u64::from(l.rect.w) << 16 | u64::from(l.rect.h),
-            width: l.rect.w,
-            height: l.rect.h,
-            rgba,
-            rect: [
-                l.rect.x as f32,
-                l.rect.y as f32,
-                l.rect.w as f32,
-                l.rect.h as f32,
-            ],
-            opacity: l.opacity,
-        })
-        .collect();
+    let layers = layout_layers(&layout, &images);
     for api in [
         streamer::render::gpu::Api::Vulkan,
         streamer::render::gpu::Api::Gl,

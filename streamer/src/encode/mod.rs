@@ -438,7 +438,7 @@ fn open_codec(
 }
 
 /// Copies a picture into a frame of the same geometry, row by row (strides differ).
-fn copy_into(picture: &RawPicture, frame: &mut ff::frame::Video) {
+pub fn copy_into(picture: &RawPicture, frame: &mut ff::frame::Video) {
     for (i, (src, row)) in picture.plane_slices().into_iter().enumerate() {
         let stride = frame.stride(i);
         let dst = frame.data_mut(i);

@@ -25,6 +25,32 @@ pub struct GpuLayer<'a> {
     pub opacity: u8,
 }
 
+/// The layers of `layout`, bottom first, as GPU layers: `images[i]` is layer i's RGBA at its
+/// placed size; textures are keyed by asset and size.
+pub fn layout_layers<'a>(
+    layout: &crate::core::layout::Layout,
+    images: &'a [Vec<u8>],
+) -> Vec<GpuLayer<'a>> {
+    layout
+        .layers()
+        .iter()
+        .zip(images)
+        .map(|(l, rgba)| GpuLayer {
+            key: (l.asset as u64) << 32 | u64::from(l.rect.w) << 16 | u64::from(l.rect.h),
+            width: l.rect.w,
+            height: l.rect.h,
+            rgba,
+            rect: [
+                l.rect.x as f32,
+                l.rect.y as f32,
+                l.rect.w as f32,
+                l.rect.h as f32,
+            ],
+            opacity: l.opacity,
+        })
+        .collect()
+}
+
 /// Why the GPU compositor failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
@@ -49,6 +75,7 @@ pub struct GpuCompositor {
     bg_group: wgpu::BindGroup,
     background: wgpu::RenderPipeline,
     layer: wgpu::RenderPipeline,
+    layer_layout: wgpu::BindGroupLayout,
     target: wgpu::Texture,
     luma: wgpu::ComputePipeline,
     chroma: wgpu::ComputePipeline,
@@ -274,6 +301,7 @@ impl GpuCompositor {
             bg,
             bg_group,
             background,
+            layer_layout: layer.get_bind_group_layout(0),
             layer,
             target,
             luma,
@@ -343,7 +371,7 @@ impl GpuCompositor {
                 .write_buffer(&self.uniforms[i], 0, &values.map(f32::to_le_bytes).concat());
             groups.push(self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
-                layout: &self.layer.get_bind_group_layout(0),
+                layout: &self.layer_layout,
                 entries: &[
                     wgpu::BindGroupEntry {
                         binding: 0,
