@@ -11,12 +11,13 @@ use streamer::config::StreamConfig;
 use streamer::probe::SPANS;
 
 /// Suites and the command that fills each.
-const SUITES: [(&str, &str); 10] = [
+const SUITES: [(&str, &str); 11] = [
     ("stream", "cargo xtask perf stream"),
     ("workers", "cargo xtask perf workers"),
     ("memory", "cargo xtask perf memory"),
     ("core", "cargo xtask perf core"),
     ("compose", "cargo xtask perf compose"),
+    ("render", "cargo xtask perf render"),
     ("frames-timing", "cargo xtask perf frames timing"),
     ("frames-drops", "cargo xtask perf frames drops"),
     ("frames-buffer", "cargo xtask perf frames buffer"),
@@ -472,6 +473,7 @@ pub fn build(root: &Path) -> String {
             GuideTable::Drops => crate::tables::drops_table(&mut out, r),
             GuideTable::Buffer => crate::tables::buffer_table(&mut out, r),
             GuideTable::Quality => crate::tables::quality_table(&mut out, r),
+            GuideTable::Render => crate::tables::render_table(&mut out, r),
             GuideTable::None => {}
         }
         if !r.points.is_empty() {

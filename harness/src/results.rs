@@ -89,6 +89,9 @@ pub struct PointResult {
     /// PSNR/SSIM of the first repetition (encoding is deterministic).
     #[serde(default)]
     pub quality: Option<crate::quality::QualityFigures>,
+    /// RenderMetrics of the first repetition.
+    #[serde(default)]
+    pub render: Option<streamer::render::RenderMetrics>,
 }
 
 /// One repetition's figures.
@@ -239,6 +242,7 @@ impl PointResult {
             pipeline: aggregate_pipeline(runs),
             core: aggregate_core(runs),
             quality: runs.iter().find_map(|r| r.quality.clone()),
+            render: runs.iter().find_map(|r| r.render.clone()),
         }
     }
 }

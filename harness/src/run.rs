@@ -77,6 +77,9 @@ pub struct PointRun {
     /// PSNR and SSIM (quality runs).
     #[serde(default)]
     pub quality: Option<crate::quality::QualityFigures>,
+    /// The render stage: the guide's RenderMetrics over the whole run, and the backend that ran.
+    #[serde(default)]
+    pub render: Option<streamer::render::RenderMetrics>,
 }
 
 /// The core stage's figures.
@@ -289,6 +292,7 @@ fn quality_run(job: &PointJob) -> Result<PointRun, RunError> {
         pipeline: None,
         core: None,
         quality: Some(q),
+        render: None,
     })
 }
 
@@ -464,6 +468,7 @@ fn measure<P: Probe>(
         pipeline: Some(pipeline),
         core,
         quality: None,
+        render: Some(summary.render),
     })
 }
 

@@ -68,6 +68,8 @@ pub enum GuideTable {
     Buffer,
     /// PSNR and SSIM of the encoded stream.
     Quality,
+    /// The render stage: backend, antialiasing, filter, layers, resolution.
+    Render,
     None,
 }
 
@@ -84,6 +86,7 @@ impl fmt::Display for GuideTable {
             GuideTable::Drops => "drops",
             GuideTable::Buffer => "buffer",
             GuideTable::Quality => "quality",
+            GuideTable::Render => "render",
             GuideTable::None => "none",
         })
     }

@@ -473,6 +473,77 @@ pub fn quality_table(out: &mut String, r: &Results) {
     out.push('\n');
 }
 
+/// The render stage: backend × antialiasing × filter × layers × resolution.
+pub fn render_table(out: &mut String, r: &Results) {
+    header(
+        out,
+        "Renderer",
+        r,
+        "Render fps is the render stage's own rate over the run (the guide's RenderMetrics: \
+         1000 ÷ frameTime, the mean wall time of composing a frame — layout, texture upload, \
+         draw and, on the GPU, readback into the encoder's planes). render:frame p50 / p99 also \
+         holds the scene's background and, with frames in flight, the wait for the round. \
+         Draw calls and triangles are per frame (CPU: blending passes); texture memory is the \
+         texture cache plus the frame's textures (GPU) or the scaled sprites (CPU). FPS is the \
+         whole stream's, encoder included.",
+    );
+    head(
+        out,
+        &[
+            "Backend",
+            "Adapter",
+            "AA",
+            "Filter",
+            "Layers",
+            "Resolution",
+            "Render fps",
+            "frameTime ms",
+            "render:frame p50 / p99 ms",
+            "Draw calls",
+            "Triangles",
+            "Texture memory",
+            "Cache hits",
+            "FPS",
+        ],
+    );
+    for p in &r.points {
+        let c = &p.config;
+        let q = &c.renderer.quality;
+        let m = p.render.as_ref();
+        let cell =
+            |f: &dyn Fn(&streamer::render::RenderMetrics) -> String| m.map_or("-".to_string(), f);
+        row(
+            out,
+            &[
+                cell(&|m| m.backend.clone()),
+                cell(&|m| {
+                    m.adapter.as_ref().map_or_else(
+                        || "-".to_string(),
+                        |a| format!("{} ({})", a.name, a.backend),
+                    )
+                }),
+                if q.antialiasing { "4×" } else { "off" }.to_string(),
+                q.filter_mode.to_string(),
+                c.core.layout.layers.to_string(),
+                format!("{}×{}", c.core.viewport.width, c.core.viewport.height),
+                cell(&|m| format!("{:.0}", m.fps)),
+                cell(&|m| format!("{:.2}", m.frame_time)),
+                format!(
+                    "{} / {}",
+                    span_ms(p, "render:frame", |s| s.p50_us),
+                    span_ms(p, "render:frame", |s| s.p99_us)
+                ),
+                cell(&|m| format!("{:.1}", m.draw_calls)),
+                cell(&|m| format!("{:.0}", m.triangle_count)),
+                cell(&|m| mib(m.texture_memory)),
+                cell(&|m| format!("{:.0}%", m.cache_hit_rate)),
+                spread(p),
+            ],
+        );
+    }
+    out.push('\n');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,9 +135,35 @@ pub enum OptimizeFor {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RendererConfig {
+    /// Where the render stage runs: `gpu` (wgpu; an error when there is no adapter), `cpu`
+    /// (the core's compositor), or `auto` (the GPU when a hardware adapter is found, else the
+    /// CPU compositor, with a log line saying why).
+    pub backend: RenderBackend,
+    /// Graphics API for the GPU backend: `vulkan`, `gl` or `auto` (`WGPU_BACKEND` overrides).
+    pub api: crate::render::gpu::Api,
     pub performance: RenderPerformance,
     pub quality: RenderQuality,
     pub memory: RenderMemory,
+}
+
+/// Where the render stage runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RenderBackend {
+    Gpu,
+    Cpu,
+    #[default]
+    Auto,
+}
+
+impl fmt::Display for RenderBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RenderBackend::Gpu => "gpu",
+            RenderBackend::Cpu => "cpu",
+            RenderBackend::Auto => "auto",
+        })
+    }
 }
 
 /// Renderer concurrency settings.
@@ -380,6 +406,26 @@ pub enum FrameFormat {
     Raw,
     Jpeg,
     Png,
+}
+
+impl fmt::Display for FilterMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FilterMode::Nearest => "nearest",
+            FilterMode::Linear => "linear",
+            FilterMode::Cubic => "cubic",
+        })
+    }
+}
+
+impl fmt::Display for TextureQuality {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TextureQuality::Low => "low",
+            TextureQuality::Medium => "medium",
+            TextureQuality::High => "high",
+        })
+    }
 }
 
 impl fmt::Display for FrameFormat {
@@ -1064,6 +1110,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("gif") && err.contains("jpeg"), "{err}");
+        let err = c
+            .apply_override("renderer.quality.filterMode=bicubic")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bicubic") && err.contains("cubic") && err.contains("nearest"),
+            "{err}"
+        );
+        let err = c
+            .apply_override("renderer.backend=vulkan")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("vulkan") && err.contains("gpu"), "{err}");
     }
 
     #[test]

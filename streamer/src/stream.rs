@@ -137,6 +137,8 @@ pub struct Summary {
     pub pipeline: PipelineStats,
     /// The core stage's figures (the guide's CoreMetrics).
     pub core: CoreMetrics,
+    /// The render stage's figures (the guide's RenderMetrics): which backend ran, and how.
+    pub render: crate::render::RenderMetrics,
     /// Things a reader of the results should know.
     pub notes: Vec<String>,
 }
@@ -182,8 +184,9 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         core.setup(probe)?;
         probe.mark(Point::RenderSetupEnd, 0);
         let encoder = Encoder::open(cfg, output.needs_global_header())?;
-        // Slots in use at once: the queue, one per worker, the reorder window, the renderer's.
-        let slots = (p.max_queue_size + 3 * p.pool_size + 2) as usize;
+        // Slots in use at once: the queue, one per worker, the reorder window, the renderer's
+        // round.
+        let slots = (p.max_queue_size + 3 * p.pool_size + 1) as usize + core.round_size();
         // Slots are made on first need and kept: a live stream whose queue stays short holds
         // only the few it uses.
         let pool = BufferPool::new(v.width, v.height, slots, p.buffer_pool);
@@ -234,7 +237,16 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
             let renderer = std::thread::Builder::new()
                 .name("render".into())
                 .spawn_scoped(sc, move || {
-                    let captured = render(
+                    // Closes the queue however the renderer ends, a panic included, so the
+                    // workers and the encoder finish instead of waiting for frames forever.
+                    struct CloseOnExit<'q>(&'q FrameQueue<Slot>);
+                    impl Drop for CloseOnExit<'_> {
+                        fn drop(&mut self) {
+                            self.0.close();
+                        }
+                    }
+                    let _close = CloseOnExit(queue);
+                    render(
                         cfg,
                         scene,
                         core,
@@ -245,9 +257,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                         first..first + frames,
                         start,
                         pacing,
-                    );
-                    queue.close();
-                    captured
+                    )
                 })
                 .map_err(|e| StreamError::Pipeline(format!("starting the renderer: {e}")))?;
             for w in 0..workers {
@@ -322,6 +332,11 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         self.core.metrics()
     }
 
+    /// The render stage's figures so far.
+    pub fn render_metrics(&self) -> crate::render::RenderMetrics {
+        self.core.render_metrics()
+    }
+
     /// The core stage, to time its parts (the `core` suite).
     pub fn core_mut(&mut self) -> &mut Core {
         &mut self.core
@@ -367,12 +382,14 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
             sink: self.sink.stats(),
             pipeline,
             core: self.core.metrics(),
+            render: self.core.render_metrics(),
             notes: self.encoder.notes().to_vec(),
         })
     }
 }
 
-/// The renderer's loop: paces, draws each frame into a pooled slot and queues it. Returns how
+/// The renderer's loop: paces, draws each frame into a pooled slot and queues it. On the GPU
+/// with `maxConcurrent` > 1 frames go in rounds of that many, in flight together. Returns how
 /// many frames it queued, and the core's error if it stopped on one.
 #[allow(clippy::too_many_arguments)]
 fn render<P: Probe>(
@@ -393,9 +410,12 @@ fn render<P: Probe>(
     let live = pacing == Pacing::Realtime;
     let queue_limit = (queue.capacity() * p.pressure_queue_percent as usize).div_ceil(100);
     let rss_limit = u64::from(p.pressure_rss_mb) << 20;
+    let round_size = core.round_size();
+    let mut round: Vec<(u64, Slot)> = Vec::with_capacity(round_size);
     let mut captured = 0;
+    let mut open = true;
     for id in ids {
-        if abort.load(Ordering::Relaxed) {
+        if abort.load(Ordering::Relaxed) || !open {
             break;
         }
         if live {
@@ -427,38 +447,112 @@ fn render<P: Probe>(
         }
         probe.mark(Point::RenderFrameStart, id);
         scene.draw(id, crate::encode::frame_planes(&mut slot.picture));
-        let composed = core.render(
-            id,
-            &mut crate::encode::frame_planes(&mut slot.picture),
-            probe,
-        );
-        if let Err(e) = composed {
-            shared.pool.give(slot);
-            return (captured, Err(e));
+        if round_size == 1 {
+            let composed = core.render(
+                id,
+                &mut crate::encode::frame_planes(&mut slot.picture),
+                probe,
+            );
+            if let Err(e) = composed {
+                shared.pool.give(slot);
+                return (captured, Err(e));
+            }
+            open = deliver_frame(shared, queue, probe, live, id, slot);
+            captured += u64::from(open);
+            continue;
         }
-        probe.mark(Point::RenderFrameEnd, id);
-        let depth = queue.len().min(shared.occupancy.len() - 1);
-        shared.occupancy[depth].fetch_add(1, Ordering::Relaxed);
-        probe.mark(Point::PipelineQueueStart, id);
-        let pushed = if live {
-            queue.push(slot)
+        round.push((id, slot));
+        if round.len() == round_size {
+            match render_round(core, shared, queue, probe, live, &mut round) {
+                Ok((n, still_open)) => {
+                    captured += n;
+                    open = still_open;
+                }
+                Err(e) => return (captured, Err(e)),
+            }
+        }
+    }
+    if !round.is_empty() {
+        if abort.load(Ordering::Relaxed) || !open {
+            for (_, slot) in round.drain(..) {
+                shared.pool.give(slot);
+            }
         } else {
-            queue.push_with(slot, crate::config::DropPolicy::Block)
-        };
-        match pushed {
-            Pushed::Queued => {}
-            Pushed::DroppedOldest(old) | Pushed::Refused(old) => {
-                shared.drops.count(DropReason::QueueFull);
-                shared.pool.give(old);
-            }
-            Pushed::Closed(s) => {
-                shared.pool.give(s);
-                break;
+            match render_round(core, shared, queue, probe, live, &mut round) {
+                Ok((n, _)) => captured += n,
+                Err(e) => return (captured, Err(e)),
             }
         }
-        captured += 1;
     }
     (captured, Ok(()))
+}
+
+/// Renders a round of drawn frames on the GPU and queues them in order; returns how many were
+/// queued and whether the queue is still open. The slots go back to the pool on an error.
+fn render_round<P: Probe>(
+    core: &mut Core,
+    shared: &Shared,
+    queue: &FrameQueue<Slot>,
+    probe: &P,
+    live: bool,
+    round: &mut Vec<(u64, Slot)>,
+) -> Result<(u64, bool), CoreError> {
+    let mut planes: Vec<(u64, crate::source::Planes<'_>)> = round
+        .iter_mut()
+        .map(|(id, s)| (*id, crate::encode::frame_planes(&mut s.picture)))
+        .collect();
+    let rendered = core.render_round(&mut planes, probe);
+    drop(planes);
+    if let Err(e) = rendered {
+        for (_, slot) in round.drain(..) {
+            shared.pool.give(slot);
+        }
+        return Err(e);
+    }
+    let mut queued = 0;
+    let mut open = true;
+    for (id, slot) in round.drain(..) {
+        if open {
+            open = deliver_frame(shared, queue, probe, live, id, slot);
+            queued += u64::from(open);
+        } else {
+            shared.pool.give(slot);
+        }
+    }
+    Ok((queued, open))
+}
+
+/// Marks a rendered frame and queues it, counting what the queue's policy drops; false when
+/// the queue is closed (the slot went back to the pool).
+fn deliver_frame<P: Probe>(
+    shared: &Shared,
+    queue: &FrameQueue<Slot>,
+    probe: &P,
+    live: bool,
+    id: u64,
+    slot: Slot,
+) -> bool {
+    probe.mark(Point::RenderFrameEnd, id);
+    let depth = queue.len().min(shared.occupancy.len() - 1);
+    shared.occupancy[depth].fetch_add(1, Ordering::Relaxed);
+    probe.mark(Point::PipelineQueueStart, id);
+    let pushed = if live {
+        queue.push(slot)
+    } else {
+        queue.push_with(slot, crate::config::DropPolicy::Block)
+    };
+    match pushed {
+        Pushed::Queued => true,
+        Pushed::DroppedOldest(old) | Pushed::Refused(old) => {
+            shared.drops.count(DropReason::QueueFull);
+            shared.pool.give(old);
+            true
+        }
+        Pushed::Closed(s) => {
+            shared.pool.give(s);
+            false
+        }
+    }
 }
 
 /// A worker's loop: takes frames out, drops the stale ones, converts the rest.

@@ -1,7 +1,11 @@
-//! wgpu finds an adapter headlessly on Vulkan and on GL. CI installs Mesa's software drivers
-//! (lavapipe, llvmpipe), so "no adapter" is a failure here, never a skip.
+//! The GPU renderer on wgpu, headless. CI installs Mesa's software drivers (lavapipe for
+//! Vulkan, llvmpipe for GL), so "no adapter" is a failure here, never a skip.
 
+use streamer::config::{FilterMode, OptimizeFor, RenderBackend, StreamConfig, TextureQuality};
+use streamer::core::Core;
+use streamer::probe::NoProbe;
 use streamer::render::gpu::{Api, adapters, pick};
+use streamer::source::{RawPicture, Scene};
 
 #[test]
 fn an_adapter_is_found_on_vulkan_and_on_gl() {
@@ -21,101 +25,143 @@ fn an_adapter_is_found_on_vulkan_and_on_gl() {
     }
 }
 
-use std::time::Duration;
-use streamer::config::{CompositionConfig, LayoutConfig, OptimizeFor, ViewportConfig};
-use streamer::core::assets::{AssetCache, AssetSource};
-use streamer::core::compose::{Compositor, scale};
-use streamer::core::layout::Layout;
-use streamer::core::viewport::Viewport;
-use streamer::probe::NoProbe;
-use streamer::render::gpu_compose::{GpuCompositor, layout_layers};
-use streamer::source::{Planes, RawPicture, Scene};
-
-fn planes(p: &mut RawPicture) -> Planes<'_> {
-    p.planes()
+/// A 640×360 stream with three layers of the generated badges (480×270 and 320×180, drawn
+/// smaller: every filter mode matters), one static layer so nothing is pre-composed.
+fn config(backend: RenderBackend, api: Api) -> StreamConfig {
+    let mut cfg = StreamConfig::default();
+    cfg.core.viewport.width = 640;
+    cfg.core.viewport.height = 360;
+    cfg.core.layout.layers = 3;
+    cfg.core.composition.thread_pool = 1;
+    cfg.core.composition.optimize_for = OptimizeFor::Quality;
+    cfg.renderer.backend = backend;
+    cfg.renderer.api = api;
+    cfg
 }
 
-/// The same scene (synthetic background, three layers) through the CPU compositor and the GPU
-/// one: every Y, U and V sample within 4 steps of 255.
+/// Frame `id` of `cfg`'s stream: the scene's background with the core's layers over it.
+fn frame(cfg: &StreamConfig, core: &mut Core, id: u64) -> RawPicture {
+    let v = &cfg.core.viewport;
+    let mut pic = RawPicture::new(v.width, v.height);
+    Scene::new(v.width, v.height).draw(id, pic.planes());
+    core.render(id, &mut pic.planes(), &NoProbe)
+        .expect("render");
+    pic
+}
+
+/// The largest difference of the Y plane and of the U/V planes.
+fn worst(a: &RawPicture, b: &RawPicture, w: usize, h: usize) -> (u8, u8) {
+    let (ay, ac) = a.data.split_at(w * h);
+    let (by, bc) = b.data.split_at(w * h);
+    let max = |x: &[u8], y: &[u8]| x.iter().zip(y).map(|(p, q)| p.abs_diff(*q)).max().unwrap();
+    (max(ay, by), max(ac, bc))
+}
+
+/// The same scene through the CPU compositor and the GPU renderer, for each filter mode (and
+/// with a lower texture quality, and with MSAA on): every Y, U and V sample within 4/255, on
+/// Vulkan and on GL.
 #[test]
-fn the_gpu_compositor_matches_the_cpu_compositor() {
-    let (w, h) = (320u32, 184u32);
-    let vcfg = ViewportConfig {
-        width: w,
-        height: h,
-        grid_size: 2,
-        ..ViewportConfig::default()
-    };
-    let viewport = Viewport::new(&vcfg);
-    let sources: Vec<AssetSource> = (0..3)
-        .map(|kind| AssetSource::Generated {
-            kind,
-            width: 96,
-            height: 54,
+fn the_gpu_renderer_matches_the_cpu_compositor_for_every_filter_mode() {
+    let (w, h) = (640, 360);
+    for api in [Api::Vulkan, Api::Gl] {
+        let cases = [
+            (FilterMode::Nearest, TextureQuality::High, false),
+            (FilterMode::Linear, TextureQuality::High, false),
+            (FilterMode::Cubic, TextureQuality::High, false),
+            (FilterMode::Linear, TextureQuality::Low, false),
+            (FilterMode::Cubic, TextureQuality::Medium, false),
+            (FilterMode::Linear, TextureQuality::High, true),
+            (FilterMode::Cubic, TextureQuality::Medium, true),
+        ];
+        for (filter, quality, aa) in cases {
+            let mut cpu_cfg = config(RenderBackend::Cpu, api);
+            cpu_cfg.renderer.quality.filter_mode = filter;
+            cpu_cfg.renderer.quality.texture_quality = quality;
+            cpu_cfg.renderer.quality.antialiasing = aa;
+            let mut gpu_cfg = cpu_cfg.clone();
+            gpu_cfg.renderer.backend = RenderBackend::Gpu;
+            let mut cpu = Core::new(&cpu_cfg).expect("cpu core");
+            let mut gpu = Core::new(&gpu_cfg).unwrap_or_else(|e| panic!("{api:?}: {e}"));
+            assert_eq!((cpu.backend(), gpu.backend()), ("cpu", "gpu"));
+            for id in [0, 45] {
+                let a = frame(&cpu_cfg, &mut cpu, id);
+                let b = frame(&gpu_cfg, &mut gpu, id);
+                let (wy, wc) = worst(&a, &b, w, h);
+                let adapter = gpu.render_metrics().adapter.unwrap();
+                eprintln!(
+                    "{api:?} {filter} {quality} aa={aa} frame {id} ({adapter}): worst Y {wy}, U/V {wc}"
+                );
+                assert!(
+                    wy <= 4 && wc <= 4,
+                    "{api:?} {filter} {quality} aa={aa}: Y {wy}, U/V {wc}"
+                );
+            }
+        }
+    }
+}
+
+/// With no layers the GPU only converts YUV → RGB → YUV: within one step of the input.
+#[test]
+fn the_yuv_round_trip_on_the_gpu_is_within_one_step() {
+    let mut cfg = config(RenderBackend::Gpu, Api::Vulkan);
+    cfg.core.layout.layers = 0;
+    let mut core = Core::new(&cfg).expect("gpu core");
+    let v = &cfg.core.viewport;
+    let mut bare = RawPicture::new(v.width, v.height);
+    Scene::new(v.width, v.height).draw(3, bare.planes());
+    let out = frame(&cfg, &mut core, 3);
+    let (wy, wc) = worst(&bare, &out, 640, 360);
+    assert!(wy <= 1 && wc <= 1, "Y {wy}, U/V {wc}");
+}
+
+/// Frames in flight together come out as frames rendered one by one; the round submits the
+/// keyframe (a GOP's first frame, top priority) first.
+#[test]
+fn a_round_in_flight_matches_frames_one_by_one_and_submits_the_keyframe_first() {
+    let mut cfg = config(RenderBackend::Gpu, Api::Vulkan);
+    cfg.renderer.performance.max_concurrent = 4;
+    cfg.encoder.gop = 4;
+    let mut one = Core::new(&cfg).expect("gpu core");
+    let mut round = Core::new(&cfg).expect("gpu core");
+    assert_eq!(round.round_size(), 4);
+    let singles: Vec<RawPicture> = (1..=4).map(|id| frame(&cfg, &mut one, id)).collect();
+    let v = &cfg.core.viewport;
+    let scene = Scene::new(v.width, v.height);
+    let mut pics: Vec<RawPicture> = (1..=4u64)
+        .map(|id| {
+            let mut p = RawPicture::new(v.width, v.height);
+            scene.draw(id, p.planes());
+            p
         })
         .collect();
-    let mut assets = AssetCache::new(sources.clone(), 1 << 30, Duration::from_secs(60));
-    let lcfg = LayoutConfig {
-        layers: 3,
-        ..LayoutConfig::default()
-    };
-    let mut layout = Layout::new(&lcfg, &viewport, 3);
-    layout.update(1500, 0, &viewport, &NoProbe);
-    let scene = Scene::new(w, h);
-    let mut cpu = RawPicture::new(w, h);
-    scene.draw(7, planes(&mut cpu));
-    let mut gpu_pic = RawPicture::new(w, h);
-    scene.draw(7, planes(&mut gpu_pic));
-    let ccfg = CompositionConfig {
-        thread_pool: 1,
-        optimize_for: OptimizeFor::Quality,
-        ..CompositionConfig::default()
-    };
-    // One static layer: two would be pre-composed into a group, which rounds differently.
-    let mut c = Compositor::new(&ccfg).unwrap();
-    c.compose(
-        &mut planes(&mut cpu),
-        (w, h),
-        &layout,
-        &mut assets,
-        0,
-        &NoProbe,
-    )
-    .unwrap();
-    let images: Vec<_> = layout
-        .layers()
-        .iter()
-        .map(|l| {
-            let img = sources[l.asset].load().unwrap();
-            scale(&img, l.rect.w, l.rect.h, OptimizeFor::Quality)
-        })
+    let mut frames: Vec<_> = pics
+        .iter_mut()
+        .zip(1u64..)
+        .map(|(p, id)| (id, p.planes()))
         .collect();
-    let layers = layout_layers(&layout, &images);
-    for api in [
-        streamer::render::gpu::Api::Vulkan,
-        streamer::render::gpu::Api::Gl,
-    ] {
-        let mut g = GpuCompositor::new(api, w, h, false).unwrap();
-        // The background alone: YUV → RGB → YUV on the GPU.
-        let mut bare = RawPicture::new(w, h);
-        bare.data.copy_from_slice(&gpu_pic.data);
-        g.compose(&mut planes(&mut bare), &[]).unwrap();
-        let diff = bare
-            .data
-            .iter()
-            .zip(&gpu_pic.data)
-            .map(|(x, y)| x.abs_diff(*y))
-            .max();
-        eprintln!("{api:?}: background round trip worst {diff:?}");
-        let mut out = RawPicture::new(w, h);
-        out.data.copy_from_slice(&gpu_pic.data);
-        g.compose(&mut planes(&mut out), &layers).unwrap();
-        let (luma, chroma) = out.data.split_at(w as usize * h as usize);
-        let (cl, cc) = cpu.data.split_at(w as usize * h as usize);
-        let worst = |a: &[u8], b: &[u8]| a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max();
-        let (wy, wc) = (worst(luma, cl), worst(chroma, cc));
-        eprintln!("{api:?} ({}): worst Y {wy:?}, worst U/V {wc:?}", g.adapter);
-        assert!(wy <= Some(4), "{api:?}: Y differs by {wy:?}");
-        assert!(wc <= Some(4), "{api:?}: U/V differ by {wc:?}");
+    round.render_round(&mut frames, &NoProbe).expect("round");
+    drop(frames);
+    assert_eq!(round.last_round_order(), [4, 1, 2, 3]);
+    for (a, b) in singles.iter().zip(&pics) {
+        assert!(a.data == b.data, "a frame of the round differs");
+    }
+    let m = round.render_metrics();
+    assert_eq!((m.frames, m.max_concurrent), (4, 4));
+    assert!(m.draw_calls >= 2.0 && m.triangle_count == 7.0, "{m:?}");
+}
+
+/// `auto` with only a software adapter (lavapipe, llvmpipe: what CI has) runs on the CPU and
+/// says why; `gpu` with an API that has no adapter is an error naming what it looked for.
+#[test]
+fn auto_passes_software_adapters_by_and_says_why() {
+    let cfg = config(RenderBackend::Auto, Api::Vulkan);
+    let core = Core::new(&cfg).expect("core");
+    let (_, adapter) = pick(Api::Vulkan).expect("adapter");
+    let m = core.render_metrics();
+    if adapter.device_type == "cpu" {
+        assert_eq!(m.backend, "cpu");
+        assert!(m.fallback.unwrap().contains("software adapter"));
+    } else {
+        assert_eq!(m.backend, "gpu");
     }
 }

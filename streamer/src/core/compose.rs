@@ -1,7 +1,8 @@
 //! The compositor: alpha-blends the layout's layers over the frame, in YUV 4:2:0.
 //!
 //! Each (asset, size) is turned once into a *sprite* — the image scaled to the layer's size
-//! (nearest for `optimizeFor = speed`, bilinear for `quality`) and converted to BT.601 YUV with
+//! (at `renderer.quality.textureQuality`, with `filterMode`: the GPU shader's arithmetic, see
+//! [`crate::render::filter`]) and converted to BT.601 YUV with
 //! its alpha at luma and at chroma resolution — so a frame costs only the blending itself, done
 //! in place on the encoder's planes with no colour conversion. The frame is split into
 //! `threadPool` horizontal bands blended in parallel; layers go `batchSize` per pass, so a band
@@ -15,8 +16,9 @@
 use super::assets::{AssetCache, AssetError, Image};
 use super::layout::{Layout, Motion};
 use super::viewport::Rect;
-use crate::config::{CacheStrategy, CompositionConfig, OptimizeFor};
+use crate::config::{CacheStrategy, CompositionConfig, FilterMode, OptimizeFor, TextureQuality};
 use crate::probe::Probe;
+use crate::render::filter::{resample, texture_size};
 use crate::source::Planes;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -48,43 +50,20 @@ fn yuv(r: i32, g: i32, b: i32) -> (u8, u8, u8) {
     (y as u8, u.clamp(0, 255) as u8, v.clamp(0, 255) as u8)
 }
 
-/// Scales `img` to `w × h` RGBA: nearest neighbour or bilinear (pixel centres aligned).
-pub fn scale(img: &Image, w: u32, h: u32, mode: OptimizeFor) -> Vec<u8> {
-    let (sw, sh) = (img.width as usize, img.height as usize);
-    let (w, h) = (w as usize, h as usize);
-    let mut out = vec![0u8; w * h * 4];
-    for y in 0..h {
-        for x in 0..w {
-            let o = (y * w + x) * 4;
-            match mode {
-                OptimizeFor::Speed => {
-                    let sx = (x * sw / w).min(sw - 1);
-                    let sy = (y * sh / h).min(sh - 1);
-                    let i = (sy * sw + sx) * 4;
-                    out[o..o + 4].copy_from_slice(&img.rgba[i..i + 4]);
-                }
-                OptimizeFor::Quality => {
-                    let fx = ((x as f32 + 0.5) * sw as f32 / w as f32 - 0.5).max(0.0);
-                    let fy = ((y as f32 + 0.5) * sh as f32 / h as f32 - 0.5).max(0.0);
-                    let (x0, y0) = ((fx as usize).min(sw - 1), (fy as usize).min(sh - 1));
-                    let (x1, y1) = ((x0 + 1).min(sw - 1), (y0 + 1).min(sh - 1));
-                    let (tx, ty) = (fx - x0 as f32, fy - y0 as f32);
-                    for c in 0..4 {
-                        let p = |xx: usize, yy: usize| f32::from(img.rgba[(yy * sw + xx) * 4 + c]);
-                        let top = p(x0, y0) * (1.0 - tx) + p(x1, y0) * tx;
-                        let bottom = p(x0, y1) * (1.0 - tx) + p(x1, y1) * tx;
-                        out[o + c] = (top * (1.0 - ty) + bottom * ty).round() as u8;
-                    }
-                }
-            }
-        }
+/// Scales `img` to `w × h` RGBA with `filter`, from its texture at `quality` (itself scaled
+/// from the image with `filter`), as the GPU renderer samples it.
+pub fn scale(img: &Image, w: u32, h: u32, filter: FilterMode, quality: TextureQuality) -> Vec<u8> {
+    let (tw, th) = texture_size(img.width, img.height, quality);
+    if (tw, th) == (img.width, img.height) {
+        return resample(&img.rgba, tw, th, w, h, filter);
     }
-    out
+    let texture = resample(&img.rgba, img.width, img.height, tw, th, filter);
+    resample(&texture, tw, th, w, h, filter)
 }
 
 /// The sprite of `img` at `w × h` (both even).
-pub fn sprite(img: &Image, w: u32, h: u32, mode: OptimizeFor) -> Sprite {
-    let rgba = scale(img, w, h, mode);
+pub fn sprite(img: &Image, w: u32, h: u32, filter: FilterMode, quality: TextureQuality) -> Sprite {
+    let rgba = scale(img, w, h, filter, quality);
     let (w, h) = (w as usize, h as usize);
     let mut s = Sprite {
         w: w as u32,
@@ -102,15 +81,22 @@ pub fn sprite(img: &Image, w: u32, h: u32, mode: OptimizeFor) -> Sprite {
     }
     for cy in 0..h / 2 {
         for cx in 0..w / 2 {
-            let (mut r, mut g, mut b, mut a) = (0i32, 0i32, 0i32, 0u32);
+            // The colour is the alpha-weighted mean of the four pixels: blending it with their
+            // mean alpha gives the mean of the four blended pixels, as the GPU computes chroma.
+            let (mut r, mut g, mut b, mut a) = (0i32, 0i32, 0i32, 0i32);
+            let (mut rw, mut gw, mut bw) = (0i32, 0i32, 0i32);
             for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
                 let i = ((cy * 2 + dy) * w + cx * 2 + dx) * 4;
-                r += i32::from(rgba[i]);
-                g += i32::from(rgba[i + 1]);
-                b += i32::from(rgba[i + 2]);
-                a += u32::from(rgba[i + 3]);
+                let [pr, pg, pb, pa] = [0, 1, 2, 3].map(|c| i32::from(rgba[i + c]));
+                (r, g, b, a) = (r + pr, g + pg, b + pb, a + pa);
+                (rw, gw, bw) = (rw + pr * pa, gw + pg * pa, bw + pb * pa);
             }
-            let (_, u, v) = yuv((r + 2) / 4, (g + 2) / 4, (b + 2) / 4);
+            let (_, u, v) = if a > 0 {
+                yuv((rw + a / 2) / a, (gw + a / 2) / a, (bw + a / 2) / a)
+            } else {
+                yuv((r + 2) / 4, (g + 2) / 4, (b + 2) / 4)
+            };
+            let a = a as u32;
             let j = cy * (w / 2) + cx;
             s.u[j] = u;
             s.v[j] = v;
@@ -176,6 +162,8 @@ pub struct Compositor {
     threads: usize,
     batch: usize,
     mode: OptimizeFor,
+    filter: FilterMode,
+    quality: TextureQuality,
     strategy: CacheStrategy,
     pool: Option<rayon::ThreadPool>,
     sprites: HashMap<(usize, u32, u32), Sprite>,
@@ -229,6 +217,11 @@ impl Compositor {
             threads,
             batch: cfg.batch_size.max(1) as usize,
             mode: cfg.optimize_for,
+            filter: match cfg.optimize_for {
+                OptimizeFor::Speed => FilterMode::Nearest,
+                OptimizeFor::Quality => FilterMode::Linear,
+            },
+            quality: TextureQuality::High,
             strategy: cfg.cache_strategy,
             pool,
             sprites: HashMap::new(),
@@ -238,6 +231,14 @@ impl Compositor {
             dir,
             stats: ComposeStats::default(),
         })
+    }
+
+    /// Scales layers with `filter` from textures at `quality` (by default: nearest for
+    /// `optimizeFor = speed`, bilinear for `quality`, at full resolution).
+    pub fn with_sampling(mut self, filter: FilterMode, quality: TextureQuality) -> Self {
+        self.filter = filter;
+        self.quality = quality;
+        self
     }
 
     /// The counters so far.
@@ -271,7 +272,7 @@ impl Compositor {
             let key = (l.asset, l.rect.w, l.rect.h);
             let image = assets.get(l.asset, frame, probe)?;
             if !self.sprites.contains_key(&key) {
-                let s = sprite(&image, l.rect.w, l.rect.h, self.mode);
+                let s = sprite(&image, l.rect.w, l.rect.h, self.filter, self.quality);
                 self.stats.sprite_bytes += s.bytes();
                 self.stats.sprites_built += 1;
                 self.sprites.insert(key, s);
@@ -631,7 +632,7 @@ mod tests {
             height: 2,
             rgba: [255u8, 255, 255, 255].repeat(4),
         };
-        let s = sprite(&img, 2, 2, OptimizeFor::Quality);
+        let s = sprite(&img, 2, 2, FilterMode::Linear, TextureQuality::High);
         assert_eq!(s.y, vec![235; 4], "white is Y 235 in limited range");
         assert_eq!((s.u[0], s.v[0], s.a2[0]), (128, 128, 255));
         let black = Image {
@@ -639,17 +640,21 @@ mod tests {
             height: 2,
             rgba: [0u8, 0, 0, 128].repeat(4),
         };
-        let s = sprite(&black, 4, 4, OptimizeFor::Speed);
+        let s = sprite(&black, 4, 4, FilterMode::Nearest, TextureQuality::High);
         assert_eq!((s.y[0], s.a[15]), (16, 128));
     }
 
     #[test]
     fn bilinear_scaling_is_smooth_and_nearest_keeps_values() {
         let img = generate(0, 40, 20);
-        let near = scale(&img, 80, 40, OptimizeFor::Speed);
+        let near = scale(&img, 80, 40, FilterMode::Nearest, TextureQuality::High);
         assert!(near.chunks(4).all(|p| img.rgba.chunks(4).any(|q| q == p)));
-        let bil = scale(&img, 80, 40, OptimizeFor::Quality);
+        let bil = scale(&img, 80, 40, FilterMode::Linear, TextureQuality::High);
         assert_eq!(bil.len(), 80 * 40 * 4);
+        // A lower texture quality samples a smaller texture: a different picture, same size.
+        let low = scale(&img, 80, 40, FilterMode::Linear, TextureQuality::Low);
+        assert_eq!(low.len(), bil.len());
+        assert_ne!(low, bil);
     }
 }
 

@@ -8,11 +8,12 @@
 use serde::{Deserialize, Serialize};
 
 /// Which graphics API to look for adapters on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Api {
     Vulkan,
     Gl,
+    #[default]
     Auto,
 }
 

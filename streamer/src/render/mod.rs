@@ -1,6 +1,54 @@
-//! The render stage on the GPU (wgpu, headless): for now, finding and describing the adapter
-//! the GPU renderer will run on. Until that renderer lands, the CPU compositor in
-//! [`crate::core::compose`] is the render stage.
+//! The render stage: the synthetic scene's background with the layout's layers composed over
+//! it, on the GPU through wgpu ([`gpu_compose`]) or on the CPU ([`crate::core::compose`]),
+//! chosen by `renderer.backend`. [`RenderMetrics`] are the guide's figures for either.
 
+pub mod filter;
 pub mod gpu;
 pub mod gpu_compose;
+pub mod queue;
+
+use serde::{Deserialize, Serialize};
+
+/// The guide's `RenderMetrics` (times are means per frame, ms).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenderMetrics {
+    /// The backend that ran: `gpu` or `cpu`.
+    pub backend: String,
+    /// The adapter, on the GPU backend.
+    pub adapter: Option<gpu::Adapter>,
+    /// Why `auto` fell back to the CPU, when it did.
+    pub fallback: Option<String>,
+    pub frames: u64,
+    /// Setting the renderer up (device, pipelines, buffers), ms.
+    pub setup_time: f64,
+    /// Uploading, recording and submitting a frame (GPU), or blending it (CPU), ms.
+    pub draw_time: f64,
+    /// Waiting for the GPU and reading the frame back (GPU; 0 on the CPU), ms.
+    pub post_process_time: f64,
+    /// draw + post-process, ms.
+    pub total_time: f64,
+    /// Draw calls per frame (the background's and one per layer batch; CPU: blending passes).
+    pub draw_calls: f64,
+    /// Triangles per frame.
+    pub triangle_count: f64,
+    /// Bytes of textures held: the texture cache and the frame's textures (GPU), or the
+    /// sprites (CPU).
+    pub texture_memory: u64,
+    /// Bytes of GPU buffers and textures this renderer allocated (0 on the CPU).
+    pub gpu_memory: u64,
+    /// Frames per second of render time alone (1000 ÷ totalTime).
+    pub fps: f64,
+    /// Mean render time per frame as the stream saw it (render:frame), ms.
+    pub frame_time: f64,
+    /// Layers per draw call ÷ batchSize (1 = every draw call full).
+    pub batch_efficiency: f64,
+    /// Texture cache hits (GPU) or sprite cache hits (CPU), percent.
+    pub cache_hit_rate: f64,
+    /// Frames whose layer geometry was already on the GPU, percent.
+    pub geometry_hit_rate: f64,
+    /// Textures evicted because the texture cache was full.
+    pub texture_evictions: u64,
+    /// Frames in flight at most.
+    pub max_concurrent: u32,
+}
