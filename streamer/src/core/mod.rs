@@ -442,7 +442,6 @@ impl Core {
                 let frames = s.frames.max(1) as f64;
                 let draw = s.draw_ns as f64 / frames / 1e6;
                 let post = s.readback_ns as f64 / frames / 1e6;
-                let layer_calls = s.draw_calls.saturating_sub(s.frames);
                 RenderMetrics {
                     backend: "gpu".into(),
                     adapter: Some(g.gpu.adapter.clone()),
@@ -458,10 +457,10 @@ impl Core {
                     gpu_memory: s.gpu_bytes,
                     fps,
                     frame_time,
-                    batch_efficiency: if layer_calls == 0 {
+                    batch_efficiency: if s.draw_calls == 0 {
                         0.0
                     } else {
-                        s.layers as f64 / layer_calls as f64 / f64::from(g.batch_size.max(1))
+                        s.layers as f64 / s.draw_calls as f64 / f64::from(g.batch_size.max(1))
                     },
                     cache_hit_rate: percent(s.texture_hits, s.texture_hits + s.texture_misses),
                     geometry_hit_rate: percent(

@@ -1,10 +1,12 @@
-//! The GPU renderer (wgpu, headless). Per frame: the background's YUV planes are uploaded and
-//! turned into RGBA (half floats, no clamping), the layers are drawn over it as instanced
-//! quads — `batchSize` layers per draw call, sampled from the texture cache with `filterMode`
-//! and alpha-blended — into a 4× multisampled target resolved at the end of the pass when
-//! `antialiasing` is on, and a compute pass converts the frame to YUV 4:2:0 into a storage
-//! buffer (four samples per word, so there is no 256-byte row padding to undo) that is read back
-//! straight into the encoder's planes: no colour conversion on the CPU.
+//! The GPU renderer (wgpu, headless). Per frame: the layers are drawn as instanced quads —
+//! `batchSize` layers per draw call, sampled from the texture cache with `filterMode` — over a
+//! transparent half-float target (into a 4× multisampled one resolved at the end of the pass
+//! when `antialiasing` is on), which leaves their premultiplied colour and coverage; a compute
+//! pass lays that over the background's uploaded YUV planes straight in YUV (see yuv.wgsl: the
+//! result is the conversion of the blended RGB frame, and uncovered pixels come out exactly as
+//! they went in) and writes YUV 4:2:0 into a storage buffer, four samples per word, so there is
+//! no 256-byte row padding to undo; it is read back straight into the encoder's planes. No
+//! colour conversion on the CPU, and only the layers' pixels are rasterised.
 //!
 //! `maxConcurrent` frame sets (readback and instance buffers) let that many frames be in flight:
 //! [`GpuRenderer::submit`] records and submits a frame and returns at once,
@@ -22,8 +24,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
-/// The frame is composed in half floats: no 8-bit rounding between the background's conversion,
-/// the blends and the conversion back to YUV.
+/// The layers are composed in half floats: no 8-bit rounding between the blends and the
+/// conversion to YUV.
 const TARGET: wgpu::TextureFormat = wgpu::TextureFormat::Rgba16Float;
 /// Bytes of one layer's instance data (`Inst` in layer.wgsl).
 const INST_BYTES: u64 = 32;
@@ -167,12 +169,10 @@ pub struct GpuRenderer {
     settings: Settings,
     device: wgpu::Device,
     queue: wgpu::Queue,
-    background: wgpu::RenderPipeline,
     layer: wgpu::RenderPipeline,
     luma: wgpu::ComputePipeline,
     chroma: wgpu::ComputePipeline,
     bg: [wgpu::Texture; 3],
-    bg_group: wgpu::BindGroup,
     msaa: Option<wgpu::TextureView>,
     target: wgpu::TextureView,
     yuv_groups: [wgpu::BindGroup; 2],
@@ -302,7 +302,6 @@ impl GpuRenderer {
                 source: wgpu::ShaderSource::Wgsl(src.into()),
             })
         };
-        let bg_module = module(include_str!("background.wgsl"));
         let layer_module = module(include_str!("layer.wgsl"));
         let yuv_module = module(include_str!("yuv.wgsl"));
         let target_state = |blend: Option<wgpu::BlendState>| {
@@ -312,7 +311,6 @@ impl GpuRenderer {
                 write_mask: wgpu::ColorWrites::ALL,
             })]
         };
-        let opaque = target_state(None);
         let blended = target_state(Some(wgpu::BlendState::ALPHA_BLENDING));
         let render = |m: &wgpu::ShaderModule,
                       vs: &str,
@@ -343,7 +341,6 @@ impl GpuRenderer {
                 cache: None,
             })
         };
-        let background = render(&bg_module, "vs_full", "fs_background", &opaque);
         let layer = render(&layer_module, "vs_layer", "fs_layer", &blended);
         let compute = |entry: &str| {
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -429,37 +426,32 @@ impl GpuRenderer {
         let pixels = u64::from(width) * u64::from(height);
         let frame_texture_bytes = pixels * 3 / 2 + pixels * 8 * (1 + 4 * u64::from(s.antialiasing));
         let bg_views = bg.each_ref().map(view);
-        let bg_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &background.get_bind_group_layout(0),
-            entries: &[0, 1, 2].map(|i| wgpu::BindGroupEntry {
-                binding: i,
-                resource: wgpu::BindingResource::TextureView(&bg_views[i as usize]),
-            }),
-        });
         let target = view(&target);
-        // Auto layouts belong to their pipeline: one group per compute pipeline.
-        let yuv_group = |pipeline: &wgpu::ComputePipeline| {
+        // Auto layouts hold only what each entry point uses: luma reads the Y plane, chroma U
+        // and V.
+        let yuv_group = |pipeline: &wgpu::ComputePipeline, bindings: &[u32]| {
+            let entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
+                .iter()
+                .map(|&binding| wgpu::BindGroupEntry {
+                    binding,
+                    resource: match binding {
+                        0 => wgpu::BindingResource::TextureView(&target),
+                        1 => planes.as_entire_binding(),
+                        2 => dims.as_entire_binding(),
+                        b => wgpu::BindingResource::TextureView(&bg_views[b as usize - 3]),
+                    },
+                })
+                .collect();
             device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
                 layout: &pipeline.get_bind_group_layout(0),
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: wgpu::BindingResource::TextureView(&target),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: planes.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: dims.as_entire_binding(),
-                    },
-                ],
+                entries: &entries,
             })
         };
-        let yuv_groups = [yuv_group(&luma), yuv_group(&chroma)];
+        let yuv_groups = [
+            yuv_group(&luma, &[0, 1, 2, 3]),
+            yuv_group(&chroma, &[0, 1, 2, 4, 5]),
+        ];
         let sets = (0..s.max_concurrent.max(1))
             .map(|_| FrameSet {
                 readback: buffer(
@@ -490,13 +482,11 @@ impl GpuRenderer {
             adapter: info,
             settings: s.clone(),
             bg,
-            bg_group,
             msaa,
             target,
             yuv_groups,
             device,
             queue,
-            background,
             layer,
             luma,
             chroma,
@@ -684,7 +674,7 @@ impl GpuRenderer {
                     depth_slice: None,
                     resolve_target: resolve,
                     ops: wgpu::Operations {
-                        load: wgpu::LoadOp::Clear(wgpu::Color::BLACK),
+                        load: wgpu::LoadOp::Clear(wgpu::Color::TRANSPARENT),
                         store: wgpu::StoreOp::Store,
                     },
                 })],
@@ -693,9 +683,6 @@ impl GpuRenderer {
                 occlusion_query_set: None,
                 multiview_mask: None,
             });
-            pass.set_pipeline(&self.background);
-            pass.set_bind_group(0, &self.bg_group, &[]);
-            pass.draw(0..3, 0..1);
             if n > 0 {
                 pass.set_pipeline(&self.layer);
                 pass.set_bind_group(0, set.layer_group.as_ref().map(|(_, g)| g), &[]);
@@ -730,8 +717,7 @@ impl GpuRenderer {
         set.pending = Some(rx);
         self.check()?;
         self.stats.frames += 1;
-        self.stats.draw_calls += 1;
-        self.stats.triangles += 1 + 2 * u64::from(n);
+        self.stats.triangles += 2 * u64::from(n);
         self.stats.layers += u64::from(n);
         self.stats.draw_ns += started.elapsed().as_nanos() as u64;
         Ok(set_index)

@@ -28,7 +28,7 @@ pub struct RenderMetrics {
     pub post_process_time: f64,
     /// draw + post-process, ms.
     pub total_time: f64,
-    /// Draw calls per frame (the background's and one per layer batch; CPU: blending passes).
+    /// Draw calls per frame (one per batch of layers; CPU: blending passes).
     pub draw_calls: f64,
     /// Triangles per frame.
     pub triangle_count: f64,
