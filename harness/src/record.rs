@@ -15,10 +15,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-use streamer::probe::{Point, Probe, SPANS};
+use streamer::probe::{Point, Probe, SPANS, SpanPairs};
 
-/// Frames a start mark is remembered for.
-pub const RING: usize = 1024;
+pub use streamer::probe::RING;
 
 /// Highest value the histograms hold, in nanoseconds (larger values saturate): one hour.
 const MAX_NS: u64 = 3_600_000_000_000;
@@ -28,50 +27,10 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid histogram bounds")
 }
 
-struct Slot {
-    frame: AtomicU64,
-    at_ns: AtomicU64,
-}
-
-/// Start instants of one point, by frame id modulo [`RING`].
-struct Ring(Box<[Slot]>);
-
-impl Ring {
-    fn new() -> Self {
-        Ring(
-            (0..RING)
-                .map(|_| Slot {
-                    frame: AtomicU64::new(u64::MAX),
-                    at_ns: AtomicU64::new(0),
-                })
-                .collect(),
-        )
-    }
-}
-
-/// Span indices each point starts and ends, precomputed from [`SPANS`].
-struct Wiring {
-    starts_any: [bool; Point::ALL.len()],
-    ends: [Vec<usize>; Point::ALL.len()],
-}
-
-impl Wiring {
-    fn new() -> Self {
-        let mut starts_any = [false; Point::ALL.len()];
-        let mut ends: [Vec<usize>; Point::ALL.len()] = Default::default();
-        for (i, s) in SPANS.iter().enumerate() {
-            starts_any[s.start as usize] = true;
-            ends[s.end as usize].push(i);
-        }
-        Wiring { starts_any, ends }
-    }
-}
-
 /// Records every span of a stream into HDR histograms.
 pub struct Recorder {
     epoch: Instant,
-    wiring: Wiring,
-    rings: Vec<Option<Ring>>,
+    pairs: SpanPairs,
     spans: Vec<Mutex<Histogram<u64>>>,
     measure_from: AtomicU64,
     unmatched: AtomicU64,
@@ -99,16 +58,9 @@ impl Default for Recorder {
 impl Recorder {
     /// An empty recorder measuring from frame 0.
     pub fn new() -> Self {
-        let wiring = Wiring::new();
-        let rings = wiring
-            .starts_any
-            .iter()
-            .map(|&s| s.then(Ring::new))
-            .collect();
         Recorder {
             epoch: Instant::now(),
-            wiring,
-            rings,
+            pairs: SpanPairs::new(),
             spans: SPANS.iter().map(|_| Mutex::new(new_histogram())).collect(),
             measure_from: AtomicU64::new(0),
             unmatched: AtomicU64::new(0),
@@ -174,38 +126,25 @@ impl Recorder {
         }
         j.last = Some((frame, now_ns));
     }
-
-    #[inline]
-    fn record_end(&self, point: Point, frame: u64, now_ns: u64) {
-        for &i in &self.wiring.ends[point as usize] {
-            let span = &SPANS[i];
-            if span.per_frame && frame < self.measure_from.load(Ordering::Relaxed) {
-                continue;
-            }
-            let ring = self.rings[span.start as usize]
-                .as_ref()
-                .expect("span starts have rings");
-            let slot = &ring.0[frame as usize % RING];
-            if slot.frame.load(Ordering::Acquire) != frame {
-                self.unmatched.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let start = slot.at_ns.load(Ordering::Relaxed);
-            lock(&self.spans[i]).saturating_record(now_ns.saturating_sub(start).max(1));
-        }
-    }
 }
 
 impl Probe for Recorder {
     #[inline]
     fn mark(&self, point: Point, frame: u64) {
         let now_ns = self.epoch.elapsed().as_nanos() as u64;
-        if let Some(ring) = &self.rings[point as usize] {
-            let slot = &ring.0[frame as usize % RING];
-            slot.at_ns.store(now_ns, Ordering::Relaxed);
-            slot.frame.store(frame, Ordering::Release);
-        }
-        self.record_end(point, frame, now_ns);
+        let from = self.measure_from.load(Ordering::Relaxed);
+        self.pairs.mark(
+            point,
+            frame,
+            now_ns,
+            |span| !(span.per_frame && frame < from),
+            |i, d| match d {
+                Some(ns) => lock(&self.spans[i]).saturating_record(ns.max(1)),
+                None => {
+                    self.unmatched.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+        );
         if point == Point::NetworkSendEnd {
             self.record_jitter(frame, now_ns);
         }

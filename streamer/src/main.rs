@@ -85,6 +85,11 @@ struct RunArgs {
     /// encoder.pipeline.dropThreshold behind; `max` runs as fast as the machine allows.
     #[arg(long, default_value = "realtime")]
     pacing: Pacing,
+    /// Serve live Prometheus metrics at http://ADDR/metrics while streaming (the guide's
+    /// stream_manager_* names, a histogram per monitoring-point span); port 0 picks a free one
+    /// and the address is printed. Loopback by default: give 0.0.0.0:PORT to let others scrape.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -207,7 +212,43 @@ fn run(args: RunArgs) -> Result<()> {
         (None, None) => unreachable!("a relay starts when there is no output"),
     };
     let started = Instant::now();
-    let mut stream = Stream::open(&cfg, &output, &NoProbe)?;
+    let summary = match &args.metrics {
+        Some(addr) => {
+            let metrics = Arc::new(streamer::metrics::Metrics::new());
+            stream_to(
+                &args,
+                &cfg,
+                &output,
+                relay.is_some(),
+                &*Arc::clone(&metrics),
+                |s| {
+                    let endpoint = streamer::metrics::serve(addr, Arc::clone(&metrics), s.live())?;
+                    eprintln!("metrics: http://{}/metrics", endpoint.addr);
+                    Ok(Some(endpoint))
+                },
+            )?
+        }
+        None => stream_to(&args, &cfg, &output, relay.is_some(), &NoProbe, |_| {
+            Ok(None)
+        })?,
+    };
+    let secs = started.elapsed().as_secs_f64();
+    report(&summary, &output, relay, secs)
+}
+
+/// Opens the stream with `probe`, starts what `serving` starts beside it, runs every frame and
+/// finishes.
+fn stream_to<P: streamer::probe::Probe + Sync>(
+    args: &RunArgs,
+    cfg: &streamer::config::StreamConfig,
+    output: &Output,
+    embedded: bool,
+    probe: &P,
+    serving: impl FnOnce(&Stream<'_, P>) -> Result<Option<streamer::metrics::Endpoint>>,
+) -> Result<streamer::stream::Summary> {
+    let v = &cfg.core.viewport;
+    let mut stream = Stream::open(cfg, output, probe)?;
+    let _endpoint = serving(&stream)?;
     eprintln!(
         "streaming {} frames of {}x{}@{} ({} {}, {} threads) to {}{}",
         args.frames,
@@ -218,15 +259,23 @@ fn run(args: RunArgs) -> Result<()> {
         args.pacing,
         cfg.encoder.pipeline.threads,
         output,
-        if relay.is_some() {
+        if embedded {
             format!(" (embedded server, {} players)", args.players)
         } else {
             String::new()
         }
     );
     stream.run(args.frames, args.pacing)?;
-    let summary = stream.finish()?;
-    let secs = started.elapsed().as_secs_f64();
+    Ok(stream.finish()?)
+}
+
+/// Prints what a finished stream did (and what its players received).
+fn report(
+    summary: &streamer::stream::Summary,
+    output: &Output,
+    relay: Option<LocalRelay>,
+    secs: f64,
+) -> Result<()> {
     let c = summary.counters;
     println!(
         "{} frames encoded by {} in {:.2} s ({:.1} fps), {} dropped, {} keyframes, {:.0} kbit/s",
@@ -237,6 +286,20 @@ fn run(args: RunArgs) -> Result<()> {
         c.dropped + summary.sink.dropped,
         c.keyframes,
         summary.bitrate_kbps
+    );
+    let r = &summary.render;
+    println!(
+        "render: {}{}, {:.2} ms per frame ({:.0} fps), {:.1} draw calls per frame{}",
+        r.backend,
+        r.adapter
+            .as_ref()
+            .map_or(String::new(), |a| format!(" on {a}")),
+        r.frame_time,
+        r.fps,
+        r.draw_calls,
+        r.fallback
+            .as_ref()
+            .map_or(String::new(), |why| format!(" (auto: {why})"))
     );
     if matches!(output, Output::Rtmp(_)) {
         let s = summary.sink;

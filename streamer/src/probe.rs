@@ -15,6 +15,7 @@
 //! 0. A probe must never fail or block the stream: `mark` returns nothing.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One monitoring point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -215,6 +216,98 @@ impl<P: Probe + ?Sized> Probe for &P {
     #[inline(always)]
     fn mark(&self, point: Point, frame: u64) {
         (**self).mark(point, frame);
+    }
+}
+
+/// Frames a start mark is remembered for by [`SpanPairs`].
+pub const RING: usize = 1024;
+
+struct Slot {
+    frame: AtomicU64,
+    at_ns: AtomicU64,
+}
+
+/// Start instants of one point, by frame id modulo [`RING`].
+struct Ring(Box<[Slot]>);
+
+impl Ring {
+    fn new() -> Self {
+        Ring(
+            (0..RING)
+                .map(|_| Slot {
+                    frame: AtomicU64::new(u64::MAX),
+                    at_ns: AtomicU64::new(0),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Pairs marks into the spans of [`SPANS`], lock-free: a start mark stores its instant in a
+/// small ring indexed by frame id (one ring per point that starts a span); an end mark looks up
+/// the start for the same frame. An end whose start is gone (overwritten after [`RING`] frames,
+/// or never marked) is reported as unmatched. Probes build on it: the harness's recorder (HDR
+/// histograms) and the Prometheus exporter.
+pub struct SpanPairs {
+    rings: Vec<Option<Ring>>,
+    /// Span indices each point ends.
+    ends: [Vec<usize>; Point::ALL.len()],
+}
+
+impl Default for SpanPairs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SpanPairs {
+    /// Rings for every point that starts a span.
+    pub fn new() -> Self {
+        let mut starts = [false; Point::ALL.len()];
+        let mut ends: [Vec<usize>; Point::ALL.len()] = Default::default();
+        for (i, s) in SPANS.iter().enumerate() {
+            starts[s.start as usize] = true;
+            ends[s.end as usize].push(i);
+        }
+        SpanPairs {
+            rings: starts.iter().map(|&s| s.then(Ring::new)).collect(),
+            ends,
+        }
+    }
+
+    /// `point` was reached for `frame` at `now_ns` (on the caller's clock). For each span it
+    /// ends that `wanted` accepts, calls `ended(span index, Some(duration ns))`, or
+    /// `ended(index, None)` when the start is unknown.
+    #[inline]
+    pub fn mark(
+        &self,
+        point: Point,
+        frame: u64,
+        now_ns: u64,
+        wanted: impl Fn(&Span) -> bool,
+        mut ended: impl FnMut(usize, Option<u64>),
+    ) {
+        if let Some(ring) = &self.rings[point as usize] {
+            let slot = &ring.0[frame as usize % RING];
+            slot.at_ns.store(now_ns, Ordering::Relaxed);
+            slot.frame.store(frame, Ordering::Release);
+        }
+        for &i in &self.ends[point as usize] {
+            let span = &SPANS[i];
+            if !wanted(span) {
+                continue;
+            }
+            let ring = self.rings[span.start as usize]
+                .as_ref()
+                .expect("span starts have rings");
+            let slot = &ring.0[frame as usize % RING];
+            if slot.frame.load(Ordering::Acquire) != frame {
+                ended(i, None);
+                continue;
+            }
+            let start = slot.at_ns.load(Ordering::Relaxed);
+            ended(i, Some(now_ns.saturating_sub(start)));
+        }
     }
 }
 

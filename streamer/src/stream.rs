@@ -152,6 +152,46 @@ struct Shared {
     pressure_events: AtomicU64,
     occupancy: Vec<AtomicU64>,
     rss: RssWatch,
+    /// What a live view reads while the stream runs (see [`Live`]).
+    sent_packets: AtomicU64,
+    sent_bytes: AtomicU64,
+    queue_depth: AtomicU64,
+    queue_capacity: u64,
+}
+
+/// A view of a running stream for another thread (the metrics endpoint): counters the stream
+/// publishes as it goes.
+#[derive(Clone)]
+pub struct Live(std::sync::Arc<Shared>);
+
+/// What [`Live`] reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveSnapshot {
+    /// Packets and bytes sent so far.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Drops by reason so far.
+    pub drops: Drops,
+    /// Frames in the queue as the last frame arrived, and the queue's capacity.
+    pub queue_depth: u64,
+    pub queue_capacity: u64,
+    /// Resident memory now, bytes.
+    pub rss_bytes: u64,
+}
+
+impl Live {
+    /// The counters now.
+    pub fn snapshot(&self) -> LiveSnapshot {
+        let s = &self.0;
+        LiveSnapshot {
+            packets: s.sent_packets.load(Ordering::Relaxed),
+            bytes: s.sent_bytes.load(Ordering::Relaxed),
+            drops: s.drops.snapshot(),
+            queue_depth: s.queue_depth.load(Ordering::Relaxed),
+            queue_capacity: s.queue_capacity,
+            rss_bytes: s.rss.rss(),
+        }
+    }
 }
 
 /// A running stream.
@@ -162,7 +202,7 @@ pub struct Stream<'p, P: Probe> {
     core: Core,
     encoder: Encoder,
     sink: Box<dyn Sink>,
-    shared: Shared,
+    shared: std::sync::Arc<Shared>,
     next_frame: u64,
     clock: Option<Instant>,
     counters: Counters,
@@ -198,7 +238,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
             core,
             encoder,
             sink,
-            shared: Shared {
+            shared: std::sync::Arc::new(Shared {
                 pool,
                 drops: DropCounters::default(),
                 pool_copies: AtomicU64::new(0),
@@ -206,7 +246,11 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 pressure_events: AtomicU64::new(0),
                 occupancy: (0..=p.max_queue_size).map(|_| AtomicU64::new(0)).collect(),
                 rss: RssWatch::new(),
-            },
+                sent_packets: AtomicU64::new(0),
+                sent_bytes: AtomicU64::new(0),
+                queue_depth: AtomicU64::new(0),
+                queue_capacity: p.max_queue_size.into(),
+            }),
             next_frame: 0,
             clock: None,
             counters: Counters::default(),
@@ -304,6 +348,11 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
             dropped: self.shared.drops.snapshot().total(),
             ..self.counters
         }
+    }
+
+    /// A view of this stream's counters for another thread, live while it runs.
+    pub fn live(&self) -> Live {
+        Live(std::sync::Arc::clone(&self.shared))
     }
 
     /// Drops by reason so far.
@@ -535,6 +584,7 @@ fn deliver_frame<P: Probe>(
     probe.mark(Point::RenderFrameEnd, id);
     let depth = queue.len().min(shared.occupancy.len() - 1);
     shared.occupancy[depth].fetch_add(1, Ordering::Relaxed);
+    shared.queue_depth.store(depth as u64, Ordering::Relaxed);
     probe.mark(Point::PipelineQueueStart, id);
     let pushed = if live {
         queue.push(slot)
@@ -648,6 +698,10 @@ fn encode_in_order<P: Probe>(
                     .map_err(StreamError::from)
             });
         shared.pool.give(slot);
+        shared
+            .sent_packets
+            .store(counters.packets, Ordering::Relaxed);
+        shared.sent_bytes.store(counters.bytes, Ordering::Relaxed);
         encoded?;
         if let Some(e) = failed {
             return Err(e.into());

@@ -123,6 +123,11 @@ fn needs() -> Vec<Need> {
             present: || has_command("ffprobe"),
         },
         Need {
+            what: "promtool (checks the Prometheus exposition in tests)",
+            package: "prometheus",
+            present: || has_command("promtool"),
+        },
+        Need {
             what: "the Vulkan loader (the GPU renderer)",
             package: "libvulkan1",
             present: || has_library("libvulkan.so.1"),

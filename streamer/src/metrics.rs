@@ -1,0 +1,457 @@
+//! Live metrics in Prometheus' exposition format, with the guide's names: `stream-manager run
+//! --metrics 127.0.0.1:PORT` serves `GET /metrics` while the stream runs.
+//!
+//! [`Metrics`] is a [`Probe`]: it pairs the stream's marks into spans (the same pairing as the
+//! harness's recorder, [`SpanPairs`]) and observes every span's duration into a histogram
+//! (`stream_manager_span_duration_seconds{span=…}`; the `encode` span also into the guide's
+//! `stream_manager_encoding_time_ms`). A scrape reads the stream's [`Live`] counters and turns
+//! them into the guide's gauges and counters — fps and bitrate over the time since the previous
+//! scrape, dropped frames by reason, queue size, memory — and the guide's StreamMetrics
+//! (encoder latency, buffer health, CPU usage).
+//!
+//! The exposition is Prometheus' text format (0.0.4), made by the `prometheus` crate (lock-free
+//! histograms, the format `promtool check metrics` reads); the HTTP side is `tiny_http` on its
+//! own thread. Counters carry Prometheus' `_total` suffix: the guide's
+//! `stream_manager_dropped_frames` is `stream_manager_dropped_frames_total{reason=…}`.
+
+use crate::pipeline::Drops;
+use crate::probe::{Point, Probe, SPANS, SpanPairs};
+use crate::stream::{Live, LiveSnapshot};
+use prometheus::{
+    Encoder as _, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
+};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Buckets for durations from 0.05 ms to about 3.3 s, doubling, in `unit`s per second (1000:
+/// milliseconds, 1: seconds).
+fn buckets(per_second: f64) -> Vec<f64> {
+    prometheus::exponential_buckets(0.05e-3 * per_second, 2.0, 17).expect("valid buckets")
+}
+
+/// The index of the `encode` span in [`SPANS`].
+fn encode_span() -> usize {
+    SPANS
+        .iter()
+        .position(|s| s.name == "encode")
+        .expect("SPANS has encode")
+}
+
+/// What the previous scrape saw, to turn counters into rates.
+struct Previous {
+    at: Instant,
+    packets: u64,
+    bytes: u64,
+    cpu_ticks: u64,
+    encode_ns: u64,
+    encodes: u64,
+    drops: Drops,
+}
+
+/// The metrics of one stream: a probe to hand it, and the exposition a scrape gets.
+pub struct Metrics {
+    epoch: Instant,
+    pairs: SpanPairs,
+    registry: Registry,
+    encoding: Histogram,
+    spans: Vec<Histogram>,
+    encode_index: usize,
+    encode_ns: AtomicU64,
+    encodes: AtomicU64,
+    fps: Gauge,
+    bitrate: Gauge,
+    dropped: IntCounterVec,
+    queue: IntGauge,
+    memory: IntGauge,
+    encoder_latency: Gauge,
+    buffer_health: Gauge,
+    cpu: Gauge,
+    frames: IntCounter,
+    previous: Mutex<Previous>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Registers `metric` (every name here is unique and valid, so this cannot fail).
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique, valid metric names");
+    metric
+}
+
+impl Metrics {
+    /// Every metric registered, all zero.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let r = &registry;
+        let histogram = |name: &str, help: &str, per_second: f64| {
+            HistogramOpts::new(name, help).buckets(buckets(per_second))
+        };
+        let encoding = register(
+            r,
+            Histogram::with_opts(histogram(
+                "stream_manager_encoding_time_ms",
+                "Frame encoding time (encode:start to encode:end), milliseconds (the guide's \
+                 name; the other durations here are in seconds, as Prometheus prefers)",
+                1000.0,
+            ))
+            .expect("valid histogram"),
+        );
+        let family = register(
+            r,
+            HistogramVec::new(
+                histogram(
+                    "stream_manager_span_duration_seconds",
+                    "Duration of each monitoring-point span (start mark to end mark of a \
+                     frame), seconds",
+                    1.0,
+                ),
+                &["span"],
+            )
+            .expect("valid histogram"),
+        );
+        let spans = SPANS
+            .iter()
+            .map(|s| family.with_label_values(&[s.name]))
+            .collect();
+        let gauge =
+            |name: &str, help: &str| register(r, Gauge::new(name, help).expect("valid gauge"));
+        let fps = gauge(
+            "stream_manager_fps",
+            "Frames sent per second since the previous scrape",
+        );
+        let bitrate = gauge(
+            "stream_manager_bitrate_kbps",
+            "Stream bitrate since the previous scrape, kbit/s",
+        );
+        let encoder_latency = gauge(
+            "stream_manager_encoder_latency_seconds",
+            "Mean encoding time since the previous scrape, seconds (StreamMetrics \
+             encoderLatency)",
+        );
+        let buffer_health = gauge(
+            "stream_manager_buffer_health",
+            "1 - queue fill as the last frame arrived (StreamMetrics bufferHealth; 1 = empty)",
+        );
+        let cpu = gauge(
+            "stream_manager_cpu_usage_percent",
+            "Process CPU since the previous scrape, percent of one core (StreamMetrics cpuUsage)",
+        );
+        let dropped = register(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "stream_manager_dropped_frames_total",
+                    "Frames dropped, by reason (behind, queue_full, stale, late, pressure)",
+                ),
+                &["reason"],
+            )
+            .expect("valid counter"),
+        );
+        let frames = register(
+            r,
+            IntCounter::new(
+                "stream_manager_frames_sent_total",
+                "Frames encoded and sent",
+            )
+            .expect("valid counter"),
+        );
+        let queue = register(
+            r,
+            IntGauge::new(
+                "stream_manager_queue_size",
+                "Frames in the frame queue as the last frame arrived",
+            )
+            .expect("valid gauge"),
+        );
+        let memory = register(
+            r,
+            IntGauge::new(
+                "stream_manager_memory_bytes",
+                "Resident memory of the process, bytes (StreamMetrics memoryUsage)",
+            )
+            .expect("valid gauge"),
+        );
+        Metrics {
+            epoch: Instant::now(),
+            pairs: SpanPairs::new(),
+            registry,
+            encoding,
+            spans,
+            encode_index: encode_span(),
+            encode_ns: AtomicU64::new(0),
+            encodes: AtomicU64::new(0),
+            fps,
+            bitrate,
+            dropped,
+            queue,
+            memory,
+            encoder_latency,
+            buffer_health,
+            cpu,
+            frames,
+            previous: Mutex::new(Previous {
+                at: Instant::now(),
+                packets: 0,
+                bytes: 0,
+                cpu_ticks: cpu_ticks(),
+                encode_ns: 0,
+                encodes: 0,
+                drops: Drops::default(),
+            }),
+        }
+    }
+
+    /// The exposition now, with `live`'s counters folded in.
+    pub fn render(&self, live: &LiveSnapshot) -> String {
+        let mut p = self
+            .previous
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let dt = now.duration_since(p.at).as_secs_f64().max(1e-3);
+        let packets = live.packets.saturating_sub(p.packets);
+        self.fps.set(packets as f64 / dt);
+        self.bitrate
+            .set(live.bytes.saturating_sub(p.bytes) as f64 * 8.0 / dt / 1000.0);
+        self.frames.inc_by(packets);
+        let ticks = cpu_ticks();
+        self.cpu
+            .set(ticks.saturating_sub(p.cpu_ticks) as f64 / clock_ticks() / dt * 100.0);
+        let (ns, n) = (
+            self.encode_ns.load(Ordering::Relaxed),
+            self.encodes.load(Ordering::Relaxed),
+        );
+        if n > p.encodes {
+            self.encoder_latency
+                .set((ns - p.encode_ns) as f64 / (n - p.encodes) as f64 / 1e9);
+        }
+        let d = &live.drops;
+        for (reason, now, before) in [
+            ("behind", d.behind, p.drops.behind),
+            ("queue_full", d.queue_full, p.drops.queue_full),
+            ("stale", d.stale, p.drops.stale),
+            ("late", d.late, p.drops.late),
+            ("pressure", d.pressure, p.drops.pressure),
+        ] {
+            self.dropped
+                .with_label_values(&[reason])
+                .inc_by(now.saturating_sub(before));
+        }
+        self.queue.set(live.queue_depth as i64);
+        self.buffer_health.set(if live.queue_capacity == 0 {
+            1.0
+        } else {
+            1.0 - live.queue_depth as f64 / live.queue_capacity as f64
+        });
+        self.memory.set(live.rss_bytes as i64);
+        *p = Previous {
+            at: now,
+            packets: live.packets,
+            bytes: live.bytes,
+            cpu_ticks: ticks,
+            encode_ns: ns,
+            encodes: n,
+            drops: live.drops,
+        };
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("writing to a Vec cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl Probe for Metrics {
+    #[inline]
+    fn mark(&self, point: Point, frame: u64) {
+        let now_ns = self.epoch.elapsed().as_nanos() as u64;
+        self.pairs.mark(
+            point,
+            frame,
+            now_ns,
+            |_| true,
+            |i, d| {
+                if let Some(ns) = d {
+                    self.spans[i].observe(ns as f64 / 1e9);
+                    if i == self.encode_index {
+                        self.encoding.observe(ns as f64 / 1e6);
+                        self.encode_ns.fetch_add(ns, Ordering::Relaxed);
+                        self.encodes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            },
+        );
+    }
+}
+
+/// User + system CPU time of this process, in clock ticks.
+fn cpu_ticks() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0;
+    };
+    // Fields after the command name (which may hold spaces) start at state, field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    field(14).unwrap_or(0) + field(15).unwrap_or(0)
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("metrics endpoint on {addr}: {why}")]
+pub struct ServeError {
+    pub addr: String,
+    pub why: String,
+}
+
+/// The `/metrics` endpoint, serving until dropped.
+pub struct Endpoint {
+    pub addr: std::net::SocketAddr,
+    server: Arc<tiny_http::Server>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Serves `metrics` with `live`'s counters at `http://addr/metrics` (port 0: a free one).
+///
+/// # Errors
+/// The address cannot be bound.
+pub fn serve(addr: &str, metrics: Arc<Metrics>, live: Live) -> Result<Endpoint, ServeError> {
+    let server = tiny_http::Server::http(addr).map_err(|e| ServeError {
+        addr: addr.to_string(),
+        why: e.to_string(),
+    })?;
+    let bound = server.server_addr().to_ip().ok_or_else(|| ServeError {
+        addr: addr.to_string(),
+        why: "not an IP address".into(),
+    })?;
+    let server = Arc::new(server);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (srv, halt) = (Arc::clone(&server), Arc::clone(&stop));
+    let thread = std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            while !halt.load(Ordering::Relaxed) {
+                let Ok(Some(request)) = srv.recv_timeout(Duration::from_millis(200)) else {
+                    continue;
+                };
+                let response = if request.url() == "/metrics" {
+                    let body = metrics.render(&live.snapshot());
+                    tiny_http::Response::from_string(body).with_header(
+                        tiny_http::Header::from_bytes("Content-Type", prometheus::TEXT_FORMAT)
+                            .expect("a valid header"),
+                    )
+                } else {
+                    tiny_http::Response::from_string("stream-manager: see /metrics\n")
+                        .with_status_code(404)
+                };
+                let _ = request.respond(response);
+            }
+        })
+        .map_err(|e| ServeError {
+            addr: addr.to_string(),
+            why: e.to_string(),
+        })?;
+    Ok(Endpoint {
+        addr: bound,
+        server,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    }
+
+    #[test]
+    fn marks_pair_into_the_span_and_encoding_histograms() {
+        let m = Metrics::new();
+        for f in 0..5 {
+            m.mark(Point::EncodeStart, f);
+            m.mark(Point::EncodeEnd, f);
+        }
+        m.mark(Point::RenderFrameEnd, 9); // no start: nothing recorded
+        let live = LiveSnapshot {
+            packets: 5,
+            bytes: 5000,
+            queue_depth: 3,
+            queue_capacity: 30,
+            ..LiveSnapshot::default()
+        };
+        let text = m.render(&live);
+        assert_eq!(sample(&text, "stream_manager_encoding_time_ms_count"), 5.0);
+        assert_eq!(
+            sample(
+                &text,
+                "stream_manager_span_duration_seconds_count{span=\"encode\"}"
+            ),
+            5.0
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "stream_manager_span_duration_seconds_count{span=\"render:frame\"}"
+            ),
+            0.0
+        );
+        assert_eq!(sample(&text, "stream_manager_frames_sent_total"), 5.0);
+        assert_eq!(sample(&text, "stream_manager_queue_size"), 3.0);
+        assert!((sample(&text, "stream_manager_buffer_health") - 0.9).abs() < 1e-9);
+        // Counters only grow: a second scrape with the same counters adds nothing.
+        let again = m.render(&live);
+        assert_eq!(sample(&again, "stream_manager_frames_sent_total"), 5.0);
+    }
+
+    #[test]
+    fn the_grafana_dashboard_uses_only_metrics_that_exist() {
+        let text = Metrics::new().render(&LiveSnapshot::default());
+        let dash = include_str!("../../dashboards/stream-manager.json");
+        let names: std::collections::BTreeSet<String> = dash
+            .match_indices("stream_manager_")
+            .map(|(i, _)| {
+                dash[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect()
+            })
+            .collect();
+        assert!(names.len() >= 8, "{names:?}");
+        for n in names {
+            assert!(
+                text.contains(&n),
+                "the dashboard uses {n}, which is not exported"
+            );
+        }
+    }
+}
