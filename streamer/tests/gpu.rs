@@ -165,3 +165,49 @@ fn auto_passes_software_adapters_by_and_says_why() {
         assert_eq!(m.backend, "gpu");
     }
 }
+
+/// A texture cache too small for one frame's textures is an error that names the setting; a
+/// lower texture quality makes them fit, and every frame after the first hits the cache.
+#[test]
+fn the_texture_cache_bound_holds_and_a_frame_that_cannot_fit_says_so() {
+    let mut cfg = config(RenderBackend::Gpu, Api::Vulkan);
+    cfg.renderer.memory.texture_cache = 1;
+    let mut core = Core::new(&cfg).expect("gpu core");
+    let v = &cfg.core.viewport;
+    let mut pic = RawPicture::new(v.width, v.height);
+    let err = core
+        .render(0, &mut pic.planes(), &NoProbe)
+        .expect_err("three badges (1.3 MB) do not fit 1 MB");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("textureCache") && msg.contains("1..=65536"),
+        "{msg}"
+    );
+
+    cfg.renderer.quality.texture_quality = TextureQuality::Low;
+    let mut core = Core::new(&cfg).expect("gpu core");
+    for id in 0..10 {
+        frame(&cfg, &mut core, id);
+    }
+    let m = core.render_metrics();
+    assert!(m.cache_hit_rate >= 90.0, "{m:?}");
+    assert_eq!(m.texture_evictions, 0);
+}
+
+/// `renderer.backend = gpu` where wgpu finds no adapter: a clear error naming what it looked
+/// for, and nothing streamed.
+#[test]
+fn gpu_with_no_adapter_is_an_error_naming_what_was_looked_for() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stream-manager"))
+        .args(["run", "--output", "null", "--frames", "5"])
+        .args(["--set", "renderer.backend=gpu"])
+        .env("WGPU_BACKEND", "dx12")
+        .output()
+        .expect("stream-manager runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no GPU adapter") && stderr.contains("DX12"),
+        "{stderr}"
+    );
+}

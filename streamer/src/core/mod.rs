@@ -175,20 +175,32 @@ impl GpuPath {
         frame: u64,
         probe: &P,
     ) -> Result<(), CoreError> {
+        let mut need = 0;
         for attempt in 0..2 {
             let mut emptied = false;
+            need = 0;
             for asset in assets.clone() {
                 let image = cache.get(asset, frame, probe)?;
                 let (filter, quality) = (self.filter, self.quality);
+                let (w, h) = texture_size(image.width, image.height, quality);
+                need += u64::from(w) * u64::from(h) * 4;
                 emptied |= self
                     .gpu
                     .texture(asset as u64, || texture_of(&image, filter, quality))?;
             }
-            if !emptied || attempt == 1 {
-                break;
+            if !emptied {
+                return Ok(());
+            }
+            if attempt == 0 {
+                continue;
             }
         }
-        Ok(())
+        // Emptied twice: this frame's textures alone overflow the cache.
+        Err(GpuError::TextureCache {
+            need,
+            limit: self.gpu.texture_cache_limit(),
+        }
+        .into())
     }
 }
 

@@ -94,8 +94,9 @@ pub enum GpuError {
     #[error("renderer.quality.antialiasing: {0} cannot multisample {TARGET:?} 4×")]
     Msaa(String),
     #[error(
-        "renderer.memory.textureCache: a {need}-byte texture does not fit a {limit}-byte cache \
-         (raise textureCache, valid range 1..=65536 MB)"
+        "renderer.memory.textureCache: {need} bytes of one frame's textures do not fit the \
+         {limit}-byte texture cache (raise textureCache, valid range 1..=65536 MB, or lower \
+         textureQuality)"
     )]
     TextureCache { need: u64, limit: u64 },
     #[error(
@@ -503,6 +504,11 @@ impl GpuRenderer {
     /// The counters so far.
     pub fn stats(&self) -> GpuStats {
         self.stats
+    }
+
+    /// The texture cache's limit, bytes.
+    pub fn texture_cache_limit(&self) -> u64 {
+        self.textures.limit
     }
 
     /// Frame sets (frames that can be in flight at once).
