@@ -40,6 +40,15 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// Join the shard files of suites (results/<suite>/shard-K-of-N.json, from `run --shard`)
+    /// into each suite's latest.json and refresh the report. Without SUITE, every suite that
+    /// has shards.
+    Merge {
+        suites: Vec<String>,
+        /// Results folder.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
     /// Internal: run one point from a JSON job on stdin, print its result as JSON.
     #[command(hide = true)]
     Point,
@@ -80,6 +89,11 @@ struct RunArgs {
     /// Print the results JSON on stdout when done.
     #[arg(long)]
     json: bool,
+    /// Run only every N-th point starting at the K-th (K from 1), e.g. 2/4, and write
+    /// <results>/<suite>/shard-K-of-N.json; `harness merge SUITE` joins the shards.
+    /// Comparisons (--compare-cli, --peers, --probe-overhead) run in shard 1 only.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<harness::shard::Shard>,
 }
 
 #[global_allocator]
@@ -88,6 +102,7 @@ static ALLOCATOR: harness::allocs::Counting = harness::allocs::Counting;
 fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Run(args) => run(args),
+        Cmd::Merge { suites, results } => merge(&results, suites),
         Cmd::Report { results } => {
             let path = report::write(&results)?;
             println!("wrote {}", path.display());
@@ -173,9 +188,56 @@ impl Progress {
     }
 }
 
+fn merge(root: &Path, mut suites: Vec<String>) -> Result<()> {
+    if suites.is_empty() {
+        for e in std::fs::read_dir(root)
+            .with_context(|| format!("reading {}", root.display()))?
+            .flatten()
+        {
+            let has_shards = std::fs::read_dir(e.path()).is_ok_and(|d| {
+                d.flatten()
+                    .any(|f| f.file_name().to_string_lossy().starts_with("shard-"))
+            });
+            if has_shards {
+                suites.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        suites.sort();
+        if suites.is_empty() {
+            bail!(
+                "no shard files under {} (run `cargo xtask perf SUITE --shard K/N`)",
+                root.display()
+            );
+        }
+    }
+    for suite in &suites {
+        let merged = harness::shard::merge(root, suite)?;
+        let latest = merged.write(root)?;
+        eprintln!(
+            "{suite}: {} points merged into {}",
+            merged.points.len(),
+            latest.display()
+        );
+    }
+    let report = report::write(root)?;
+    eprintln!("report:  {}", report.display());
+    Ok(())
+}
+
 fn run(args: RunArgs) -> Result<()> {
     let scenario = Scenario::load(&args.scenario)?;
-    let plan = scenario.plan(args.quick);
+    let mut plan = scenario.plan(args.quick);
+    let all_points = plan.points.len();
+    if let Some(shard) = args.shard {
+        plan.points = shard.select(plan.points);
+        eprintln!(
+            "{}: shard {shard}: {} of the sweep's {all_points} points",
+            scenario.suite,
+            plan.points.len()
+        );
+    }
+    // Side-by-side comparisons belong to one shard.
+    let first_shard = args.shard.is_none_or(|s| s.k == 1);
     let exe = std::env::current_exe().context("locating the harness binary")?;
     let started = harness::results::now_rfc3339();
     let reps = plan.settings.repetitions;
@@ -220,7 +282,7 @@ fn run(args: RunArgs) -> Result<()> {
     }
     let mut comparisons = Comparisons::default();
     let base = &scenario.base;
-    if args.compare_cli {
+    if args.compare_cli && first_shard {
         let frames = if args.quick { 150 } else { 600 };
         let runs = if args.quick { 2 } else { 5 };
         comparisons.cli = compare::versus_cli(
@@ -231,7 +293,7 @@ fn run(args: RunArgs) -> Result<()> {
             |m| progress.note(&format!("vs ffmpeg CLI, {m}")),
         )?;
     }
-    if args.probe_overhead {
+    if args.probe_overhead && first_shard {
         let frames = if args.quick { 300 } else { 900 };
         let runs = if args.quick { 3 } else { 5 };
         comparisons.probe_overhead = Some(compare::probe_overhead(
@@ -243,7 +305,7 @@ fn run(args: RunArgs) -> Result<()> {
             |m| progress.note(m),
         )?);
     }
-    if args.peers {
+    if args.peers && first_shard {
         let programs = PeerPrograms {
             stream_manager: exe.with_file_name("stream-manager"),
             nginx_module: peers::default_nginx_module(),
@@ -286,7 +348,21 @@ fn run(args: RunArgs) -> Result<()> {
         settings: plan.settings,
         points,
         comparisons,
+        shard: args.shard,
     };
+    if let Some(shard) = args.shard {
+        let path = harness::shard::write(&results, shard, &args.results)?;
+        eprintln!(
+            "shard {shard} of {}: {} (when every shard is in, `cargo xtask results merge {}`)",
+            results.suite,
+            path.display(),
+            results.suite
+        );
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&results)?);
+        }
+        return Ok(());
+    }
     let latest = results.write(&args.results)?;
     let report = report::write(&args.results)?;
     summarize(&results, &latest, &report);

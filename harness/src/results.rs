@@ -46,6 +46,9 @@ pub struct Results {
     /// Side-by-side measurements made in the same run (`--compare-cli`, probe overhead).
     #[serde(default)]
     pub comparisons: Comparisons,
+    /// The shard these results are, when the sweep was split (`--shard K/N`).
+    #[serde(default)]
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// One sweep axis value of a point.

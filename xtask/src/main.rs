@@ -26,6 +26,17 @@ enum Cmd {
     Test,
     /// Regenerate results/REPORT.md from the latest results of every suite.
     Report,
+    /// Work on results files.
+    #[command(subcommand)]
+    Results(ResultsCmd),
+}
+
+#[derive(Subcommand)]
+enum ResultsCmd {
+    /// Join the shards of a sweep run with `perf SUITE --shard K/N` (on one machine or many:
+    /// copy their results/<suite>/shard-K-of-N.json here first) into results/<suite>/latest.json
+    /// and refresh the report. Without SUITE, every suite that has shards.
+    Merge { suites: Vec<String> },
 }
 
 #[derive(clap::Args)]
@@ -53,6 +64,10 @@ struct PerfArgs {
     /// Print the results as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Run every N-th point starting at the K-th (K from 1), e.g. `--shard 2/4`, into
+    /// results/<suite>/shard-K-of-N.json; `cargo xtask results merge` joins the shards.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
 }
 
 fn root() -> PathBuf {
@@ -201,8 +216,16 @@ fn main() -> Result<ExitCode> {
                 if args.peers {
                     c.arg("--nms-dir").arg(root().join("target/peers"));
                 }
+                if let Some(shard) = &args.shard {
+                    c.arg("--shard").arg(shard);
+                }
                 run(c)?;
             }
+        }
+        Cmd::Results(ResultsCmd::Merge { suites }) => {
+            let mut c = harness()?;
+            c.arg("merge").args(&suites);
+            run(c)?;
         }
         Cmd::Report => {
             let mut c = harness()?;

@@ -1,0 +1,243 @@
+//! Spreading a sweep over machines: `--shard K/N` runs every N-th point starting at the K-th
+//! (K from 1), and writes `results/<suite>/shard-K-of-N.json` instead of `latest.json`;
+//! [`merge`] joins the N shard files of a suite back into one results file, points in the
+//! sweep's order, so a CI matrix or any job scheduler can run one sweep on N machines and
+//! report it as one. Side-by-side comparisons (`--compare-cli`, `--peers`) run in shard 1 only.
+
+use crate::results::{Results, ResultsError, write_atomic};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// One shard of a sweep: the `k`-th of `n` (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub k: usize,
+    pub n: usize,
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            |why: &str| format!("--shard {s:?}: {why} (expected K/N with 1 <= K <= N, e.g. 2/4)");
+        let (k, n) = s.split_once('/').ok_or_else(|| bad("no '/'"))?;
+        let k: usize = k.trim().parse().map_err(|_| bad("K is not a number"))?;
+        let n: usize = n.trim().parse().map_err(|_| bad("N is not a number"))?;
+        if n == 0 || k == 0 || k > n {
+            return Err(bad(&format!("K = {k} is not in 1..={n}")));
+        }
+        Ok(Shard { k, n })
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.k, self.n)
+    }
+}
+
+impl Shard {
+    /// Whether the point at `index` (0-based, in sweep order) is this shard's.
+    pub fn has(&self, index: usize) -> bool {
+        index % self.n == self.k - 1
+    }
+
+    /// This shard's items, in order.
+    pub fn select<T>(&self, items: Vec<T>) -> Vec<T> {
+        items
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| self.has(*i))
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    /// The file a shard's results go to.
+    pub fn file(&self, root: &Path, suite: &str) -> PathBuf {
+        Results::dir(root, suite).join(format!("shard-{}-of-{}.json", self.k, self.n))
+    }
+}
+
+/// Why shards could not be merged.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error("{0}: no shard-K-of-N.json files (run `cargo xtask perf {1} --shard K/N` first)")]
+    None(String, String),
+    #[error("{dir}: shards of different sweeps ({what})")]
+    Mismatch { dir: String, what: String },
+    #[error("{dir}: shard {missing} of {n} is missing")]
+    Missing {
+        dir: String,
+        missing: usize,
+        n: usize,
+    },
+}
+
+/// Joins the shard files of `suite` under `root` into one [`Results`] (not written).
+///
+/// # Errors
+/// No shards, shards of different sweeps or sizes, or a missing shard.
+pub fn merge(root: &Path, suite: &str) -> Result<Results, MergeError> {
+    let dir = Results::dir(root, suite);
+    let shown = dir.display().to_string();
+    let mut shards: Vec<(Shard, Results)> = Vec::new();
+    let entries =
+        std::fs::read_dir(&dir).map_err(|_| MergeError::None(shown.clone(), suite.to_string()))?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(spec) = name
+            .strip_prefix("shard-")
+            .and_then(|r| r.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        let Ok(shard) = spec.replacen("-of-", "/", 1).parse::<Shard>() else {
+            continue;
+        };
+        shards.push((shard, Results::load(&e.path())?));
+    }
+    merge_shards(&shown, suite, shards)
+}
+
+/// [`merge`] on shard results already read.
+///
+/// # Errors
+/// As [`merge`].
+pub fn merge_shards(
+    dir: &str,
+    suite: &str,
+    mut shards: Vec<(Shard, Results)>,
+) -> Result<Results, MergeError> {
+    shards.sort_by_key(|(s, _)| s.k);
+    let Some((first_shard, first)) = shards.first() else {
+        return Err(MergeError::None(dir.to_string(), suite.to_string()));
+    };
+    let n = first_shard.n;
+    let mismatch = |what: String| MergeError::Mismatch {
+        dir: dir.to_string(),
+        what,
+    };
+    for (s, r) in &shards {
+        if s.n != n {
+            return Err(mismatch(format!("1/{n} beside {s}")));
+        }
+        if r.scenario != first.scenario || r.quick != first.quick {
+            return Err(mismatch(format!(
+                "{} (quick {}) beside {} (quick {})",
+                first.scenario, first.quick, r.scenario, r.quick
+            )));
+        }
+    }
+    for k in 1..=n {
+        if shards.iter().filter(|(s, _)| s.k == k).count() != 1 {
+            return Err(MergeError::Missing {
+                dir: dir.to_string(),
+                missing: k,
+                n,
+            });
+        }
+    }
+    // Shard k's j-th point was the sweep's point (k - 1) + j·n.
+    let total: usize = shards.iter().map(|(_, r)| r.points.len()).sum();
+    let mut points = Vec::with_capacity(total);
+    for i in 0..total {
+        let (k, j) = (i % n, i / n);
+        if let Some(p) = shards[k].1.points.get(j) {
+            points.push(p.clone());
+        }
+    }
+    let mut merged = first.clone();
+    merged.points = points;
+    merged.started = shards
+        .iter()
+        .map(|(_, r)| r.started.clone())
+        .min()
+        .unwrap_or_default();
+    merged.finished = shards
+        .iter()
+        .map(|(_, r)| r.finished.clone())
+        .max()
+        .unwrap_or_default();
+    merged.shard = None;
+    let machines: std::collections::BTreeSet<String> = shards
+        .iter()
+        .map(|(_, r)| format!("{} × {}", r.machine.cores, r.machine.cpu_model))
+        .collect();
+    if machines.len() > 1 {
+        merged.description = format!(
+            "{} — merged from {n} shards run on different machines ({}); the machine section \
+             is shard 1's",
+            merged.description,
+            machines.into_iter().collect::<Vec<_>>().join("; ")
+        );
+    }
+    Ok(merged)
+}
+
+/// Writes a shard's results to its own file; returns the path.
+///
+/// # Errors
+/// The file could not be written.
+pub fn write(results: &Results, shard: Shard, root: &Path) -> Result<PathBuf, ResultsError> {
+    let path = shard.file(root, &results.suite);
+    let json = serde_json::to_vec_pretty(results).map_err(|e| ResultsError {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    write_atomic(&path, &json)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_and_cover_every_point_once() {
+        assert_eq!("2/4".parse::<Shard>(), Ok(Shard { k: 2, n: 4 }));
+        for bad in ["0/4", "5/4", "1/0", "x/2", "3"] {
+            let e = bad.parse::<Shard>().unwrap_err();
+            assert!(e.contains(bad) && e.contains("K/N"), "{e}");
+        }
+        let n = 3;
+        let mut seen = vec![0; 10];
+        for k in 1..=n {
+            for i in (Shard { k, n }).select((0..10).collect()) {
+                seen[i] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1), "{seen:?}");
+    }
+
+    #[test]
+    fn merging_shards_restores_the_sweep_order() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/results-sample.json"
+        ))
+        .expect("sample results");
+        let whole: Results = serde_json::from_str(&text).expect("results json");
+        assert!(whole.points.len() >= 3);
+        let n = 2;
+        let shards: Vec<(Shard, Results)> = (1..=n)
+            .map(|k| {
+                let s = Shard { k, n };
+                let mut r = whole.clone();
+                r.points = s.select(whole.points.clone());
+                r.shard = Some(s);
+                (s, r)
+            })
+            .rev()
+            .collect();
+        let merged = merge_shards("x", "stream", shards.clone()).unwrap();
+        let ids = |r: &Results| r.points.iter().map(|p| p.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&merged), ids(&whole));
+        let missing = merge_shards("x", "stream", shards[..1].to_vec()).unwrap_err();
+        assert!(missing.to_string().contains("missing"), "{missing}");
+    }
+}
