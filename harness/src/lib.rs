@@ -7,6 +7,8 @@
 
 pub mod allocs;
 pub mod compare;
+pub mod gate;
+pub mod hot;
 pub mod peers;
 pub mod quality;
 pub mod record;

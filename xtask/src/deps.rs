@@ -123,6 +123,11 @@ fn needs() -> Vec<Need> {
             present: || has_command("ffprobe"),
         },
         Need {
+            what: "valgrind (instruction counts for the gate)",
+            package: "valgrind",
+            present: || has_command("valgrind"),
+        },
+        Need {
             what: "promtool (checks the Prometheus exposition in tests)",
             package: "prometheus",
             present: || has_command("promtool"),
@@ -247,6 +252,44 @@ pub const NODE_MEDIA_SERVER: &str = "node-media-server@2.7.4";
 
 /// Installs node-media-server into `dir` with npm when it is not there yet. `Ok(Some(code))`
 /// when node or npm is missing and could not be installed.
+/// The gungraun runner the benches' gungraun crate needs: the same version, pinned.
+pub const GUNGRAUN: &str = "0.18.2";
+
+/// Makes sure `gungraun-runner` GUNGRAUN is installed (cargo install, about a minute).
+/// `Ok(Some(code))` when it could not be.
+pub fn gungraun_runner() -> Result<Option<ExitCode>> {
+    let installed = Command::new("gungraun-runner")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    if installed.as_deref().is_some_and(|v| v.contains(GUNGRAUN)) {
+        return Ok(None);
+    }
+    eprintln!(
+        "xtask: installing gungraun-runner {GUNGRAUN} (found {}) with cargo install",
+        installed.as_deref().map_or("none", str::trim)
+    );
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "install",
+            "--locked",
+            "gungraun-runner",
+            "--version",
+            GUNGRAUN,
+        ])
+        .status()
+        .context("running cargo install gungraun-runner")?;
+    if !status.success() {
+        eprintln!(
+            "xtask: could not install gungraun-runner; install it with:\n  cargo install \
+             --locked gungraun-runner --version {GUNGRAUN}"
+        );
+        return Ok(Some(ExitCode::from(2)));
+    }
+    Ok(None)
+}
+
 pub fn node_media_server(dir: &Path) -> Result<Option<ExitCode>> {
     if dir
         .join("node_modules/node-media-server/package.json")

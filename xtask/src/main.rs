@@ -29,6 +29,14 @@ enum Cmd {
     /// Work on results files.
     #[command(subcommand)]
     Results(ResultsCmd),
+    /// The regression gate: instruction counts of the hot paths (gungraun under valgrind;
+    /// installs gungraun-runner) and wall-time ratios measured in one run, against
+    /// results/baselines/. Prints a table of every figure; exits non-zero on a regression.
+    Gate {
+        /// Rewrite the baselines with this run's figures (commit them).
+        #[arg(long)]
+        update: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -225,6 +233,39 @@ fn main() -> Result<ExitCode> {
         Cmd::Results(ResultsCmd::Merge { suites }) => {
             let mut c = harness()?;
             c.arg("merge").args(&suites);
+            run(c)?;
+        }
+        Cmd::Gate { update } => {
+            if let Some(code) = deps::gungraun_runner()? {
+                return Ok(code);
+            }
+            let out_dir = root().join("target/gate");
+            std::fs::create_dir_all(&out_dir)?;
+            let counts = out_dir.join("instructions.jsonl");
+            let mut bench = cargo();
+            bench.args([
+                "bench",
+                "--quiet",
+                "-p",
+                "benches",
+                "--bench",
+                "instructions",
+                "--",
+                "--output-format=json",
+            ]);
+            bench.stdout(std::fs::File::create(&counts)?);
+            run(bench)?;
+            let mut c = harness()?;
+            c.arg("gate")
+                .arg("--instructions")
+                .arg(&counts)
+                .arg("--markdown")
+                .arg(out_dir.join("gate.md"))
+                .arg("--samples")
+                .arg(out_dir.join("ratio-samples.json"));
+            if update {
+                c.arg("--update");
+            }
             run(c)?;
         }
         Cmd::Report => {
