@@ -39,7 +39,7 @@ pub(crate) fn spread(p: &PointResult) -> String {
 }
 
 /// Whether `c` is the guide's baseline on the encoder table's columns.
-fn encoder_baseline(c: &StreamConfig) -> bool {
+pub(crate) fn encoder_baseline(c: &StreamConfig) -> bool {
     let d = StreamConfig::default().encoder;
     let e = &c.encoder;
     e.preset == d.preset
@@ -322,6 +322,7 @@ fn baseline_section(out: &mut String, p: &PointResult) {
         }
     }
     out.push('\n');
+    crate::recommend::system_timers(out, p);
 }
 
 fn point_spans(out: &mut String, r: &Results) {
@@ -432,7 +433,8 @@ fn comparisons(out: &mut String, r: &Results) {
     }
 }
 
-/// Builds the report from every `results/<suite>/latest.json` under `root`.
+/// Builds the report from every `results/<suite>/latest.json` under `root`, drawing its plots
+/// into `root/plots/`.
 pub fn build(root: &Path) -> String {
     let mut loaded = Vec::new();
     let mut missing = Vec::new();
@@ -478,6 +480,14 @@ pub fn build(root: &Path) -> String {
         }
         if !r.points.is_empty() {
             point_spans(&mut out, r);
+        }
+    }
+    crate::recommend::section(&mut out, &loaded);
+    let plots = crate::plots::write(&root.join("plots"), &loaded);
+    if !plots.is_empty() {
+        out.push_str("## Plots\n\n");
+        for (caption, file) in plots {
+            let _ = writeln!(out, "### {caption}\n\n![{caption}](plots/{file})\n");
         }
     }
     if !missing.is_empty() {

@@ -1,0 +1,265 @@
+//! SVG plots beside the report (`results/plots/*.svg`), drawn with `plotters` (its SVG
+//! backend; text is laid out without system fonts, so it works on any machine): fps per preset
+//! × threads, latency percentile curves per span, RSS over time, and players held per server.
+
+use crate::results::Results;
+use crate::scenario::GuideTable;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+const SIZE: (u32, u32) = (720, 420);
+const COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// One line of a chart.
+struct Series {
+    name: String,
+    points: Vec<(f64, f64)>,
+}
+
+/// Draws `series` as lines with markers into `path`.
+fn line_chart(
+    path: &Path,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    series: &[Series],
+    x_names: Option<&[&str]>,
+) -> Result<(), String> {
+    let all = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, 0.0f64);
+    for &(x, y) in all {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        return Ok(());
+    }
+    if x0 == x1 {
+        x1 = x0 + 1.0;
+    }
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, 0.0..y1 * 1.1 + f64::EPSILON)
+        .map_err(|e| err(&e))?;
+    let names: Vec<String> = x_names
+        .map(|n| n.iter().map(|s| s.to_string()).collect())
+        .unwrap_or_default();
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_label_formatter(&|x| {
+            if names.is_empty() {
+                format!("{x}")
+            } else {
+                names.get(x.round() as usize).cloned().unwrap_or_default()
+            }
+        })
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| err(&e))?
+            .label(s.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+        chart
+            .draw_series(
+                s.points
+                    .iter()
+                    .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+            )
+            .map_err(|e| err(&e))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// Every plot the loaded results allow, written under `dir`; returns (caption, file name) of
+/// each, for the report to link. A plot that fails is left out with a note on stderr.
+pub fn write(dir: &Path, loaded: &[Results]) -> Vec<(String, String)> {
+    let _ = std::fs::create_dir_all(dir);
+    let mut made = Vec::new();
+    let mut keep = |caption: &str, file: &str, r: Result<bool, String>| match r {
+        Ok(true) => made.push((caption.to_string(), file.to_string())),
+        Ok(false) => {}
+        Err(e) => eprintln!("report: plot {file}: {e}"),
+    };
+    let file = |name: &str| -> PathBuf { dir.join(name) };
+    if let Some(r) = loaded.iter().find(|r| r.table == GuideTable::Encoder) {
+        keep(
+            "Frames per second by preset and encoder threads (zero copy on)",
+            "fps-preset-threads.svg",
+            fps_by_preset(&file("fps-preset-threads.svg"), r),
+        );
+        keep(
+            "Latency percentiles per span, baseline point",
+            "span-percentiles.svg",
+            span_percentiles(&file("span-percentiles.svg"), r),
+        );
+    }
+    if let Some(r) = loaded
+        .iter()
+        .find(|r| r.table == GuideTable::Memory)
+        .or_else(|| loaded.iter().find(|r| r.table == GuideTable::Encoder))
+    {
+        keep(
+            "Resident memory over the measured window",
+            "rss-over-time.svg",
+            rss_over_time(&file("rss-over-time.svg"), r),
+        );
+    }
+    if let Some(r) = loaded
+        .iter()
+        .find(|r| r.table == GuideTable::Rtmp && !r.comparisons.peers.is_empty())
+    {
+        keep(
+            "Players held in real time per server, same load",
+            "players-per-server.svg",
+            players_per_server(&file("players-per-server.svg"), r),
+        );
+    }
+    made
+}
+
+fn fps_by_preset(path: &Path, r: &Results) -> Result<bool, String> {
+    let mut series: Vec<Series> = Vec::new();
+    for p in r
+        .points
+        .iter()
+        .filter(|p| p.config.encoder.pipeline.zero_copy)
+    {
+        let name = p.config.encoder.preset.to_string();
+        let point = (f64::from(p.config.encoder.pipeline.threads), p.fps);
+        match series.iter_mut().find(|s| s.name == name) {
+            Some(s) => s.points.push(point),
+            None => series.push(Series {
+                name,
+                points: vec![point],
+            }),
+        }
+    }
+    for s in &mut series {
+        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    line_chart(
+        path,
+        "FPS per preset × threads",
+        ("encoder threads", "frames per second"),
+        &series,
+        None,
+    )?;
+    Ok(!series.is_empty())
+}
+
+fn span_percentiles(path: &Path, r: &Results) -> Result<bool, String> {
+    let Some(p) = r
+        .points
+        .iter()
+        .find(|p| crate::report::encoder_baseline(&p.config))
+        .or(r.points.first())
+    else {
+        return Ok(false);
+    };
+    let names = ["p50", "p90", "p99", "p99.9", "max"];
+    let series: Vec<Series> = streamer::probe::SPANS
+        .iter()
+        .filter_map(|s| {
+            let st = p.spans.get(s.name)?;
+            Some(Series {
+                name: s.name.to_string(),
+                points: [st.p50_us, st.p90_us, st.p99_us, st.p999_us, st.max_us]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, us)| (i as f64, us / 1000.0))
+                    .collect(),
+            })
+        })
+        .collect();
+    line_chart(
+        path,
+        "Latency percentiles per span (baseline)",
+        ("percentile", "ms"),
+        &series,
+        Some(&names),
+    )?;
+    Ok(!series.is_empty())
+}
+
+fn rss_over_time(path: &Path, r: &Results) -> Result<bool, String> {
+    let series: Vec<Series> = r
+        .points
+        .iter()
+        .filter(|p| !p.rss_timeline.is_empty())
+        .take(6)
+        .map(|p| Series {
+            name: p
+                .axes
+                .iter()
+                .map(|a| format!("{}={}", a.path.rsplit('.').next().unwrap_or(""), a.value))
+                .collect::<Vec<_>>()
+                .join(" "),
+            points: p
+                .rss_timeline
+                .iter()
+                .map(|&(ms, b)| (ms as f64 / 1000.0, b as f64 / 1048576.0))
+                .collect(),
+        })
+        .collect();
+    line_chart(
+        path,
+        &format!("RSS over time ({})", r.suite),
+        ("seconds", "MiB"),
+        &series,
+        None,
+    )?;
+    Ok(!series.is_empty())
+}
+
+fn players_per_server(path: &Path, r: &Results) -> Result<bool, String> {
+    let mut series: Vec<Series> = Vec::new();
+    for row in &r.comparisons.peers {
+        let point = (f64::from(row.players), f64::from(row.players_realtime));
+        match series.iter_mut().find(|s| s.name == row.server) {
+            Some(s) => s.points.push(point),
+            None => series.push(Series {
+                name: row.server.clone(),
+                points: vec![point],
+            }),
+        }
+    }
+    line_chart(
+        path,
+        "Players held in real time",
+        ("players connected", "players in real time"),
+        &series,
+        None,
+    )?;
+    Ok(!series.is_empty())
+}
