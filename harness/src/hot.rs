@@ -83,17 +83,17 @@ impl Compose {
     }
 }
 
-/// An H.264-like access unit of `len` bytes (a length-prefixed NAL of pseudo-random bytes).
+/// An H.264-like access unit of `len` bytes as x264 emits it: Annex B, one start code and a
+/// non-IDR slice NAL of pseudo-random bytes (no zero bytes, so no false start codes).
 pub fn h264_like_frame(len: usize) -> Vec<u8> {
     let mut v = 0x9E37_79B9u32;
     let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(&((len - 4) as u32).to_be_bytes());
-    out.push(0x41);
+    out.extend_from_slice(&[0, 0, 0, 1, 0x41]);
     while out.len() < len {
         v ^= v << 13;
         v ^= v >> 17;
         v ^= v << 5;
-        out.push(v as u8);
+        out.push((v as u8).max(1));
     }
     out
 }
@@ -129,5 +129,18 @@ impl Chunker {
             .expect("serializes")
             .bytes
             .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_frame_packs_into_a_full_flv_tag() {
+        let frame = super::h264_like_frame(10_000);
+        let mut tag = Vec::new();
+        streamer::rtmp::flv::frame_tag(false, 0, &frame, &mut tag);
+        // 5-byte VIDEODATA header + 4-byte length + the NAL (the frame less its start code).
+        assert_eq!(tag.len(), 5 + 4 + 10_000 - 4);
+        assert!(super::Chunker::new(128).chunk(&tag) > tag.len());
     }
 }
