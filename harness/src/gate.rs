@@ -29,6 +29,29 @@ pub struct InstructionBaselines {
     pub overrides: BTreeMap<String, f64>,
     /// Instructions per bench.
     pub counts: BTreeMap<String, u64>,
+    /// The processor the counts were taken on ([`cpu`]): glibc picks its string and memory
+    /// routines by processor features, so counts from another kind are shown, not gated.
+    #[serde(default)]
+    pub cpu: String,
+}
+
+/// This machine's processor model and the features that steer glibc's routines, e.g.
+/// `AMD EPYC (avx2 avx512f)`.
+pub fn cpu() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map_or("", |(_, v)| v.trim())
+            .to_string()
+    };
+    let flags = field("flags");
+    let has: Vec<&str> = ["avx2", "avx512f", "erms", "fsrm"]
+        .into_iter()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    format!("{} ({})", field("model name"), has.join(" "))
 }
 
 fn default_tolerance() -> f64 {
@@ -62,6 +85,8 @@ pub enum Verdict {
     New,
     /// In the baseline, but not measured now.
     Missing,
+    /// Measured on another kind of processor than the baseline's: shown, not gated.
+    OtherMachine,
 }
 
 impl Verdict {
@@ -96,12 +121,23 @@ impl Row {
 
 /// Instruction counts now against their baselines.
 pub fn compare_instructions(base: &InstructionBaselines, now: &BTreeMap<String, u64>) -> Vec<Row> {
+    compare_instructions_on(base, now, &cpu())
+}
+
+/// [`compare_instructions`] for counts taken on processor `here`.
+pub fn compare_instructions_on(
+    base: &InstructionBaselines,
+    now: &BTreeMap<String, u64>,
+    here: &str,
+) -> Vec<Row> {
+    let other = !base.cpu.is_empty() && base.cpu != here;
     let mut rows = Vec::new();
     for (name, &count) in now {
         let tol = base.overrides.get(name).copied().unwrap_or(base.tolerance);
         let baseline = base.counts.get(name).copied();
         let verdict = match baseline {
             None => Verdict::New,
+            Some(_) if other => Verdict::OtherMachine,
             Some(b) if count as f64 > b as f64 * (1.0 + tol) => Verdict::Regressed,
             Some(b) if (count as f64) < b as f64 * (1.0 - tol) => Verdict::Improved,
             Some(_) => Verdict::Pass,
@@ -248,6 +284,7 @@ pub fn table(rows: &[Row]) -> String {
                 Verdict::Improved => "improved (update the baseline)",
                 Verdict::Regressed => "**REGRESSION**",
                 Verdict::New => "new (no baseline)",
+                Verdict::OtherMachine => "shown, not gated (baseline from another processor)",
                 Verdict::Missing => "**missing**",
             }
         );
@@ -438,6 +475,7 @@ mod tests {
                 ("noisy", 1000),
                 ("gone", 5),
             ]),
+            cpu: String::new(),
         };
         let now = counts(&[
             ("a", 1021),
@@ -446,7 +484,7 @@ mod tests {
             ("noisy", 1080),
             ("fresh", 1),
         ]);
-        let rows = compare_instructions(&base, &now);
+        let rows = compare_instructions_on(&base, &now, "");
         let verdict = |n: &str| rows.iter().find(|r| r.name == n).unwrap().verdict;
         assert_eq!(verdict("a"), Verdict::Regressed);
         assert_eq!(verdict("b"), Verdict::Pass);
@@ -457,6 +495,14 @@ mod tests {
         assert!(failed(&rows));
         let t = table(&rows);
         assert!(t.contains("**REGRESSION**") && t.contains("+2.10%"), "{t}");
+        // Counts from another processor kind are shown, never failed on.
+        let elsewhere = InstructionBaselines {
+            cpu: "Other CPU (avx2)".into(),
+            ..base
+        };
+        let rows = compare_instructions_on(&elsewhere, &now, "AMD EPYC (avx2 avx512f)");
+        assert!(rows.iter().any(|r| r.verdict == Verdict::OtherMachine));
+        assert!(rows.iter().all(|r| r.verdict != Verdict::Regressed));
     }
 
     /// Recorded data: ratio samples of real `cargo xtask gate` runs on this project's 2-core
@@ -493,7 +539,7 @@ mod tests {
             )[0]
             .verdict
         };
-        // The committed baselines: compositor 0.2141, recorder 1.0012.
+        // The baselines when these were recorded: compositor 0.2141, recorder 1.0012.
         assert_eq!(check(0.2141, &COMPOSE), Verdict::Pass);
         assert_eq!(check(0.2141, &SLOWED), Verdict::Regressed);
         assert_eq!(

@@ -272,6 +272,7 @@ fn gate(args: &GateArgs) -> Result<()> {
     if args.update {
         if let Some(c) = counts {
             instr_base.counts = c;
+            instr_base.cpu = gate::cpu();
             let json = serde_json::to_vec_pretty(&instr_base)?;
             harness::results::write_atomic(&args.baselines.join("instructions.json"), &json)?;
         }
@@ -296,7 +297,7 @@ fn gate(args: &GateArgs) -> Result<()> {
                     .entry(name)
                     .or_insert_with(|| RatioBaseline {
                         median: 0.0,
-                        noise: 0.15,
+                        noise: 0.25,
                         what: what.to_string(),
                     });
                 entry.median = gate::median(&samples);

@@ -25,6 +25,17 @@ struct Series {
     points: Vec<(f64, f64)>,
 }
 
+/// Adds `point` to the series called `name`, starting it if need be.
+fn add(series: &mut Vec<Series>, name: &str, point: (f64, f64)) {
+    match series.iter_mut().find(|s| s.name == name) {
+        Some(s) => s.points.push(point),
+        None => series.push(Series {
+            name: name.to_string(),
+            points: vec![point],
+        }),
+    }
+}
+
 /// Draws `series` as lines with markers into `path`.
 fn line_chart(
     path: &Path,
@@ -155,15 +166,8 @@ fn fps_by_preset(path: &Path, r: &Results) -> Result<bool, String> {
         .iter()
         .filter(|p| p.config.encoder.pipeline.zero_copy)
     {
-        let name = p.config.encoder.preset.to_string();
         let point = (f64::from(p.config.encoder.pipeline.threads), p.fps);
-        match series.iter_mut().find(|s| s.name == name) {
-            Some(s) => s.points.push(point),
-            None => series.push(Series {
-                name,
-                points: vec![point],
-            }),
-        }
+        add(&mut series, &p.config.encoder.preset.to_string(), point);
     }
     for s in &mut series {
         s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -246,13 +250,7 @@ fn players_per_server(path: &Path, r: &Results) -> Result<bool, String> {
     let mut series: Vec<Series> = Vec::new();
     for row in &r.comparisons.peers {
         let point = (f64::from(row.players), f64::from(row.players_realtime));
-        match series.iter_mut().find(|s| s.name == row.server) {
-            Some(s) => s.points.push(point),
-            None => series.push(Series {
-                name: row.server.clone(),
-                points: vec![point],
-            }),
-        }
+        add(&mut series, &row.server, point);
     }
     line_chart(
         path,
