@@ -26,3 +26,13 @@ pub mod render;
 pub mod rtmp;
 pub mod source;
 pub mod stream;
+
+/// Hits ÷ (hits + misses), 0–1 (0 when nothing was looked up): every cache's hit rate.
+pub fn hit_rate(hits: u64, misses: u64) -> f64 {
+    let all = hits + misses;
+    if all == 0 {
+        0.0
+    } else {
+        hits as f64 / all as f64
+    }
+}

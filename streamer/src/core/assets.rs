@@ -163,12 +163,7 @@ pub struct CacheStats {
 impl CacheStats {
     /// Hits ÷ lookups, 0–1.
     pub fn hit_rate(&self) -> f64 {
-        let all = self.hits + self.misses;
-        if all == 0 {
-            0.0
-        } else {
-            self.hits as f64 / all as f64
-        }
+        crate::hit_rate(self.hits, self.misses)
     }
 }
 

@@ -422,13 +422,7 @@ impl Core {
         } else {
             0.0
         };
-        let percent = |hits: u64, all: u64| {
-            if all == 0 {
-                0.0
-            } else {
-                hits as f64 * 100.0 / all as f64
-            }
-        };
+        let percent = |hits: u64, misses: u64| crate::hit_rate(hits, misses) * 100.0;
         match &self.gpu {
             None => {
                 let k = self.compositor.stats();
@@ -444,7 +438,10 @@ impl Core {
                     fps,
                     frame_time,
                     batch_efficiency: k.batch_efficiency(self.batch_size),
-                    cache_hit_rate: percent(k.layers.saturating_sub(k.sprites_built), k.layers),
+                    cache_hit_rate: percent(
+                        k.layers.saturating_sub(k.sprites_built),
+                        k.sprites_built,
+                    ),
                     max_concurrent: 1,
                     ..RenderMetrics::default()
                 }
@@ -474,11 +471,8 @@ impl Core {
                     } else {
                         s.layers as f64 / s.draw_calls as f64 / f64::from(g.batch_size.max(1))
                     },
-                    cache_hit_rate: percent(s.texture_hits, s.texture_hits + s.texture_misses),
-                    geometry_hit_rate: percent(
-                        s.geometry_hits,
-                        s.geometry_hits + s.geometry_misses,
-                    ),
+                    cache_hit_rate: percent(s.texture_hits, s.texture_misses),
+                    geometry_hit_rate: percent(s.geometry_hits, s.geometry_misses),
                     texture_evictions: s.texture_evictions,
                     max_concurrent: g.gpu.frame_sets() as u32,
                 }

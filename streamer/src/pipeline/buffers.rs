@@ -37,12 +37,7 @@ pub struct PoolStats {
 impl PoolStats {
     /// Hits ÷ all takes, 0–1.
     pub fn hit_rate(&self) -> f64 {
-        let all = self.hits + self.misses;
-        if all == 0 {
-            0.0
-        } else {
-            self.hits as f64 / all as f64
-        }
+        crate::hit_rate(self.hits, self.misses)
     }
 }
 
