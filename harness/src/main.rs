@@ -113,6 +113,15 @@ struct RunArgs {
     /// Seconds measured per server and player count for --peers.
     #[arg(long, default_value_t = 8.0)]
     peer_seconds: f64,
+    /// Runs of each server at each player count for --peers, the servers taking turns run by
+    /// run; the table shows medians (default 3, or 1 with --quick). A server's CPU over one
+    /// window wanders by ±10% with whatever else the machine does, as much as the servers
+    /// differ.
+    #[arg(long)]
+    peer_reps: Option<u32>,
+    /// Servers for --peers (comma-separated; all three by default).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    peer_servers: Vec<PeerKind>,
     /// A folder whose node_modules holds node-media-server 2.7 (xtask installs it).
     #[arg(long, default_value = "target/peers")]
     nms_dir: PathBuf,
@@ -448,18 +457,35 @@ fn run(args: RunArgs) -> Result<()> {
         } else {
             args.peer_seconds
         };
-        // Servers side by side at each player count, so the machine's drift over the run
-        // falls on all of them alike.
-        for &n in &counts {
-            for kind in [
+        let reps = args
+            .peer_reps
+            .unwrap_or(if args.quick { 1 } else { 3 })
+            .max(1);
+        let kinds = if args.peer_servers.is_empty() {
+            vec![
                 PeerKind::Embedded,
                 PeerKind::Nginx,
                 PeerKind::NodeMediaServer,
-            ] {
-                progress.note(&format!("peers: {} with {n} players", kind.name()));
-                let row = peers::measure(kind, base, &programs, n, 30, seconds)?;
-                comparisons.peers.push(row);
+            ]
+        } else {
+            args.peer_servers.clone()
+        };
+        // Servers side by side at each player count, taking turns run by run, so the
+        // machine's drift over the run falls on all of them alike.
+        for &n in &counts {
+            let mut runs: Vec<Vec<harness::results::PeerRow>> = vec![Vec::new(); kinds.len()];
+            for rep in 1..=reps {
+                for (k, &kind) in kinds.iter().enumerate() {
+                    progress.note(&format!(
+                        "peers: {} with {n} players (run {rep} of {reps})",
+                        kind.name()
+                    ));
+                    runs[k].push(peers::measure(kind, base, &programs, n, 30, seconds)?);
+                }
             }
+            comparisons
+                .peers
+                .extend(runs.iter().filter_map(|r| peers::combine(r)));
         }
     }
     progress.finish();
@@ -521,16 +547,29 @@ fn summarize(r: &Results, latest: &Path, report: &Path) {
     }
     for p in &r.comparisons.peers {
         eprintln!(
-            "  {:<26} {:>4} players: server {:>5.1}% CPU ({:.3}/player), RSS {} → {}, {}/{} real time, e2e p99 {}",
+            "  {:<26} {:>4} players: server {:>5.1}% CPU ({:.3}/player{}), RSS {} → {}, {}/{} real time, e2e p99 {}, relay p99 {}",
             p.server,
             p.players,
             p.cpu_percent,
             p.cpu_per_player,
+            if p.cpu_percent_runs.len() > 1 {
+                format!(
+                    "; runs {}",
+                    p.cpu_percent_runs
+                        .iter()
+                        .map(|c| format!("{c:.1}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            } else {
+                String::new()
+            },
             report::mib(p.rss_idle_bytes),
             report::mib(p.rss_peak_bytes),
             p.players_realtime,
             p.players,
-            p.e2e_p99_ms.map_or("-".into(), |v| format!("{v:.1} ms"))
+            p.e2e_p99_ms.map_or("-".into(), |v| format!("{v:.1} ms")),
+            p.relay_p99_ms.map_or("-".into(), |v| format!("{v:.2} ms"))
         );
     }
     if let Some(o) = &r.comparisons.probe_overhead {

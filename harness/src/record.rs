@@ -131,7 +131,21 @@ impl Recorder {
 impl Probe for Recorder {
     #[inline]
     fn mark(&self, point: Point, frame: u64) {
-        let now_ns = self.epoch.elapsed().as_nanos() as u64;
+        self.mark_ns(point, frame, self.epoch.elapsed().as_nanos() as u64);
+    }
+
+    fn mark_at(&self, point: Point, frame: u64, at: Instant) {
+        self.mark_ns(
+            point,
+            frame,
+            at.saturating_duration_since(self.epoch).as_nanos() as u64,
+        );
+    }
+}
+
+impl Recorder {
+    #[inline]
+    fn mark_ns(&self, point: Point, frame: u64, now_ns: u64) {
         let from = self.measure_from.load(Ordering::Relaxed);
         self.pairs.mark(
             point,

@@ -395,17 +395,32 @@ fn comparisons(out: &mut String, r: &Results) {
         }
     }
     if !c.peers.is_empty() {
+        let reps = c.peers.iter().map(|p| p.repetitions).max().unwrap_or(1);
         let _ = writeln!(
             out,
-            "### The same load on other RTMP servers (one run, loopback, each server its own process)\n"
+            "### The same load on other RTMP servers (loopback, each server its own process)\n\n\
+             {} Server CPU is the process's CPU clock over the measured window (all threads), \
+             percent of one core. Relay is publisher send → the frame's last byte in a player's \
+             socket (kernel receive time); e2e is frame capture → the same moment. Players run at \
+             nice 10 in one process beside the servers.\n",
+            if reps > 1 {
+                format!(
+                    "Each server ran {reps} times at each player count, the servers taking \
+                     turns; figures are medians (RSS: peak; players in real time: fewest), and \
+                     the CPU of every run is listed."
+                )
+            } else {
+                "One run per server and player count.".to_string()
+            }
         );
-        out.push_str("| Server | Players | Server CPU % | CPU % per player | RSS idle → peak | Players in real time | e2e p50 / p99 | Relay p99 | Join |\n");
-        out.push_str("|--------|---------|--------------|------------------|-----------------|----------------------|---------------|-----------|------|\n");
+        out.push_str("| Server | Players | Server CPU % | CPU % per player | RSS idle → peak | Players in real time | e2e p50 / p99 | Relay p99 | Join | CPU % of each run |\n");
+        out.push_str("|--------|---------|--------------|------------------|-----------------|----------------------|---------------|-----------|------|-------------------|\n");
         let ms = |v: Option<f64>| v.map_or("no samples".to_string(), |v| format!("{v:.1} ms"));
+        let ms2 = |v: Option<f64>| v.map_or("no samples".to_string(), |v| format!("{v:.2} ms"));
         for p in &c.peers {
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1} | {:.3} | {} → {} | {}/{} | {} / {} | {} | {} |",
+                "| {} | {} | {:.1} | {:.3} | {} → {} | {}/{} | {} / {} | {} | {} | {} |",
                 p.server,
                 p.players,
                 p.cpu_percent,
@@ -416,8 +431,13 @@ fn comparisons(out: &mut String, r: &Results) {
                 p.players,
                 ms(p.e2e_p50_ms),
                 ms(p.e2e_p99_ms),
-                ms(p.relay_p99_ms),
+                ms2(p.relay_p99_ms),
                 ms(p.join_ms),
+                p.cpu_percent_runs
+                    .iter()
+                    .map(|c| format!("{c:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
             );
         }
         out.push('\n');

@@ -140,6 +140,17 @@ pub struct PeerRow {
     /// A player joining mid-stream: connect → first keyframe.
     pub join_ms: Option<f64>,
     pub publisher_dropped: u64,
+    /// Runs this row sums up (servers alternating run by run); figures are their medians,
+    /// RSS their peak and players in real time their minimum.
+    #[serde(default = "one")]
+    pub repetitions: u32,
+    /// Server CPU percent of each run, in run order.
+    #[serde(default)]
+    pub cpu_percent_runs: Vec<f64>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// In-process vs ffmpeg CLI encode speed for one preset and thread count.

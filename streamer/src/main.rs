@@ -111,8 +111,9 @@ struct ServeArgs {
     /// Seconds of silence after which a peer is closed (rtmp.ping_timeout).
     #[arg(long)]
     ping_timeout: Option<u32>,
-    /// Worker threads of the server.
-    #[arg(long, default_value_t = 2)]
+    /// Threads serving connections. 1 (the default) runs the whole server on one thread, which
+    /// costs the least CPU per player; large frames still go out on rtmp.fanout_threads.
+    #[arg(long, default_value_t = 1)]
     threads: usize,
     #[command(flatten)]
     config: ConfigArgs,
@@ -179,16 +180,20 @@ fn serve(args: ServeArgs) -> Result<()> {
     r.ping = args.ping.unwrap_or(r.ping);
     r.ping_timeout = args.ping_timeout.unwrap_or(r.ping_timeout);
     cfg.validate()?;
-    let server = Server::start(args.listen, &cfg.rtmp, args.threads, true)?;
     let r = &cfg.rtmp;
-    eprintln!(
-        "serving RTMP on rtmp://{}/APP/KEY (chunk_size {}, gop_cache {}, ping {} s, ping_timeout {} s); Ctrl-C stops",
-        server.local_addr(),
-        r.chunk_size,
-        r.gop_cache,
-        r.ping,
-        r.ping_timeout
-    );
+    let announce = |addr| {
+        eprintln!(
+            "serving RTMP on rtmp://{addr}/APP/KEY (chunk_size {}, gop_cache {}, ping {} s, ping_timeout {} s, {} thread(s)); Ctrl-C stops",
+            r.chunk_size, r.gop_cache, r.ping, r.ping_timeout, args.threads
+        );
+    };
+    if args.threads <= 1 {
+        // The whole server on this thread (see `Server::serve_here`).
+        Server::serve_here(args.listen, r, true, announce)?;
+        return Ok(());
+    }
+    let server = Server::start(args.listen, r, args.threads, true)?;
+    announce(server.local_addr());
     server.wait();
     Ok(())
 }

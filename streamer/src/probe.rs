@@ -38,7 +38,7 @@ pub enum Point {
     NetworkSendEnd,
     /// The frame's picture exists: the origin of `frame:total` and `e2e`.
     FrameCapture,
-    /// A player of the server received the frame.
+    /// A player of the server received the frame (its last byte reached the player's socket).
     PlayerReceive,
 }
 
@@ -201,6 +201,13 @@ const fn span(name: &'static str, start: Point, end: Point, per_frame: bool) -> 
 pub trait Probe: Sync {
     /// `point` was reached for frame `frame`, now.
     fn mark(&self, point: Point, frame: u64);
+
+    /// `point` was reached for frame `frame` at `at`, a moment already past (a time the kernel
+    /// stamped). Probes that keep no times treat it as [`Probe::mark`].
+    fn mark_at(&self, point: Point, frame: u64, at: std::time::Instant) {
+        let _ = at;
+        self.mark(point, frame);
+    }
 }
 
 /// The probe that records nothing; with it every mark compiles away.
@@ -216,6 +223,11 @@ impl<P: Probe + ?Sized> Probe for &P {
     #[inline(always)]
     fn mark(&self, point: Point, frame: u64) {
         (**self).mark(point, frame);
+    }
+
+    #[inline(always)]
+    fn mark_at(&self, point: Point, frame: u64, at: std::time::Instant) {
+        (**self).mark_at(point, frame, at);
     }
 }
 

@@ -11,6 +11,10 @@
 //! until the next keyframe, and counted — a slow player never grows memory, and never slows the
 //! publisher or the other players.
 //!
+//! A frame goes straight from the publisher's connection to each idle player's socket with
+//! one `send(2)` of chunks built once for everyone; a large fan-out (a keyframe to many players)
+//! is split over `rtmp.fanout_threads` threads ([`FanOut`]).
+//!
 //! Faults stay inside their connection: malformed bytes end that connection with a log line,
 //! and so does a panic inside `rml_rtmp` (it panics on some malformed messages), caught around
 //! every call into the session. Every write has a deadline of `ping_timeout`, so a peer that
@@ -47,6 +51,9 @@ pub struct Media {
     pub data: Bytes,
     /// A video keyframe (players can start decoding here).
     pub key: bool,
+    /// A video frame (not a sequence header): what the drop policy may pass over. Worked out
+    /// once here, not once per player.
+    frame: bool,
     /// The message as RTMP chunks for message stream 1 at the server's chunk size, built once
     /// and shared by every player on stream 1 (what rml_rtmp assigns to the first stream).
     chunked: OnceLock<Bytes>,
@@ -55,17 +62,31 @@ pub struct Media {
 impl Media {
     /// A media message as the publisher sent it.
     pub fn new(kind: MediaKind, timestamp: u32, data: Bytes, key: bool) -> Self {
+        let header = is_sequence_header(kind, &data);
         Media {
             kind,
             timestamp,
             data,
             key,
+            frame: kind == MediaKind::Video && !header,
             chunked: OnceLock::new(),
         }
     }
 
+    /// An AVC or AAC sequence header (kept for late joiners, never dropped).
+    fn is_header(&self) -> bool {
+        self.kind == MediaKind::Video && !self.frame
+            || self.kind == MediaKind::Audio && is_sequence_header(self.kind, &self.data)
+    }
+
     /// This message as chunks for `stream_id` at `chunk_size`, shared when `stream_id` is 1.
     fn chunks(&self, stream_id: u32, chunk_size: u32) -> Bytes {
+        self.with_chunks(stream_id, chunk_size, Bytes::clone)
+    }
+
+    /// Calls `f` with this message's chunks, without touching the shared buffer's reference
+    /// count when `stream_id` is 1 (several fan-out threads read it at once).
+    fn with_chunks<R>(&self, stream_id: u32, chunk_size: u32, f: impl FnOnce(&Bytes) -> R) -> R {
         let build = || {
             Bytes::from(chunk_message(
                 self.kind,
@@ -76,9 +97,9 @@ impl Media {
             ))
         };
         if stream_id == 1 {
-            self.chunked.get_or_init(build).clone()
+            f(self.chunked.get_or_init(build))
         } else {
-            build()
+            f(&build())
         }
     }
 }
@@ -146,21 +167,57 @@ enum Item {
 }
 
 /// A bounded per-player queue with the keyframe drop policy.
+///
+/// Everything a frame's fan-out reads for this player (the lock, the queue's length, the socket
+/// to write to) sits in `state`, at the start of a cache line of its own: one line per player
+/// per frame.
+#[repr(C, align(64))]
 pub struct PlayerQueue {
     state: Mutex<QueueState>,
     notify: Notify,
     capacity: usize,
     dropped: AtomicU64,
-    /// Set once the player plays: its socket, stream id and chunk size, so a publisher can
-    /// write a frame straight to a player that has nothing queued (no task wake-up).
-    direct: OnceLock<Direct>,
+    /// Keeps the socket behind [`Direct::fd`] open once the player plays.
+    writer: OnceLock<Arc<OwnedWriteHalf>>,
 }
 
+/// Where a frame can go straight away, without a wake-up of the player's task.
+#[derive(Clone, Copy)]
 struct Direct {
-    writer: Arc<OwnedWriteHalf>,
+    /// The socket's descriptor: a direct write goes straight to `send(2)`, skipping tokio's
+    /// readiness bookkeeping (one cache miss per player per frame, ~5% of the server's CPU at
+    /// 200 players). A write that would block leaves tokio's readiness set, so the player's task
+    /// finds out for itself on its next write.
+    fd: std::os::fd::RawFd,
     stream_id: u32,
     chunk_size: u32,
-    stats: Arc<ServerStats>,
+}
+
+/// What handing frames to players did, summed by the thread that did it and added to the
+/// server's counters once (shared counters bumped per player would bounce between cores).
+#[derive(Default)]
+struct Tally {
+    bytes: u64,
+    direct: u64,
+    queued: u64,
+}
+
+impl Tally {
+    fn add_to(self, stats: &ServerStats) {
+        if self.bytes > 0 {
+            stats.bytes_out.fetch_add(self.bytes, Ordering::Relaxed);
+        }
+        if self.direct > 0 {
+            stats
+                .direct_writes
+                .fetch_add(self.direct, Ordering::Relaxed);
+        }
+        if self.queued > 0 {
+            stats
+                .queued_writes
+                .fetch_add(self.queued, Ordering::Relaxed);
+        }
+    }
 }
 
 struct QueueState {
@@ -170,6 +227,9 @@ struct QueueState {
     /// Passing over video until the next keyframe: a new player without the GOP cache (not a drop:
     /// it never had those frames), or after an overflow (drops, counted).
     waiting: Wait,
+    /// Set once the player plays, so the publisher can write a frame straight to a player that
+    /// has nothing queued.
+    direct: Option<Direct>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,66 +254,81 @@ impl PlayerQueue {
                 } else {
                     Wait::None
                 },
+                direct: None,
             }),
             notify: Notify::new(),
             capacity,
             dropped: AtomicU64::new(0),
-            direct: OnceLock::new(),
+            writer: OnceLock::new(),
         }
     }
 
     /// Queues `item` by the drop policy; control items (metadata, sequence headers) always go in.
-    fn push(&self, item: Item) {
+    fn push(&self, item: Item, stats: &ServerStats) {
+        match item {
+            Item::Media(m) => {
+                let mut tally = Tally::default();
+                self.push_media(&m, &mut tally);
+                tally.add_to(stats);
+            }
+            other => {
+                lock(&self.state).items.push_back(other);
+                self.notify.notify_one();
+            }
+        }
+    }
+
+    /// Hands `m` to this player by the drop policy: straight to its socket when nothing is
+    /// queued and the socket takes it whole, else into its queue for its task.
+    fn push_media(&self, m: &Arc<Media>, tally: &mut Tally) {
         let mut s = lock(&self.state);
-        if let Item::Media(m) = &item {
-            let is_frame = m.kind == MediaKind::Video && !is_sequence_header(m);
-            if is_frame {
-                let full = s.items.len() >= self.capacity;
-                if full && m.key {
-                    // Make room: everything queued is older than this keyframe.
-                    let before = s.items.len();
-                    s.items.retain(|i| {
-                        !matches!(i, Item::Media(m) if m.kind == MediaKind::Video && !is_sequence_header(m))
-                    });
-                    self.dropped
-                        .fetch_add((before - s.items.len()) as u64, Ordering::Relaxed);
-                    s.waiting = Wait::None;
-                } else if full {
-                    s.waiting = Wait::Overflow;
+        if m.frame {
+            let full = s.items.len() >= self.capacity;
+            if full && m.key {
+                // Make room: everything queued is older than this keyframe.
+                let before = s.items.len();
+                s.items.retain(|i| !matches!(i, Item::Media(m) if m.frame));
+                self.dropped
+                    .fetch_add((before - s.items.len()) as u64, Ordering::Relaxed);
+                s.waiting = Wait::None;
+            } else if full {
+                s.waiting = Wait::Overflow;
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            } else if s.waiting != Wait::None && !m.key {
+                if s.waiting == Wait::Overflow {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
-                    return;
-                } else if s.waiting != Wait::None && !m.key {
-                    if s.waiting == Wait::Overflow {
-                        self.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return;
-                } else {
-                    s.waiting = Wait::None;
                 }
+                return;
+            } else {
+                s.waiting = Wait::None;
             }
         }
-        if let (Item::Media(m), Some(d)) = (&item, self.direct.get()) {
+        if let Some(d) = s.direct {
             if s.items.is_empty() && !s.writing {
-                // Nothing queued and the task is idle: write now, from the publisher's task.
-                let bytes = m.chunks(d.stream_id, d.chunk_size);
-                let n = d.writer.try_write(&bytes).unwrap_or(0);
-                d.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                if n == bytes.len() {
-                    d.stats.direct_writes.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                if n > 0 {
-                    s.items.push_back(Item::Raw(bytes.slice(n..)));
-                    drop(s);
-                    self.notify.notify_one();
-                    return;
+                // Nothing queued and the task is idle: write now, from the publisher's side.
+                let rest = m.with_chunks(d.stream_id, d.chunk_size, |bytes| {
+                    let n = send_now(d.fd, bytes);
+                    tally.bytes += n as u64;
+                    (n < bytes.len()).then(|| (n, bytes.slice(n..)))
+                });
+                match rest {
+                    None => {
+                        tally.direct += 1;
+                        return;
+                    }
+                    Some((n, rest)) if n > 0 => {
+                        s.items.push_back(Item::Raw(rest));
+                        drop(s);
+                        self.notify.notify_one();
+                        return;
+                    }
+                    Some(_) => {}
                 }
             }
+            tally.queued += 1;
         }
-        if let (Item::Media(_), Some(d)) = (&item, self.direct.get()) {
-            d.stats.queued_writes.fetch_add(1, Ordering::Relaxed);
-        }
-        s.items.push_back(item);
+        s.items.push_back(Item::Media(Arc::clone(m)));
         drop(s);
         self.notify.notify_one();
     }
@@ -263,6 +338,17 @@ impl PlayerQueue {
         let mut s = lock(&self.state);
         s.writing = true;
         into.extend(s.items.drain(..));
+    }
+
+    /// From now on frames may go straight to `writer` (kept open here), as `stream_id`.
+    fn write_directly(&self, writer: &Arc<OwnedWriteHalf>, stream_id: u32, chunk_size: u32) {
+        if self.writer.set(Arc::clone(writer)).is_ok() {
+            lock(&self.state).direct = Some(Direct {
+                fd: std::os::fd::AsRawFd::as_raw_fd(AsRef::<TcpStream>::as_ref(&**writer)),
+                stream_id,
+                chunk_size,
+            });
+        }
     }
 
     /// The task finished writing; `true` when more was queued meanwhile (keep writing).
@@ -282,9 +368,28 @@ impl PlayerQueue {
     }
 }
 
-fn is_sequence_header(m: &Media) -> bool {
-    m.kind == MediaKind::Video && flv::parse_video_tag(&m.data).is_some_and(|t| t.sequence_header)
-        || m.kind == MediaKind::Audio && m.data.len() > 1 && m.data[0] >> 4 == 10 && m.data[1] == 0
+fn is_sequence_header(kind: MediaKind, data: &[u8]) -> bool {
+    match kind {
+        MediaKind::Video => flv::parse_video_tag(data).is_some_and(|t| t.sequence_header),
+        MediaKind::Audio => data.len() > 1 && data[0] >> 4 == 10 && data[1] == 0,
+    }
+}
+
+/// Writes what the socket takes now without blocking; 0 on any error (the player's task then
+/// writes through tokio and meets the error, or waits for room).
+fn send_now(fd: std::os::fd::RawFd, bytes: &[u8]) -> usize {
+    // SAFETY: `fd` is an open socket, kept open by the `Direct` it came from; `bytes` is valid
+    // for its length. MSG_DONTWAIT: never block the publisher; MSG_NOSIGNAL: a closed peer is
+    // an error, not SIGPIPE.
+    let n = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(n).unwrap_or(0)
 }
 
 /// One published stream and what late joiners need from it.
@@ -297,6 +402,188 @@ struct Channel {
     /// Frames since the last keyframe (when `gop_cache` is on).
     gop: Vec<Arc<Media>>,
     players: Vec<(u64, Arc<PlayerQueue>)>,
+    /// The players' queues as the fan-out threads take them, rebuilt after a player joins or
+    /// leaves (a frame then costs one reference count, not one per player).
+    queues: Option<Arc<[Arc<PlayerQueue>]>>,
+}
+
+impl Channel {
+    fn fan_out_list(&mut self) -> Arc<[Arc<PlayerQueue>]> {
+        let players = &self.players;
+        Arc::clone(
+            self.queues
+                .get_or_insert_with(|| players.iter().map(|(_, q)| Arc::clone(q)).collect()),
+        )
+    }
+}
+
+/// Bytes a frame's fan-out copies (its size × players) below which the publisher's thread
+/// hands it to every player by itself: waking a helper costs more than it saves on small
+/// copies, and splitting every frame costs CPU (about +8% at 200 players here, sockets' cache
+/// lines moving between cores). At the network suite's 2.5 Mbit/s a keyframe is ~110 KB and a
+/// frame ~10 KB: keyframes to 40 players or more go on several threads, other frames from
+/// about 400 players up.
+const FANOUT_MIN_BYTES: usize = 4 << 20;
+
+/// Hands each large frame to a channel's players on `rtmp.fanout_threads` threads: the
+/// publisher's own and helpers, each taking a contiguous share of the players. A fan-out is the
+/// kernel copying the frame into every player's socket, one after another; for a keyframe
+/// (~110 KB) to 100 players that is several milliseconds, and it sets the p99 of the relay
+/// latency. Two threads on two cores take about half as long. A helper sleeps between frames
+/// (no spinning); the publisher waits for the helpers before the next frame, so every player
+/// gets frames in order.
+struct FanOut {
+    threads: usize,
+    helpers: OnceLock<Vec<Helper>>,
+}
+
+struct Helper {
+    inner: Arc<HelperInner>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct HelperInner {
+    state: Mutex<HelperState>,
+    wake: std::sync::Condvar,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct HelperState {
+    job: Option<Job>,
+    busy: bool,
+    stop: bool,
+}
+
+struct Job {
+    players: Arc<[Arc<PlayerQueue>]>,
+    range: std::ops::Range<usize>,
+    media: Arc<Media>,
+    stats: Arc<ServerStats>,
+}
+
+impl Job {
+    fn run(self) {
+        let mut tally = Tally::default();
+        for q in &self.players[self.range] {
+            q.push_media(&self.media, &mut tally);
+        }
+        tally.add_to(&self.stats);
+    }
+}
+
+fn lock_helper(m: &Mutex<HelperState>) -> MutexGuard<'_, HelperState> {
+    lock(m)
+}
+
+impl FanOut {
+    fn new(threads: usize) -> Self {
+        FanOut {
+            threads: threads.max(1),
+            helpers: OnceLock::new(),
+        }
+    }
+
+    /// The helper threads, started on first use; none when they cannot start.
+    fn helpers(&self) -> &[Helper] {
+        self.helpers.get_or_init(|| {
+            (1..self.threads)
+                .map_while(|i| {
+                    let inner = Arc::new(HelperInner::default());
+                    let mine = Arc::clone(&inner);
+                    let thread = std::thread::Builder::new()
+                        .name(format!("rtmp-fanout-{i}"))
+                        .spawn(move || helper_loop(&mine))
+                        .ok()?;
+                    Some(Helper {
+                        inner,
+                        thread: Some(thread),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Hands `media` to every player of `players`, returning once every one has it.
+    fn hand(
+        &self,
+        players: &Arc<[Arc<PlayerQueue>]>,
+        media: &Arc<Media>,
+        stats: &Arc<ServerStats>,
+    ) {
+        let helpers = if self.threads > 1 && players.len() * media.data.len() >= FANOUT_MIN_BYTES {
+            self.helpers()
+        } else {
+            &[]
+        };
+        // Shares as even as whole players allow; the publisher's thread takes the first.
+        let parts = helpers.len() + 1;
+        let share = |k: usize| k * players.len() / parts;
+        for (k, h) in helpers.iter().enumerate() {
+            let mut st = lock_helper(&h.inner.state);
+            st.job = Some(Job {
+                players: Arc::clone(players),
+                range: share(k + 1)..share(k + 2),
+                media: Arc::clone(media),
+                stats: Arc::clone(stats),
+            });
+            st.busy = true;
+            drop(st);
+            h.inner.wake.notify_one();
+        }
+        Job {
+            players: Arc::clone(players),
+            range: 0..share(1),
+            media: Arc::clone(media),
+            stats: Arc::clone(stats),
+        }
+        .run();
+        for h in helpers {
+            let mut st = lock_helper(&h.inner.state);
+            while st.busy {
+                st = h.inner.done.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+    }
+}
+
+fn helper_loop(inner: &HelperInner) {
+    loop {
+        let job = {
+            let mut st = lock_helper(&inner.state);
+            loop {
+                if st.stop {
+                    return;
+                }
+                if let Some(job) = st.job.take() {
+                    break job;
+                }
+                st = inner.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        // A panic here would leave the publisher waiting: the push path does not panic, but
+        // make sure the publisher is released whatever happens.
+        let _ = catch_unwind(AssertUnwindSafe(|| job.run()));
+        let mut st = lock_helper(&inner.state);
+        st.busy = false;
+        drop(st);
+        inner.done.notify_one();
+    }
+}
+
+impl Drop for FanOut {
+    fn drop(&mut self) {
+        if let Some(helpers) = self.helpers.get_mut() {
+            for h in helpers.iter_mut() {
+                lock_helper(&h.inner.state).stop = true;
+                h.inner.wake.notify_one();
+                if let Some(t) = h.thread.take() {
+                    let _ = t.join();
+                }
+            }
+        }
+    }
 }
 
 /// Counters of the whole server.
@@ -323,6 +610,7 @@ pub struct ServerStats {
 
 struct Shared {
     cfg: RtmpConfig,
+    fanout: FanOut,
     channels: Mutex<HashMap<(String, String), Channel>>,
     stats: Arc<ServerStats>,
     next_id: AtomicU64,
@@ -391,6 +679,7 @@ impl Server {
         let stopping = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
+            fanout: FanOut::new(cfg.fanout_threads as usize),
             channels: Mutex::new(HashMap::new()),
             stats: Arc::clone(&stats),
             next_id: AtomicU64::new(1),
@@ -416,6 +705,41 @@ impl Server {
             stats,
             stopping,
         })
+    }
+
+    /// Binds `addr` and serves on the calling thread until the process ends: the whole server
+    /// in one thread. A process of one thread is cheaper in the kernel: with more than one,
+    /// every `send(2)` takes and drops a reference on the socket's file (the descriptor table is
+    /// shared), one more cache line per player per frame. `ready` is called once bound.
+    ///
+    /// # Errors
+    /// The address cannot be bound, or the runtime cannot start.
+    pub fn serve_here(
+        addr: SocketAddr,
+        cfg: &RtmpConfig,
+        verbose: bool,
+        ready: impl FnOnce(SocketAddr),
+    ) -> Result<(), ServerError> {
+        let fail = |source| ServerError {
+            addr: addr.to_string(),
+            source,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(fail)?;
+        let listener = runtime.block_on(TcpListener::bind(addr)).map_err(fail)?;
+        ready(listener.local_addr().map_err(fail)?);
+        let shared = Arc::new(Shared {
+            cfg: cfg.clone(),
+            fanout: FanOut::new(cfg.fanout_threads as usize),
+            channels: Mutex::new(HashMap::new()),
+            stats: Arc::new(ServerStats::default()),
+            next_id: AtomicU64::new(1),
+            verbose,
+        });
+        runtime.block_on(accept_loop(listener, shared));
+        Ok(())
     }
 
     /// The bound address (the real port when bound to port 0).
@@ -487,7 +811,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             .fetch_add(1, Ordering::Relaxed);
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            let _ = socket.set_nodelay(true);
+            let _ = socket.set_nodelay(shared.cfg.tcp_nodelay);
             // Room for a whole keyframe: a frame written in one piece goes out from the
             // publisher's task; one that does not fit waits on the player's task and its wake-up.
             let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER);
@@ -728,12 +1052,7 @@ impl Connection {
         let mut batch = Vec::new();
         loop {
             queue.take_for_writing(items);
-            let _ = queue.direct.set(Direct {
-                writer: Arc::clone(wr),
-                stream_id,
-                chunk_size: self.shared.cfg.chunk_size,
-                stats: Arc::clone(&self.shared.stats),
-            });
+            queue.write_directly(wr, stream_id, self.shared.cfg.chunk_size);
             let raw = items
                 .iter()
                 .take_while(|i| matches!(i, Item::Raw(_)))
@@ -937,17 +1256,18 @@ impl Connection {
                     let mut channels = lock(&self.shared.channels);
                     let ch = channels.entry(key.clone()).or_default();
                     if let Some(m) = &ch.metadata {
-                        queue.push(Item::Metadata(Arc::clone(m)));
+                        queue.push(Item::Metadata(Arc::clone(m)), &self.shared.stats);
                     }
                     for h in [&ch.video_header, &ch.audio_header].into_iter().flatten() {
-                        queue.push(Item::Media(Arc::clone(h)));
+                        queue.push(Item::Media(Arc::clone(h)), &self.shared.stats);
                     }
                     if gop_cache {
                         for m in &ch.gop {
-                            queue.push(Item::Media(Arc::clone(m)));
+                            queue.push(Item::Media(Arc::clone(m)), &self.shared.stats);
                         }
                     }
                     ch.players.push((self.id, Arc::clone(&queue)));
+                    ch.queues = None;
                 }
                 self.shared
                     .stats
@@ -967,7 +1287,7 @@ impl Connection {
                     if let Some(ch) = channels.get_mut(key) {
                         ch.metadata = Some(Arc::clone(&m));
                         for (_, q) in &ch.players {
-                            q.push(Item::Metadata(Arc::clone(&m)));
+                            q.push(Item::Metadata(Arc::clone(&m)), &self.shared.stats);
                         }
                     }
                 }
@@ -1010,7 +1330,7 @@ impl Connection {
             data,
             tag.is_some_and(|t| t.key),
         ));
-        let header = is_sequence_header(&media);
+        let header = media.is_header();
         let mut channels = lock(&self.shared.channels);
         let Some(ch) = channels.get_mut(key) else {
             return;
@@ -1028,9 +1348,11 @@ impl Connection {
                 ch.gop.push(Arc::clone(&media));
             }
         }
-        for (_, q) in &ch.players {
-            q.push(Item::Media(Arc::clone(&media)));
-        }
+        let players = ch.fan_out_list();
+        drop(channels);
+        self.shared
+            .fanout
+            .hand(&players, &media, &self.shared.stats);
     }
 
     /// Leaves whatever role the connection had.
@@ -1044,13 +1366,14 @@ impl Connection {
                     ch.publisher = None;
                     ch.gop.clear();
                     for (_, q) in &ch.players {
-                        q.push(Item::End);
+                        q.push(Item::End, &self.shared.stats);
                     }
                 }
             }
             Role::Player { key, queue, .. } => {
                 if let Some(ch) = channels.get_mut(&key) {
                     ch.players.retain(|(id, _)| *id != self.id);
+                    ch.queues = None;
                 }
                 self.shared
                     .stats
@@ -1098,15 +1421,15 @@ mod tests {
     fn a_full_queue_drops_non_key_frames_until_the_next_keyframe() {
         let q = PlayerQueue::new(3, false);
         for key in [true, false, false, false, false] {
-            q.push(frame(key));
+            q.push(frame(key), &ServerStats::default());
         }
         assert_eq!(q.dropped(), 2);
-        q.push(frame(false)); // still waiting for a keyframe
+        q.push(frame(false), &ServerStats::default()); // still waiting for a keyframe
         assert_eq!(q.dropped(), 3);
-        q.push(frame(true)); // full: the queued frames give way to the keyframe
+        q.push(frame(true), &ServerStats::default()); // full: the queued frames give way to the keyframe
         assert_eq!(q.dropped(), 6);
         assert_eq!(queued(&q), vec![true]);
-        q.push(frame(false));
+        q.push(frame(false), &ServerStats::default());
         assert_eq!(queued(&q), vec![false]);
     }
 
@@ -1133,11 +1456,48 @@ mod tests {
     }
 
     #[test]
+    fn a_fan_out_on_several_threads_gives_every_player_every_frame_in_order() {
+        // 48 players × a 100 KB keyframe is over FANOUT_MIN_BYTES: three threads share it.
+        let fanout = FanOut::new(3);
+        let stats = Arc::new(ServerStats::default());
+        let queues: Arc<[Arc<PlayerQueue>]> = (0..48)
+            .map(|_| Arc::new(PlayerQueue::new(1000, false)))
+            .collect();
+        let mut sent = Vec::new();
+        for i in 0..30u32 {
+            let key = i % 10 == 0;
+            let mut data = Vec::new();
+            let size = if key { 100_000 } else { 10 };
+            flv::frame_tag(key, 0, &vec![0x41; size], &mut data);
+            let media = Arc::new(Media::new(MediaKind::Video, i, data.into(), key));
+            fanout.hand(&queues, &media, &stats);
+            sent.push(i);
+        }
+        assert_eq!(
+            fanout.helpers().len(),
+            2,
+            "the large frames started two helpers"
+        );
+        for q in queues.iter() {
+            let got: Vec<u32> = lock(&q.state)
+                .items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Media(m) => Some(m.timestamp),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(got, sent);
+        }
+        drop(fanout); // stops and joins the helpers
+    }
+
+    #[test]
     fn a_new_player_without_cache_starts_at_a_keyframe() {
         let q = PlayerQueue::new(10, true);
-        q.push(frame(false));
-        q.push(frame(true));
-        q.push(frame(false));
+        q.push(frame(false), &ServerStats::default());
+        q.push(frame(true), &ServerStats::default());
+        q.push(frame(false), &ServerStats::default());
         assert_eq!(queued(&q), vec![true, false]);
         assert_eq!(
             q.dropped(),
