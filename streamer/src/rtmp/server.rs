@@ -375,6 +375,11 @@ fn is_sequence_header(kind: MediaKind, data: &[u8]) -> bool {
     }
 }
 
+/// A fraction in [0, 1) that scatters evenly over consecutive ids (Fibonacci hashing).
+fn spread(id: u64) -> f64 {
+    (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// Writes what the socket takes now without blocking; 0 on any error (the player's task then
 /// writes through tokio and meets the error, or waits for room).
 fn send_now(fd: std::os::fd::RawFd, bytes: &[u8]) -> usize {
@@ -971,7 +976,11 @@ impl Connection {
             return why;
         }
         let ping = Duration::from_secs(self.shared.cfg.ping.into());
-        let mut next_ping = Instant::now() + ping;
+        // The first ping comes between half a period and a period after connecting, spread by
+        // the connection's id (never later than `ping`, so a quiet peer still answers before
+        // `ping_timeout`): players that connect together (a load test, a restart) would
+        // otherwise all be pinged, and answer, in the same instant every `ping` seconds.
+        let mut next_ping = Instant::now() + ping.mul_f64(0.5 + 0.5 * spread(self.id));
         // One timer for both the next ping and the silence deadline, re-armed only when it
         // fires (a fresh timer per loop turn would cost a timer-wheel entry per frame).
         let timer = tokio::time::sleep_until(next_ping.min(self.last_input + self.ping_timeout()));
@@ -1490,6 +1499,17 @@ mod tests {
             assert_eq!(got, sent);
         }
         drop(fanout); // stops and joins the helpers
+    }
+
+    #[test]
+    fn first_pings_spread_over_a_period() {
+        let mut tenths = [0; 10];
+        for id in 1..=100 {
+            let f = spread(id);
+            assert!((0.0..1.0).contains(&f));
+            tenths[(f * 10.0) as usize] += 1;
+        }
+        assert!(tenths.iter().all(|&n| (5..=15).contains(&n)), "{tenths:?}");
     }
 
     #[test]
