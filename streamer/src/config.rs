@@ -467,12 +467,12 @@ pub struct RtmpConfig {
     /// Frames queued per player before the server drops its non-key frames until the next
     /// keyframe (not in the guide).
     pub player_queue: u32,
-    /// `TCP_NODELAY` on the server's connections. Off (the default, as nginx-rtmp and
-    /// node-media-server leave it), Nagle's algorithm holds a frame's last partial segment
-    /// while an earlier small one is unacknowledged, and the kernel sends it on the player's
-    /// acknowledgement; on, every frame leaves at once from the server's thread, which costs
-    /// the server about 8% more CPU at 200 players here and took a few tenths of a millisecond
-    /// off the relay p99 (not in the guide).
+    /// `TCP_NODELAY` on a player's connection once it has had its first media (setting up
+    /// always runs with it on). Off (the default, as nginx-rtmp leaves it), Nagle's algorithm
+    /// holds a frame while an earlier small segment (a ping, say) is unacknowledged, and the
+    /// kernel sends it on the player's acknowledgement; on, every frame leaves at once from the
+    /// server's thread, which costs the server about 8% more CPU at 200 players here (not in
+    /// the guide).
     pub tcp_nodelay: bool,
     /// Threads that hand a large frame to a stream's players (when frame size × players is
     /// 4 MiB or more, e.g. a keyframe to 40 players): the publisher's connection and

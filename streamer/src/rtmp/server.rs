@@ -816,7 +816,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             .fetch_add(1, Ordering::Relaxed);
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            let _ = socket.set_nodelay(shared.cfg.tcp_nodelay);
+            // Setting up is request and answer: with Nagle's algorithm an answer can wait out
+            // the peer's delayed acknowledgement (40 ms). A player's socket follows
+            // `rtmp.tcp_nodelay` once it has had its first media (see `flush_player`).
+            let _ = socket.set_nodelay(true);
             // Room for a whole keyframe: a frame written in one piece goes out from the
             // publisher's task; one that does not fit waits on the player's task and its wake-up.
             let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER);
@@ -850,6 +853,8 @@ struct Connection {
     shared: Arc<Shared>,
     role: Role,
     last_input: Instant,
+    /// A player that has had its first media (its socket now follows `rtmp.tcp_nodelay`).
+    settled: bool,
 }
 
 /// Why a connection ended.
@@ -862,6 +867,7 @@ impl Connection {
             shared,
             role: Role::None,
             last_input: Instant::now(),
+            settled: false,
         }
     }
 
@@ -1062,6 +1068,7 @@ impl Connection {
         loop {
             queue.take_for_writing(items);
             queue.write_directly(wr, stream_id, self.shared.cfg.chunk_size);
+            let media = items.iter().any(|i| matches!(i, Item::Media(_)));
             let raw = items
                 .iter()
                 .take_while(|i| matches!(i, Item::Raw(_)))
@@ -1074,6 +1081,13 @@ impl Connection {
                 batch.push(self.play_item(session, stream_id, item)?);
             }
             self.write(wr, &mut batch).await?;
+            if media && !self.settled {
+                // The player has its first media: from here on frames follow rtmp.tcp_nodelay.
+                self.settled = true;
+                if !self.shared.cfg.tcp_nodelay {
+                    let _ = AsRef::<TcpStream>::as_ref(&**wr).set_nodelay(false);
+                }
+            }
             if !queue.done_writing() {
                 return Ok(());
             }
