@@ -478,10 +478,6 @@ impl Job {
     }
 }
 
-fn lock_helper(m: &Mutex<HelperState>) -> MutexGuard<'_, HelperState> {
-    lock(m)
-}
-
 impl FanOut {
     fn new(threads: usize) -> Self {
         FanOut {
@@ -526,7 +522,7 @@ impl FanOut {
         let parts = helpers.len() + 1;
         let share = |k: usize| k * players.len() / parts;
         for (k, h) in helpers.iter().enumerate() {
-            let mut st = lock_helper(&h.inner.state);
+            let mut st = lock(&h.inner.state);
             st.job = Some(Job {
                 players: Arc::clone(players),
                 range: share(k + 1)..share(k + 2),
@@ -545,7 +541,7 @@ impl FanOut {
         }
         .run();
         for h in helpers {
-            let mut st = lock_helper(&h.inner.state);
+            let mut st = lock(&h.inner.state);
             while st.busy {
                 st = h.inner.done.wait(st).unwrap_or_else(|e| e.into_inner());
             }
@@ -556,7 +552,7 @@ impl FanOut {
 fn helper_loop(inner: &HelperInner) {
     loop {
         let job = {
-            let mut st = lock_helper(&inner.state);
+            let mut st = lock(&inner.state);
             loop {
                 if st.stop {
                     return;
@@ -570,7 +566,7 @@ fn helper_loop(inner: &HelperInner) {
         // A panic here would leave the publisher waiting: the push path does not panic, but
         // make sure the publisher is released whatever happens.
         let _ = catch_unwind(AssertUnwindSafe(|| job.run()));
-        let mut st = lock_helper(&inner.state);
+        let mut st = lock(&inner.state);
         st.busy = false;
         drop(st);
         inner.done.notify_one();
@@ -581,7 +577,7 @@ impl Drop for FanOut {
     fn drop(&mut self) {
         if let Some(helpers) = self.helpers.get_mut() {
             for h in helpers.iter_mut() {
-                lock_helper(&h.inner.state).stop = true;
+                lock(&h.inner.state).stop = true;
                 h.inner.wake.notify_one();
                 if let Some(t) = h.thread.take() {
                     let _ = t.join();
