@@ -469,10 +469,12 @@ pub struct RtmpConfig {
     pub player_queue: u32,
     /// `TCP_NODELAY` on a player's connection once it has had its first media (setting up
     /// always runs with it on). Off (the default, as nginx-rtmp leaves it), Nagle's algorithm
-    /// holds a frame while an earlier small segment (a ping, say) is unacknowledged, and the
-    /// kernel sends it on the player's acknowledgement; on, every frame leaves at once from the
-    /// server's thread, which costs the server about 8% more CPU at 200 players here (not in
-    /// the guide).
+    /// holds a frame while the player has not yet acknowledged the one before; players
+    /// acknowledge at once, except just after they answer a ping (then their kernel delays
+    /// acknowledgements to send them with the next answer), so for one second after each ping
+    /// the server turns TCP_NODELAY on for that player. On, every frame always leaves at once
+    /// from the server's thread, which costs the server about 8% more CPU at 200 players here
+    /// (not in the guide).
     pub tcp_nodelay: bool,
     /// Threads that hand a large frame to a stream's players (when frame size × players is
     /// 4 MiB or more, e.g. a keyframe to 40 players): the publisher's connection and

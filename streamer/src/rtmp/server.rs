@@ -853,6 +853,11 @@ struct Connection {
     settled: bool,
 }
 
+/// How long a settled player's socket sends every frame at once after a ping, when
+/// `rtmp.tcp_nodelay` is off: the player's answer makes its kernel delay acknowledgements (to send
+/// them with its next answer) until one delayed-ACK timeout (40 ms or more) has passed.
+const NODELAY_AFTER_PING: Duration = Duration::from_secs(1);
+
 /// Why a connection ended.
 type Ended = String;
 
@@ -864,6 +869,13 @@ impl Connection {
             role: Role::None,
             last_input: Instant::now(),
             settled: false,
+        }
+    }
+
+    fn set_nodelay(&self, wr: &OwnedWriteHalf, on: bool) {
+        if let Err(e) = AsRef::<TcpStream>::as_ref(wr).set_nodelay(on) {
+            self.shared
+                .log(self.id, format_args!("TCP_NODELAY {on}: {e}"));
         }
     }
 
@@ -983,6 +995,8 @@ impl Connection {
         // `ping_timeout`): players that connect together (a load test, a restart) would
         // otherwise all be pinged, and answer, in the same instant every `ping` seconds.
         let mut next_ping = Instant::now() + ping.mul_f64(0.5 + 0.5 * spread(self.id));
+        // When a player's socket goes back to Nagle's algorithm after a ping (see below).
+        let mut nagle_back: Option<Instant> = None;
         // One timer for both the next ping and the silence deadline, re-armed only when it
         // fires (a fresh timer per loop turn would cost a timer-wheel entry per frame).
         let timer = tokio::time::sleep_until(next_ping.min(self.last_input + self.ping_timeout()));
@@ -1022,14 +1036,30 @@ impl Connection {
                         self.shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
                         return format!("nothing received for {} s (ping_timeout)", self.shared.cfg.ping_timeout);
                     }
+                    if nagle_back.is_some_and(|at| now >= at) {
+                        nagle_back = None;
+                        self.set_nodelay(&wr, false);
+                    }
                     if now >= next_ping {
                         next_ping = now + ping;
                         match catch_unwind(AssertUnwindSafe(|| session.send_ping_request())) {
                             Ok(Ok((p, _))) => out.push(Bytes::from(p.bytes)),
                             _ => return "could not build a ping".into(),
                         }
+                        if self.settled && !self.shared.cfg.tcp_nodelay {
+                            // The player's answer to the ping puts its socket in "interactive"
+                            // mode, where it delays its acknowledgements (up to 40 ms) to send
+                            // them with its next answer; with Nagle's algorithm a frame would
+                            // wait for one. Frames leave at once until that has passed.
+                            self.set_nodelay(&wr, true);
+                            nagle_back = Some(now + NODELAY_AFTER_PING);
+                        }
                     }
-                    timer.as_mut().reset(next_ping.min(silence_deadline));
+                    let mut wake = next_ping.min(silence_deadline);
+                    if let Some(at) = nagle_back {
+                        wake = wake.min(at);
+                    }
+                    timer.as_mut().reset(wake);
                 },
             }
             let written = match &self.role {
@@ -1081,7 +1111,7 @@ impl Connection {
                 // The player has its first media: from here on frames follow rtmp.tcp_nodelay.
                 self.settled = true;
                 if !self.shared.cfg.tcp_nodelay {
-                    let _ = AsRef::<TcpStream>::as_ref(&**wr).set_nodelay(false);
+                    self.set_nodelay(wr, false);
                 }
             }
             if !queue.done_writing() {
