@@ -34,7 +34,7 @@ use rml_rtmp::time::RtmpTimestamp;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -431,12 +431,12 @@ impl Channel {
 const FANOUT_MIN_BYTES: usize = 4 << 20;
 
 /// Hands each large frame to a channel's players on `rtmp.fanout_threads` threads: the
-/// publisher's own and helpers, each taking a contiguous share of the players. A fan-out is the
-/// kernel copying the frame into every player's socket, one after another; for a keyframe
-/// (~110 KB) to 100 players that is several milliseconds, and it sets the p99 of the relay
-/// latency. Two threads on two cores take about half as long. A helper sleeps between frames
-/// (no spinning); the publisher waits for the helpers before the next frame, so every player
-/// gets frames in order.
+/// publisher's own and helpers, claiming blocks of players from the frame's [`Job`] until none
+/// are left. A fan-out is the kernel copying the frame into every player's socket, one after
+/// another; for a keyframe (~110 KB) to 100 players that is several milliseconds, and it sets
+/// the p99 of the relay latency. Two threads on two cores take about half as long. A helper
+/// sleeps between frames (no spinning); the publisher waits until every player has the frame
+/// before the next one, so every player gets frames in order.
 struct FanOut {
     threads: usize,
     helpers: OnceLock<Vec<Helper>>,
@@ -451,28 +451,80 @@ struct Helper {
 struct HelperInner {
     state: Mutex<HelperState>,
     wake: std::sync::Condvar,
-    done: std::sync::Condvar,
 }
 
 #[derive(Default)]
 struct HelperState {
-    job: Option<Job>,
-    busy: bool,
+    job: Option<Arc<Job>>,
     stop: bool,
 }
 
+/// Players claimed at a time from a shared frame's list.
+const FANOUT_BLOCK: usize = 4;
+
+/// One frame for a list of players, handed out in blocks to whichever thread asks next: the
+/// publisher's thread starts at once and a helper joins when it wakes, so a helper that wakes
+/// late (its core busy) leaves the publisher's thread more, not the frame waiting for its half.
 struct Job {
     players: Arc<[Arc<PlayerQueue>]>,
-    range: std::ops::Range<usize>,
     media: Arc<Media>,
     stats: Arc<ServerStats>,
+    /// The first player nobody has claimed yet.
+    next: AtomicUsize,
+    /// Players handed so far.
+    handed: AtomicUsize,
+    /// Where the publisher's thread waits for the last blocks other threads claimed.
+    finished: Mutex<()>,
+    all_handed: std::sync::Condvar,
 }
 
 impl Job {
-    fn run(self) {
+    fn new(
+        players: &Arc<[Arc<PlayerQueue>]>,
+        media: &Arc<Media>,
+        stats: &Arc<ServerStats>,
+    ) -> Self {
+        Job {
+            players: Arc::clone(players),
+            media: Arc::clone(media),
+            stats: Arc::clone(stats),
+            next: AtomicUsize::new(0),
+            handed: AtomicUsize::new(0),
+            finished: Mutex::new(()),
+            all_handed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.handed.load(Ordering::Acquire) >= self.players.len()
+    }
+
+    /// Claims and hands blocks of players until none are left.
+    fn work(&self) {
+        /// Counts a claimed block as handed even if handing it panicked, so the publisher's
+        /// thread is never left waiting for it.
+        struct Handed<'a>(&'a Job, usize);
+        impl Drop for Handed<'_> {
+            fn drop(&mut self) {
+                let Handed(job, k) = *self;
+                if job.handed.fetch_add(k, Ordering::AcqRel) + k >= job.players.len() {
+                    let _g = lock(&job.finished);
+                    job.all_handed.notify_all();
+                }
+            }
+        }
+        let n = self.players.len();
         let mut tally = Tally::default();
-        for q in &self.players[self.range] {
-            q.push_media(&self.media, &mut tally);
+        loop {
+            let start = self.next.fetch_add(FANOUT_BLOCK, Ordering::Relaxed);
+            if start >= n {
+                break;
+            }
+            let end = (start + FANOUT_BLOCK).min(n);
+            let _handed = Handed(self, end - start);
+            for q in &self.players[start..end] {
+                q.push_media(&self.media, &mut tally);
+            }
         }
         tally.add_to(&self.stats);
     }
@@ -518,32 +570,26 @@ impl FanOut {
         } else {
             &[]
         };
-        // Shares as even as whole players allow; the publisher's thread takes the first.
-        let parts = helpers.len() + 1;
-        let share = |k: usize| k * players.len() / parts;
-        for (k, h) in helpers.iter().enumerate() {
-            let mut st = lock(&h.inner.state);
-            st.job = Some(Job {
-                players: Arc::clone(players),
-                range: share(k + 1)..share(k + 2),
-                media: Arc::clone(media),
-                stats: Arc::clone(stats),
-            });
-            st.busy = true;
-            drop(st);
+        if helpers.is_empty() {
+            let mut tally = Tally::default();
+            for q in players.iter() {
+                q.push_media(media, &mut tally);
+            }
+            tally.add_to(stats);
+            return;
+        }
+        let job = Arc::new(Job::new(players, media, stats));
+        for h in helpers {
+            // A helper still asleep since the last frame just gets this one instead: that one
+            // was handed in full before the last `hand` returned.
+            lock(&h.inner.state).job = Some(Arc::clone(&job));
             h.inner.wake.notify_one();
         }
-        Job {
-            players: Arc::clone(players),
-            range: 0..share(1),
-            media: Arc::clone(media),
-            stats: Arc::clone(stats),
-        }
-        .run();
-        for h in helpers {
-            let mut st = lock(&h.inner.state);
-            while st.busy {
-                st = h.inner.done.wait(st).unwrap_or_else(|e| e.into_inner());
+        job.work();
+        if !job.complete() {
+            let mut g = lock(&job.finished);
+            while !job.complete() {
+                g = job.all_handed.wait(g).unwrap_or_else(|e| e.into_inner());
             }
         }
     }
@@ -563,13 +609,9 @@ fn helper_loop(inner: &HelperInner) {
                 st = inner.wake.wait(st).unwrap_or_else(|e| e.into_inner());
             }
         };
-        // A panic here would leave the publisher waiting: the push path does not panic, but
-        // make sure the publisher is released whatever happens.
-        let _ = catch_unwind(AssertUnwindSafe(|| job.run()));
-        let mut st = lock(&inner.state);
-        st.busy = false;
-        drop(st);
-        inner.done.notify_one();
+        // The push path does not panic; if it did, the block still counts as handed (see
+        // `Job::work`) and this thread goes on serving.
+        let _ = catch_unwind(AssertUnwindSafe(|| job.work()));
     }
 }
 
