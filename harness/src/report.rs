@@ -401,8 +401,9 @@ fn comparisons(out: &mut String, r: &Results) {
             "### The same load on other RTMP servers (loopback, each server its own process)\n\n\
              {} Server CPU is the process's CPU clock over the measured window (all threads), \
              percent of one core. Relay is publisher send → the frame's last byte in a player's \
-             socket (kernel receive time); e2e is frame capture → the same moment. Players run at \
-             nice 10 in one process beside the servers.\n",
+             socket (kernel receive time); e2e is frame capture → the same moment. Players run in \
+             one process beside the servers, under SCHED_IDLE (only on CPU time the server \
+             and publisher leave idle, as if on other machines).\n",
             if reps > 1 {
                 format!(
                     "Each server ran {reps} times at each player count, the servers taking \

@@ -896,8 +896,13 @@ struct Connection {
 }
 
 /// How long a settled player's socket sends every frame at once after a ping, when
-/// `rtmp.tcp_nodelay` is off: the player's answer makes its kernel delay acknowledgements (to send
-/// them with its next answer) until one delayed-ACK timeout (40 ms or more) has passed.
+/// `rtmp.tcp_nodelay` is off. The player's answer makes its kernel delay acknowledgements (to
+/// send them with its next answer) until a delayed-ACK timer fires; while frames arrive faster
+/// than that timeout it acknowledges on the next arrival instead, so the mode can outlast this
+/// window and the first frame after it can still wait for the timer. Measured here (100
+/// players, ping 5 s, in-process suite, 3 runs): relay p99 8.2 ms without this, 3.4–4.8 ms with
+/// it, 2.3–2.9 ms at ping 30 s; a 4 s window gave 2.9 ms but is TCP_NODELAY nearly for good,
+/// which costs 12–19% more server CPU at 200 players and no better p99 between pings.
 const NODELAY_AFTER_PING: Duration = Duration::from_secs(1);
 
 /// Why a connection ended.
@@ -1090,9 +1095,9 @@ impl Connection {
                         }
                         if self.settled && !self.shared.cfg.tcp_nodelay {
                             // The player's answer to the ping puts its socket in "interactive"
-                            // mode, where it delays its acknowledgements (up to 40 ms) to send
-                            // them with its next answer; with Nagle's algorithm a frame would
-                            // wait for one. Frames leave at once until that has passed.
+                            // mode, where it delays its acknowledgements to send them with its
+                            // next answer; with Nagle's algorithm a frame would wait for one.
+                            // Frames leave at once for a while (see NODELAY_AFTER_PING).
                             self.set_nodelay(&wr, true);
                             nagle_back = Some(now + NODELAY_AFTER_PING);
                         }
