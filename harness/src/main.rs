@@ -462,11 +462,7 @@ fn run(args: RunArgs) -> Result<()> {
             .unwrap_or(if args.quick { 1 } else { 3 })
             .max(1);
         let kinds = if args.peer_servers.is_empty() {
-            vec![
-                PeerKind::Embedded,
-                PeerKind::Nginx,
-                PeerKind::NodeMediaServer,
-            ]
+            <PeerKind as clap::ValueEnum>::value_variants().to_vec()
         } else {
             args.peer_servers.clone()
         };

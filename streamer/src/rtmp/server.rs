@@ -51,9 +51,9 @@ pub struct Media {
     pub data: Bytes,
     /// A video keyframe (players can start decoding here).
     pub key: bool,
-    /// A video frame (not a sequence header): what the drop policy may pass over. Worked out
-    /// once here, not once per player.
-    frame: bool,
+    /// An AVC or AAC sequence header (kept for late joiners, never dropped). Worked out once
+    /// here, not once per player.
+    header: bool,
     /// The message as RTMP chunks for message stream 1 at the server's chunk size, built once
     /// and shared by every player on stream 1 (what rml_rtmp assigns to the first stream).
     chunked: OnceLock<Bytes>,
@@ -62,21 +62,19 @@ pub struct Media {
 impl Media {
     /// A media message as the publisher sent it.
     pub fn new(kind: MediaKind, timestamp: u32, data: Bytes, key: bool) -> Self {
-        let header = is_sequence_header(kind, &data);
         Media {
+            header: is_sequence_header(kind, &data),
             kind,
             timestamp,
             data,
             key,
-            frame: kind == MediaKind::Video && !header,
             chunked: OnceLock::new(),
         }
     }
 
-    /// An AVC or AAC sequence header (kept for late joiners, never dropped).
-    fn is_header(&self) -> bool {
-        self.kind == MediaKind::Video && !self.frame
-            || self.kind == MediaKind::Audio && is_sequence_header(self.kind, &self.data)
+    /// A video frame (not a sequence header): what the drop policy may pass over.
+    fn is_frame(&self) -> bool {
+        self.kind == MediaKind::Video && !self.header
     }
 
     /// This message as chunks for `stream_id` at `chunk_size`, shared when `stream_id` is 1.
@@ -282,12 +280,13 @@ impl PlayerQueue {
     /// queued and the socket takes it whole, else into its queue for its task.
     fn push_media(&self, m: &Arc<Media>, tally: &mut Tally) {
         let mut s = lock(&self.state);
-        if m.frame {
+        if m.is_frame() {
             let full = s.items.len() >= self.capacity;
             if full && m.key {
                 // Make room: everything queued is older than this keyframe.
                 let before = s.items.len();
-                s.items.retain(|i| !matches!(i, Item::Media(m) if m.frame));
+                s.items
+                    .retain(|i| !matches!(i, Item::Media(m) if m.is_frame()));
                 self.dropped
                     .fetch_add((before - s.items.len()) as u64, Ordering::Relaxed);
                 s.waiting = Wait::None;
@@ -661,6 +660,17 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(cfg: &RtmpConfig, stats: Arc<ServerStats>, verbose: bool) -> Arc<Self> {
+        Arc::new(Shared {
+            cfg: cfg.clone(),
+            fanout: FanOut::new(cfg.fanout_threads as usize),
+            channels: Mutex::new(HashMap::new()),
+            stats,
+            next_id: AtomicU64::new(1),
+            verbose,
+        })
+    }
+
     fn log(&self, id: u64, msg: impl std::fmt::Display) {
         if self.verbose {
             eprintln!("rtmp server: connection {id}: {msg}");
@@ -720,14 +730,7 @@ impl Server {
         let addr = listener.local_addr().map_err(fail)?;
         let stats = Arc::new(ServerStats::default());
         let stopping = Arc::new(AtomicBool::new(false));
-        let shared = Arc::new(Shared {
-            cfg: cfg.clone(),
-            fanout: FanOut::new(cfg.fanout_threads as usize),
-            channels: Mutex::new(HashMap::new()),
-            stats: Arc::clone(&stats),
-            next_id: AtomicU64::new(1),
-            verbose,
-        });
+        let shared = Shared::new(cfg, Arc::clone(&stats), verbose);
         runtime.spawn(accept_loop(listener, shared));
         let runtime = Arc::new(runtime);
         let driver = if threads <= 1 {
@@ -773,14 +776,7 @@ impl Server {
             .map_err(fail)?;
         let listener = runtime.block_on(TcpListener::bind(addr)).map_err(fail)?;
         ready(listener.local_addr().map_err(fail)?);
-        let shared = Arc::new(Shared {
-            cfg: cfg.clone(),
-            fanout: FanOut::new(cfg.fanout_threads as usize),
-            channels: Mutex::new(HashMap::new()),
-            stats: Arc::new(ServerStats::default()),
-            next_id: AtomicU64::new(1),
-            verbose,
-        });
+        let shared = Shared::new(cfg, Arc::default(), verbose);
         runtime.block_on(accept_loop(listener, shared));
         Ok(())
     }
@@ -1426,7 +1422,7 @@ impl Connection {
             data,
             tag.is_some_and(|t| t.key),
         ));
-        let header = media.is_header();
+        let header = media.header;
         let mut channels = lock(&self.shared.channels);
         let Some(ch) = channels.get_mut(key) else {
             return;
