@@ -5,6 +5,7 @@ use streamer::config::{FilterMode, OptimizeFor, RenderBackend, StreamConfig, Tex
 use streamer::core::Core;
 use streamer::probe::NoProbe;
 use streamer::render::gpu::{Api, adapters, pick};
+use streamer::render::gpu_compose::{GpuLayer, GpuRenderer, Settings};
 use streamer::source::{RawPicture, Scene};
 
 #[test]
@@ -100,18 +101,33 @@ fn the_gpu_renderer_matches_the_cpu_compositor_for_every_filter_mode() {
     }
 }
 
-/// With no layers the GPU only converts YUV → RGB → YUV: within one step of the input.
+/// A fully transparent layer over the whole frame: every tile travels to the GPU, through its
+/// YUV arithmetic and back, and comes out within one step of the background (in fact exactly).
+/// With no layers nothing travels and the frame is left as it is.
 #[test]
 fn the_yuv_round_trip_on_the_gpu_is_within_one_step() {
-    let mut cfg = config(RenderBackend::Gpu, Api::Vulkan);
-    cfg.core.layout.layers = 0;
-    let mut core = Core::new(&cfg).expect("gpu core");
-    let v = &cfg.core.viewport;
-    let mut bare = RawPicture::new(v.width, v.height);
-    Scene::new(v.width, v.height).draw(3, bare.planes());
-    let out = frame(&cfg, &mut core, 3);
-    let (wy, wc) = worst(&bare, &out, 640, 360);
-    assert!(wy <= 1 && wc <= 1, "Y {wy}, U/V {wc}");
+    let cfg = config(RenderBackend::Gpu, Api::Vulkan);
+    let mut gpu = GpuRenderer::new(&Settings::of(&cfg)).expect("gpu renderer");
+    gpu.texture(1, || (4, 4, vec![0; 64])).expect("texture");
+    let background = || {
+        let mut p = RawPicture::new(640, 360);
+        Scene::new(640, 360).draw(3, p.planes());
+        p
+    };
+    let bare = background();
+    for layers in [
+        &[GpuLayer {
+            key: 1,
+            rect: [0, 0, 640, 360],
+            opacity: 255,
+        }][..],
+        &[],
+    ] {
+        let mut out = background();
+        gpu.compose(&mut out.planes(), layers).expect("compose");
+        let (wy, wc) = worst(&bare, &out, 640, 360);
+        assert!(wy <= 1 && wc <= 1, "{} layers: Y {wy}, U/V {wc}", layers.len());
+    }
 }
 
 /// Frames in flight together come out as frames rendered one by one; the round submits the

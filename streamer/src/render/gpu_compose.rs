@@ -2,11 +2,13 @@
 //! `batchSize` layers per draw call, sampled from the texture cache with `filterMode` — over a
 //! transparent half-float target (into a 4× multisampled one resolved at the end of the pass
 //! when `antialiasing` is on), which leaves their premultiplied colour and coverage; a compute
-//! pass lays that over the background's uploaded YUV planes straight in YUV (see yuv.wgsl: the
-//! result is the conversion of the blended RGB frame, and uncovered pixels come out exactly as
-//! they went in) and writes YUV 4:2:0 into a storage buffer, four samples per word, so there is
-//! no 256-byte row padding to undo; it is read back straight into the encoder's planes. No
-//! colour conversion on the CPU, and only the layers' pixels are rasterised.
+//! pass lays that over the background straight in YUV (see yuv.wgsl: the result is the
+//! conversion of the blended RGB frame, and uncovered pixels come out exactly as they went in).
+//! So only the 64×16 tiles that some layer covers travel: their background is uploaded, composed
+//! in place and read back straight into the encoder's planes, YUV 4:2:0 four samples per word,
+//! rows of a run of tiles packed together (no 256-byte row padding to undo); the rest of the
+//! frame already is the background and never leaves the CPU. No colour conversion on the CPU,
+//! and only the layers' pixels are rasterised.
 //!
 //! `maxConcurrent` frame sets (readback and instance buffers) let that many frames be in flight:
 //! [`GpuRenderer::submit`] records and submits a frame and returns at once,
@@ -31,6 +33,12 @@ const TARGET: wgpu::TextureFormat = wgpu::TextureFormat::Rgba16Float;
 const INST_BYTES: u64 = 32;
 /// The texture cache starts this large (or at its limit) and doubles as needed.
 const TEXTURE_START: u64 = 4 << 20;
+/// The tiles that travel, in luma samples (yuv.wgsl's `LUMA_WORDS` and `CHROMA_WORDS` follow).
+const TILE_W: u32 = 64;
+const TILE_H: u32 = 16;
+/// Bytes of one tile's entry (`Tile` in yuv.wgsl), and of the tile list's header.
+const TILE_ENTRY: usize = 32;
+const TILES_HEADER: usize = 16;
 
 /// What the renderer is set up with.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,7 +139,7 @@ pub struct GpuStats {
     /// Frames whose instance data was already on the GPU.
     pub geometry_hits: u64,
     pub geometry_misses: u64,
-    /// Textures of the frame sets (background planes, targets), bytes.
+    /// Textures a frame is drawn in (the layer targets), bytes.
     pub frame_texture_bytes: u64,
     /// Every buffer and texture this renderer allocated, bytes.
     pub gpu_bytes: u64,
@@ -149,11 +157,137 @@ struct TextureCache {
     generation: u64,
 }
 
-/// One frame in flight's GPU objects. The textures a frame is drawn in are shared: the queue
-/// runs frames in order and stages each frame's uploads behind the frames before it, so only
-/// what is read back and mapped must be per frame.
+/// Covered tiles side by side in one band of rows: what travels to the GPU and back as one
+/// block (its Y rows, then its U rows, then its V rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    /// Left column, top row, width and height, in luma samples.
+    x: usize,
+    y: usize,
+    w: usize,
+    h: usize,
+    /// Where its bytes start in the upload and the readback.
+    offset: usize,
+}
+
+impl Run {
+    fn bytes(&self) -> usize {
+        self.w * self.h * 3 / 2
+    }
+
+    /// Each plane's rows of this run: (plane, first row, column, row bytes, rows, offset of
+    /// its bytes in the run's block).
+    fn rows(&self) -> [(usize, usize, usize, usize, usize, usize); 3] {
+        let (y, c) = (self.w * self.h, self.w * self.h / 4);
+        let at = self.offset;
+        [
+            (0, self.y, self.x, self.w, self.h, at),
+            (1, self.y / 2, self.x / 2, self.w / 2, self.h / 2, at + y),
+            (
+                2,
+                self.y / 2,
+                self.x / 2,
+                self.w / 2,
+                self.h / 2,
+                at + y + c,
+            ),
+        ]
+    }
+}
+
+/// The runs of covered tiles for layers over `rects` in a `width`×`height` frame, into `runs`,
+/// and their tiles' entries for yuv.wgsl into `entries` (after its header); returns the bytes
+/// that travel each way. `covered` is scratch.
+fn plan(
+    width: u32,
+    height: u32,
+    rects: impl Iterator<Item = [i32; 4]>,
+    covered: &mut Vec<bool>,
+    runs: &mut Vec<Run>,
+    entries: &mut Vec<u8>,
+) -> usize {
+    let (w, h) = (width as i64, height as i64);
+    let cols = width.div_ceil(TILE_W) as usize;
+    let bands = height.div_ceil(TILE_H) as usize;
+    covered.clear();
+    covered.resize(cols * bands, false);
+    for [x, y, rw, rh] in rects {
+        let (x0, y0) = (i64::from(x).max(0), i64::from(y).max(0));
+        let (x1, y1) = (
+            (i64::from(x) + i64::from(rw)).min(w),
+            (i64::from(y) + i64::from(rh)).min(h),
+        );
+        if x0 >= x1 || y0 >= y1 {
+            continue;
+        }
+        let tw = i64::from(TILE_W);
+        let th = i64::from(TILE_H);
+        for band in (y0 / th)..=((y1 - 1) / th) {
+            for col in (x0 / tw)..=((x1 - 1) / tw) {
+                covered[band as usize * cols + col as usize] = true;
+            }
+        }
+    }
+    runs.clear();
+    entries.clear();
+    entries.resize(TILES_HEADER, 0);
+    let (tw, th) = (TILE_W as usize, TILE_H as usize);
+    let mut offset = 0;
+    for band in 0..bands {
+        let row = &covered[band * cols..(band + 1) * cols];
+        let mut col = 0;
+        while col < cols {
+            if !row[col] {
+                col += 1;
+                continue;
+            }
+            let first = col;
+            while col < cols && row[col] {
+                col += 1;
+            }
+            let x = first * tw;
+            let y = band * th;
+            let run = Run {
+                x,
+                y,
+                w: (col * tw).min(width as usize) - x,
+                h: th.min(height as usize - y),
+                offset,
+            };
+            for t in first..col {
+                let tile_x = t * tw;
+                let fields = [
+                    tile_x,
+                    y,
+                    offset / 4,
+                    run.w,
+                    tile_x - x,
+                    tw.min(width as usize - tile_x),
+                    run.h,
+                    0,
+                ];
+                for f in fields {
+                    entries.extend_from_slice(&(f as u32).to_le_bytes());
+                }
+            }
+            offset += run.bytes();
+            runs.push(run);
+        }
+    }
+    let tiles = ((entries.len() - TILES_HEADER) / TILE_ENTRY) as u32;
+    entries[..4].copy_from_slice(&tiles.to_le_bytes());
+    offset
+}
+
+/// One frame in flight's GPU objects. The buffers and textures a frame is composed in are
+/// shared: the queue runs frames in order and stages each frame's uploads behind the frames
+/// before it, so only what is read back and mapped must be per frame.
 struct FrameSet {
     readback: wgpu::Buffer,
+    /// The runs of tiles in flight and their bytes.
+    runs: Vec<Run>,
+    bytes: usize,
+    submission: Option<wgpu::SubmissionIndex>,
     insts: wgpu::Buffer,
     insts_capacity: u64,
     /// The bind group for the layers and the texture cache generation it was made for.
@@ -171,18 +305,21 @@ pub struct GpuRenderer {
     device: wgpu::Device,
     queue: wgpu::Queue,
     layer: wgpu::RenderPipeline,
-    luma: wgpu::ComputePipeline,
-    chroma: wgpu::ComputePipeline,
-    bg: [wgpu::Texture; 3],
+    yuv: wgpu::ComputePipeline,
     msaa: Option<wgpu::TextureView>,
     target: wgpu::TextureView,
-    yuv_groups: [wgpu::BindGroup; 2],
-    planes: wgpu::Buffer,
+    yuv_group: wgpu::BindGroup,
+    /// The covered tiles' background, composed in place (yuv.wgsl's `data`).
+    data: wgpu::Buffer,
+    /// The covered tiles' entries (yuv.wgsl's `tiles`).
+    tiles: wgpu::Buffer,
     frame: wgpu::Buffer,
     textures: TextureCache,
     sets: Vec<FrameSet>,
-    /// Scratch for a frame's instance data.
+    /// Scratch for a frame's instance data, its tile entries and which tiles it covers.
     scratch: Vec<u8>,
+    entries: Vec<u8>,
+    covered: Vec<bool>,
     /// The first error wgpu reported outside a call's result.
     errors: Arc<Mutex<Option<String>>>,
     stats: GpuStats,
@@ -220,37 +357,14 @@ fn buffer(device: &wgpu::Device, size: u64, usage: wgpu::BufferUsages) -> wgpu::
     })
 }
 
-fn upload(queue: &wgpu::Queue, tex: &wgpu::Texture, data: &[u8], stride: usize) {
-    let size = tex.size();
-    queue.write_texture(
-        wgpu::TexelCopyTextureInfo {
-            texture: tex,
-            mip_level: 0,
-            origin: wgpu::Origin3d::ZERO,
-            aspect: wgpu::TextureAspect::All,
-        },
-        data,
-        wgpu::TexelCopyBufferLayout {
-            offset: 0,
-            bytes_per_row: Some(stride as u32),
-            rows_per_image: Some(size.height),
-        },
-        wgpu::Extent3d {
-            width: size.width,
-            height: size.height,
-            depth_or_array_layers: 1,
-        },
-    );
-}
-
 fn view(t: &wgpu::Texture) -> wgpu::TextureView {
     t.create_view(&wgpu::TextureViewDescriptor::default())
 }
 
-fn wait(device: &wgpu::Device) -> Result<(), GpuError> {
+fn wait(device: &wgpu::Device, submission: Option<wgpu::SubmissionIndex>) -> Result<(), GpuError> {
     device
         .poll(wgpu::PollType::Wait {
-            submission_index: None,
+            submission_index: submission,
             timeout: None,
         })
         .map(|_| ())
@@ -353,22 +467,27 @@ impl GpuRenderer {
                 cache: None,
             })
         };
-        let luma = compute("cs_luma");
-        let chroma = compute("cs_chroma");
+        let yuv = compute("cs_tile");
         let frame_bytes = u64::from(width) * u64::from(height) * 3 / 2;
-        let planes = buffer(
+        let data = buffer(
             &device,
             frame_bytes,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
         );
-        let uniform = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
-        let dims = buffer(&device, 16, uniform);
-        queue.write_buffer(
-            &dims,
-            0,
-            &[width, height, 0, 0].map(u32::to_le_bytes).concat(),
+        let tile_count = u64::from(width.div_ceil(TILE_W)) * u64::from(height.div_ceil(TILE_H));
+        let tiles_bytes = (TILES_HEADER + TILE_ENTRY * tile_count as usize) as u64;
+        let tiles = buffer(
+            &device,
+            tiles_bytes,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
         );
-        let frame = buffer(&device, 32, uniform);
+        let frame = buffer(
+            &device,
+            32,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        );
         let filter = match s.filter {
             FilterMode::Nearest => 0u32,
             FilterMode::Linear => 1,
@@ -400,14 +519,6 @@ impl GpuRenderer {
             entries: HashMap::new(),
             generation: 0,
         };
-        let sampled = wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST;
-        let r8 = wgpu::TextureFormat::R8Unorm;
-        let half = (width / 2, height / 2);
-        let bg = [
-            texture(&device, (width, height), r8, 1, sampled),
-            texture(&device, half, r8, 1, sampled),
-            texture(&device, half, r8, 1, sampled),
-        ];
         let target = texture(
             &device,
             (width, height),
@@ -425,34 +536,26 @@ impl GpuRenderer {
             ))
         });
         let pixels = u64::from(width) * u64::from(height);
-        let frame_texture_bytes = pixels * 3 / 2 + pixels * 8 * (1 + 4 * u64::from(s.antialiasing));
-        let bg_views = bg.each_ref().map(view);
+        let frame_texture_bytes = pixels * 8 * (1 + 4 * u64::from(s.antialiasing));
         let target = view(&target);
-        // Auto layouts hold only what each entry point uses: luma reads the Y plane, chroma U
-        // and V.
-        let yuv_group = |pipeline: &wgpu::ComputePipeline, bindings: &[u32]| {
-            let entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
-                .iter()
-                .map(|&binding| wgpu::BindGroupEntry {
-                    binding,
-                    resource: match binding {
-                        0 => wgpu::BindingResource::TextureView(&target),
-                        1 => planes.as_entire_binding(),
-                        2 => dims.as_entire_binding(),
-                        b => wgpu::BindingResource::TextureView(&bg_views[b as usize - 3]),
-                    },
-                })
-                .collect();
-            device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            })
-        };
-        let yuv_groups = [
-            yuv_group(&luma, &[0, 1, 2, 3]),
-            yuv_group(&chroma, &[0, 1, 2, 4, 5]),
-        ];
+        let yuv_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &yuv.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::TextureView(&target),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: data.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: tiles.as_entire_binding(),
+                },
+            ],
+        });
         let sets = (0..s.max_concurrent.max(1))
             .map(|_| FrameSet {
                 readback: buffer(
@@ -468,6 +571,9 @@ impl GpuRenderer {
                 insts_capacity: INST_BYTES,
                 layer_group: None,
                 geometry: Vec::new(),
+                runs: Vec::new(),
+                bytes: 0,
+                submission: None,
                 pending: None,
             })
             .collect::<Vec<_>>();
@@ -476,26 +582,32 @@ impl GpuRenderer {
             setup_ns: started.elapsed().as_nanos() as u64,
             texture_cache_bytes: capacity,
             frame_texture_bytes,
-            gpu_bytes: frame_bytes * (1 + n) + 48 + capacity + frame_texture_bytes + INST_BYTES * n,
+            gpu_bytes: frame_bytes * (1 + n)
+                + tiles_bytes
+                + 32
+                + capacity
+                + frame_texture_bytes
+                + INST_BYTES * n,
             ..GpuStats::default()
         };
         Ok(GpuRenderer {
             adapter: info,
             settings: s.clone(),
-            bg,
             msaa,
             target,
-            yuv_groups,
+            yuv_group,
             device,
             queue,
             layer,
-            luma,
-            chroma,
-            planes,
+            yuv,
+            data,
+            tiles,
             frame,
             textures,
             sets,
             scratch: Vec::new(),
+            entries: Vec::new(),
+            covered: Vec::new(),
             errors,
             stats,
         })
@@ -611,9 +723,44 @@ impl GpuRenderer {
             });
         }
         let set = &mut self.sets[set_index];
-        upload(&self.queue, &self.bg[0], planes.y, planes.y_stride);
-        upload(&self.queue, &self.bg[1], planes.u, planes.u_stride);
-        upload(&self.queue, &self.bg[2], planes.v, planes.v_stride);
+        let (w, h) = (self.settings.width, self.settings.height);
+        set.bytes = plan(
+            w,
+            h,
+            layers.iter().map(|l| l.rect),
+            &mut self.covered,
+            &mut set.runs,
+            &mut self.entries,
+        );
+        self.stats.frames += 1;
+        if set.bytes == 0 {
+            // Nothing covers the frame: it already is the background.
+            let (tx, rx) = mpsc::channel();
+            let _ = tx.send(Ok(()));
+            set.pending = Some(rx);
+            set.submission = None;
+            self.stats.draw_ns += started.elapsed().as_nanos() as u64;
+            return Ok(set_index);
+        }
+        let bytes = wgpu::BufferSize::new(set.bytes as u64).expect("covered tiles");
+        {
+            let mut up = self
+                .queue
+                .write_buffer_with(&self.data, 0, bytes)
+                .ok_or_else(|| GpuError::Device("cannot stage the background's tiles".into()))?;
+            let src = [&*planes.y, &*planes.u, &*planes.v];
+            let strides = [planes.y_stride, planes.u_stride, planes.v_stride];
+            for run in &set.runs {
+                for (plane, top, left, row, rows, at) in run.rows() {
+                    for r in 0..rows {
+                        let from = (top + r) * strides[plane] + left;
+                        up.slice(at + r * row..at + (r + 1) * row)
+                            .copy_from_slice(&src[plane][from..from + row]);
+                    }
+                }
+            }
+        }
+        self.queue.write_buffer(&self.tiles, 0, &self.entries);
         if need > set.insts_capacity {
             let capacity = need
                 .next_power_of_two()
@@ -701,28 +848,25 @@ impl GpuRenderer {
                 }
             }
         }
-        let (w, h) = (self.settings.width, self.settings.height);
         {
+            // One workgroup per covered tile, at most 65,535 a row of the dispatch.
+            let tiles = ((self.entries.len() - TILES_HEADER) / TILE_ENTRY) as u32;
+            let per_row = tiles.min(65_535);
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            pass.set_pipeline(&self.luma);
-            pass.set_bind_group(0, &self.yuv_groups[0], &[]);
-            pass.dispatch_workgroups((w * h / 4).div_ceil(64), 1, 1);
-            pass.set_pipeline(&self.chroma);
-            pass.set_bind_group(0, &self.yuv_groups[1], &[]);
-            pass.dispatch_workgroups((w * h / 16).div_ceil(64), 1, 1);
+            pass.set_pipeline(&self.yuv);
+            pass.set_bind_group(0, &self.yuv_group, &[]);
+            pass.dispatch_workgroups(per_row, tiles.div_ceil(per_row), 1);
         }
-        let bytes = u64::from(w) * u64::from(h) * 3 / 2;
-        enc.copy_buffer_to_buffer(&self.planes, 0, &set.readback, 0, bytes);
-        self.queue.submit([enc.finish()]);
+        enc.copy_buffer_to_buffer(&self.data, 0, &set.readback, 0, bytes.get());
+        set.submission = Some(self.queue.submit([enc.finish()]));
         let (tx, rx) = mpsc::channel();
         set.readback
-            .slice(..)
+            .slice(..bytes.get())
             .map_async(wgpu::MapMode::Read, move |r| {
                 let _ = tx.send(r);
             });
         set.pending = Some(rx);
         self.check()?;
-        self.stats.frames += 1;
         self.stats.triangles += 2 * u64::from(n);
         self.stats.layers += u64::from(n);
         self.stats.draw_ns += started.elapsed().as_nanos() as u64;
@@ -756,31 +900,32 @@ impl GpuRenderer {
         let mapped = loop {
             match rx.try_recv() {
                 Ok(r) => break r,
-                Err(mpsc::TryRecvError::Empty) => wait(&self.device)?,
+                Err(mpsc::TryRecvError::Empty) => wait(&self.device, s.submission.clone())?,
                 Err(e) => return Err(GpuError::Readback(e.to_string())),
             }
         };
         mapped.map_err(|e| GpuError::Readback(e.to_string()))?;
-        let (w, h) = (self.settings.width as usize, self.settings.height as usize);
-        {
-            let data = s
-                .readback
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| GpuError::Readback(e.to_string()))?;
-            let (y, uv) = data.split_at(w * h);
-            let (u, v) = uv.split_at(w * h / 4);
-            for (src, dst, stride, row) in [
-                (y, &mut *planes.y, planes.y_stride, w),
-                (u, &mut *planes.u, planes.u_stride, w / 2),
-                (v, &mut *planes.v, planes.v_stride, w / 2),
-            ] {
-                for (s, d) in src.chunks(row).zip(dst.chunks_mut(stride)) {
-                    d[..row].copy_from_slice(s);
+        if s.bytes > 0 {
+            {
+                let data = s
+                    .readback
+                    .slice(..s.bytes as u64)
+                    .get_mapped_range()
+                    .map_err(|e| GpuError::Readback(e.to_string()))?;
+                let strides = [planes.y_stride, planes.u_stride, planes.v_stride];
+                let dst = [&mut *planes.y, &mut *planes.u, &mut *planes.v];
+                for run in &s.runs {
+                    for (plane, top, left, row, rows, at) in run.rows() {
+                        for r in 0..rows {
+                            let to = (top + r) * strides[plane] + left;
+                            dst[plane][to..to + row]
+                                .copy_from_slice(&data[at + r * row..at + (r + 1) * row]);
+                        }
+                    }
                 }
             }
+            s.readback.unmap();
         }
-        s.readback.unmap();
         self.stats.readback_ns += started.elapsed().as_nanos() as u64;
         self.check()
     }
@@ -796,5 +941,83 @@ impl GpuRenderer {
     ) -> Result<(), GpuError> {
         let set = self.submit(planes, layers)?;
         self.finish(set, planes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pixel a layer covers is in exactly one run, runs lie inside the frame, their blocks
+    /// follow one another, and each tile entry points into its run.
+    #[test]
+    fn the_covered_tiles_hold_every_layer_pixel_once() {
+        let (w, h) = (200u32, 90u32);
+        let rects = [
+            [-10, -5, 30, 20],
+            [150, 70, 100, 100],
+            [64, 16, 1, 1],
+            [300, 0, 5, 5],
+        ];
+        let (mut covered, mut runs, mut entries) = (Vec::new(), Vec::new(), Vec::new());
+        let bytes = plan(
+            w,
+            h,
+            rects.into_iter(),
+            &mut covered,
+            &mut runs,
+            &mut entries,
+        );
+        let mut hits = vec![0u8; (w * h) as usize];
+        let mut offset = 0;
+        for r in &runs {
+            assert_eq!(r.offset, offset, "{r:?}");
+            assert!(r.x + r.w <= w as usize && r.y + r.h <= h as usize, "{r:?}");
+            assert!(r.w % 8 == 0 && r.h % 2 == 0, "{r:?}");
+            offset += r.bytes();
+            for y in r.y..r.y + r.h {
+                for x in r.x..r.x + r.w {
+                    hits[y * w as usize + x] += 1;
+                }
+            }
+        }
+        assert_eq!(bytes, offset);
+        for [x, y, rw, rh] in rects {
+            for py in y.max(0)..(y + rh).min(h as i32) {
+                for px in x.max(0)..(x + rw).min(w as i32) {
+                    assert_eq!(hits[(py * w as i32 + px) as usize], 1, "({px}, {py})");
+                }
+            }
+        }
+        assert!(hits.iter().all(|&n| n <= 1));
+        // Tiles (0,0) from the first layer, (64,16) from the third, and four from the second
+        // in two runs: the last column 8 wide, the last band 10 high; words into the blocks.
+        assert_eq!(bytes, 1536 + 1536 + 72 * 16 * 3 / 2 + 72 * 10 * 3 / 2);
+        let word = |i: usize| u32::from_le_bytes(entries[i * 4..i * 4 + 4].try_into().unwrap());
+        assert_eq!(word(0), 6);
+        let tiles: Vec<[u32; 8]> = (0..6)
+            .map(|t| std::array::from_fn(|f| word(4 + t * 8 + f)))
+            .collect();
+        assert_eq!(
+            tiles,
+            [
+                [0, 0, 0, 64, 0, 64, 16, 0],
+                [64, 16, 384, 64, 0, 64, 16, 0],
+                [128, 64, 768, 72, 0, 64, 16, 0],
+                [192, 64, 768, 72, 64, 8, 16, 0],
+                [128, 80, 1200, 72, 0, 64, 10, 0],
+                [192, 80, 1200, 72, 64, 8, 10, 0],
+            ]
+        );
+        // Nothing on the frame: nothing travels.
+        let none = plan(
+            w,
+            h,
+            [[500, 500, 10, 10]].into_iter(),
+            &mut covered,
+            &mut runs,
+            &mut entries,
+        );
+        assert_eq!((none, runs.len()), (0, 0));
     }
 }
