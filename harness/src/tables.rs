@@ -484,8 +484,9 @@ pub fn render_table(out: &mut String, r: &Results) {
          draw and, on the GPU, readback into the encoder's planes). render:frame p50 / p99 also \
          holds the scene's background and, with frames in flight, the wait for the round. \
          Draw calls and triangles are per frame (CPU: blending passes); texture memory is the \
-         texture cache plus the frame's textures (GPU) or the scaled sprites (CPU). FPS is the \
-         whole stream's, encoder included.",
+         texture cache plus the frame's textures (GPU) or the scaled sprites (CPU). To GPU and \
+         back: the bytes of each frame's YUV uploaded and read back (only the 64×16 tiles that \
+         a layer covers travel). FPS is the whole stream's, encoder included.",
     );
     head(
         out,
@@ -502,6 +503,7 @@ pub fn render_table(out: &mut String, r: &Results) {
             "Draw calls",
             "Triangles",
             "Texture memory",
+            "To GPU and back",
             "Cache hits",
             "FPS",
         ],
@@ -536,6 +538,13 @@ pub fn render_table(out: &mut String, r: &Results) {
                 cell(&|m| format!("{:.1}", m.draw_calls)),
                 cell(&|m| format!("{:.0}", m.triangle_count)),
                 cell(&|m| mib(m.texture_memory)),
+                cell(&|m| {
+                    if m.backend == "gpu" {
+                        format!("{:.0} KiB", m.transfer_bytes / 1024.0)
+                    } else {
+                        "-".to_string()
+                    }
+                }),
                 cell(&|m| format!("{:.0}%", m.cache_hit_rate)),
                 spread(p),
             ],

@@ -126,7 +126,11 @@ fn the_yuv_round_trip_on_the_gpu_is_within_one_step() {
         let mut out = background();
         gpu.compose(&mut out.planes(), layers).expect("compose");
         let (wy, wc) = worst(&bare, &out, 640, 360);
-        assert!(wy <= 1 && wc <= 1, "{} layers: Y {wy}, U/V {wc}", layers.len());
+        assert!(
+            wy <= 1 && wc <= 1,
+            "{} layers: Y {wy}, U/V {wc}",
+            layers.len()
+        );
     }
 }
 

@@ -475,6 +475,7 @@ impl Core {
                     geometry_hit_rate: percent(s.geometry_hits, s.geometry_misses),
                     texture_evictions: s.texture_evictions,
                     max_concurrent: g.gpu.frame_sets() as u32,
+                    transfer_bytes: s.tile_bytes as f64 / frames,
                 }
             }
         }

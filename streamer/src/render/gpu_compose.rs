@@ -129,6 +129,8 @@ pub struct GpuStats {
     pub draw_ns: u64,
     /// Time spent waiting for frames and reading them back, ns.
     pub readback_ns: u64,
+    /// Bytes of covered tiles uploaded (and as many read back), all frames.
+    pub tile_bytes: u64,
     pub setup_ns: u64,
     pub texture_hits: u64,
     pub texture_misses: u64,
@@ -733,6 +735,7 @@ impl GpuRenderer {
             &mut self.entries,
         );
         self.stats.frames += 1;
+        self.stats.tile_bytes += set.bytes as u64;
         if set.bytes == 0 {
             // Nothing covers the frame: it already is the background.
             let (tx, rx) = mpsc::channel();

@@ -37,7 +37,7 @@ pub struct RenderMetrics {
     pub texture_memory: u64,
     /// Bytes of GPU buffers and textures this renderer allocated (0 on the CPU).
     pub gpu_memory: u64,
-    /// Frames per second of render time alone (1000 ÷ totalTime).
+    /// Frames per second of the render stage alone (1000 ÷ frameTime).
     pub fps: f64,
     /// Mean render time per frame as the stream saw it (render:frame), ms.
     pub frame_time: f64,
@@ -51,4 +51,8 @@ pub struct RenderMetrics {
     pub texture_evictions: u64,
     /// Frames in flight at most.
     pub max_concurrent: u32,
+    /// Bytes per frame of the frame's YUV that go to the GPU and back (GPU: the tiles a layer
+    /// covers; 0 on the CPU).
+    #[serde(default)]
+    pub transfer_bytes: f64,
 }
