@@ -177,23 +177,34 @@ impl Run {
         self.w * self.h * 3 / 2
     }
 
-    /// Each plane's rows of this run: (plane, first row, column, row bytes, rows, offset of
-    /// its bytes in the run's block).
-    fn rows(&self) -> [(usize, usize, usize, usize, usize, usize); 3] {
-        let (y, c) = (self.w * self.h, self.w * self.h / 4);
-        let at = self.offset;
-        [
-            (0, self.y, self.x, self.w, self.h, at),
-            (1, self.y / 2, self.x / 2, self.w / 2, self.h / 2, at + y),
+    /// Every row of this run, plane by plane, as one copy between the frame and the run's
+    /// block: (plane 0–2, offset in that plane for `strides`, offset in the block, bytes).
+    fn segments(&self, strides: [usize; 3]) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+        let luma = self.w * self.h;
+        // Y, then U, then V: (top row, left column, row bytes, rows, block offset).
+        let planes = [
+            (self.y, self.x, self.w, self.h, self.offset),
             (
-                2,
                 self.y / 2,
                 self.x / 2,
                 self.w / 2,
                 self.h / 2,
-                at + y + c,
+                self.offset + luma,
             ),
-        ]
+            (
+                self.y / 2,
+                self.x / 2,
+                self.w / 2,
+                self.h / 2,
+                self.offset + luma * 5 / 4,
+            ),
+        ];
+        planes
+            .into_iter()
+            .enumerate()
+            .flat_map(move |(p, (top, left, row, rows, at))| {
+                (0..rows).map(move |r| (p, (top + r) * strides[p] + left, at + r * row, row))
+            })
     }
 }
 
@@ -753,14 +764,9 @@ impl GpuRenderer {
                 .ok_or_else(|| GpuError::Device("cannot stage the background's tiles".into()))?;
             let src = [&*planes.y, &*planes.u, &*planes.v];
             let strides = [planes.y_stride, planes.u_stride, planes.v_stride];
-            for run in &set.runs {
-                for (plane, top, left, row, rows, at) in run.rows() {
-                    for r in 0..rows {
-                        let from = (top + r) * strides[plane] + left;
-                        up.slice(at + r * row..at + (r + 1) * row)
-                            .copy_from_slice(&src[plane][from..from + row]);
-                    }
-                }
+            for (p, frame, block, n) in set.runs.iter().flat_map(|r| r.segments(strides)) {
+                up.slice(block..block + n)
+                    .copy_from_slice(&src[p][frame..frame + n]);
             }
         }
         self.queue.write_buffer(&self.tiles, 0, &self.entries);
@@ -917,14 +923,8 @@ impl GpuRenderer {
                     .map_err(|e| GpuError::Readback(e.to_string()))?;
                 let strides = [planes.y_stride, planes.u_stride, planes.v_stride];
                 let dst = [&mut *planes.y, &mut *planes.u, &mut *planes.v];
-                for run in &s.runs {
-                    for (plane, top, left, row, rows, at) in run.rows() {
-                        for r in 0..rows {
-                            let to = (top + r) * strides[plane] + left;
-                            dst[plane][to..to + row]
-                                .copy_from_slice(&data[at + r * row..at + (r + 1) * row]);
-                        }
-                    }
+                for (p, frame, block, n) in s.runs.iter().flat_map(|r| r.segments(strides)) {
+                    dst[p][frame..frame + n].copy_from_slice(&data[block..block + n]);
                 }
             }
             s.readback.unmap();

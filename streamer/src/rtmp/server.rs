@@ -1137,7 +1137,8 @@ impl Connection {
         loop {
             queue.take_for_writing(items);
             queue.write_directly(wr, stream_id, self.shared.cfg.chunk_size);
-            let media = items.iter().any(|i| matches!(i, Item::Media(_)));
+            // Only until the player has had its first media.
+            let first_media = !self.settled && items.iter().any(|i| matches!(i, Item::Media(_)));
             let raw = items
                 .iter()
                 .take_while(|i| matches!(i, Item::Raw(_)))
@@ -1150,7 +1151,7 @@ impl Connection {
                 batch.push(self.play_item(session, stream_id, item)?);
             }
             self.write(wr, &mut batch).await?;
-            if media && !self.settled {
+            if first_media {
                 // The player has its first media: from here on frames follow rtmp.tcp_nodelay.
                 self.settled = true;
                 if !self.shared.cfg.tcp_nodelay {
