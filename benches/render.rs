@@ -6,12 +6,17 @@
 //! RenderMetrics (fps = 1000 ÷ frameTime, without the background restore) and the bytes that
 //! went to the GPU and back per frame.
 //!
+//! Then, for the same bytes, the GPU's floor: writing them to the GPU, one copy there and
+//! reading them back, with no shader at all — what any GPU frame costs at least on this adapter
+//! before a single pixel is composed.
+//!
 //! `cargo bench -p benches --bench render`; `WGPU_BACKEND=gl` for the GL backend.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use streamer::config::{RenderBackend, StreamConfig};
 use streamer::core::Core;
 use streamer::probe::NoProbe;
+use streamer::render::gpu::{Api, pick};
 use streamer::source::{RawPicture, Scene};
 
 fn config(w: u32, h: u32, backend: RenderBackend, in_flight: u32) -> StreamConfig {
@@ -66,6 +71,9 @@ fn render(c: &mut Criterion) {
             if m.frames == 0 {
                 continue;
             }
+            if backend == RenderBackend::Gpu && in_flight == 1 {
+                round_trip(&mut group, name, m.transfer_bytes as u64);
+            }
             eprintln!(
                 "{label}: RenderMetrics fps {:.0} (drawTime {:.3} ms, postProcessTime {:.3} ms), \
                  {:.0} KiB to the GPU and back a frame",
@@ -77,6 +85,51 @@ fn render(c: &mut Criterion) {
         }
     }
     group.finish();
+}
+
+/// Writes `bytes` to the GPU, copies them once there and reads them back, each iteration.
+fn round_trip(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    bytes: u64,
+) {
+    let bytes = bytes.div_ceil(4) * 4;
+    let (adapter, _) = pick(Api::Auto).expect("a GPU adapter");
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))
+            .expect("a device");
+    let buffer = |usage| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let on_gpu = buffer(wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC);
+    let readback = buffer(wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ);
+    let host = vec![7u8; bytes as usize];
+    let mut back = vec![0u8; bytes as usize];
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(
+        format!("gpu round trip only/{} KiB/{name}", bytes / 1024),
+        |b| {
+            b.iter(|| {
+                queue.write_buffer(&on_gpu, 0, &host);
+                let mut enc = device.create_command_encoder(&Default::default());
+                enc.copy_buffer_to_buffer(&on_gpu, 0, &readback, 0, bytes);
+                queue.submit([enc.finish()]);
+                readback
+                    .slice(..)
+                    .map_async(wgpu::MapMode::Read, |r| r.expect("map"));
+                device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .expect("poll");
+                back.copy_from_slice(&readback.slice(..).get_mapped_range().expect("mapped"));
+                readback.unmap();
+            })
+        },
+    );
 }
 
 criterion_group! {

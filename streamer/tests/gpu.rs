@@ -4,6 +4,7 @@
 use streamer::config::{FilterMode, OptimizeFor, RenderBackend, StreamConfig, TextureQuality};
 use streamer::core::Core;
 use streamer::probe::NoProbe;
+use streamer::render::arena::{Arena, Full};
 use streamer::render::gpu::{Api, adapters, pick};
 use streamer::render::gpu_compose::{GpuLayer, GpuRenderer, Settings};
 use streamer::source::{RawPicture, Scene};
@@ -186,6 +187,97 @@ fn auto_passes_software_adapters_by_and_says_why() {
     }
 }
 
+/// The bytes of `buffer`'s first `n` bytes.
+fn read_back(device: &wgpu::Device, queue: &wgpu::Queue, buffer: &wgpu::Buffer, n: u64) -> Vec<u8> {
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: n,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, n);
+    queue.submit([enc.finish()]);
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.expect("map"));
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .expect("poll");
+    staging
+        .slice(..)
+        .get_mapped_range()
+        .expect("mapped")
+        .to_vec()
+}
+
+/// The texture and geometry caches' arena: the least recently used entries of earlier frames
+/// make room, the current frame's never do (a frame that cannot fit says what it needs), freed
+/// space is reused, and every live entry keeps its bytes through growing and packing.
+#[test]
+fn the_cache_arena_evicts_the_least_recently_used_and_keeps_live_entries_intact() {
+    let (adapter, _) = pick(Api::Vulkan).expect("a Vulkan adapter");
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))
+            .expect("device");
+    let data =
+        |k: u32, n: usize| -> Vec<u8> { (0..n).map(|i| (k as usize * 37 + i) as u8).collect() };
+    let check = |a: &Arena<u32>, live: &[(u32, usize)]| {
+        let bytes = read_back(&device, &queue, a.buffer(), a.capacity());
+        for &(k, n) in live {
+            let s = a.peek(&k).unwrap_or_else(|| panic!("entry {k} is live"));
+            assert_eq!(s.meta, [k, 0]);
+            let at = s.offset as usize;
+            assert_eq!(&bytes[at..at + n], &data(k, n)[..], "entry {k}");
+        }
+    };
+    let mut a: Arena<u32> = Arena::new(&device, wgpu::BufferUsages::STORAGE, 64, 1024);
+    // Frames 0–3 each bring an entry of 256 bytes: the arena grows from 64 bytes to its bound.
+    for k in 0..4 {
+        a.insert(&device, &queue, k, &data(k, 256), [k, 0], u64::from(k))
+            .expect("fits");
+    }
+    assert_eq!(a.capacity(), 1024);
+    check(&a, &[(0, 256), (1, 256), (2, 256), (3, 256)]);
+
+    // Frame 4 uses 0 and 2 again and brings 512 bytes: 1 and 3, the least recently used, go.
+    // Their holes are not side by side, so the live entries are packed to make room.
+    assert!(a.get(&0, 4).is_some() && a.get(&2, 4).is_some());
+    a.insert(&device, &queue, 4, &data(4, 512), [4, 0], 4)
+        .expect("fits");
+    assert!(a.peek(&1).is_none() && a.peek(&3).is_none());
+    check(&a, &[(0, 256), (2, 256), (4, 512)]);
+    let s = a.stats();
+    assert_eq!((s.evictions, s.compactions), (2, 1), "{s:?}");
+    assert_eq!((s.hits, s.misses), (2, 0), "{s:?}");
+
+    // Frame 5 frees 0's 256 bytes and reuses them in place.
+    let freed = a.peek(&0).expect("live").offset;
+    assert!(a.get(&2, 5).is_some() && a.get(&4, 5).is_some());
+    let s5 = a
+        .insert(&device, &queue, 5, &data(5, 256), [5, 0], 5)
+        .expect("fits");
+    assert_eq!(s5.offset, freed, "the hole is reused");
+    check(&a, &[(2, 256), (4, 512), (5, 256)]);
+
+    // Frame 5's entries are all it holds: one more byte-word of frame 5 cannot fit.
+    let err = a
+        .insert(&device, &queue, 6, &data(6, 4), [6, 0], 5)
+        .expect_err("frame 5 fills the arena");
+    assert_eq!(
+        err,
+        Full {
+            need: 1028,
+            limit: 1024
+        }
+    );
+    check(&a, &[(2, 256), (4, 512), (5, 256)]);
+    // A later frame may evict them.
+    a.insert(&device, &queue, 6, &data(6, 4), [6, 0], 6)
+        .expect("fits");
+    check(&a, &[(4, 512), (5, 256), (6, 4)]);
+}
+
 /// A texture cache too small for one frame's textures is an error that names the setting; a
 /// lower texture quality makes them fit, and every frame after the first hits the cache.
 #[test]
@@ -212,6 +304,49 @@ fn the_texture_cache_bound_holds_and_a_frame_that_cannot_fit_says_so() {
     let m = core.render_metrics();
     assert!(m.cache_hit_rate >= 90.0, "{m:?}");
     assert_eq!(m.texture_evictions, 0);
+}
+
+/// The geometry cache: with one layer per draw call, the draw calls of the static and the
+/// swapping layer find their instance data on the GPU in every frame after the first; the
+/// moving layer's misses whenever the layout has moved it.
+#[test]
+fn draw_calls_of_layers_that_did_not_move_upload_no_instance_data() {
+    let mut cfg = config(RenderBackend::Gpu, Api::Vulkan);
+    cfg.renderer.performance.batch_size = 1;
+    let mut core = Core::new(&cfg).expect("gpu core");
+    for id in 0..10 {
+        frame(&cfg, &mut core, id);
+    }
+    let m = core.render_metrics();
+    assert_eq!(m.draw_calls, 3.0, "{m:?}");
+    assert!(
+        (60.0..100.0).contains(&m.geometry_hit_rate),
+        "at least 18 of 30 draw calls hit, not all; {m:?}"
+    );
+}
+
+/// The shader cache: a renderer set up after another on the same adapter builds both of its
+/// pipelines from the code the first one compiled, on Vulkan; GL has no pipeline cache, so
+/// its pipelines are compiled each time and none counts either way.
+#[test]
+fn a_second_renderer_builds_its_pipelines_from_the_shader_cache() {
+    let cfg = config(RenderBackend::Gpu, Api::Vulkan);
+    let first = GpuRenderer::new(&Settings::of(&cfg)).expect("renderer");
+    drop(first);
+    let second = GpuRenderer::new(&Settings::of(&cfg))
+        .expect("renderer")
+        .stats();
+    assert_eq!(
+        (second.shader_hits, second.shader_misses),
+        (2, 0),
+        "{second:?}"
+    );
+
+    let cfg = config(RenderBackend::Gpu, Api::Gl);
+    let gl = GpuRenderer::new(&Settings::of(&cfg))
+        .expect("renderer")
+        .stats();
+    assert_eq!((gl.shader_hits, gl.shader_misses), (0, 0), "{gl:?}");
 }
 
 /// `renderer.backend = gpu` where wgpu finds no adapter: a clear error naming what it looked

@@ -166,41 +166,21 @@ fn gpu_layer(l: &layout::Layer) -> GpuLayer {
 
 impl GpuPath {
     /// Makes sure the textures of `assets` are in the GPU's cache, loading the assets through
-    /// the asset cache; when the texture cache fills up it is emptied, and every texture of
-    /// the frame is looked up again.
+    /// the asset cache.
     fn textures<P: Probe>(
         &mut self,
         cache: &mut AssetCache,
-        assets: impl Iterator<Item = usize> + Clone,
+        assets: impl Iterator<Item = usize>,
         frame: u64,
         probe: &P,
     ) -> Result<(), CoreError> {
-        let mut need = 0;
-        for attempt in 0..2 {
-            let mut emptied = false;
-            need = 0;
-            for asset in assets.clone() {
-                let image = cache.get(asset, frame, probe)?;
-                let (filter, quality) = (self.filter, self.quality);
-                let (w, h) = texture_size(image.width, image.height, quality);
-                need += u64::from(w) * u64::from(h) * 4;
-                emptied |= self
-                    .gpu
-                    .texture(asset as u64, || texture_of(&image, filter, quality))?;
-            }
-            if !emptied {
-                return Ok(());
-            }
-            if attempt == 0 {
-                continue;
-            }
+        for asset in assets {
+            let image = cache.get(asset, frame, probe)?;
+            let (filter, quality) = (self.filter, self.quality);
+            self.gpu
+                .texture(asset as u64, || texture_of(&image, filter, quality))?;
         }
-        // Emptied twice: this frame's textures alone overflow the cache.
-        Err(GpuError::TextureCache {
-            need,
-            limit: self.gpu.texture_cache_limit(),
-        }
-        .into())
+        Ok(())
     }
 }
 
@@ -473,6 +453,7 @@ impl Core {
                     },
                     cache_hit_rate: percent(s.texture_hits, s.texture_misses),
                     geometry_hit_rate: percent(s.geometry_hits, s.geometry_misses),
+                    shader_hit_rate: percent(s.shader_hits, s.shader_misses),
                     texture_evictions: s.texture_evictions,
                     max_concurrent: g.gpu.frame_sets() as u32,
                     transfer_bytes: s.tile_bytes as f64 / frames,

@@ -14,15 +14,17 @@
 //! [`GpuRenderer::submit`] records and submits a frame and returns at once,
 //! [`GpuRenderer::finish`] waits for its readback.
 //!
-//! Caches: textures live in one storage buffer (`textureCache` MB at most; grown on demand,
-//! emptied and refilled when full), keyed by asset; each frame set keeps the instance data it
-//! last drew (`geometryCache` MB at most) and uploads nothing when a frame's layers have not
-//! moved; the pipelines are built once per renderer.
+//! Caches, each least recently used first out (see [`super::arena`]): textures live in one
+//! storage buffer of `textureCache` MB at most, keyed by asset; each draw call's instance data
+//! lives in one of `geometryCache` MB at most, keyed by its bytes, so a batch of layers that has
+//! not moved uploads nothing; the pipelines are built once per renderer from the driver's
+//! compiled code kept in the process's shader cache (`shaderCache` MB, see [`super::shaders`]).
 
+use super::arena::Arena;
 use super::gpu::{self, Api, NoAdapter};
+use super::shaders::{self, ShaderStats};
 use crate::config::FilterMode;
 use crate::source::Planes;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
@@ -31,8 +33,9 @@ use std::time::Instant;
 const TARGET: wgpu::TextureFormat = wgpu::TextureFormat::Rgba16Float;
 /// Bytes of one layer's instance data (`Inst` in layer.wgsl).
 const INST_BYTES: u64 = 32;
-/// The texture cache starts this large (or at its limit) and doubles as needed.
+/// The texture and geometry caches start this large (or at their limits) and double as needed.
 const TEXTURE_START: u64 = 4 << 20;
+const GEOMETRY_START: u64 = 64 << 10;
 /// The tiles that travel, in luma samples (yuv.wgsl's `LUMA_WORDS` and `CHROMA_WORDS` follow).
 const TILE_W: u32 = 64;
 const TILE_H: u32 = 16;
@@ -55,8 +58,10 @@ pub struct Settings {
     pub max_concurrent: u32,
     /// Texture cache limit, bytes.
     pub texture_cache: u64,
-    /// Instance data limit per frame set, bytes.
+    /// Instance data cache limit, bytes.
     pub geometry_cache: u64,
+    /// The process's shader cache limit, bytes.
+    pub shader_cache: u64,
 }
 
 impl Settings {
@@ -73,6 +78,7 @@ impl Settings {
             max_concurrent: r.performance.max_concurrent,
             texture_cache: u64::from(r.memory.texture_cache) << 20,
             geometry_cache: u64::from(r.memory.geometry_cache) << 20,
+            shader_cache: u64::from(r.memory.shader_cache) << 20,
         }
     }
 }
@@ -132,31 +138,22 @@ pub struct GpuStats {
     /// Bytes of covered tiles uploaded (and as many read back), all frames.
     pub tile_bytes: u64,
     pub setup_ns: u64,
+    /// Pipelines built from the shader cache's compiled code, and compiled.
+    pub shader_hits: u64,
+    pub shader_misses: u64,
     pub texture_hits: u64,
     pub texture_misses: u64,
     /// Textures dropped because the texture cache was full.
     pub texture_evictions: u64,
     /// Texture cache size now (bytes allocated on the GPU).
     pub texture_cache_bytes: u64,
-    /// Frames whose instance data was already on the GPU.
+    /// Draw calls whose instance data was already on the GPU.
     pub geometry_hits: u64,
     pub geometry_misses: u64,
     /// Textures a frame is drawn in (the layer targets), bytes.
     pub frame_texture_bytes: u64,
     /// Every buffer and texture this renderer allocated, bytes.
     pub gpu_bytes: u64,
-}
-
-/// Layer textures in one storage buffer.
-struct TextureCache {
-    buffer: wgpu::Buffer,
-    capacity: u64,
-    used: u64,
-    limit: u64,
-    /// Offset (words), width, height by key.
-    entries: HashMap<u64, [u32; 3]>,
-    /// Bumped whenever `buffer` is replaced (bind groups must be rebuilt).
-    generation: u64,
 }
 
 /// Covered tiles side by side in one band of rows: what travels to the GPU and back as one
@@ -292,6 +289,18 @@ fn plan(
     offset
 }
 
+/// A 128-bit hash of `bytes`: two SipHashes, keyed apart.
+fn hash128(bytes: &[u8]) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |seed: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        seed.hash(&mut h);
+        bytes.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
+}
+
 /// One frame in flight's GPU objects. The buffers and textures a frame is composed in are
 /// shared: the queue runs frames in order and stages each frame's uploads behind the frames
 /// before it, so only what is read back and mapped must be per frame.
@@ -301,12 +310,6 @@ struct FrameSet {
     runs: Vec<Run>,
     bytes: usize,
     submission: Option<wgpu::SubmissionIndex>,
-    insts: wgpu::Buffer,
-    insts_capacity: u64,
-    /// The bind group for the layers and the texture cache generation it was made for.
-    layer_group: Option<(u64, wgpu::BindGroup)>,
-    /// The instance data last uploaded (the geometry cache).
-    geometry: Vec<u8>,
     /// The frame's readback in flight.
     pending: Option<mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>>,
 }
@@ -327,10 +330,17 @@ pub struct GpuRenderer {
     /// The covered tiles' entries (yuv.wgsl's `tiles`).
     tiles: wgpu::Buffer,
     frame: wgpu::Buffer,
-    textures: TextureCache,
+    /// Layer textures (straight-alpha RGBA) by key; a slot's `meta` is width and height.
+    textures: Arena<u64>,
+    /// Each draw call's instance data, by a 128-bit hash of its bytes.
+    geometry: Arena<u128>,
+    /// The layers' bind group and the (texture, geometry) cache generations it was made for.
+    layer_group: Option<((u64, u64), wgpu::BindGroup)>,
     sets: Vec<FrameSet>,
-    /// Scratch for a frame's instance data, its tile entries and which tiles it covers.
+    /// Scratch for a frame's instance data, its batches' keys, its tile entries and which tiles
+    /// it covers.
     scratch: Vec<u8>,
+    batches: Vec<(u128, u32)>,
     entries: Vec<u8>,
     covered: Vec<bool>,
     /// The first error wgpu reported outside a call's result.
@@ -412,6 +422,8 @@ impl GpuRenderer {
         }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("stream-manager renderer"),
+            // For the shader cache, where the adapter has it.
+            required_features: adapter.features() & wgpu::Features::PIPELINE_CACHE,
             ..Default::default()
         }))
         .map_err(|e| GpuError::Device(e.to_string()))?;
@@ -440,47 +452,58 @@ impl GpuRenderer {
             })]
         };
         let blended = target_state(Some(wgpu::BlendState::ALPHA_BLENDING));
-        let render = |m: &wgpu::ShaderModule,
-                      vs: &str,
-                      fs: &str,
-                      targets: &[Option<wgpu::ColorTargetState>]| {
-            device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-                label: None,
-                layout: None,
-                vertex: wgpu::VertexState {
-                    module: m,
-                    entry_point: Some(vs),
+        // Both pipelines from the shader cache's compiled code where it has it.
+        let adapter_info = adapter.get_info();
+        let mut shader_stats = ShaderStats::default();
+        let key = |name: &str| shaders::key(&adapter_info, &device, name);
+        let layer = shaders::pipeline(
+            &device,
+            key(&format!("layer/{samples}x")),
+            s.shader_cache,
+            &mut shader_stats,
+            |cache| {
+                device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+                    label: None,
+                    layout: None,
+                    vertex: wgpu::VertexState {
+                        module: &layer_module,
+                        entry_point: Some("vs_layer"),
+                        compilation_options: Default::default(),
+                        buffers: &[],
+                    },
+                    primitive: wgpu::PrimitiveState::default(),
+                    depth_stencil: None,
+                    multisample: wgpu::MultisampleState {
+                        count: samples,
+                        ..Default::default()
+                    },
+                    fragment: Some(wgpu::FragmentState {
+                        module: &layer_module,
+                        entry_point: Some("fs_layer"),
+                        compilation_options: Default::default(),
+                        targets: &blended,
+                    }),
+                    multiview_mask: None,
+                    cache,
+                })
+            },
+        );
+        let yuv = shaders::pipeline(
+            &device,
+            key("yuv/cs_tile"),
+            s.shader_cache,
+            &mut shader_stats,
+            |cache| {
+                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: None,
+                    layout: None,
+                    module: &yuv_module,
+                    entry_point: Some("cs_tile"),
                     compilation_options: Default::default(),
-                    buffers: &[],
-                },
-                primitive: wgpu::PrimitiveState::default(),
-                depth_stencil: None,
-                multisample: wgpu::MultisampleState {
-                    count: samples,
-                    ..Default::default()
-                },
-                fragment: Some(wgpu::FragmentState {
-                    module: m,
-                    entry_point: Some(fs),
-                    compilation_options: Default::default(),
-                    targets,
-                }),
-                multiview_mask: None,
-                cache: None,
-            })
-        };
-        let layer = render(&layer_module, "vs_layer", "fs_layer", &blended);
-        let compute = |entry: &str| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: None,
-                layout: None,
-                module: &yuv_module,
-                entry_point: Some(entry),
-                compilation_options: Default::default(),
-                cache: None,
-            })
-        };
-        let yuv = compute("cs_tile");
+                    cache,
+                })
+            },
+        );
         let frame_bytes = u64::from(width) * u64::from(height) * 3 / 2;
         let data = buffer(
             &device,
@@ -517,21 +540,13 @@ impl GpuRenderer {
         let limit = s
             .texture_cache
             .min(device.limits().max_storage_buffer_binding_size);
-        let capacity = TEXTURE_START.min(limit);
-        let textures = TextureCache {
-            buffer: buffer(
-                &device,
-                capacity,
-                wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_DST
-                    | wgpu::BufferUsages::COPY_SRC,
-            ),
-            capacity,
-            used: 0,
-            limit,
-            entries: HashMap::new(),
-            generation: 0,
-        };
+        let textures = Arena::new(&device, wgpu::BufferUsages::STORAGE, TEXTURE_START, limit);
+        let limit = s
+            .geometry_cache
+            .min(device.limits().max_storage_buffer_binding_size)
+            / INST_BYTES
+            * INST_BYTES;
+        let geometry = Arena::new(&device, wgpu::BufferUsages::STORAGE, GEOMETRY_START, limit);
         let target = texture(
             &device,
             (width, height),
@@ -576,14 +591,6 @@ impl GpuRenderer {
                     frame_bytes,
                     wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 ),
-                insts: buffer(
-                    &device,
-                    INST_BYTES,
-                    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-                ),
-                insts_capacity: INST_BYTES,
-                layer_group: None,
-                geometry: Vec::new(),
                 runs: Vec::new(),
                 bytes: 0,
                 submission: None,
@@ -593,14 +600,11 @@ impl GpuRenderer {
         let n = sets.len() as u64;
         let stats = GpuStats {
             setup_ns: started.elapsed().as_nanos() as u64,
-            texture_cache_bytes: capacity,
+            shader_hits: shader_stats.hits,
+            shader_misses: shader_stats.misses,
             frame_texture_bytes,
-            gpu_bytes: frame_bytes * (1 + n)
-                + tiles_bytes
-                + 32
-                + capacity
-                + frame_texture_bytes
-                + INST_BYTES * n,
+            // The caches' buffers are added in `stats`.
+            gpu_bytes: frame_bytes * (1 + n) + tiles_bytes + 32 + frame_texture_bytes,
             ..GpuStats::default()
         };
         Ok(GpuRenderer {
@@ -617,8 +621,11 @@ impl GpuRenderer {
             tiles,
             frame,
             textures,
+            geometry,
+            layer_group: None,
             sets,
             scratch: Vec::new(),
+            batches: Vec::new(),
             entries: Vec::new(),
             covered: Vec::new(),
             errors,
@@ -628,12 +635,17 @@ impl GpuRenderer {
 
     /// The counters so far.
     pub fn stats(&self) -> GpuStats {
-        self.stats
-    }
-
-    /// The texture cache's limit, bytes.
-    pub fn texture_cache_limit(&self) -> u64 {
-        self.textures.limit
+        let (t, g) = (self.textures.stats(), self.geometry.stats());
+        GpuStats {
+            texture_hits: t.hits,
+            texture_misses: t.misses,
+            texture_evictions: t.evictions,
+            texture_cache_bytes: self.textures.capacity(),
+            geometry_hits: g.hits,
+            geometry_misses: g.misses,
+            gpu_bytes: self.stats.gpu_bytes + self.textures.capacity() + self.geometry.capacity(),
+            ..self.stats
+        }
     }
 
     /// Frame sets (frames that can be in flight at once).
@@ -641,64 +653,29 @@ impl GpuRenderer {
         self.sets.len()
     }
 
-    /// Makes sure texture `key` is in the cache, uploading `make()`'s straight-alpha RGBA
-    /// (width, height, pixels) on a miss. Returns true when the cache was full and emptied
-    /// first: textures looked up before for the same frame must be looked up again.
+    /// Makes sure texture `key` is in the cache for the next frame, uploading `make()`'s
+    /// straight-alpha RGBA (width, height, pixels) on a miss; the least recently used textures
+    /// of earlier frames make room.
     ///
     /// # Errors
-    /// The texture alone is larger than the cache.
+    /// The next frame's textures with this one do not fit the cache.
     pub fn texture(
         &mut self,
         key: u64,
         make: impl FnOnce() -> (u32, u32, Vec<u8>),
-    ) -> Result<bool, GpuError> {
-        if self.textures.entries.contains_key(&key) {
-            self.stats.texture_hits += 1;
-            return Ok(false);
+    ) -> Result<(), GpuError> {
+        let epoch = self.stats.frames;
+        if self.textures.get(&key, epoch).is_some() {
+            return Ok(());
         }
-        self.stats.texture_misses += 1;
         let (w, h, rgba) = make();
-        let size = rgba.len() as u64;
-        let t = &mut self.textures;
-        if size > t.limit {
-            return Err(GpuError::TextureCache {
-                need: size,
-                limit: t.limit,
-            });
-        }
-        let mut emptied = false;
-        if t.used + size > t.limit {
-            self.stats.texture_evictions += t.entries.len() as u64;
-            t.entries.clear();
-            t.used = 0;
-            emptied = true;
-        }
-        if t.used + size > t.capacity {
-            let capacity = (t.capacity * 2).max(t.used + size).min(t.limit);
-            let grown = buffer(
-                &self.device,
-                capacity,
-                wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_DST
-                    | wgpu::BufferUsages::COPY_SRC,
-            );
-            if t.used > 0 {
-                let mut enc = self
-                    .device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-                enc.copy_buffer_to_buffer(&t.buffer, 0, &grown, 0, t.used);
-                self.queue.submit([enc.finish()]);
-            }
-            self.stats.gpu_bytes += capacity - t.capacity;
-            self.stats.texture_cache_bytes = capacity;
-            t.buffer = grown;
-            t.capacity = capacity;
-            t.generation += 1;
-        }
-        self.queue.write_buffer(&t.buffer, t.used, &rgba);
-        t.entries.insert(key, [(t.used / 4) as u32, w, h]);
-        t.used += size;
-        Ok(emptied)
+        self.textures
+            .insert(&self.device, &self.queue, key, &rgba, [w, h], epoch)
+            .map_err(|f| GpuError::TextureCache {
+                need: f.need,
+                limit: f.limit,
+            })?;
+        Ok(())
     }
 
     /// Uploads `planes` (the background) and submits the frame with `layers` drawn over it;
@@ -714,25 +691,26 @@ impl GpuRenderer {
             .iter()
             .position(|s| s.pending.is_none())
             .ok_or(GpuError::Busy(self.sets.len() as u32))?;
+        let epoch = self.stats.frames;
         self.scratch.clear();
         for l in layers {
-            let [offset, w, h] = *self
+            let slot = self
                 .textures
-                .entries
-                .get(&l.key)
+                .peek(&l.key)
                 .ok_or(GpuError::MissingTexture(l.key))?;
+            let [w, h] = slot.meta;
             for v in l.rect {
                 self.scratch.extend_from_slice(&v.to_le_bytes());
             }
-            for v in [offset, w, h, u32::from(l.opacity)] {
+            for v in [(slot.offset / 4) as u32, w, h, u32::from(l.opacity)] {
                 self.scratch.extend_from_slice(&v.to_le_bytes());
             }
         }
         let need = self.scratch.len() as u64;
-        if need > self.settings.geometry_cache {
+        if need > self.geometry.limit() {
             return Err(GpuError::GeometryCache {
                 need,
-                limit: self.settings.geometry_cache,
+                limit: self.geometry.limit(),
             });
         }
         let set = &mut self.sets[set_index];
@@ -770,34 +748,28 @@ impl GpuRenderer {
             }
         }
         self.queue.write_buffer(&self.tiles, 0, &self.entries);
-        if need > set.insts_capacity {
-            let capacity = need
-                .next_power_of_two()
-                .min(self.settings.geometry_cache.max(need));
-            set.insts = buffer(
-                &self.device,
-                capacity,
-                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            );
-            self.stats.gpu_bytes += capacity - set.insts_capacity;
-            set.insts_capacity = capacity;
-            set.layer_group = None;
-            set.geometry.clear();
-        }
-        if !layers.is_empty() {
-            if set.geometry == self.scratch {
-                self.stats.geometry_hits += 1;
-            } else {
-                self.stats.geometry_misses += 1;
-                self.queue.write_buffer(&set.insts, 0, &self.scratch);
-                set.geometry.clone_from(&self.scratch);
+        // Each draw call's instance data from the geometry cache, uploaded on a miss; the
+        // slots are looked up once all are in (an insert may move the others).
+        let batch = self.settings.batch_size.max(1) as usize;
+        self.batches.clear();
+        for chunk in self.scratch.chunks(batch * INST_BYTES as usize) {
+            let key = hash128(chunk);
+            if self.geometry.get(&key, epoch).is_none() {
+                self.geometry
+                    .insert(&self.device, &self.queue, key, chunk, [0; 2], epoch)
+                    .map_err(|f| GpuError::GeometryCache {
+                        need: f.need,
+                        limit: f.limit,
+                    })?;
             }
+            self.batches
+                .push((key, (chunk.len() as u64 / INST_BYTES) as u32));
         }
-        let generation = self.textures.generation;
-        if set
+        let generations = (self.textures.generation(), self.geometry.generation());
+        if self
             .layer_group
             .as_ref()
-            .is_none_or(|(g, _)| *g != generation)
+            .is_none_or(|(g, _)| *g != generations)
         {
             let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
@@ -805,11 +777,11 @@ impl GpuRenderer {
                 entries: &[
                     wgpu::BindGroupEntry {
                         binding: 0,
-                        resource: set.insts.as_entire_binding(),
+                        resource: self.geometry.buffer().as_entire_binding(),
                     },
                     wgpu::BindGroupEntry {
                         binding: 1,
-                        resource: self.textures.buffer.as_entire_binding(),
+                        resource: self.textures.buffer().as_entire_binding(),
                     },
                     wgpu::BindGroupEntry {
                         binding: 2,
@@ -817,12 +789,11 @@ impl GpuRenderer {
                     },
                 ],
             });
-            set.layer_group = Some((generation, group));
+            self.layer_group = Some((generations, group));
         }
         let mut enc = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-        let batch = self.settings.batch_size.max(1);
         let n = layers.len() as u32;
         {
             let (view, resolve) = match &self.msaa {
@@ -847,13 +818,12 @@ impl GpuRenderer {
             });
             if n > 0 {
                 pass.set_pipeline(&self.layer);
-                pass.set_bind_group(0, set.layer_group.as_ref().map(|(_, g)| g), &[]);
-                let mut first = 0;
-                while first < n {
-                    let end = (first + batch).min(n);
-                    pass.draw(0..6, first..end);
+                pass.set_bind_group(0, self.layer_group.as_ref().map(|(_, g)| g), &[]);
+                for &(key, count) in &self.batches {
+                    let slot = self.geometry.peek(&key).expect("this frame's batch");
+                    let first = (slot.offset / INST_BYTES) as u32;
+                    pass.draw(0..6, first..first + count);
                     self.stats.draw_calls += 1;
-                    first = end;
                 }
             }
         }

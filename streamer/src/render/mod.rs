@@ -2,10 +2,12 @@
 //! it, on the GPU through wgpu ([`gpu_compose`]) or on the CPU ([`crate::core::compose`]),
 //! chosen by `renderer.backend`. [`RenderMetrics`] are the guide's figures for either.
 
+pub mod arena;
 pub mod filter;
 pub mod gpu;
 pub mod gpu_compose;
 pub mod queue;
+pub mod shaders;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,8 +47,12 @@ pub struct RenderMetrics {
     pub batch_efficiency: f64,
     /// Texture cache hits (GPU) or sprite cache hits (CPU), percent.
     pub cache_hit_rate: f64,
-    /// Frames whose layer geometry was already on the GPU, percent.
+    /// Draw calls whose instance data was already on the GPU (the geometry cache), percent.
     pub geometry_hit_rate: f64,
+    /// The renderer's pipelines built from the shader cache's compiled code, percent (0 where
+    /// the backend has no pipeline cache, and on the CPU).
+    #[serde(default)]
+    pub shader_hit_rate: f64,
     /// Textures evicted because the texture cache was full.
     pub texture_evictions: u64,
     /// Frames in flight at most.
