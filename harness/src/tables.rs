@@ -486,7 +486,10 @@ pub fn render_table(out: &mut String, r: &Results) {
          Draw calls and triangles are per frame (CPU: blending passes); texture memory is the \
          texture cache plus the frame's textures (GPU) or the scaled sprites (CPU). To GPU and \
          back: the bytes of each frame's YUV uploaded and read back (only the 64×16 tiles that \
-         a layer covers travel). FPS is the whole stream's, encoder included.",
+         a layer covers travel). Cache hits (GPU): texture lookups, draw calls whose instance \
+         data was on the GPU, and pipelines built from the shader cache's compiled code (0% \
+         where the backend has no pipeline cache); CPU: sprite lookups. FPS is the whole stream's, \
+         encoder included.",
     );
     head(
         out,
@@ -504,7 +507,7 @@ pub fn render_table(out: &mut String, r: &Results) {
             "Triangles",
             "Texture memory",
             "To GPU and back",
-            "Cache hits",
+            "Cache hits: textures / geometry / shaders",
             "FPS",
         ],
     );
@@ -545,7 +548,16 @@ pub fn render_table(out: &mut String, r: &Results) {
                         "-".to_string()
                     }
                 }),
-                cell(&|m| format!("{:.0}%", m.cache_hit_rate)),
+                cell(&|m| {
+                    if m.backend == "gpu" {
+                        format!(
+                            "{:.0}% / {:.0}% / {:.0}%",
+                            m.cache_hit_rate, m.geometry_hit_rate, m.shader_hit_rate
+                        )
+                    } else {
+                        format!("{:.0}%", m.cache_hit_rate)
+                    }
+                }),
                 spread(p),
             ],
         );

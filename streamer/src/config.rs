@@ -210,8 +210,12 @@ pub enum FilterMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RenderMemory {
+    /// The GPU's layer textures, by asset; least recently used out first.
     pub texture_cache: u32,
+    /// The GPU's instance data of each draw call, by content; least recently used out first.
     pub geometry_cache: u32,
+    /// The driver's compiled pipelines, kept in files for later runs (Vulkan); least recently
+    /// used out first.
     pub shader_cache: u32,
 }
 

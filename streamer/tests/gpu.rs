@@ -326,8 +326,8 @@ fn draw_calls_of_layers_that_did_not_move_upload_no_instance_data() {
 }
 
 /// The shader cache: a renderer set up after another on the same adapter builds both of its
-/// pipelines from the code the first one compiled, on Vulkan; GL has no pipeline cache, so
-/// its pipelines are compiled each time and none counts either way.
+/// pipelines from the code the first one left in the cache's folder, on Vulkan; GL has no
+/// pipeline cache, so its pipelines are compiled each time and none counts either way.
 #[test]
 fn a_second_renderer_builds_its_pipelines_from_the_shader_cache() {
     let cfg = config(RenderBackend::Gpu, Api::Vulkan);

@@ -17,8 +17,8 @@
 //! Caches, each least recently used first out (see [`super::arena`]): textures live in one
 //! storage buffer of `textureCache` MB at most, keyed by asset; each draw call's instance data
 //! lives in one of `geometryCache` MB at most, keyed by its bytes, so a batch of layers that has
-//! not moved uploads nothing; the pipelines are built once per renderer from the driver's
-//! compiled code kept in the process's shader cache (`shaderCache` MB, see [`super::shaders`]).
+//! not moved uploads nothing; the pipelines are built from the driver's compiled code kept in
+//! the shader cache's folder (`shaderCache` MB, see [`super::shaders`]).
 
 use super::arena::Arena;
 use super::gpu::{self, Api, NoAdapter};
@@ -60,7 +60,7 @@ pub struct Settings {
     pub texture_cache: u64,
     /// Instance data cache limit, bytes.
     pub geometry_cache: u64,
-    /// The process's shader cache limit, bytes.
+    /// The shader cache folder's limit, bytes.
     pub shader_cache: u64,
 }
 
@@ -455,10 +455,12 @@ impl GpuRenderer {
         // Both pipelines from the shader cache's compiled code where it has it.
         let adapter_info = adapter.get_info();
         let mut shader_stats = ShaderStats::default();
+        let files = shaders::ShaderCache::from_env();
         let key = |name: &str| shaders::key(&adapter_info, &device, name);
         let layer = shaders::pipeline(
             &device,
-            key(&format!("layer/{samples}x")),
+            files.as_ref(),
+            key(&format!("layer_{samples}x")),
             s.shader_cache,
             &mut shader_stats,
             |cache| {
@@ -490,7 +492,8 @@ impl GpuRenderer {
         );
         let yuv = shaders::pipeline(
             &device,
-            key("yuv/cs_tile"),
+            files.as_ref(),
+            key("yuv_cs_tile"),
             s.shader_cache,
             &mut shader_stats,
             |cache| {
