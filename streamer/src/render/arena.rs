@@ -146,6 +146,9 @@ impl<K: Hash + Eq> Arena<K> {
     ) -> Result<Slot, Full> {
         let size = data.len() as u64;
         debug_assert_eq!(size % 4, 0, "entries are whole words");
+        if let Some(old) = self.entries.pop(&key) {
+            self.free(old);
+        }
         while self.used + size > self.limit {
             match self.entries.peek_lru() {
                 Some((_, s)) if s.epoch != epoch => {
@@ -208,6 +211,9 @@ impl<K: Hash + Eq> Arena<K> {
     /// Gives `s`'s range back.
     fn free(&mut self, s: Slot) {
         self.used -= s.size;
+        if s.size == 0 {
+            return;
+        }
         let i = self.holes.partition_point(|&(at, _)| at < s.offset);
         self.holes.insert(i, (s.offset, s.size));
         // Merge with the next hole, then with the previous one.
