@@ -149,6 +149,12 @@ impl<K: Hash + Eq> Arena<K> {
         if let Some(old) = self.entries.pop(&key) {
             self.free(old);
         }
+        if size > self.limit {
+            return Err(Full {
+                need: size,
+                limit: self.limit,
+            });
+        }
         while self.used + size > self.limit {
             match self.entries.peek_lru() {
                 Some((_, s)) if s.epoch != epoch => {
