@@ -276,6 +276,11 @@ fn the_cache_arena_evicts_the_least_recently_used_and_keeps_live_entries_intact(
     a.insert(&device, &queue, 6, &data(6, 4), [6, 0], 6)
         .expect("fits");
     check(&a, &[(4, 512), (5, 256), (6, 4)]);
+    // Entries idle since before frame 6 expire.
+    a.expire(6);
+    assert!(a.peek(&4).is_none() && a.peek(&5).is_none());
+    check(&a, &[(6, 4)]);
+    assert_eq!((a.used(), a.stats().expired), (4, 2));
 }
 
 /// A texture cache too small for one frame's textures is an error that names the setting; a
@@ -323,6 +328,27 @@ fn draw_calls_of_layers_that_did_not_move_upload_no_instance_data() {
         (60.0..100.0).contains(&m.geometry_hit_rate),
         "at least 18 of 30 draw calls hit, not all; {m:?}"
     );
+}
+
+/// A layer that moves every frame brings new instance data every frame; the geometry cache
+/// keeps only what the last 120 frames drew, not everything up to its bound.
+#[test]
+fn instance_data_not_drawn_for_120_frames_leaves_the_geometry_cache() {
+    let cfg = config(RenderBackend::Gpu, Api::Vulkan);
+    let mut gpu = GpuRenderer::new(&Settings::of(&cfg)).expect("gpu renderer");
+    gpu.texture(1, || (4, 4, vec![255; 64])).expect("texture");
+    let mut pic = RawPicture::new(640, 360);
+    for x in 0..200 {
+        let layer = GpuLayer {
+            key: 1,
+            rect: [x, 8, 16, 16],
+            opacity: 255,
+        };
+        gpu.compose(&mut pic.planes(), &[layer]).expect("compose");
+    }
+    let s = gpu.stats();
+    assert_eq!((s.geometry_hits, s.geometry_misses), (0, 200), "{s:?}");
+    assert_eq!(s.geometry_bytes, 121 * 32, "{s:?}");
 }
 
 /// The shader cache: a renderer set up after another on the same adapter builds both of its

@@ -39,6 +39,8 @@ pub struct ArenaStats {
     pub hits: u64,
     pub misses: u64,
     pub evictions: u64,
+    /// Entries dropped for being idle (see [`Arena::expire`]).
+    pub expired: u64,
     /// Times the live entries were packed into a fresh buffer.
     pub compactions: u64,
 }
@@ -121,6 +123,22 @@ impl<K: Hash + Eq> Arena<K> {
                 self.stats.misses += 1;
                 None
             }
+        }
+    }
+
+    /// Bytes of live entries.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// Drops the entries last used before frame `epoch`.
+    pub fn expire(&mut self, epoch: u64) {
+        while let Some((_, s)) = self.entries.peek_lru()
+            && s.epoch < epoch
+        {
+            let (_, s) = self.entries.pop_lru().expect("an entry");
+            self.free(s);
+            self.stats.expired += 1;
         }
     }
 

@@ -17,7 +17,7 @@
 //! Caches, each least recently used first out (see [`super::arena`]): textures live in one
 //! storage buffer of `textureCache` MB at most, keyed by asset; each draw call's instance data
 //! lives in one of `geometryCache` MB at most, keyed by its bytes, so a batch of layers that has
-//! not moved uploads nothing; the pipelines are built from the driver's compiled code kept in
+//! not moved uploads nothing (and a batch not drawn for 120 frames leaves it); the pipelines are built from the driver's compiled code kept in
 //! the shader cache's folder (`shaderCache` MB, see [`super::shaders`]).
 
 use super::arena::Arena;
@@ -36,6 +36,9 @@ const INST_BYTES: u64 = 32;
 /// The texture and geometry caches start this large (or at their limits) and double as needed.
 const TEXTURE_START: u64 = 4 << 20;
 const GEOMETRY_START: u64 = 64 << 10;
+/// Instance data not drawn for this many frames leaves the geometry cache: a moving layer's
+/// batches never come back, and re-uploading a batch costs a few hundred bytes.
+const GEOMETRY_IDLE_FRAMES: u64 = 120;
 /// The tiles that travel, in luma samples (yuv.wgsl's `LUMA_WORDS` and `CHROMA_WORDS` follow).
 const TILE_W: u32 = 64;
 const TILE_H: u32 = 16;
@@ -150,6 +153,8 @@ pub struct GpuStats {
     /// Draw calls whose instance data was already on the GPU.
     pub geometry_hits: u64,
     pub geometry_misses: u64,
+    /// Bytes of instance data held now.
+    pub geometry_bytes: u64,
     /// Textures a frame is drawn in (the layer targets), bytes.
     pub frame_texture_bytes: u64,
     /// Every buffer and texture this renderer allocated, bytes.
@@ -646,6 +651,7 @@ impl GpuRenderer {
             texture_cache_bytes: self.textures.capacity(),
             geometry_hits: g.hits,
             geometry_misses: g.misses,
+            geometry_bytes: self.geometry.used(),
             gpu_bytes: self.stats.gpu_bytes + self.textures.capacity() + self.geometry.capacity(),
             ..self.stats
         }
@@ -754,6 +760,8 @@ impl GpuRenderer {
         // Each draw call's instance data from the geometry cache, uploaded on a miss; the
         // slots are looked up once all are in (an insert may move the others).
         let batch = self.settings.batch_size.max(1) as usize;
+        self.geometry
+            .expire(epoch.saturating_sub(GEOMETRY_IDLE_FRAMES));
         self.batches.clear();
         for chunk in self.scratch.chunks(batch * INST_BYTES as usize) {
             let key = hash128(chunk);
