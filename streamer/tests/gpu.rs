@@ -231,7 +231,7 @@ fn the_cache_arena_evicts_the_least_recently_used_and_keeps_live_entries_intact(
             assert_eq!(&bytes[at..at + n], &data(k, n)[..], "entry {k}");
         }
     };
-    let mut a: Arena<u32> = Arena::new(&device, wgpu::BufferUsages::STORAGE, 64, 1024);
+    let mut a: Arena<u32> = Arena::new(&device, 64, 1024);
     // Frames 0–3 each bring an entry of 256 bytes: the arena grows from 64 bytes to its bound.
     for k in 0..4 {
         a.insert(&device, &queue, k, &data(k, 256), [k, 0], u64::from(k))

@@ -47,7 +47,6 @@ pub struct ArenaStats {
 
 /// The arena. See the module's documentation.
 pub struct Arena<K: Hash + Eq> {
-    usage: wgpu::BufferUsages,
     buffer: wgpu::Buffer,
     capacity: u64,
     limit: u64,
@@ -63,22 +62,24 @@ pub struct Arena<K: Hash + Eq> {
     stats: ArenaStats,
 }
 
-fn make(device: &wgpu::Device, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+/// A storage buffer (the shaders read the entries) that copies can fill and read.
+fn make(device: &wgpu::Device, size: u64) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
         size,
-        usage: usage | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     })
 }
 
 impl<K: Hash + Eq> Arena<K> {
     /// An arena of at most `limit` bytes (a multiple of 4), starting at `start` bytes.
-    pub fn new(device: &wgpu::Device, usage: wgpu::BufferUsages, start: u64, limit: u64) -> Self {
+    pub fn new(device: &wgpu::Device, start: u64, limit: u64) -> Self {
         let capacity = start.min(limit).max(4);
         Arena {
-            usage,
-            buffer: make(device, capacity, usage),
+            buffer: make(device, capacity),
             capacity,
             limit,
             entries: LruCache::unbounded(),
@@ -259,7 +260,7 @@ impl<K: Hash + Eq> Arena<K> {
 
     /// Replaces the buffer with one of `capacity` bytes holding the same entries.
     fn grow(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, capacity: u64) {
-        let grown = make(device, capacity, self.usage);
+        let grown = make(device, capacity);
         if self.end > 0 {
             let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
             enc.copy_buffer_to_buffer(&self.buffer, 0, &grown, 0, self.end);
@@ -273,7 +274,7 @@ impl<K: Hash + Eq> Arena<K> {
     /// Packs the live entries into a fresh buffer with room for `size` more bytes after them.
     fn compact(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, size: u64) {
         let capacity = self.capacity.max(self.used + size).min(self.limit);
-        let packed = make(device, capacity, self.usage);
+        let packed = make(device, capacity);
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
         let mut at = 0;
         for (_, s) in self.entries.iter_mut() {

@@ -548,13 +548,13 @@ impl GpuRenderer {
         let limit = s
             .texture_cache
             .min(device.limits().max_storage_buffer_binding_size);
-        let textures = Arena::new(&device, wgpu::BufferUsages::STORAGE, TEXTURE_START, limit);
+        let textures = Arena::new(&device, TEXTURE_START, limit);
         let limit = s
             .geometry_cache
             .min(device.limits().max_storage_buffer_binding_size)
             / INST_BYTES
             * INST_BYTES;
-        let geometry = Arena::new(&device, wgpu::BufferUsages::STORAGE, GEOMETRY_START, limit);
+        let geometry = Arena::new(&device, GEOMETRY_START, limit);
         let target = texture(
             &device,
             (width, height),
