@@ -8,7 +8,9 @@
 //!
 //! Then, for the same bytes, the GPU's floor: writing them to the GPU, one copy there and
 //! reading them back, with no shader at all — what any GPU frame costs at least on this adapter
-//! before a single pixel is composed.
+//! before a single pixel is composed; and the same with one trivial compute pass over those
+//! bytes in between (each word incremented in place, one invocation a word): the least any
+//! shader that touches every covered pixel once adds to it.
 //!
 //! `cargo bench -p benches --bench render`; `WGPU_BACKEND=gl` for the GL backend.
 
@@ -87,7 +89,8 @@ fn render(c: &mut Criterion) {
     group.finish();
 }
 
-/// Writes `bytes` to the GPU, copies them once there and reads them back, each iteration.
+/// Writes `bytes` to the GPU, copies them once there and reads them back, each iteration; then
+/// the same with a trivial compute pass over the bytes before the copy.
 fn round_trip(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
@@ -106,17 +109,57 @@ fn round_trip(
             mapped_at_creation: false,
         })
     };
-    let on_gpu = buffer(wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC);
+    let on_gpu = buffer(
+        wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::STORAGE,
+    );
     let readback = buffer(wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ);
     let host = vec![7u8; bytes as usize];
     let mut back = vec![0u8; bytes as usize];
+    let words = (bytes / 4) as u32;
+    let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("trivial pass"),
+        source: wgpu::ShaderSource::Wgsl(
+            "@group(0) @binding(0) var<storage, read_write> data: array<u32>;
+             @compute @workgroup_size(64)
+             fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+                 if (id.x < arrayLength(&data)) { data[id.x] = data[id.x] + 1u; }
+             }"
+            .into(),
+        ),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("trivial pass"),
+        layout: None,
+        module: &shader,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: on_gpu.as_entire_binding(),
+        }],
+    });
     group.throughput(Throughput::Elements(1));
-    group.bench_function(
-        format!("gpu round trip only/{} KiB/{name}", bytes / 1024),
-        |b| {
+    for pass in [false, true] {
+        let label = if pass {
+            "gpu round trip + one trivial pass"
+        } else {
+            "gpu round trip only"
+        };
+        group.bench_function(format!("{label}/{} KiB/{name}", bytes / 1024), |b| {
             b.iter(|| {
                 queue.write_buffer(&on_gpu, 0, &host);
                 let mut enc = device.create_command_encoder(&Default::default());
+                if pass {
+                    let mut cp = enc.begin_compute_pass(&Default::default());
+                    cp.set_pipeline(&pipeline);
+                    cp.set_bind_group(0, &bind, &[]);
+                    cp.dispatch_workgroups(words.div_ceil(64), 1, 1);
+                }
                 enc.copy_buffer_to_buffer(&on_gpu, 0, &readback, 0, bytes);
                 queue.submit([enc.finish()]);
                 readback
@@ -128,8 +171,8 @@ fn round_trip(
                 back.copy_from_slice(&readback.slice(..).get_mapped_range().expect("mapped"));
                 readback.unmap();
             })
-        },
-    );
+        });
+    }
 }
 
 criterion_group! {
