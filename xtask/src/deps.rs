@@ -250,8 +250,6 @@ fn apt_install(packages: &[&str]) -> Result<()> {
 /// chunk_size, gop_cache, ping and ping_timeout; 4.x ignores them).
 pub const NODE_MEDIA_SERVER: &str = "node-media-server@2.7.4";
 
-/// Installs node-media-server into `dir` with npm when it is not there yet. `Ok(Some(code))`
-/// when node or npm is missing and could not be installed.
 /// The gungraun runner the benches' gungraun crate needs: the same version, pinned.
 pub const GUNGRAUN: &str = "0.18.2";
 
@@ -290,6 +288,50 @@ pub fn gungraun_runner() -> Result<Option<ExitCode>> {
     Ok(None)
 }
 
+/// The toolchain components `cargo xtask test` runs: rustfmt (`cargo fmt --check`) and clippy.
+/// Added with rustup when missing. `Ok(Some(code))` when one is missing and could not be added.
+pub fn components() -> Result<Option<ExitCode>> {
+    const COMPONENTS: [(&str, &str); 2] = [("fmt", "rustfmt"), ("clippy", "clippy")];
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let missing = || -> Vec<&str> {
+        COMPONENTS
+            .iter()
+            .filter(|(sub, _)| {
+                !Command::new(&cargo)
+                    .args([sub, "--version"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+            .map(|(_, component)| *component)
+            .collect()
+    };
+    let wanted = missing();
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    eprintln!(
+        "xtask: adding the toolchain components {} with rustup",
+        wanted.join(" ")
+    );
+    let _ = Command::new("rustup")
+        .args(["component", "add"])
+        .args(&wanted)
+        .status();
+    let still = missing();
+    if !still.is_empty() {
+        eprintln!(
+            "xtask: could not add {0}; add them with:\n  rustup component add {0}",
+            still.join(" ")
+        );
+        return Ok(Some(ExitCode::from(2)));
+    }
+    Ok(None)
+}
+
+/// Installs node-media-server into `dir` with npm when it is not there yet. `Ok(Some(code))`
+/// when node or npm is missing and could not be installed.
 pub fn node_media_server(dir: &Path) -> Result<Option<ExitCode>> {
     if dir
         .join("node_modules/node-media-server/package.json")

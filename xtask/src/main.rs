@@ -22,7 +22,8 @@ enum Cmd {
     /// and regenerate results/REPORT.md. `stream` is the main job: the encoder sweep.
     Perf(PerfArgs),
     /// Run every test: formatting, clippy (-D warnings), unit, integration and doc tests, and
-    /// the benchmarks once each in test mode.
+    /// the benchmarks once each in test mode. Installs what they run first (system packages,
+    /// the rustfmt and clippy components, gungraun-runner).
     Test,
     /// Regenerate results/REPORT.md from the latest results of every suite.
     Report,
@@ -274,6 +275,13 @@ fn main() -> Result<ExitCode> {
             run(c)?;
         }
         Cmd::Test => {
+            // Everything the tests run is installed first: rustfmt and clippy, and the
+            // gungraun runner that the `instructions` bench needs even in test mode.
+            for install in [deps::components, deps::gungraun_runner] {
+                if let Some(code) = install()? {
+                    return Ok(code);
+                }
+            }
             let mut fmt = cargo();
             fmt.args(["fmt", "--all", "--", "--check"]);
             run(fmt)?;
