@@ -7,25 +7,16 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Which graphics API to look for adapters on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Api {
-    Vulkan,
-    Gl,
-    #[default]
-    Auto,
-}
+pub use crate::config::Api;
 
-impl Api {
-    fn backends(self) -> wgpu::Backends {
-        let chosen = match self {
-            Api::Vulkan => wgpu::Backends::VULKAN,
-            Api::Gl => wgpu::Backends::GL,
-            Api::Auto => wgpu::Backends::VULKAN | wgpu::Backends::GL,
-        };
-        wgpu::Backends::from_env().unwrap_or(chosen)
-    }
+/// The wgpu backends to look for adapters on for `api`; `WGPU_BACKEND` overrides.
+fn backends(api: Api) -> wgpu::Backends {
+    let chosen = match api {
+        Api::Vulkan => wgpu::Backends::VULKAN,
+        Api::Gl => wgpu::Backends::GL,
+        Api::Auto => wgpu::Backends::VULKAN | wgpu::Backends::GL,
+    };
+    wgpu::Backends::from_env().unwrap_or(chosen)
 }
 
 /// What the results record of an adapter.
@@ -86,7 +77,7 @@ pub struct NoAdapter {
 }
 
 fn instance(api: Api) -> (wgpu::Instance, wgpu::Backends) {
-    let backends = api.backends();
+    let backends = backends(api);
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
     (wgpu::Instance::new(desc), backends)

@@ -1,0 +1,307 @@
+//! Tests of the configuration: defaults, every range check's message, enum names, overrides
+//! and TOML round trips.
+
+use super::*;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[test]
+fn defaults_are_the_guides_baseline() {
+    let c = StreamConfig::default();
+    assert_eq!(c.encoder.preset, Preset::Ultrafast);
+    assert!(!c.encoder.hwaccel.enabled);
+    assert_eq!(c.encoder.pipeline.max_latency, 1000);
+    assert_eq!(c.encoder.pipeline.drop_threshold, 500);
+    assert!(c.encoder.pipeline.zero_copy);
+    assert_eq!(c.encoder.pipeline.threads, 2);
+    assert_eq!(c.pipeline.max_queue_size, 30);
+    assert_eq!(c.pipeline.pool_size, 4);
+    assert_eq!(c.pipeline.quality, 85);
+    assert_eq!(c.pipeline.format, FrameFormat::Raw);
+    assert_eq!(c.rtmp.chunk_size, 60000);
+    assert!(c.rtmp.gop_cache);
+    assert_eq!(c.rtmp.ping, 30);
+    assert_eq!(c.rtmp.ping_timeout, 60);
+    assert_eq!((c.core.viewport.width, c.core.viewport.height), (1280, 720));
+    assert_eq!(c.core.viewport.fps, 30);
+    c.validate().expect("defaults are valid");
+}
+
+/// Every range-checked field, a bad value for it, and the range the error must state.
+const BAD: &[(&str, &str, &str)] = &[
+    ("core.viewport.width", "15", "16..=7680"),
+    ("core.viewport.width", "1281", "16..=7680"),
+    ("core.viewport.height", "4322", "16..=4320"),
+    ("core.viewport.fps", "0", "1..=240"),
+    ("core.viewport.gridSize", "0", "1..=720"),
+    ("core.viewport.safeAreaMargin.x", "640", "0..=639"),
+    ("core.viewport.safeAreaMargin.y", "400", "0..=359"),
+    ("core.assets.cacheSize", "0", "1..="),
+    ("core.assets.cacheLifetime", "0", "1..=86400"),
+    ("core.layout.maxLayers", "0", "1..=256"),
+    ("core.layout.updateInterval", "0", "1..=60000"),
+    ("core.composition.threadPool", "65", "1..=64"),
+    ("core.composition.batchSize", "0", "1..=256"),
+    ("renderer.performance.maxConcurrent", "0", "1..=16"),
+    ("renderer.performance.batchSize", "0", "1..=1024"),
+    ("renderer.performance.priorityLevels", "17", "1..=16"),
+    ("renderer.memory.textureCache", "0", "1..=65536"),
+    ("renderer.memory.geometryCache", "0", "1..=65536"),
+    ("renderer.memory.shaderCache", "0", "1..=65536"),
+    ("encoder.gop", "0", "1..=1000"),
+    ("encoder.pipeline.threads", "0", "1..=64"),
+    ("encoder.pipeline.maxLatency", "0", "1..=60000"),
+    ("encoder.pipeline.dropThreshold", "1001", "1..=1000"),
+    (
+        "encoder.pipeline.cpuFlags",
+        "[\"AVX9\"]",
+        "x264 CPU flag names",
+    ),
+    ("encoder.hwaccel.enabled", "true", "one of nvidia, qsv"),
+    ("encoder.rateControl.crf", "52", "0..=51"),
+    ("encoder.rateControl.bitrateKbps", "1", "16..=200000"),
+    ("encoder.rateControl.vbvBufferKbits", "1", "16..=400000"),
+    ("pipeline.maxQueueSize", "0", "1..=1000"),
+    ("pipeline.poolSize", "0", "1..=64"),
+    ("pipeline.quality", "101", "1..=100"),
+    ("rtmp.chunk_size", "127", "128..=16777215"),
+    ("rtmp.ping", "0", "1..=3600"),
+    ("rtmp.ping_timeout", "29", "30..=7200"),
+    ("rtmp.handshake_timeout", "0", "1..=600"),
+    ("rtmp.max_connections", "0", "1..=100000"),
+    ("rtmp.player_queue", "1", "2..=10000"),
+    ("rtmp.fanout_threads", "0", "1..=64"),
+    ("rtmp.publish_keys", "[\"a/b\"]", "without '/'"),
+];
+
+#[test]
+fn every_out_of_range_value_names_field_value_and_range() {
+    for (path, value, range) in BAD {
+        let mut c = StreamConfig::default();
+        c.apply_override(&format!("{path}={value}")).unwrap();
+        let err = c.validate().expect_err(path);
+        let expected_field = if *path == "encoder.hwaccel.enabled" {
+            "encoder.hwaccel.device"
+        } else {
+            path
+        };
+        assert_eq!(err.invalid()[0].field, expected_field, "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains(expected_field) && msg.contains(range), "{msg}");
+        if expected_field == *path {
+            assert!(msg.contains(value.trim_matches(['[', ']'])), "{msg}");
+        }
+    }
+}
+
+#[test]
+fn enums_reject_unknown_names_with_the_valid_ones() {
+    let mut c = StreamConfig::default();
+    let err = c
+        .apply_override("encoder.preset=slowest")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("slowest") && err.contains("ultrafast"),
+        "{err}"
+    );
+    let err = c
+        .apply_override("pipeline.format=gif")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gif") && err.contains("jpeg"), "{err}");
+    let err = c
+        .apply_override("renderer.quality.filterMode=bicubic")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bicubic") && err.contains("cubic") && err.contains("nearest"),
+        "{err}"
+    );
+    let err = c
+        .apply_override("renderer.backend=vulkan")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("vulkan") && err.contains("gpu"), "{err}");
+}
+
+#[test]
+fn overrides_set_nested_and_optional_fields() {
+    let mut c = StreamConfig::default();
+    c.apply_override("encoder.preset=veryfast").unwrap();
+    c.apply_override("encoder.pipeline.zeroCopy=false").unwrap();
+    c.apply_override("encoder.hwaccel.device=nvidia").unwrap();
+    c.apply_override("encoder.pipeline.cpuFlags=[\"SSE2\",\"AVX2\"]")
+        .unwrap();
+    assert_eq!(c.encoder.preset, Preset::Veryfast);
+    assert!(!c.encoder.pipeline.zero_copy);
+    assert_eq!(c.encoder.hwaccel.device, Some(HwDevice::Nvidia));
+    assert_eq!(c.encoder.pipeline.cpu_flags.as_deref().unwrap().len(), 2);
+    c.validate().unwrap();
+    c.apply_override("rtmp={ ping = 5, ping_timeout = 10 }")
+        .unwrap();
+    assert_eq!(
+        (c.rtmp.ping, c.rtmp.ping_timeout, c.rtmp.chunk_size),
+        (5, 10, 60000)
+    );
+    let err = c
+        .apply_override("encoder.nosuch=1")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nosuch") && err.contains("preset"), "{err}");
+    let err = c
+        .apply_override("video.preset=fast")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("video") && err.contains("encoder"), "{err}");
+}
+
+#[test]
+fn partial_toml_fills_defaults_and_round_trips() {
+    let c = StreamConfig::from_toml("[encoder]\npreset = \"medium\"\n").unwrap();
+    assert_eq!(c.encoder.preset, Preset::Medium);
+    assert_eq!(c.pipeline, PipelineConfig::default());
+    let back = StreamConfig::from_toml(&toml::to_string(&c).unwrap()).unwrap();
+    assert_eq!(back, c);
+    let err = StreamConfig::from_toml("[encoder]\npreset = \"medium\"\nthreds = 2\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 3") && err.contains("threds"), "{err}");
+}
+
+/// Every enum's `Display` (and `as_str`, where it has one) is its serde name, for every
+/// variant, and the serde name reads back as the same variant.
+#[test]
+fn enum_names_are_their_serde_names() {
+    fn check<T>(variants: &[T])
+    where
+        T: Copy + PartialEq + fmt::Debug + fmt::Display + Serialize + for<'de> Deserialize<'de>,
+        &'static str: From<T>,
+    {
+        for &v in variants {
+            let serde_name = match toml::Value::try_from(v).unwrap() {
+                toml::Value::String(s) => s,
+                other => panic!("{v:?} serializes to {other:?}"),
+            };
+            assert_eq!(v.to_string(), serde_name, "{v:?}");
+            assert_eq!(<&'static str>::from(v), serde_name, "{v:?}");
+            assert_eq!(toml::Value::String(serde_name).try_into::<T>().unwrap(), v);
+        }
+    }
+    use strum::VariantArray;
+    check(PreloadStrategy::VARIANTS);
+    check(CacheStrategy::VARIANTS);
+    check(OptimizeFor::VARIANTS);
+    check(RenderBackend::VARIANTS);
+    check(Api::VARIANTS);
+    check(TextureQuality::VARIANTS);
+    check(FilterMode::VARIANTS);
+    check(Preset::VARIANTS);
+    check(HwDevice::VARIANTS);
+    check(RateMode::VARIANTS);
+    check(DropPolicy::VARIANTS);
+    check(FrameFormat::VARIANTS);
+    assert_eq!(Preset::ALL, Preset::VARIANTS);
+    assert_eq!(HwDevice::ALL, HwDevice::VARIANTS);
+    let names: Vec<_> = Preset::ALL.iter().map(|p| p.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "ultrafast",
+            "superfast",
+            "veryfast",
+            "faster",
+            "fast",
+            "medium"
+        ]
+    );
+    let names: Vec<_> = HwDevice::ALL.iter().map(|d| d.as_str()).collect();
+    assert_eq!(names, ["nvidia", "qsv", "vaapi", "amf", "videotoolbox"]);
+    // `stream-manager hwaccel` pads with `{device:<13}`, which the bare name ignores.
+    assert_eq!(format!("{:<13}|", HwDevice::Qsv), "qsv|");
+}
+
+/// The Invalid list follows the sections and their fields in this order (as the one
+/// `validate()` before the split checked them).
+const CHECK_ORDER: &[&str] = &[
+    "core.viewport.width",
+    "core.viewport.height",
+    "core.viewport.fps",
+    "core.viewport.gridSize",
+    "core.viewport.safeAreaMargin.x",
+    "core.viewport.safeAreaMargin.y",
+    "core.assets.cacheSize",
+    "core.assets.cacheLifetime",
+    "core.layout.maxLayers",
+    "core.layout.layers",
+    "core.layout.updateInterval",
+    "core.composition.threadPool",
+    "core.composition.batchSize",
+    "renderer.performance.maxConcurrent",
+    "renderer.performance.batchSize",
+    "renderer.performance.priorityLevels",
+    "renderer.memory.textureCache",
+    "renderer.memory.geometryCache",
+    "renderer.memory.shaderCache",
+    "encoder.gop",
+    "encoder.pipeline.threads",
+    "encoder.pipeline.maxLatency",
+    "encoder.pipeline.dropThreshold",
+    "encoder.pipeline.cpuFlags",
+    "encoder.hwaccel.device",
+    "encoder.rateControl.crf",
+    "encoder.rateControl.bitrateKbps",
+    "encoder.rateControl.vbvBufferKbits",
+    "pipeline.maxQueueSize",
+    "pipeline.poolSize",
+    "pipeline.quality",
+    "pipeline.pressureRssMb",
+    "pipeline.pressureQueuePercent",
+    "rtmp.chunk_size",
+    "rtmp.ping",
+    "rtmp.ping_timeout",
+    "rtmp.handshake_timeout",
+    "rtmp.max_connections",
+    "rtmp.player_queue",
+    "rtmp.fanout_threads",
+    "rtmp.publish_keys",
+];
+
+#[test]
+fn every_bad_field_is_listed_in_check_order() {
+    let mut c = StreamConfig::default();
+    let v = &mut c.core.viewport;
+    (v.width, v.height, v.fps, v.grid_size) = (15, 15, 0, 0);
+    c.core.assets.cache_size = 0;
+    c.core.assets.cache_lifetime = 0;
+    c.core.layout.max_layers = 0;
+    c.core.layout.update_interval = 0;
+    c.core.composition.thread_pool = 0;
+    c.core.composition.batch_size = 0;
+    c.renderer.performance = RenderPerformance {
+        max_concurrent: 0,
+        batch_size: 0,
+        priority_levels: 0,
+    };
+    c.renderer.memory = RenderMemory {
+        texture_cache: 0,
+        geometry_cache: 0,
+        shader_cache: 0,
+    };
+    let e = &mut c.encoder;
+    (e.gop, e.pipeline.threads, e.pipeline.max_latency) = (0, 0, 0);
+    e.pipeline.cpu_flags = Some(vec!["AVX9".into()]);
+    e.hwaccel.enabled = true;
+    (e.rate_control.crf, e.rate_control.bitrate_kbps) = (52, 1);
+    e.rate_control.vbv_buffer_kbits = 1;
+    let p = &mut c.pipeline;
+    (p.max_queue_size, p.pool_size, p.quality) = (0, 0, 0);
+    (p.pressure_rss_mb, p.pressure_queue_percent) = ((1 << 20) + 1, 0);
+    let t = &mut c.rtmp;
+    (t.chunk_size, t.ping, t.ping_timeout, t.handshake_timeout) = (0, 0, 0, 0);
+    (t.max_connections, t.player_queue, t.fanout_threads) = (0, 0, 0);
+    t.publish_keys = vec![String::new()];
+    let err = c.validate().unwrap_err();
+    let fields: Vec<&str> = err.invalid().iter().map(|i| i.field.as_str()).collect();
+    assert_eq!(fields, CHECK_ORDER);
+}
