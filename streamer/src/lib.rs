@@ -18,6 +18,7 @@
 pub mod config;
 pub mod core;
 pub mod encode;
+pub mod frame;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;
