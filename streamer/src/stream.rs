@@ -15,8 +15,9 @@ use crate::core::{Core, CoreError, CoreMetrics};
 use crate::encode::{EncodeError, Encoder, Packet};
 use crate::output::{self, Output, OutputError, Sink};
 use crate::pipeline::buffers::{BufferPool, PoolStats, Slot};
-use crate::pipeline::format::{Converter, Ingest};
+use crate::pipeline::format::Ingest;
 use crate::pipeline::queue::{FrameQueue, Pushed};
+use crate::pipeline::worker::{self, WorkerCounters, WorkerSettings};
 use crate::pipeline::{Done, DropCounters, DropReason, Drops, Reorder, RssWatch};
 use crate::probe::{Point, Probe};
 use crate::source::Scene;
@@ -276,8 +277,13 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let (probe, shared, scene, core) = (self.probe, &self.shared, &self.scene, &mut self.core);
         let (encoder, sink, counters) = (&mut self.encoder, &mut self.sink, &mut self.counters);
         let live = pacing == Pacing::Realtime;
+        let settings = WorkerSettings::of(cfg, live);
+        let tally = WorkerCounters {
+            drops: &shared.drops,
+            format_bytes: &shared.format_bytes,
+        };
         std::thread::scope(|sc| {
-            let (queue, reorder, abort) = (&queue, &reorder, &abort);
+            let (queue, reorder, abort, tally) = (&queue, &reorder, &abort, &tally);
             let renderer = std::thread::Builder::new()
                 .name("render".into())
                 .spawn_scoped(sc, move || {
@@ -308,7 +314,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 let started = std::thread::Builder::new()
                     .name(format!("pipeline-{w}"))
                     .spawn_scoped(sc, move || {
-                        work(cfg, shared, queue, reorder, probe, live);
+                        worker::work(settings, tally, queue, reorder, probe);
                         reorder.worker_done();
                     });
                 if let Err(e) = started {
@@ -602,50 +608,6 @@ fn deliver_frame<P: Probe>(
             shared.pool.give(s);
             false
         }
-    }
-}
-
-/// A worker's loop: takes frames out, drops the stale ones, converts the rest.
-fn work<P: Probe>(
-    cfg: &StreamConfig,
-    shared: &Shared,
-    queue: &FrameQueue<Slot>,
-    reorder: &Reorder<Slot>,
-    probe: &P,
-    live: bool,
-) {
-    let p = &cfg.pipeline;
-    let v = &cfg.core.viewport;
-    let stale_after = Duration::from_millis(cfg.encoder.pipeline.drop_threshold.into());
-    let mut converter = Converter::new(p.format, p.quality, v.width, v.height);
-    loop {
-        reorder.reserve();
-        let Some((seq, mut slot)) = queue.pop() else {
-            reorder.unreserve();
-            break;
-        };
-        probe.mark(Point::PipelineProcessStart, slot.id);
-        if live && slot.captured.elapsed() > stale_after {
-            shared.drops.count(DropReason::Stale);
-            reorder.put(seq, Done::Skip(slot));
-            continue;
-        }
-        let done = match converter.as_mut() {
-            Ok(c) => match c.convert(&mut slot) {
-                Ok(()) => {
-                    shared
-                        .format_bytes
-                        .fetch_add(slot.encoded.len() as u64, Ordering::Relaxed);
-                    Done::Frame(slot)
-                }
-                Err(e) => Done::Failed(slot, e.to_string()),
-            },
-            Err(e) => Done::Failed(slot, e.to_string()),
-        };
-        if let Done::Frame(s) = &done {
-            probe.mark(Point::PipelineProcessEnd, s.id);
-        }
-        reorder.put(seq, done);
     }
 }
 

@@ -19,6 +19,7 @@
 pub mod buffers;
 pub mod format;
 pub mod queue;
+pub mod worker;
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
