@@ -276,12 +276,12 @@ struct Handshaking<'a>(&'a mut TcpStream);
 impl handshake::Transport for Handshaking<'_> {
     type Error = String;
 
-    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<usize, String>> + Send {
-        async move { self.0.read(buf).await.map_err(|e| e.to_string()) }
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        self.0.read(buf).await.map_err(|e| e.to_string())
     }
 
-    fn write(&mut self, bytes: &[u8]) -> impl Future<Output = Result<(), String>> + Send {
-        async move { self.0.write_all(bytes).await.map_err(|e| e.to_string()) }
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.0.write_all(bytes).await.map_err(|e| e.to_string())
     }
 
     fn closed(&mut self) -> String {
