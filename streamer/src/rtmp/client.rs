@@ -6,9 +6,9 @@
 //! reconnects with exponential backoff (100 ms doubling to 2 s); after reconnecting it sends the
 //! headers again and resumes at the next keyframe, so players never see a broken GOP.
 
-use super::flv;
+use super::{flv, handshake};
 use bytes::Bytes;
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::handshake::{HandshakeError, PeerType};
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionError, ClientSessionEvent,
@@ -232,35 +232,34 @@ fn dispatch(
 
 /// Runs the RTMP handshake on a blocking socket; returns bytes that followed it.
 pub fn handshake(socket: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut hs = Handshake::new(PeerType::Client);
-    let p0p1 = hs
-        .generate_outbound_p0_and_p1()
-        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-    socket.write_all(&p0p1)?;
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = socket.read(&mut buf)?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "server closed during handshake",
-            ));
-        }
-        match hs
-            .process_bytes(&buf[..n])
-            .map_err(|e| std::io::Error::other(format!("{e:?}")))?
-        {
-            HandshakeProcessResult::InProgress { response_bytes } => {
-                socket.write_all(&response_bytes)?
-            }
-            HandshakeProcessResult::Completed {
-                response_bytes,
-                remaining_bytes,
-            } => {
-                socket.write_all(&response_bytes)?;
-                return Ok(remaining_bytes);
-            }
-        }
+    // Every step finishes on its first poll: the socket blocks, not the future.
+    pollster::block_on(handshake::run(&mut Blocking(socket), PeerType::Client))
+}
+
+/// A blocking socket as a handshake transport: each call does its I/O at once and hands back
+/// a future that is already ready.
+struct Blocking<'a>(&'a mut TcpStream);
+
+impl handshake::Transport for Blocking<'_> {
+    type Error = std::io::Error;
+
+    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = std::io::Result<usize>> + Send {
+        std::future::ready(self.0.read(buf))
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> impl Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(self.0.write_all(bytes))
+    }
+
+    fn closed(&mut self) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "server closed during handshake",
+        )
+    }
+
+    fn refused(&mut self, e: HandshakeError) -> std::io::Error {
+        std::io::Error::other(format!("{e:?}"))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod flv;
+mod handshake;
 pub mod player;
 pub mod server;
 

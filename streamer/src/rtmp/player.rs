@@ -10,9 +10,9 @@
 //! Join time is connect → first complete keyframe received.
 
 use super::client::RtmpUrl;
-use super::flv;
+use super::{flv, handshake};
 use crate::probe::{Point, Probe};
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::handshake::{HandshakeError, PeerType};
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
 };
@@ -267,35 +267,29 @@ fn collect(
 }
 
 async fn handshake(socket: &mut TcpStream) -> Result<Vec<u8>, String> {
-    let mut hs = Handshake::new(PeerType::Client);
-    let p0p1 = hs
-        .generate_outbound_p0_and_p1()
-        .map_err(|e| format!("{e:?}"))?;
-    socket.write_all(&p0p1).await.map_err(|e| e.to_string())?;
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = socket.read(&mut buf).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("server closed during handshake".into());
-        }
-        match hs.process_bytes(&buf[..n]).map_err(|e| format!("{e:?}"))? {
-            HandshakeProcessResult::InProgress { response_bytes } => {
-                socket
-                    .write_all(&response_bytes)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            HandshakeProcessResult::Completed {
-                response_bytes,
-                remaining_bytes,
-            } => {
-                socket
-                    .write_all(&response_bytes)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                return Ok(remaining_bytes);
-            }
-        }
+    handshake::run(&mut Handshaking(socket), PeerType::Client).await
+}
+
+/// A player's socket as a handshake transport.
+struct Handshaking<'a>(&'a mut TcpStream);
+
+impl handshake::Transport for Handshaking<'_> {
+    type Error = String;
+
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        self.0.read(buf).await.map_err(|e| e.to_string())
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.0.write_all(bytes).await.map_err(|e| e.to_string())
+    }
+
+    fn closed(&mut self) -> String {
+        "server closed during handshake".into()
+    }
+
+    fn refused(&mut self, e: HandshakeError) -> String {
+        format!("{e:?}")
     }
 }
 

@@ -1,0 +1,81 @@
+//! The server's side of the RTMP handshake: the shared loop (`rtmp::handshake`) over a new
+//! connection's socket, with the `handshake_timeout` deadline, the server's error words, and a
+//! fault of `rml_rtmp` caught and counted.
+
+use super::stats::ServerStats;
+use crate::rtmp::handshake::{self as driver, Transport};
+use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+
+/// Why a handshake failed, as the connection's log line says it.
+type Ended = String;
+
+/// Runs the server's side of the handshake on `socket`, which has `timeout` to complete it;
+/// returns the bytes that followed it.
+pub(super) async fn run(
+    socket: &mut TcpStream,
+    timeout: Duration,
+    stats: &ServerStats,
+) -> Result<Vec<u8>, Ended> {
+    let mut io = Handshaking {
+        socket,
+        deadline: Instant::now() + timeout,
+        stats,
+    };
+    driver::run(&mut io, PeerType::Server).await
+}
+
+/// A new connection's socket as a handshake transport: reads and writes end at `deadline`
+/// (`handshake_timeout`), and a fault of `rml_rtmp` is counted.
+struct Handshaking<'a> {
+    socket: &'a mut TcpStream,
+    deadline: Instant,
+    stats: &'a ServerStats,
+}
+
+impl Transport for Handshaking<'_> {
+    type Error = Ended;
+
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Ended> {
+        match timeout_at(self.deadline, self.socket.read(buf)).await {
+            Err(_) => Err("handshake timed out (handshake_timeout)".into()),
+            Ok(Err(e)) => Err(format!("read failed during handshake: {e}")),
+            Ok(Ok(n)) => Ok(n),
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), Ended> {
+        match timeout_at(self.deadline, self.socket.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err("handshake write failed or timed out".into()),
+        }
+    }
+
+    fn closed(&mut self) -> Ended {
+        "peer closed during handshake".into()
+    }
+
+    fn refused(&mut self, e: HandshakeError) -> Ended {
+        self.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        format!("bad handshake: {e:?}")
+    }
+
+    fn process(
+        &mut self,
+        hs: &mut Handshake,
+        bytes: &[u8],
+    ) -> Result<HandshakeProcessResult, Ended> {
+        match catch_unwind(AssertUnwindSafe(|| hs.process_bytes(bytes))) {
+            Ok(result) => result.map_err(|e| self.refused(e)),
+            Err(_) => {
+                self.stats.panics.fetch_add(1, Ordering::Relaxed);
+                Err("rml_rtmp panicked on the handshake".into())
+            }
+        }
+    }
+}

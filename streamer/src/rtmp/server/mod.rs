@@ -1,0 +1,247 @@
+//! The embedded RTMP server: publish and play by app/stream key, fan-out to any number of
+//! players, GOP cache, ping and ping timeout, handshake timeout, connection limit, publish keys.
+//!
+//! # Model
+//!
+//! One tokio task per connection owns its socket and its `rml_rtmp` `ServerSession` (which is
+//! sans-IO). A publisher's media goes into its channel ([`gop::Channel`]): the metadata, the sequence
+//! headers and, with `gop_cache`, every frame since the last keyframe are kept there for players
+//! that join later. Each player has a bounded queue ([`PlayerQueue`]); its task drains the queue
+//! into its session and socket. When a queue is full the player's non-key frames are dropped
+//! until the next keyframe, and counted — a slow player never grows memory, and never slows the
+//! publisher or the other players.
+//!
+//! A frame goes straight from the publisher's connection to each idle player's socket with
+//! one `send(2)` of chunks built once for everyone; a large fan-out (a keyframe to many players)
+//! is split over `rtmp.fanout_threads` threads ([`fanout::FanOut`]).
+//!
+//! Faults stay inside their connection: malformed bytes end that connection with a log line,
+//! and so does a panic inside `rml_rtmp` (it panics on some malformed messages), caught around
+//! every call into the session. Every write has a deadline of `ping_timeout`, so a peer that
+//! stops reading is closed just as one that stops sending is.
+//!
+//! # Layout
+//!
+//! From the bottom up: `media` (a message and its chunks), `stats` (the counters),
+//! `player_queue` (a player's queue and drop rule), `gop` (a channel and its GOP cache),
+//! `fanout` (the fan-out threads), `shared` (what connections share), `connection` (one
+//! connection: handshake, session, publish and play), and here the server's lifecycle and
+//! accept loop.
+
+mod connection;
+mod fanout;
+mod gop;
+mod handshake;
+mod media;
+mod notify;
+mod player_queue;
+mod shared;
+mod stats;
+
+pub use media::{Media, MediaKind};
+pub use player_queue::PlayerQueue;
+pub use stats::ServerStats;
+
+use crate::config::RtmpConfig;
+use connection::Connection;
+use shared::Shared;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// Socket send buffer per connection (the kernel doubles it and caps it at wmem_max).
+const SEND_BUFFER: usize = 1 << 20;
+
+/// A running server; dropping it (or [`Server::stop`]) closes the listener and every connection.
+pub struct Server {
+    addr: SocketAddr,
+    runtime: Option<Arc<tokio::runtime::Runtime>>,
+    /// With one thread: the thread driving the single-threaded runtime, and its stop signal.
+    driver: Option<(Arc<Notify>, std::thread::JoinHandle<()>)>,
+    stats: Arc<ServerStats>,
+    stopping: Arc<AtomicBool>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("rtmp server on {addr}: {source}")]
+pub struct ServerError {
+    addr: String,
+    source: std::io::Error,
+}
+
+impl Server {
+    /// Binds `addr` and serves with `cfg` on `threads` worker threads. `verbose` logs each
+    /// connection's end and every fault.
+    ///
+    /// # Errors
+    /// The address cannot be bound, or the runtime cannot start.
+    pub fn start(
+        addr: SocketAddr,
+        cfg: &RtmpConfig,
+        threads: usize,
+        verbose: bool,
+    ) -> Result<Self, ServerError> {
+        let fail = |source| ServerError {
+            addr: addr.to_string(),
+            source,
+        };
+        // One thread: a current-thread runtime on a thread of its own, which spares the
+        // work-stealing scheduler's cost on every wake-up (one per frame per player).
+        let runtime = if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("rtmp-server")
+                .enable_all()
+                .build()
+        }
+        .map_err(fail)?;
+        let listener = runtime.block_on(TcpListener::bind(addr)).map_err(fail)?;
+        let addr = listener.local_addr().map_err(fail)?;
+        let stats = Arc::new(ServerStats::default());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let shared = Shared::new(cfg, Arc::clone(&stats), verbose);
+        runtime.spawn(accept_loop(listener, shared));
+        let runtime = Arc::new(runtime);
+        let driver = if threads <= 1 {
+            let stop = Arc::new(Notify::new());
+            let (rt, signal) = (Arc::clone(&runtime), Arc::clone(&stop));
+            let thread = std::thread::Builder::new()
+                .name("rtmp-server".into())
+                .spawn(move || rt.block_on(signal.notified()))
+                .map_err(fail)?;
+            Some((stop, thread))
+        } else {
+            None
+        };
+        Ok(Server {
+            addr,
+            runtime: Some(runtime),
+            driver,
+            stats,
+            stopping,
+        })
+    }
+
+    /// Binds `addr` and serves on the calling thread until the process ends: the whole server
+    /// in one thread. A process of one thread is cheaper in the kernel: with more than one,
+    /// every `send(2)` takes and drops a reference on the socket's file (the descriptor table is
+    /// shared), one more cache line per player per frame. `ready` is called once bound.
+    ///
+    /// # Errors
+    /// The address cannot be bound, or the runtime cannot start.
+    pub fn serve_here(
+        addr: SocketAddr,
+        cfg: &RtmpConfig,
+        verbose: bool,
+        ready: impl FnOnce(SocketAddr),
+    ) -> Result<(), ServerError> {
+        let fail = |source| ServerError {
+            addr: addr.to_string(),
+            source,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(fail)?;
+        let listener = runtime.block_on(TcpListener::bind(addr)).map_err(fail)?;
+        ready(listener.local_addr().map_err(fail)?);
+        let shared = Shared::new(cfg, Arc::default(), verbose);
+        runtime.block_on(accept_loop(listener, shared));
+        Ok(())
+    }
+
+    /// The bound address (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> &ServerStats {
+        &self.stats
+    }
+
+    /// Closes every connection and stops.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        if let Some((stop, thread)) = self.driver.take() {
+            stop.notify_one();
+            let _ = thread.join();
+        }
+        if let Some(rt) = self.runtime.take().and_then(|rt| Arc::try_unwrap(rt).ok()) {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+
+    /// Blocks until the process is interrupted.
+    pub fn wait(&self) {
+        while !self.stopping.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((socket, peer)) = listener.accept().await else {
+            continue;
+        };
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let open = shared.stats.connections_open.load(Ordering::Relaxed);
+        if open >= u64::from(shared.cfg.max_connections) {
+            shared
+                .stats
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            shared.log(
+                id,
+                format_args!("refused {peer}: {open} connections open (max_connections)"),
+            );
+            drop(socket);
+            continue;
+        }
+        shared
+            .stats
+            .connections_accepted
+            .fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            // Setting up is request and answer: with Nagle's algorithm an answer can wait out
+            // the peer's delayed acknowledgement (40 ms). A player's socket follows
+            // `rtmp.tcp_nodelay` once it has had its first media (see `flush_player`).
+            let _ = socket.set_nodelay(true);
+            // Room for a whole keyframe: a frame written in one piece goes out from the
+            // publisher's task; one that does not fit waits on the player's task and its wake-up.
+            let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER);
+            let mut conn = Connection::new(id, Arc::clone(&shared));
+            let why = conn.serve(socket).await;
+            conn.leave();
+            shared
+                .stats
+                .connections_open
+                .fetch_sub(1, Ordering::Relaxed);
+            shared.log(id, format_args!("closed: {why}"));
+        });
+    }
+}
