@@ -468,11 +468,19 @@ fn malformed_input_ends_only_its_own_connection() {
     still_serves(&server, "a truncated handshake");
 
     // `@setDataFrame` with nothing after it: rml_rtmp panics on it.
+    let panics_before = server.stats().panics.load(Ordering::Relaxed);
     let mut amf = publishing_socket(addr, "amf");
     let _ = amf.write_all(&chunk(RtmpMessage::Amf0Data {
         values: vec![Amf0Value::Utf8String("@setDataFrame".into())],
     }));
     still_serves(&server, "AMF data with missing values");
+    // The server surviving is not enough (tokio would isolate a task's panic on its own): the
+    // panic count is raised only where the connection's catch_unwind caught rml_rtmp's panic.
+    wait_for(
+        "rml_rtmp's panic on `@setDataFrame` to be caught and counted",
+        Duration::from_secs(5),
+        || server.stats().panics.load(Ordering::Relaxed) == panics_before + 1,
+    );
 
     let mut chunky = publishing_socket(addr, "chunky");
     let _ = chunky.write_all(&chunk(RtmpMessage::SetChunkSize { size: 0x7fff_ffff }));
