@@ -229,99 +229,15 @@ impl Progress {
 }
 
 fn gate(args: &GateArgs) -> Result<()> {
-    use harness::gate::{self, InstructionBaselines, RatioBaseline, RatioBaselines};
-    let read = |name: &str| -> Result<Option<String>> {
-        let path = args.baselines.join(name);
-        match std::fs::read_to_string(&path) {
-            Ok(t) => Ok(Some(t)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    };
-    let mut instr_base: InstructionBaselines = match read("instructions.json")? {
-        Some(t) => serde_json::from_str(&t).context("results/baselines/instructions.json")?,
-        None => InstructionBaselines {
-            tolerance: 0.02,
-            ..Default::default()
-        },
-    };
-    let mut ratio_base: RatioBaselines = match read("ratios.json")? {
-        Some(t) => serde_json::from_str(&t).context("results/baselines/ratios.json")?,
-        None => RatioBaselines::default(),
-    };
-    let mut rows = Vec::new();
-    let counts = match &args.instructions {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let counts = gate::parse_gungraun(&text).map_err(anyhow::Error::msg)?;
-            if counts.is_empty() {
-                bail!("{}: no gungraun summaries", path.display());
-            }
-            rows.extend(gate::compare_instructions(&instr_base, &counts));
-            Some(counts)
-        }
-        None => None,
-    };
-    let ratios = if args.no_ratios {
-        None
-    } else {
-        let r = gate::measure_ratios(args.reps.max(1), |m| eprintln!("gate: {m}"))?;
-        rows.extend(gate::compare_ratios(&ratio_base, &r));
-        if let Some(path) = &args.samples {
-            harness::results::write_atomic(path, &serde_json::to_vec_pretty(&r)?)?;
-        }
-        Some(r)
-    };
-    let table = gate::table(&rows);
-    println!("{table}");
-    if let Some(path) = &args.markdown {
-        harness::results::write_atomic(path, table.as_bytes())?;
-    }
-    if args.update {
-        if let Some(c) = counts {
-            instr_base.counts = c;
-            instr_base.cpu = gate::cpu();
-            let json = serde_json::to_vec_pretty(&instr_base)?;
-            harness::results::write_atomic(&args.baselines.join("instructions.json"), &json)?;
-        }
-        if let Some(r) = ratios {
-            for (name, samples) in r {
-                let what = match name.as_str() {
-                    "path_fps_over_bare_encoder_fps" => {
-                        "the whole stream (null output, 720p ultrafast, 1 thread, max pacing) \
-                         over the bare encoder on the same pictures"
-                    }
-                    "recorder_fps_over_noop_probe_fps" => {
-                        "the stream with the recorder on over the stream with the no-op probe"
-                    }
-                    "compositor_bandwidth_over_memcpy_bandwidth" => {
-                        "frames per second composed (8 layers at 720p) over frames per second \
-                         copied with memcpy"
-                    }
-                    _ => "",
-                };
-                let entry = ratio_base
-                    .ratios
-                    .entry(name)
-                    .or_insert_with(|| RatioBaseline {
-                        median: 0.0,
-                        noise: 0.25,
-                        what: what.to_string(),
-                    });
-                entry.median = gate::median(&samples);
-            }
-            let json = serde_json::to_vec_pretty(&ratio_base)?;
-            harness::results::write_atomic(&args.baselines.join("ratios.json"), &json)?;
-        }
-        eprintln!("gate: baselines updated in {}", args.baselines.display());
-        return Ok(());
-    }
-    if gate::failed(&rows) {
-        bail!("gate: a figure regressed (see the table above)");
-    }
-    eprintln!("gate: every figure holds");
-    Ok(())
+    harness::gate::check(&harness::gate::GateOptions {
+        instructions: args.instructions.clone(),
+        baselines: args.baselines.clone(),
+        reps: args.reps,
+        no_ratios: args.no_ratios,
+        update: args.update,
+        markdown: args.markdown.clone(),
+        samples: args.samples.clone(),
+    })
 }
 
 fn merge(root: &Path, mut suites: Vec<String>) -> Result<()> {
