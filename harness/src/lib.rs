@@ -18,7 +18,6 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod scenario;
-pub mod shard;
 pub mod sweep;
 pub mod system;
 pub mod tables;

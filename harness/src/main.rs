@@ -132,7 +132,7 @@ struct RunArgs {
     /// <results>/<suite>/shard-K-of-N.json; `harness merge SUITE` joins the shards.
     /// Comparisons (--compare-cli, --peers, --probe-overhead) run in shard 1 only.
     #[arg(long, value_name = "K/N")]
-    shard: Option<harness::shard::Shard>,
+    shard: Option<harness::results::Shard>,
 }
 
 #[global_allocator]
@@ -263,7 +263,7 @@ fn merge(root: &Path, mut suites: Vec<String>) -> Result<()> {
         }
     }
     for suite in &suites {
-        let merged = harness::shard::merge(root, suite)?;
+        let merged = harness::results::merge::merge(root, suite)?;
         let latest = merged.write(root)?;
         eprintln!(
             "{suite}: {} points merged into {}",
@@ -416,7 +416,7 @@ fn run(args: RunArgs) -> Result<()> {
         shard: args.shard,
     };
     if let Some(shard) = args.shard {
-        let path = harness::shard::write(&results, shard, &args.results)?;
+        let path = harness::results::merge::write(&results, shard, &args.results)?;
         eprintln!(
             "shard {shard} of {}: {} (when every shard is in, `cargo xtask results merge {}`)",
             results.suite,
