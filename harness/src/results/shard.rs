@@ -2,7 +2,8 @@
 //! (K from 1), and writes `results/<suite>/shard-K-of-N.json` instead of `latest.json`;
 //! [`merge`](super::merge::merge) joins the N shard files of a suite back into one results
 //! file, points in the sweep's order, so a CI matrix or any job scheduler can run one sweep on
-//! N machines and report it as one. Side-by-side comparisons (`--compare-cli`, `--peers`) run in shard 1 only.
+//! N machines and report it as one. Side-by-side comparisons (`--compare-cli`, `--peers`) run
+//! in shard 1 only.
 //!
 //! This file holds the [`Shard`] itself (parsing `K/N`, which points it runs, its file);
 //! [`super::merge`] joins and writes shard files.
