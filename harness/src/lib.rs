@@ -4,8 +4,11 @@
 //! child process ([`run`]) with the [`record::Recorder`] as its probe while [`system`] samples
 //! CPU and memory; [`results`] aggregates repetitions and writes JSON/CSV; [`report`] fills the
 //! guide's tables in `results/REPORT.md`; [`compare`] measures side by side in one run.
+//! [`commands`] is what each `harness` subcommand does (the binary only parses arguments);
+//! [`gate`] is the CI gate, over the [`hot`] paths.
 
 pub mod allocs;
+pub mod commands;
 pub mod compare;
 pub mod gate;
 pub mod hot;
