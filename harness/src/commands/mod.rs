@@ -7,7 +7,7 @@
 //! - [`plan`](plan::plan): a scenario's points; [`point`](point::point): one point in a child
 //!   process.
 //!
-//! The gate's command is [`crate::gate::check`]; the report's, [`crate::report::write`].
+//! The gate's command is [`crate::gate::check()`]; the report's, [`crate::report::write`].
 
 pub mod comparisons;
 pub mod merge;

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 /// What `harness run` was asked to do.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Scenario file (scenarios/<suite>.toml).
+    /// Scenario file (`scenarios/<suite>.toml`).
     pub scenario: PathBuf,
-    /// The scenario's short form (its [quick] section).
+    /// The scenario's short form (its `[quick]` section).
     pub quick: bool,
-    /// Results folder; results go to <results>/<suite>/.
+    /// Results folder; results go to `<results>/<suite>/`.
     pub results: PathBuf,
     /// Also compare the in-process encoder with the ffmpeg CLI.
     pub compare_cli: bool,

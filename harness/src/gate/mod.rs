@@ -14,7 +14,7 @@
 //!
 //! The parts: [`baselines`] (the files' contents), [`verdict`] (figures against baselines and
 //! the table), [`gungraun`] (reading instruction counts), [`ratios`] (measuring the wall-time
-//! ratios) and [`check`] (the `harness gate` command: all of it in order).
+//! ratios) and [`check`](mod@check) (the `harness gate` command: all of it in order).
 
 pub mod baselines;
 pub mod check;

@@ -5,7 +5,7 @@
 //!
 //! [`build`] puts the sections in order; each table lives in its own file (`encoder`,
 //! `pipeline`, `rtmp`, `core`, `memory`, `frames`, `render`, with the `comparisons` and per-point
-//! `spans` under them), all writing through [`format`]; [`recommend`] and [`plots`] follow the
+//! `spans` under them), all writing through [`format`](mod@format); [`recommend`] and [`plots`] follow the
 //! tables.
 
 mod baseline;

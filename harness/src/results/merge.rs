@@ -1,5 +1,5 @@
 //! Joining the shard files of a suite back into one [`Results`], points in the sweep's order
-//! ([`merge`]), and writing one shard's results to its own file ([`write`]).
+//! ([`merge`]), and writing one shard's results to its own file ([`write()`]).
 
 use super::files::{ResultsError, write_atomic};
 use super::model::Results;

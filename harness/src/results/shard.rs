@@ -1,12 +1,12 @@
 //! Spreading a sweep over machines: `--shard K/N` runs every N-th point starting at the K-th
 //! (K from 1), and writes `results/<suite>/shard-K-of-N.json` instead of `latest.json`;
-//! [`merge`](super::merge::merge) joins the N shard files of a suite back into one results
+//! the `merge` module beside this one joins the N shard files of a suite back into one results
 //! file, points in the sweep's order, so a CI matrix or any job scheduler can run one sweep on
 //! N machines and report it as one. Side-by-side comparisons (`--compare-cli`, `--peers`) run
 //! in shard 1 only.
 //!
 //! This file holds the [`Shard`] itself (parsing `K/N`, which points it runs, its file);
-//! [`super::merge`] joins and writes shard files.
+//! `merge` joins and writes shard files.
 
 use super::files::suite_dir;
 use serde::{Deserialize, Serialize};
