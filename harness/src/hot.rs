@@ -1,6 +1,6 @@
 //! The stream's CPU hot paths, set up to be timed alone: the criterion benchmarks
 //! (`benches/hotpaths.rs`), the gungraun instruction counts (`benches/instructions.rs`) and the
-//! gate's wall-time ratios ([`crate::gate`]) all use these.
+//! gate's wall-time ratios (`gate::measure_ratios`) all use these.
 
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::messages::RtmpMessage;

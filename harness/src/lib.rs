@@ -4,21 +4,20 @@
 //! child process ([`run`]) with the [`record::Recorder`] as its probe while [`system`] samples
 //! CPU and memory; [`results`] aggregates repetitions and writes JSON/CSV; [`report`] fills the
 //! guide's tables in `results/REPORT.md`; [`compare`] measures side by side in one run.
+//! [`commands`] is what each `harness` subcommand does (the binary only parses arguments);
+//! [`gate`] is the CI gate, over the [`hot`] paths.
 
 pub mod allocs;
+pub mod commands;
 pub mod compare;
 pub mod gate;
 pub mod hot;
 pub mod peers;
-pub mod plots;
 pub mod quality;
-pub mod recommend;
 pub mod record;
 pub mod report;
 pub mod results;
 pub mod run;
 pub mod scenario;
-pub mod shard;
 pub mod sweep;
 pub mod system;
-pub mod tables;

@@ -1,18 +1,12 @@
 //! `harness`: run a scenario's sweep, write results and the report.
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use harness::compare;
-use harness::peers::{self, PeerKind, PeerPrograms};
+use harness::commands::{self, RunOptions};
+use harness::gate::GateOptions;
+use harness::peers::PeerKind;
 use harness::report;
-use harness::results::{AxisValue, Comparisons, PointResult, Results};
-use harness::run::{PointJob, run_here, run_in_child};
-use harness::scenario::Scenario;
-use harness::system::Machine;
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::{IsTerminal, Read};
-use std::path::{Path, PathBuf};
-use streamer::config::Preset;
+use std::path::PathBuf;
 
 /// Benchmark harness for stream-manager: expands a scenario file into run points, runs each
 /// in a fresh process with every monitoring-point span recorded in HDR histograms, and writes
@@ -132,7 +126,7 @@ struct RunArgs {
     /// <results>/<suite>/shard-K-of-N.json; `harness merge SUITE` joins the shards.
     /// Comparisons (--compare-cli, --peers, --probe-overhead) run in shard 1 only.
     #[arg(long, value_name = "K/N")]
-    shard: Option<harness::shard::Shard>,
+    shard: Option<harness::results::Shard>,
 }
 
 #[global_allocator]
@@ -140,443 +134,49 @@ static ALLOCATOR: harness::allocs::Counting = harness::allocs::Counting;
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Cmd::Run(args) => run(args),
-        Cmd::Merge { suites, results } => merge(&results, suites),
-        Cmd::Gate(args) => gate(&args),
+        Cmd::Run(args) => commands::run(&args.into()),
+        Cmd::Merge { suites, results } => commands::merge(&results, suites),
+        Cmd::Gate(args) => harness::gate::check(&args.into()),
         Cmd::Report { results } => {
             let path = report::write(&results)?;
             println!("wrote {}", path.display());
             Ok(())
         }
-        Cmd::Plan { scenario, quick } => {
-            let s = Scenario::load(&scenario)?;
-            let plan = s.plan(quick);
-            println!(
-                "{}: {} points × {} runs of {}, warm-up {} frames, pacing {}",
-                s.suite,
-                plan.points.len(),
-                plan.settings.repetitions,
-                plan.settings.length,
-                plan.settings.warmup_frames,
-                plan.settings.pacing
-            );
-            for p in &plan.points {
-                println!("  {}", p.id());
-            }
-            Ok(())
-        }
-        Cmd::Point => {
-            let mut input = String::new();
-            std::io::stdin().read_to_string(&mut input)?;
-            let job: PointJob = serde_json::from_str(&input).context("reading the job")?;
-            let result = run_here(&job)?;
-            println!("{}", serde_json::to_string(&result)?);
-            Ok(())
+        Cmd::Plan { scenario, quick } => commands::plan(&scenario, quick),
+        Cmd::Point => commands::point(),
+    }
+}
+
+impl From<RunArgs> for RunOptions {
+    fn from(a: RunArgs) -> Self {
+        RunOptions {
+            scenario: a.scenario,
+            quick: a.quick,
+            results: a.results,
+            compare_cli: a.compare_cli,
+            probe_overhead: a.probe_overhead,
+            peers: a.peers,
+            peer_players: a.peer_players,
+            peer_seconds: a.peer_seconds,
+            peer_reps: a.peer_reps,
+            peer_servers: a.peer_servers,
+            nms_dir: a.nms_dir,
+            json: a.json,
+            shard: a.shard,
         }
     }
 }
 
-/// Progress on a terminal (bar with ETA) or, in logs, one line per step.
-struct Progress {
-    bar: Option<ProgressBar>,
-    total: u64,
-    done: u64,
-}
-
-impl Progress {
-    fn new(total: u64) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} {wide_msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar
-        });
-        Progress {
-            bar,
-            total,
-            done: 0,
+impl From<GateArgs> for GateOptions {
+    fn from(a: GateArgs) -> Self {
+        GateOptions {
+            instructions: a.instructions,
+            baselines: a.baselines,
+            reps: a.reps,
+            no_ratios: a.no_ratios,
+            update: a.update,
+            markdown: a.markdown,
+            samples: a.samples,
         }
     }
-
-    fn step(&mut self, msg: &str) {
-        self.done += 1;
-        match &self.bar {
-            Some(bar) => {
-                bar.set_message(msg.to_string());
-                bar.inc(1);
-            }
-            None => eprintln!("[{}/{}] {msg}", self.done, self.total),
-        }
-    }
-
-    fn note(&self, msg: &str) {
-        match &self.bar {
-            Some(bar) => bar.set_message(msg.to_string()),
-            None => eprintln!("{msg}"),
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-fn gate(args: &GateArgs) -> Result<()> {
-    use harness::gate::{self, InstructionBaselines, RatioBaseline, RatioBaselines};
-    let read = |name: &str| -> Result<Option<String>> {
-        let path = args.baselines.join(name);
-        match std::fs::read_to_string(&path) {
-            Ok(t) => Ok(Some(t)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    };
-    let mut instr_base: InstructionBaselines = match read("instructions.json")? {
-        Some(t) => serde_json::from_str(&t).context("results/baselines/instructions.json")?,
-        None => InstructionBaselines {
-            tolerance: 0.02,
-            ..Default::default()
-        },
-    };
-    let mut ratio_base: RatioBaselines = match read("ratios.json")? {
-        Some(t) => serde_json::from_str(&t).context("results/baselines/ratios.json")?,
-        None => RatioBaselines::default(),
-    };
-    let mut rows = Vec::new();
-    let counts = match &args.instructions {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let counts = gate::parse_gungraun(&text).map_err(anyhow::Error::msg)?;
-            if counts.is_empty() {
-                bail!("{}: no gungraun summaries", path.display());
-            }
-            rows.extend(gate::compare_instructions(&instr_base, &counts));
-            Some(counts)
-        }
-        None => None,
-    };
-    let ratios = if args.no_ratios {
-        None
-    } else {
-        let r = gate::measure_ratios(args.reps.max(1), |m| eprintln!("gate: {m}"))?;
-        rows.extend(gate::compare_ratios(&ratio_base, &r));
-        if let Some(path) = &args.samples {
-            harness::results::write_atomic(path, &serde_json::to_vec_pretty(&r)?)?;
-        }
-        Some(r)
-    };
-    let table = gate::table(&rows);
-    println!("{table}");
-    if let Some(path) = &args.markdown {
-        harness::results::write_atomic(path, table.as_bytes())?;
-    }
-    if args.update {
-        if let Some(c) = counts {
-            instr_base.counts = c;
-            instr_base.cpu = gate::cpu();
-            let json = serde_json::to_vec_pretty(&instr_base)?;
-            harness::results::write_atomic(&args.baselines.join("instructions.json"), &json)?;
-        }
-        if let Some(r) = ratios {
-            for (name, samples) in r {
-                let what = match name.as_str() {
-                    "path_fps_over_bare_encoder_fps" => {
-                        "the whole stream (null output, 720p ultrafast, 1 thread, max pacing) \
-                         over the bare encoder on the same pictures"
-                    }
-                    "recorder_fps_over_noop_probe_fps" => {
-                        "the stream with the recorder on over the stream with the no-op probe"
-                    }
-                    "compositor_bandwidth_over_memcpy_bandwidth" => {
-                        "frames per second composed (8 layers at 720p) over frames per second \
-                         copied with memcpy"
-                    }
-                    _ => "",
-                };
-                let entry = ratio_base
-                    .ratios
-                    .entry(name)
-                    .or_insert_with(|| RatioBaseline {
-                        median: 0.0,
-                        noise: 0.25,
-                        what: what.to_string(),
-                    });
-                entry.median = gate::median(&samples);
-            }
-            let json = serde_json::to_vec_pretty(&ratio_base)?;
-            harness::results::write_atomic(&args.baselines.join("ratios.json"), &json)?;
-        }
-        eprintln!("gate: baselines updated in {}", args.baselines.display());
-        return Ok(());
-    }
-    if gate::failed(&rows) {
-        bail!("gate: a figure regressed (see the table above)");
-    }
-    eprintln!("gate: every figure holds");
-    Ok(())
-}
-
-fn merge(root: &Path, mut suites: Vec<String>) -> Result<()> {
-    if suites.is_empty() {
-        for e in std::fs::read_dir(root)
-            .with_context(|| format!("reading {}", root.display()))?
-            .flatten()
-        {
-            let has_shards = std::fs::read_dir(e.path()).is_ok_and(|d| {
-                d.flatten()
-                    .any(|f| f.file_name().to_string_lossy().starts_with("shard-"))
-            });
-            if has_shards {
-                suites.push(e.file_name().to_string_lossy().into_owned());
-            }
-        }
-        suites.sort();
-        if suites.is_empty() {
-            bail!(
-                "no shard files under {} (run `cargo xtask perf SUITE --shard K/N`)",
-                root.display()
-            );
-        }
-    }
-    for suite in &suites {
-        let merged = harness::shard::merge(root, suite)?;
-        let latest = merged.write(root)?;
-        eprintln!(
-            "{suite}: {} points merged into {}",
-            merged.points.len(),
-            latest.display()
-        );
-    }
-    let report = report::write(root)?;
-    eprintln!("report:  {}", report.display());
-    Ok(())
-}
-
-fn run(args: RunArgs) -> Result<()> {
-    let scenario = Scenario::load(&args.scenario)?;
-    let mut plan = scenario.plan(args.quick);
-    let all_points = plan.points.len();
-    if let Some(shard) = args.shard {
-        plan.points = shard.select(plan.points);
-        eprintln!(
-            "{}: shard {shard}: {} of the sweep's {all_points} points",
-            scenario.suite,
-            plan.points.len()
-        );
-    }
-    // Side-by-side comparisons belong to one shard.
-    let first_shard = args.shard.is_none_or(|s| s.k == 1);
-    let exe = std::env::current_exe().context("locating the harness binary")?;
-    let started = harness::results::now_rfc3339();
-    let reps = plan.settings.repetitions;
-    eprintln!(
-        "{}: {} points × {} runs ({}){}",
-        scenario.suite,
-        plan.points.len(),
-        reps,
-        scenario.file.display(),
-        if args.quick { ", quick" } else { "" }
-    );
-    let mut progress = Progress::new(plan.points.len() as u64 * u64::from(reps));
-    let mut points = Vec::new();
-    for point in &plan.points {
-        let job = PointJob {
-            config: point.config.clone(),
-            settings: plan.settings,
-            record: true,
-            players: point.players,
-            quality: scenario.table == harness::scenario::GuideTable::Quality,
-        };
-        let mut runs = Vec::new();
-        for _ in 0..reps {
-            let r = run_in_child(&exe, &job).with_context(|| format!("point {}", point.id()))?;
-            progress.step(&format!("{}: {:.1} fps", point.id(), r.fps));
-            runs.push(r);
-        }
-        let axes = point
-            .axes
-            .iter()
-            .map(|(path, value)| AxisValue {
-                path: path.clone(),
-                value: value.clone(),
-            })
-            .collect();
-        points.push(PointResult::aggregate(
-            point.id(),
-            axes,
-            point.config.clone(),
-            &runs,
-        ));
-    }
-    let mut comparisons = Comparisons::default();
-    let base = &scenario.base;
-    if args.compare_cli && first_shard {
-        let frames = if args.quick { 150 } else { 600 };
-        let runs = if args.quick { 2 } else { 5 };
-        comparisons.cli = compare::versus_cli(
-            base,
-            &[Preset::Ultrafast, Preset::Veryfast, Preset::Medium],
-            frames,
-            runs,
-            |m| progress.note(&format!("vs ffmpeg CLI, {m}")),
-        )?;
-    }
-    if args.probe_overhead && first_shard {
-        let frames = if args.quick { 300 } else { 900 };
-        let runs = if args.quick { 3 } else { 5 };
-        comparisons.probe_overhead = Some(compare::probe_overhead(
-            &exe,
-            base,
-            "base configuration",
-            frames,
-            runs,
-            |m| progress.note(m),
-        )?);
-    }
-    if args.peers && first_shard {
-        let programs = PeerPrograms {
-            stream_manager: exe.with_file_name("stream-manager"),
-            nginx_module: peers::default_nginx_module(),
-            node_media_server: args.nms_dir.clone(),
-        };
-        let counts: Vec<u32> = match (args.peer_players.is_empty(), args.quick) {
-            (false, _) => args.peer_players.clone(),
-            (true, true) => vec![10, 100],
-            (true, false) => vec![1, 10, 100, 200, 400],
-        };
-        let seconds = if args.quick {
-            3.0_f64.min(args.peer_seconds)
-        } else {
-            args.peer_seconds
-        };
-        let reps = args
-            .peer_reps
-            .unwrap_or(if args.quick { 1 } else { 3 })
-            .max(1);
-        let kinds = if args.peer_servers.is_empty() {
-            <PeerKind as clap::ValueEnum>::value_variants().to_vec()
-        } else {
-            args.peer_servers.clone()
-        };
-        // Servers side by side at each player count, taking turns run by run, so the
-        // machine's drift over the run falls on all of them alike.
-        for &n in &counts {
-            let mut runs: Vec<Vec<harness::results::PeerRow>> = vec![Vec::new(); kinds.len()];
-            for rep in 1..=reps {
-                for (k, &kind) in kinds.iter().enumerate() {
-                    progress.note(&format!(
-                        "peers: {} with {n} players (run {rep} of {reps})",
-                        kind.name()
-                    ));
-                    runs[k].push(peers::measure(kind, base, &programs, n, 30, seconds)?);
-                }
-            }
-            comparisons
-                .peers
-                .extend(runs.iter().filter_map(|r| peers::combine(r)));
-        }
-    }
-    progress.finish();
-    let results = Results {
-        suite: scenario.suite.clone(),
-        table: scenario.table,
-        scenario: scenario.file.display().to_string(),
-        description: scenario.description.clone(),
-        quick: args.quick,
-        started,
-        finished: harness::results::now_rfc3339(),
-        machine: Machine::detect(),
-        settings: plan.settings,
-        points,
-        comparisons,
-        shard: args.shard,
-    };
-    if let Some(shard) = args.shard {
-        let path = harness::shard::write(&results, shard, &args.results)?;
-        eprintln!(
-            "shard {shard} of {}: {} (when every shard is in, `cargo xtask results merge {}`)",
-            results.suite,
-            path.display(),
-            results.suite
-        );
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&results)?);
-        }
-        return Ok(());
-    }
-    let latest = results.write(&args.results)?;
-    let report = report::write(&args.results)?;
-    summarize(&results, &latest, &report);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
-    }
-    if results.points.iter().any(|p| p.unmatched_marks > 0) {
-        bail!("some end marks had no start mark; the spans above are incomplete");
-    }
-    Ok(())
-}
-
-fn summarize(r: &Results, latest: &Path, report: &Path) {
-    eprintln!();
-    for p in &r.points {
-        eprintln!(
-            "  {:<70} {:>7.1} fps {:>5.0}% CPU {:>10}",
-            p.id,
-            p.fps,
-            p.cpu_percent,
-            report::mib(p.rss_bytes)
-        );
-    }
-    for c in &r.comparisons.cli {
-        eprintln!(
-            "  vs ffmpeg CLI {:<10} threads {}: {:.1} vs {:.1} fps, ratio {:.3}",
-            c.preset, c.threads, c.in_process_fps, c.cli_fps, c.ratio
-        );
-    }
-    for p in &r.comparisons.peers {
-        eprintln!(
-            "  {:<26} {:>4} players: server {:>5.1}% CPU ({:.3}/player{}), RSS {} → {}, {}/{} real time, e2e p99 {}, relay p99 {}",
-            p.server,
-            p.players,
-            p.cpu_percent,
-            p.cpu_per_player,
-            if p.cpu_percent_runs.len() > 1 {
-                format!(
-                    "; runs {}",
-                    p.cpu_percent_runs
-                        .iter()
-                        .map(|c| format!("{c:.1}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                )
-            } else {
-                String::new()
-            },
-            report::mib(p.rss_idle_bytes),
-            report::mib(p.rss_peak_bytes),
-            p.players_realtime,
-            p.players,
-            p.e2e_p99_ms.map_or("-".into(), |v| format!("{v:.1} ms")),
-            p.relay_p99_ms.map_or("-".into(), |v| format!("{v:.2} ms"))
-        );
-    }
-    if let Some(o) = &r.comparisons.probe_overhead {
-        eprintln!(
-            "  recorder overhead: {:.1} vs {:.1} fps (no-op probe), ratio {:.3}",
-            o.recorder_fps, o.noop_fps, o.ratio
-        );
-    }
-    eprintln!(
-        "\nresults: {}\nreport:  {}",
-        latest.display(),
-        report.display()
-    );
 }

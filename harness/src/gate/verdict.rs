@@ -1,79 +1,10 @@
-//! The CI gate: instruction counts against `results/baselines/instructions.json`, and wall-time
-//! ratios measured side by side in one run against `results/baselines/ratios.json`.
-//!
-//! - **Instructions** (gungraun, exact from run to run): a bench more than its tolerance above
-//!   its baseline (default +2%, per-bench overrides) is a regression; more than the tolerance
-//!   below is an improvement (update the baseline to keep it).
-//! - **Ratios** (wall time, noisy): each is measured `reps` times, both sides of the ratio
-//!   alternating in the same process so the machine's drift falls on both; the verdict uses the
-//!   median and a 95% bootstrap confidence interval of it, and — criterion's rule — is a
-//!   regression only when the whole interval lies beyond the noise threshold below the baseline
-//!   (every ratio here is higher-is-better).
-//!
-//! [`table`] prints every figure (baseline, now, change, verdict) as Markdown.
+//! Figures measured now against their baselines: a [`Verdict`] per figure, one [`Row`] each,
+//! and every row as a Markdown [`table`].
 
-use crate::hot::Compose;
+use super::baselines::{InstructionBaselines, RatioBaselines, cpu};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Instant;
-
-/// `results/baselines/instructions.json`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct InstructionBaselines {
-    /// Allowed rise over the baseline, as a fraction (0.02 = +2%).
-    #[serde(default = "default_tolerance")]
-    pub tolerance: f64,
-    /// Per-bench tolerances that replace the default.
-    #[serde(default)]
-    pub overrides: BTreeMap<String, f64>,
-    /// Instructions per bench.
-    pub counts: BTreeMap<String, u64>,
-    /// The processor the counts were taken on ([`cpu`]): glibc picks its string and memory
-    /// routines by processor features, so counts from another kind are shown, not gated.
-    #[serde(default)]
-    pub cpu: String,
-}
-
-/// This machine's processor model and the features that steer glibc's routines, e.g.
-/// `AMD EPYC (avx2 avx512f)`.
-pub fn cpu() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        info.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_once(':'))
-            .map_or("", |(_, v)| v.trim())
-            .to_string()
-    };
-    let flags = field("flags");
-    let has: Vec<&str> = ["avx2", "avx512f", "erms", "fsrm"]
-        .into_iter()
-        .filter(|f| flags.split_whitespace().any(|x| x == *f))
-        .collect();
-    format!("{} ({})", field("model name"), has.join(" "))
-}
-
-fn default_tolerance() -> f64 {
-    0.02
-}
-
-/// One ratio's baseline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RatioBaseline {
-    /// The median when the baseline was taken.
-    pub median: f64,
-    /// How far below the baseline (fraction) the whole confidence interval must lie to fail.
-    pub noise: f64,
-    /// What the ratio is.
-    pub what: String,
-}
-
-/// `results/baselines/ratios.json`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RatioBaselines {
-    pub ratios: BTreeMap<String, RatioBaseline>,
-}
 
 /// What the gate concluded for one figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,172 +223,10 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
-/// Instruction counts from gungraun's JSON output (`--output-format=json`, one summary per
-/// line): the `Ir` of each benchmark, named `function/id`.
-///
-/// # Errors
-/// A line that is not a gungraun summary.
-pub fn parse_gungraun(text: &str) -> Result<BTreeMap<String, u64>, String> {
-    let mut out = BTreeMap::new();
-    for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("gungraun output: {e}: {line}"))?;
-        let function = v["function_name"].as_str().unwrap_or("?");
-        let id = v["id"].as_str().unwrap_or("");
-        let name = if id.is_empty() {
-            function.to_string()
-        } else {
-            format!("{function}/{id}")
-        };
-        let ir = find_ir(&v).ok_or_else(|| format!("gungraun output: no Ir for {name}"))?;
-        out.insert(name, ir);
-    }
-    Ok(out)
-}
-
-/// The first `Ir` count in a summary (the total of the benchmark's callgrind profile).
-fn find_ir(v: &serde_json::Value) -> Option<u64> {
-    match v {
-        serde_json::Value::Object(m) => {
-            if let Some(ir) = m.get("Ir") {
-                if let Some(n) = first_int(ir) {
-                    return Some(n);
-                }
-            }
-            m.values().find_map(find_ir)
-        }
-        serde_json::Value::Array(a) => a.iter().find_map(find_ir),
-        _ => None,
-    }
-}
-
-/// The "now" side of a metric: the first integer under its `metrics` (gungraun writes
-/// `{"metrics": {"Left": {"Int": N}}}` or `{"Both": [{"Int": new}, {"Int": old}]}`).
-fn first_int(v: &serde_json::Value) -> Option<u64> {
-    match v {
-        serde_json::Value::Number(n) => n.as_u64(),
-        serde_json::Value::Object(m) => ["metrics", "Left", "Both", "Int"]
-            .iter()
-            .find_map(|k| m.get(*k).and_then(first_int)),
-        serde_json::Value::Array(a) => a.first().and_then(first_int),
-        _ => None,
-    }
-}
-
-/// Wall-time ratios, each measured `reps` times with both sides alternating in this process.
-pub fn measure_ratios(
-    reps: usize,
-    mut progress: impl FnMut(&str),
-) -> anyhow::Result<BTreeMap<String, Vec<f64>>> {
-    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut path = PathRatios::new()?;
-    let mut compose = Compose::new(1280, 720, 8);
-    let mut src = vec![7u8; compose.frame_bytes()];
-    let mut dst = vec![0u8; compose.frame_bytes()];
-    for rep in 0..reps {
-        progress(&format!("ratios: repetition {}/{reps}", rep + 1));
-        let (path_ratio, probe_ratio) = path.once()?;
-        out.entry("path_fps_over_bare_encoder_fps".into())
-            .or_default()
-            .push(path_ratio);
-        out.entry("recorder_fps_over_noop_probe_fps".into())
-            .or_default()
-            .push(probe_ratio);
-        // Compositor bandwidth (frame bytes per second composing 8 layers, the background's
-        // copy included) over memcpy bandwidth (frame bytes per second copied).
-        let rounds = 200;
-        let t = Instant::now();
-        for _ in 0..rounds {
-            compose.frame();
-        }
-        let compose_s = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        for i in 0..rounds {
-            src[i % 64] = i as u8;
-            dst.copy_from_slice(std::hint::black_box(&src));
-        }
-        let copy_s = t.elapsed().as_secs_f64();
-        std::hint::black_box(&dst);
-        out.entry("compositor_bandwidth_over_memcpy_bandwidth".into())
-            .or_default()
-            .push(copy_s / compose_s);
-    }
-    Ok(out)
-}
-
-/// The full stream (null output, max pacing, 720p ultrafast, one encoder thread) against the
-/// bare encoder on the same pictures, and with the recorder against the no-op probe.
-struct PathRatios {
-    cfg: streamer::config::StreamConfig,
-    pictures: Vec<ffmpeg_next::frame::Video>,
-}
-
-const PATH_FRAMES: u64 = 150;
-
-impl PathRatios {
-    fn new() -> anyhow::Result<Self> {
-        let mut cfg = streamer::config::StreamConfig::default();
-        cfg.encoder.pipeline.threads = 1;
-        cfg.renderer.backend = streamer::config::RenderBackend::Cpu;
-        let v = &cfg.core.viewport;
-        let scene = streamer::source::Scene::new(v.width, v.height);
-        let pictures = (0..30)
-            .map(|i| {
-                let mut f = ffmpeg_next::frame::Video::new(
-                    ffmpeg_next::format::Pixel::YUV420P,
-                    v.width,
-                    v.height,
-                );
-                scene.draw(i, streamer::encode::frame_planes(&mut f));
-                f
-            })
-            .collect();
-        Ok(PathRatios { cfg, pictures })
-    }
-
-    fn stream<P: streamer::probe::Probe + Sync>(&self, probe: &P) -> anyhow::Result<f64> {
-        let mut s =
-            streamer::stream::Stream::open(&self.cfg, &streamer::output::Output::Null, probe)?;
-        let t = Instant::now();
-        s.run(PATH_FRAMES, streamer::stream::Pacing::Max)?;
-        s.finish()?;
-        Ok(PATH_FRAMES as f64 / t.elapsed().as_secs_f64())
-    }
-
-    fn bare(&mut self) -> anyhow::Result<f64> {
-        let mut enc = streamer::encode::Encoder::open(&self.cfg, false)?;
-        let t = Instant::now();
-        for id in 0..PATH_FRAMES {
-            let n = self.pictures.len();
-            enc.encode_frame(
-                id,
-                &mut self.pictures[id as usize % n],
-                true,
-                &streamer::probe::NoProbe,
-                |p| {
-                    std::hint::black_box(p.data().len());
-                },
-            )?;
-        }
-        enc.finish(&streamer::probe::NoProbe, |p| {
-            std::hint::black_box(p.data().len());
-        })?;
-        Ok(PATH_FRAMES as f64 / t.elapsed().as_secs_f64())
-    }
-
-    /// (path ÷ bare, recorder ÷ no-op), one measurement each.
-    fn once(&mut self) -> anyhow::Result<(f64, f64)> {
-        let noop = self.stream(&streamer::probe::NoProbe)?;
-        let bare = self.bare()?;
-        let recorder = crate::record::Recorder::new();
-        let recorded = self.stream(&recorder)?;
-        Ok((noop / bare, recorded / noop))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gate::baselines::RatioBaseline;
 
     fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
@@ -566,14 +335,5 @@ mod tests {
         );
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
-
-    #[test]
-    fn gungraun_json_lines_give_instruction_counts() {
-        let line = r#"{"function_name":"compose_720p","id":"layers_8","profiles":[{"summaries":{"total":{"summary":{"Callgrind":{"Ir":{"metrics":{"Both":[{"Int":1234},{"Int":1200}]},"diffs":null}}}}}}]}"#;
-        let other = r#"{"function_name":"mark","id":"pairs_100","profiles":[{"summaries":{"total":{"summary":{"Callgrind":{"Ir":{"metrics":{"Left":{"Int":99}}}}}}}}]}"#;
-        let got = parse_gungraun(&format!("noise\n{line}\n{other}\n")).unwrap();
-        assert_eq!(got["compose_720p/layers_8"], 1234);
-        assert_eq!(got["mark/pairs_100"], 99);
     }
 }

@@ -2,6 +2,7 @@
 //! backend; text is laid out without system fonts, so it works on any machine): fps per preset
 //! × threads, latency percentile curves per span, RSS over time, and players held per server.
 
+use super::baseline::encoder_baseline;
 use crate::results::Results;
 use crate::scenario::GuideTable;
 use plotters::prelude::*;
@@ -186,7 +187,7 @@ fn span_percentiles(path: &Path, r: &Results) -> Result<bool, String> {
     let Some(p) = r
         .points
         .iter()
-        .find(|p| crate::report::encoder_baseline(&p.config))
+        .find(|p| encoder_baseline(&p.config))
         .or(r.points.first())
     else {
         return Ok(false);

@@ -1,0 +1,101 @@
+//! The side-by-side measurements `harness run` can add to a sweep: the in-process encoder
+//! against the ffmpeg CLI, the recorder's overhead, and the same load on other RTMP servers.
+
+use super::options::RunOptions;
+use super::progress::Progress;
+use crate::compare;
+use crate::peers::{self, PeerKind, PeerPrograms};
+use crate::results::{Comparisons, PeerRow};
+use anyhow::Result;
+use std::path::Path;
+use streamer::config::{Preset, StreamConfig};
+
+/// The comparisons `args` asks for, on the scenario's base configuration.
+///
+/// # Errors
+/// A comparison that fails.
+pub fn side_by_side(
+    args: &RunOptions,
+    base: &StreamConfig,
+    exe: &Path,
+    progress: &Progress,
+) -> Result<Comparisons> {
+    let mut comparisons = Comparisons::default();
+    if args.compare_cli {
+        let frames = if args.quick { 150 } else { 600 };
+        let runs = if args.quick { 2 } else { 5 };
+        comparisons.cli = compare::versus_cli(
+            base,
+            &[Preset::Ultrafast, Preset::Veryfast, Preset::Medium],
+            frames,
+            runs,
+            |m| progress.note(&format!("vs ffmpeg CLI, {m}")),
+        )?;
+    }
+    if args.probe_overhead {
+        let frames = if args.quick { 300 } else { 900 };
+        let runs = if args.quick { 3 } else { 5 };
+        comparisons.probe_overhead = Some(compare::probe_overhead(
+            exe,
+            base,
+            "base configuration",
+            frames,
+            runs,
+            |m| progress.note(m),
+        )?);
+    }
+    if args.peers {
+        comparisons.peers = peer_rows(args, base, exe, progress)?;
+    }
+    Ok(comparisons)
+}
+
+/// Our server, nginx-rtmp and node-media-server under the same load, at each player count.
+fn peer_rows(
+    args: &RunOptions,
+    base: &StreamConfig,
+    exe: &Path,
+    progress: &Progress,
+) -> Result<Vec<PeerRow>> {
+    let programs = PeerPrograms {
+        stream_manager: exe.with_file_name("stream-manager"),
+        nginx_module: peers::default_nginx_module(),
+        node_media_server: args.nms_dir.clone(),
+    };
+    let counts: Vec<u32> = match (args.peer_players.is_empty(), args.quick) {
+        (false, _) => args.peer_players.clone(),
+        (true, true) => vec![10, 100],
+        (true, false) => vec![1, 10, 100, 200, 400],
+    };
+    let seconds = if args.quick {
+        3.0_f64.min(args.peer_seconds)
+    } else {
+        args.peer_seconds
+    };
+    let reps = args
+        .peer_reps
+        .unwrap_or(if args.quick { 1 } else { 3 })
+        .max(1);
+    let kinds = if args.peer_servers.is_empty() {
+        <PeerKind as clap::ValueEnum>::value_variants().to_vec()
+    } else {
+        args.peer_servers.clone()
+    };
+    let mut rows = Vec::new();
+    // Servers side by side at each player count, taking turns run by run, so the
+    // machine's drift over the run falls on all of them alike.
+    for &n in &counts {
+        let mut runs: Vec<Vec<PeerRow>> = vec![Vec::new(); kinds.len()];
+        for rep in 1..=reps {
+            for (k, &kind) in kinds.iter().enumerate() {
+                progress.note(&format!(
+                    "peers: {} with {n} players (run {rep} of {reps})",
+                    kind.name()
+                ));
+                runs[k].push(peers::measure(kind, base, &programs, n, 30, seconds)?);
+            }
+        }
+        rows.extend(runs.iter().filter_map(|r| peers::combine(r)));
+    }
+    Ok(rows)
+}

@@ -1,0 +1,25 @@
+//! What each `harness` subcommand does, with plain arguments: `main.rs` only parses the
+//! command line and calls these.
+//!
+//! - [`run`](run::run): a scenario's sweep ([`options`] its settings, [`comparisons`] the
+//!   side-by-side measurements, [`progress`] and [`summary`] what it prints);
+//! - [`merge`](merge::merge): shard files into results and the report;
+//! - [`plan`](plan::plan): a scenario's points; [`point`](point::point): one point in a child
+//!   process.
+//!
+//! The gate's command is [`crate::gate::check()`]; the report's, [`crate::report::write`].
+
+pub mod comparisons;
+pub mod merge;
+pub mod options;
+pub mod plan;
+pub mod point;
+pub mod progress;
+pub mod run;
+pub mod summary;
+
+pub use merge::merge;
+pub use options::RunOptions;
+pub use plan::plan;
+pub use point::point;
+pub use run::run;

@@ -1,0 +1,32 @@
+//! The CI gate: instruction counts against `results/baselines/instructions.json`, and wall-time
+//! ratios measured side by side in one run against `results/baselines/ratios.json`.
+//!
+//! - **Instructions** (gungraun, exact from run to run): a bench more than its tolerance above
+//!   its baseline (default +2%, per-bench overrides) is a regression; more than the tolerance
+//!   below is an improvement (update the baseline to keep it).
+//! - **Ratios** (wall time, noisy): each is measured `reps` times, both sides of the ratio
+//!   alternating in the same process so the machine's drift falls on both; the verdict uses the
+//!   median and a 95% bootstrap confidence interval of it, and — criterion's rule — is a
+//!   regression only when the whole interval lies beyond the noise threshold below the baseline
+//!   (every ratio here is higher-is-better).
+//!
+//! [`table`] prints every figure (baseline, now, change, verdict) as Markdown.
+//!
+//! The parts: [`baselines`] (the files' contents), [`verdict`] (figures against baselines and
+//! the table), [`gungraun`] (reading instruction counts), [`ratios`] (measuring the wall-time
+//! ratios) and [`check`](mod@check) (the `harness gate` command: all of it in order).
+
+pub mod baselines;
+pub mod check;
+pub mod gungraun;
+pub mod ratios;
+pub mod verdict;
+
+pub use baselines::{InstructionBaselines, RatioBaseline, RatioBaselines, cpu};
+pub use check::{GateOptions, check};
+pub use gungraun::parse_gungraun;
+pub use ratios::measure_ratios;
+pub use verdict::{
+    Row, Verdict, compare_instructions, compare_instructions_on, compare_ratios, failed, median,
+    median_interval, table,
+};

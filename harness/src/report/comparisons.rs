@@ -1,0 +1,86 @@
+//! The side-by-side measurements of a run: the in-process encoder against the ffmpeg CLI,
+//! the same load on other RTMP servers, and the recorder's overhead.
+
+use super::format::mib;
+use crate::results::Results;
+use std::fmt::Write as _;
+
+pub(super) fn comparisons(out: &mut String, r: &Results) {
+    let c = &r.comparisons;
+    if !c.cli.is_empty() {
+        let _ = writeln!(
+            out,
+            "### In-process encoder vs the ffmpeg CLI (same raw frames, same run)\n"
+        );
+        out.push_str("| Preset | Threads | Frames | In-process fps | ffmpeg CLI fps | Ratio |\n");
+        out.push_str("|--------|---------|--------|----------------|----------------|-------|\n");
+        for row in &c.cli {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.1} | {:.1} | {:.3} |",
+                row.preset, row.threads, row.frames, row.in_process_fps, row.cli_fps, row.ratio
+            );
+        }
+        if let Some(row) = c.cli.first() {
+            let _ = writeln!(out, "\nCLI command (per preset): `{}`\n", row.command);
+        }
+    }
+    if !c.peers.is_empty() {
+        let reps = c.peers.iter().map(|p| p.repetitions).max().unwrap_or(1);
+        let _ = writeln!(
+            out,
+            "### The same load on other RTMP servers (loopback, each server its own process)\n\n\
+             {} Server CPU is the process's CPU clock over the measured window (all threads), \
+             percent of one core. Relay is publisher send → the frame's last byte in a player's \
+             socket (kernel receive time); e2e is frame capture → the same moment. Players run in \
+             one process beside the servers, under SCHED_IDLE (only on CPU time the server \
+             and publisher leave idle, as if on other machines).\n",
+            if reps > 1 {
+                format!(
+                    "Each server ran {reps} times at each player count, the servers taking \
+                     turns; figures are medians (RSS: peak; players in real time: fewest), and \
+                     the CPU of every run is listed."
+                )
+            } else {
+                "One run per server and player count.".to_string()
+            }
+        );
+        out.push_str("| Server | Players | Server CPU % | CPU % per player | RSS idle → peak | Players in real time | e2e p50 / p99 | Relay p99 | Join | CPU % of each run |\n");
+        out.push_str("|--------|---------|--------------|------------------|-----------------|----------------------|---------------|-----------|------|-------------------|\n");
+        let ms = |v: Option<f64>| v.map_or("no samples".to_string(), |v| format!("{v:.1} ms"));
+        let ms2 = |v: Option<f64>| v.map_or("no samples".to_string(), |v| format!("{v:.2} ms"));
+        for p in &c.peers {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} | {:.3} | {} → {} | {}/{} | {} / {} | {} | {} | {} |",
+                p.server,
+                p.players,
+                p.cpu_percent,
+                p.cpu_per_player,
+                mib(p.rss_idle_bytes),
+                mib(p.rss_peak_bytes),
+                p.players_realtime,
+                p.players,
+                ms(p.e2e_p50_ms),
+                ms(p.e2e_p99_ms),
+                ms2(p.relay_p99_ms),
+                ms(p.join_ms),
+                p.cpu_percent_runs
+                    .iter()
+                    .map(|c| format!("{c:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        }
+        out.push('\n');
+    }
+    if let Some(o) = &c.probe_overhead {
+        let _ = writeln!(out, "### Recorder overhead\n");
+        let _ = writeln!(
+            out,
+            "Full path at `{}`, {} interleaved runs each: recorder {:.1} fps, no-op probe {:.1} fps, \
+             median ratio of back-to-back pairs {:.3}.\n",
+            o.point, o.runs, o.recorder_fps, o.noop_fps, o.ratio
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! The report's shared formatting: sizes, fps with its spread, drops by reason, span
+//! percentiles in ms, a suite table's header paragraph, and Markdown table rows.
+
+use crate::record::SpanStats;
+use crate::results::{PointResult, Results};
+use std::fmt::Write as _;
+
+/// Human-readable bytes (MiB with one decimal).
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+pub(super) fn spread(p: &PointResult) -> String {
+    if p.repetitions.len() > 1 {
+        format!("{:.1} ({:.1}–{:.1})", p.fps, p.fps_min, p.fps_max)
+    } else {
+        format!("{:.1}", p.fps)
+    }
+}
+
+/// Drops by reason, the nonzero ones.
+pub(super) fn drop_reasons(d: &streamer::pipeline::Drops) -> String {
+    let parts: Vec<String> = [
+        ("behind", d.behind),
+        ("queue full", d.queue_full),
+        ("stale", d.stale),
+        ("late", d.late),
+        ("pressure", d.pressure),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, n)| format!("{n} {what}"))
+    .collect();
+    if parts.is_empty() {
+        "0".to_string()
+    } else {
+        format!("{} ({})", d.total(), parts.join(", "))
+    }
+}
+
+pub(super) fn span_ms(p: &PointResult, span: &str, f: fn(&SpanStats) -> f64) -> String {
+    p.spans
+        .get(span)
+        .map_or("-".to_string(), |s| format!("{:.2}", f(s) / 1000.0))
+}
+
+pub(super) fn header(out: &mut String, title: &str, r: &Results, what: &str) {
+    let first = r.points.first();
+    let _ = writeln!(out, "## {title}\n");
+    let _ = writeln!(
+        out,
+        "From `{}` ({}{}): {}×{} at {} fps, pacing `{}`, {} run(s) of {} per point after {} \
+         warm-up frames. {what}\n",
+        r.scenario,
+        r.started,
+        if r.quick { ", --quick" } else { "" },
+        first.map_or(0, |p| p.config.core.viewport.width),
+        first.map_or(0, |p| p.config.core.viewport.height),
+        first.map_or(0, |p| p.config.core.viewport.fps),
+        r.settings.pacing,
+        r.settings.repetitions,
+        r.settings.length,
+        r.settings.warmup_frames,
+    );
+}
+
+pub(super) fn row(out: &mut String, cells: &[String]) {
+    let _ = writeln!(out, "| {} |", cells.join(" | ").replace('\n', " "));
+}
+
+pub(super) fn head(out: &mut String, columns: &[&str]) {
+    let _ = writeln!(out, "| {} |", columns.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(columns.len()));
+}

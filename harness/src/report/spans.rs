@@ -1,0 +1,51 @@
+//! Span percentiles per point, under every suite's table.
+
+use crate::record::SpanStats;
+use crate::results::Results;
+use crate::scenario::GuideTable;
+use std::fmt::Write as _;
+
+pub(super) fn point_spans(out: &mut String, r: &Results) {
+    type Column = (&'static str, &'static str, fn(&SpanStats) -> f64);
+    let p50: fn(&SpanStats) -> f64 = |s| s.p50_us;
+    let p99: fn(&SpanStats) -> f64 = |s| s.p99_us;
+    let max: fn(&SpanStats) -> f64 = |s| s.max_us;
+    let columns: Vec<Column> = match r.table {
+        GuideTable::Rtmp => vec![
+            ("e2e", "p50", p50),
+            ("e2e", "p99", p99),
+            ("relay", "p50", p50),
+            ("relay", "p99", p99),
+            ("network:send", "p99", p99),
+            ("encode", "p99", p99),
+        ],
+        _ => vec![
+            ("encode", "p50", p50),
+            ("encode", "p99", p99),
+            ("render:frame", "p50", p50),
+            ("frame:total", "p50", p50),
+            ("frame:total", "p99", p99),
+            ("frame:total", "max", max),
+        ],
+    };
+    let _ = writeln!(out, "### Span percentiles per point (ms)\n");
+    out.push_str("| Point |");
+    for (span, stat, _) in &columns {
+        let _ = write!(out, " {span} {stat} |");
+    }
+    out.push_str("\n|-------|");
+    out.push_str(&"------|".repeat(columns.len()));
+    out.push('\n');
+    for p in &r.points {
+        let _ = write!(out, "| {} |", p.id);
+        for (span, _, f) in &columns {
+            let cell = p
+                .spans
+                .get(*span)
+                .map_or("-".to_string(), |s| format!("{:.2}", f(s) / 1000.0));
+            let _ = write!(out, " {cell} |");
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+}

@@ -1,0 +1,168 @@
+//! Aggregating a point's repetitions into one [`PointResult`]: medians, peaks, totals and
+//! merged span histograms.
+
+use super::model::{AxisValue, PointResult, Repetition};
+use crate::record::{SpanStats, new_histogram};
+use crate::run::{CoreFigures, NetworkFigures, PipelineFigures, PointRun};
+use std::collections::BTreeMap;
+use streamer::config::StreamConfig;
+use streamer::probe::SPANS;
+
+/// The median of `values` (sorted in place); 0 for none.
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+impl PointResult {
+    /// Aggregates a point's repetitions (at least one).
+    pub fn aggregate(
+        id: String,
+        axes: Vec<AxisValue>,
+        config: StreamConfig,
+        runs: &[PointRun],
+    ) -> Self {
+        let pick = |f: fn(&PointRun) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+        let fps: Vec<f64> = runs.iter().map(|r| r.fps).collect();
+        let mut spans = BTreeMap::new();
+        let names = SPANS.iter().map(|s| s.name).chain([crate::record::JITTER]);
+        for name in names {
+            let mut merged = new_histogram();
+            let mut any = false;
+            for run in runs {
+                if let Some(h) = run.spans.get(name).and_then(|s| s.histogram().ok()) {
+                    merged.add(&h).expect("histograms share bounds");
+                    any = true;
+                }
+            }
+            if any {
+                spans.insert(name.to_string(), SpanStats::from_histogram(&merged));
+            }
+        }
+        let mut notes: Vec<String> = Vec::new();
+        for n in runs.iter().flat_map(|r| &r.notes) {
+            if !notes.contains(n) {
+                notes.push(n.clone());
+            }
+        }
+        PointResult {
+            id,
+            axes,
+            config,
+            fps: pick(|r| r.fps),
+            fps_min: fps.iter().copied().fold(f64::INFINITY, f64::min),
+            fps_max: fps.iter().copied().fold(0.0, f64::max),
+            cpu_percent: pick(|r| r.cpu_percent),
+            rss_bytes: runs.iter().map(|r| r.rss_bytes).max().unwrap_or(0),
+            dropped_frames: runs.iter().map(|r| r.dropped_frames).sum(),
+            bitrate_kbps: pick(|r| r.bitrate_kbps),
+            encoder: runs.first().map(|r| r.encoder.clone()).unwrap_or_default(),
+            notes,
+            unmatched_marks: runs.iter().map(|r| r.unmatched_marks).sum(),
+            spans,
+            repetitions: runs
+                .iter()
+                .map(|r| Repetition {
+                    fps: r.fps,
+                    cpu_percent: r.cpu_percent,
+                    rss_bytes: r.rss_bytes,
+                    dropped_frames: r.dropped_frames,
+                    bitrate_kbps: r.bitrate_kbps,
+                })
+                .collect(),
+            rss_timeline: runs
+                .first()
+                .map(|r| r.rss_timeline.clone())
+                .unwrap_or_default(),
+            network: aggregate_network(runs),
+            pipeline: aggregate_pipeline(runs),
+            core: aggregate_core(runs),
+            quality: runs.iter().find_map(|r| r.quality.clone()),
+            render: runs.iter().find_map(|r| r.render.clone()),
+        }
+    }
+}
+
+fn aggregate_core(runs: &[PointRun]) -> Option<CoreFigures> {
+    let all: Vec<&CoreFigures> = runs.iter().filter_map(|r| r.core.as_ref()).collect();
+    let first = all.first()?;
+    let med =
+        |f: fn(&CoreFigures) -> f64| median(&mut all.iter().map(|c| f(c)).collect::<Vec<_>>());
+    Some(CoreFigures {
+        metrics: first.metrics.clone(),
+        viewport_update_us: med(|c| c.viewport_update_us),
+        viewport_resize_us: med(|c| c.viewport_resize_us),
+        viewport_transform_us: med(|c| c.viewport_transform_us),
+        asset_cold_ms: med(|c| c.asset_cold_ms),
+        asset_warm_us: med(|c| c.asset_warm_us),
+    })
+}
+
+fn aggregate_pipeline(runs: &[PointRun]) -> Option<PipelineFigures> {
+    let all: Vec<&PipelineFigures> = runs.iter().filter_map(|r| r.pipeline.as_ref()).collect();
+    let first = all.first()?;
+    let med =
+        |f: fn(&PipelineFigures) -> f64| median(&mut all.iter().map(|p| f(p)).collect::<Vec<_>>());
+    let mut drops = streamer::pipeline::Drops::default();
+    let mut occupancy = vec![0; first.occupancy.len()];
+    for p in &all {
+        let d = &p.drops;
+        drops.behind += d.behind;
+        drops.queue_full += d.queue_full;
+        drops.stale += d.stale;
+        drops.late += d.late;
+        drops.pressure += d.pressure;
+        for (o, v) in occupancy.iter_mut().zip(&p.occupancy) {
+            *o += v;
+        }
+    }
+    let mut allocs: Vec<f64> = all.iter().filter_map(|p| p.allocs_per_frame).collect();
+    Some(PipelineFigures {
+        drops,
+        pool_hit_rate: med(|p| p.pool_hit_rate),
+        buffer_allocs_per_frame: med(|p| p.buffer_allocs_per_frame),
+        allocs_per_frame: (!allocs.is_empty()).then(|| median(&mut allocs)),
+        occupancy,
+        buffer_health: med(|p| p.buffer_health),
+        format_bytes_per_frame: med(|p| p.format_bytes_per_frame),
+        pressure_events: all.iter().map(|p| p.pressure_events).sum(),
+    })
+}
+
+fn aggregate_network(runs: &[PointRun]) -> Option<NetworkFigures> {
+    let nets: Vec<&NetworkFigures> = runs.iter().filter_map(|r| r.network.as_ref()).collect();
+    let first = nets.first()?;
+    let med =
+        |f: fn(&NetworkFigures) -> f64| median(&mut nets.iter().map(|n| f(n)).collect::<Vec<_>>());
+    let mut joins: Vec<f64> = nets.iter().filter_map(|n| n.late_join_ms).collect();
+    Some(NetworkFigures {
+        players: first.players,
+        sent_kbps: med(|n| n.sent_kbps),
+        delivered_kbps: med(|n| n.delivered_kbps),
+        players_realtime: nets.iter().map(|n| n.players_realtime).min().unwrap_or(0),
+        late_join_ms: (!joins.is_empty()).then(|| median(&mut joins)),
+        late_first_frame_key: nets
+            .iter()
+            .map(|n| n.late_first_frame_key)
+            .try_fold(true, |all, k| k.map(|k| all && k)),
+        publisher_dropped: nets.iter().map(|n| n.publisher_dropped).sum(),
+        reconnects: nets.iter().map(|n| n.reconnects).sum(),
+        server_dropped: nets.iter().map(|n| n.server_dropped).sum(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}

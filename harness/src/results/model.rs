@@ -1,0 +1,163 @@
+//! The results file's types: a suite's [`Results`] and one [`PointResult`] per run point,
+//! with the side-by-side [`Comparisons`]. Their field names are the contract other tools read.
+
+use super::shard::Shard;
+use crate::record::SpanStats;
+use crate::run::{CoreFigures, NetworkFigures, PipelineFigures};
+use crate::scenario::{GuideTable, RunSettings};
+use crate::system::Machine;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use streamer::config::StreamConfig;
+
+/// A whole suite's run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    pub suite: String,
+    /// The guide table the suite fills.
+    pub table: GuideTable,
+    pub scenario: String,
+    pub description: String,
+    pub quick: bool,
+    pub started: String,
+    pub finished: String,
+    pub machine: Machine,
+    pub settings: RunSettings,
+    pub points: Vec<PointResult>,
+    /// Side-by-side measurements made in the same run (`--compare-cli`, probe overhead).
+    #[serde(default)]
+    pub comparisons: Comparisons,
+    /// The shard these results are, when the sweep was split (`--shard K/N`).
+    #[serde(default)]
+    pub shard: Option<Shard>,
+}
+
+/// One sweep axis value of a point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AxisValue {
+    pub path: String,
+    pub value: String,
+}
+
+/// One run point, aggregated over its repetitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PointResult {
+    pub id: String,
+    pub axes: Vec<AxisValue>,
+    pub config: StreamConfig,
+    pub fps: f64,
+    pub fps_min: f64,
+    pub fps_max: f64,
+    pub cpu_percent: f64,
+    pub rss_bytes: u64,
+    pub dropped_frames: u64,
+    pub bitrate_kbps: f64,
+    pub encoder: String,
+    pub notes: Vec<String>,
+    pub unmatched_marks: u64,
+    pub spans: BTreeMap<String, SpanStats>,
+    pub repetitions: Vec<Repetition>,
+    /// `(ms, RSS bytes)` of the first repetition.
+    pub rss_timeline: Vec<(u64, u64)>,
+    /// With players: medians of the kbit/s and join time, the fewest players that kept real
+    /// time, and drop totals over the repetitions.
+    #[serde(default)]
+    pub network: Option<NetworkFigures>,
+    /// The frame pipeline: drops by reason and queue occupancy summed over the repetitions,
+    /// rates and per-frame figures their medians.
+    #[serde(default)]
+    pub pipeline: Option<PipelineFigures>,
+    /// The core stage: CoreMetrics of the first repetition, timings the medians.
+    #[serde(default)]
+    pub core: Option<CoreFigures>,
+    /// PSNR/SSIM of the first repetition (encoding is deterministic).
+    #[serde(default)]
+    pub quality: Option<crate::quality::QualityFigures>,
+    /// RenderMetrics of the first repetition.
+    #[serde(default)]
+    pub render: Option<streamer::render::RenderMetrics>,
+}
+
+/// One repetition's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Repetition {
+    pub fps: f64,
+    pub cpu_percent: f64,
+    pub rss_bytes: u64,
+    pub dropped_frames: u64,
+    pub bitrate_kbps: f64,
+}
+
+/// Measurements taken side by side in one run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Comparisons {
+    /// In-process encoder vs the ffmpeg CLI on the same raw frames.
+    #[serde(default)]
+    pub cli: Vec<CliComparison>,
+    /// The baseline path with the recorder vs with the no-op probe.
+    pub probe_overhead: Option<ProbeOverhead>,
+    /// The same publisher and players against our server, nginx-rtmp and node-media-server.
+    #[serde(default)]
+    pub peers: Vec<PeerRow>,
+}
+
+/// One server at one player count, under the same publisher and player load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerRow {
+    pub server: String,
+    pub players: u32,
+    /// The server process's CPU over the window, percent of one core.
+    pub cpu_percent: f64,
+    pub cpu_per_player: f64,
+    /// Server RSS before any client connected.
+    pub rss_idle_bytes: u64,
+    pub rss_peak_bytes: u64,
+    /// Players that kept real time (media received ÷ wall time ≥ 0.99).
+    pub players_realtime: u32,
+    pub e2e_p50_ms: Option<f64>,
+    pub e2e_p99_ms: Option<f64>,
+    /// Publisher send → player receive.
+    pub relay_p99_ms: Option<f64>,
+    /// A player joining mid-stream: connect → first keyframe.
+    pub join_ms: Option<f64>,
+    pub publisher_dropped: u64,
+    /// Runs this row sums up (servers alternating run by run); figures are their medians,
+    /// RSS their peak and players in real time their minimum.
+    #[serde(default = "one")]
+    pub repetitions: u32,
+    /// Server CPU percent of each run, in run order.
+    #[serde(default)]
+    pub cpu_percent_runs: Vec<f64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// In-process vs ffmpeg CLI encode speed for one preset and thread count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CliComparison {
+    pub preset: String,
+    pub threads: u32,
+    pub frames: u64,
+    /// Median fps of the in-process encoder.
+    pub in_process_fps: f64,
+    /// Median fps of `ffmpeg -f rawvideo … -c:v libx264 … -f null -` (its own `-benchmark`
+    /// transcode time, so process start-up is not counted).
+    pub cli_fps: f64,
+    /// in_process_fps / cli_fps.
+    pub ratio: f64,
+    /// The ffmpeg command line used.
+    pub command: String,
+}
+
+/// Recorder cost on the full path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeOverhead {
+    pub point: String,
+    pub runs: u32,
+    pub recorder_fps: f64,
+    pub noop_fps: f64,
+    /// Median over the back-to-back pairs of recorder fps ÷ no-op fps.
+    pub ratio: f64,
+}
