@@ -17,6 +17,7 @@ pub enum Api {
     Auto,
 }
 
+#[cfg(feature = "gpu")]
 impl Api {
     fn backends(self) -> wgpu::Backends {
         let chosen = match self {
@@ -50,6 +51,7 @@ impl std::fmt::Display for Adapter {
     }
 }
 
+#[cfg(feature = "gpu")]
 impl From<wgpu::AdapterInfo> for Adapter {
     fn from(i: wgpu::AdapterInfo) -> Self {
         let device_type = match i.device_type {
@@ -85,6 +87,7 @@ pub struct NoAdapter {
     pub why: String,
 }
 
+#[cfg(feature = "gpu")]
 fn instance(api: Api) -> (wgpu::Instance, wgpu::Backends) {
     let backends = api.backends();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
@@ -93,6 +96,7 @@ fn instance(api: Api) -> (wgpu::Instance, wgpu::Backends) {
 }
 
 /// Every adapter on `api`'s backends.
+#[cfg(feature = "gpu")]
 pub fn adapters(api: Api) -> Vec<Adapter> {
     let (instance, backends) = instance(api);
     pollster::block_on(instance.enumerate_adapters(backends))
@@ -105,6 +109,7 @@ pub fn adapters(api: Api) -> Vec<Adapter> {
 ///
 /// # Errors
 /// There is none on those backends.
+#[cfg(feature = "gpu")]
 pub fn pick(api: Api) -> Result<(wgpu::Adapter, Adapter), NoAdapter> {
     let (instance, backends) = instance(api);
     let options = wgpu::RequestAdapterOptions {
