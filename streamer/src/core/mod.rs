@@ -1,7 +1,7 @@
 //! The core stage: viewport, assets and layout — the guide's `CoreConfig`. The synthetic scene
 //! draws the moving background; the core keeps the layout's layers for each frame and the asset
-//! cache their images come from, and the render backend ([`crate::render`]) composes those
-//! layers over the background: the core knows nothing of how.
+//! cache their images come from, and the renderer (the `render` module, which reads them)
+//! composes those layers over the background: the core knows nothing of how.
 
 pub mod assets;
 pub mod layout;
@@ -58,8 +58,8 @@ pub struct CoreMetrics {
     pub grouped_layers: u32,
 }
 
-/// The CPU compositor's counters ([`crate::render::cpu`]); here because [`CoreMetrics`] reports
-/// them.
+/// The CPU compositor's counters (the `render::cpu` module keeps them); here because
+/// [`CoreMetrics`] reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ComposeStats {
     pub frames: u64,

@@ -7,7 +7,7 @@ use crate::render::gpu_compose::GpuError;
 
 /// What a build without the `gpu` feature says when asked for the GPU.
 pub const NO_GPU: &str =
-    "this build has no GPU renderer (the streamer crate was built without its `gpu` feature)";
+    "this build has no GPU renderer: the streamer crate was built without its `gpu` feature";
 
 /// Why the renderer could not be set up or run.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! The render stage: the synthetic scene's background with the core's layers composed over it,
-//! on the GPU through wgpu ([`gpu_compose`], with the `gpu` feature) or on the CPU ([`cpu`]),
+//! on the GPU through wgpu (`gpu_compose`, with the `gpu` feature) or on the CPU ([`cpu`]),
 //! chosen once by [`open`] from `renderer.backend`. [`RenderMetrics`] are the guide's figures
 //! for either. The renderer reads the core's layout and asset cache ([`crate::core`]); the
 //! stream holds both.
