@@ -18,7 +18,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use streamer::config::{RenderBackend, StreamConfig};
 use streamer::core::Core;
 use streamer::probe::NoProbe;
-use streamer::render::gpu::{Api, pick};
+use streamer::render::{
+    self,
+    gpu::{Api, pick},
+};
 use streamer::source::{RawPicture, Scene};
 
 fn config(w: u32, h: u32, backend: RenderBackend, in_flight: u32) -> StreamConfig {
@@ -45,8 +48,9 @@ fn render(c: &mut Criterion) {
             (RenderBackend::Gpu, 4),
         ] {
             let cfg = config(w, h, backend, in_flight);
-            let mut core = Core::new(&cfg).expect("a GPU adapter");
-            if let Some(a) = core.render_metrics().adapter {
+            let mut core = Core::new(&cfg).expect("the core");
+            let mut renderer = render::open(&cfg).expect("a GPU adapter");
+            if let Some(a) = renderer.metrics().adapter {
                 eprintln!("render/{backend}: {a}");
             }
             let mut frames: Vec<RawPicture> =
@@ -66,10 +70,12 @@ fn render(c: &mut Criterion) {
                             (id, f.planes())
                         })
                         .collect();
-                    core.render_round(&mut round, &NoProbe).expect("render");
+                    renderer
+                        .render_round(&mut core, &mut round, &NoProbe)
+                        .expect("render");
                 })
             });
-            let m = core.render_metrics();
+            let m = renderer.metrics();
             if m.frames == 0 {
                 continue;
             }

@@ -8,11 +8,11 @@ use rml_rtmp::time::RtmpTimestamp;
 use std::time::Duration;
 use streamer::config::{CompositionConfig, LayoutConfig, ViewportConfig};
 use streamer::core::assets::AssetCache;
-use streamer::core::compose::Compositor;
 use streamer::core::generated_assets;
 use streamer::core::layout::Layout;
 use streamer::core::viewport::Viewport;
 use streamer::probe::NoProbe;
+use streamer::render::cpu::Compositor;
 use streamer::source::{RawPicture, Scene};
 
 /// The CPU compositor on a `width × height` frame with `layers` of the generated badges,

@@ -171,6 +171,7 @@ pub fn measure<P: Probe>(
     let mut metrics = Metrics::new(w, h)?;
     let scene = Scene::new(w, h);
     let mut core = Core::new(cfg).map_err(|e| QualityError(e.to_string()))?;
+    let mut renderer = streamer::render::open(cfg).map_err(|e| QualityError(e.to_string()))?;
     core.setup(&NoProbe)
         .map_err(|e| QualityError(e.to_string()))?;
     let mut raw = std::io::BufWriter::new(
@@ -180,7 +181,8 @@ pub fn measure<P: Probe>(
     let mut next = 0u64;
     let mut on_decoded = |decoded: &ff::frame::Video| -> Result<(), QualityError> {
         scene.draw(next, picture.planes());
-        core.render(next, &mut picture.planes(), &NoProbe)
+        renderer
+            .render(&mut core, next, &mut picture.planes(), &NoProbe)
             .map_err(|e| QualityError(e.to_string()))?;
         raw.write_all(&picture.data)
             .map_err(|e| QualityError(e.to_string()))?;

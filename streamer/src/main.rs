@@ -162,14 +162,26 @@ fn main() -> Result<()> {
                 GpuApi::Gl => gpu::Api::Gl,
                 GpuApi::Auto => gpu::Api::Auto,
             };
-            for a in gpu::adapters(api) {
-                println!("adapter  {a}");
-            }
-            let (_, picked) = gpu::pick(api)?;
-            println!("picked   {picked}");
-            Ok(())
+            list_adapters(api)
         }
     }
+}
+
+/// Prints the adapters on `api` and the one the GPU renderer would pick.
+#[cfg(feature = "gpu")]
+fn list_adapters(api: gpu::Api) -> Result<()> {
+    for a in gpu::adapters(api) {
+        println!("adapter  {a}");
+    }
+    let (_, picked) = gpu::pick(api)?;
+    println!("picked   {picked}");
+    Ok(())
+}
+
+/// A build without the GPU renderer has no adapters to list.
+#[cfg(not(feature = "gpu"))]
+fn list_adapters(_: gpu::Api) -> Result<()> {
+    bail!("{}", streamer::render::NO_GPU)
 }
 
 fn serve(args: ServeArgs) -> Result<()> {

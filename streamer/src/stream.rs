@@ -20,6 +20,7 @@ use crate::pipeline::queue::{FrameQueue, Pushed};
 use crate::pipeline::worker::{self, WorkerCounters, WorkerSettings};
 use crate::pipeline::{Done, DropCounters, DropReason, Drops, Reorder, RssWatch};
 use crate::probe::{Point, Probe};
+use crate::render::{RenderError, Renderer};
 use crate::source::Scene;
 use std::fmt;
 use std::str::FromStr;
@@ -70,6 +71,8 @@ pub enum StreamError {
     Pipeline(String),
     #[error(transparent)]
     Core(#[from] CoreError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
 }
 
 /// Counters of a stream so far.
@@ -201,6 +204,7 @@ pub struct Stream<'p, P: Probe> {
     probe: &'p P,
     scene: Scene,
     core: Core,
+    renderer: Renderer,
     encoder: Encoder,
     sink: Box<dyn Sink>,
     shared: std::sync::Arc<Shared>,
@@ -222,12 +226,13 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         probe.mark(Point::RenderSetupStart, 0);
         let scene = Scene::new(v.width, v.height);
         let mut core = Core::new(cfg)?;
+        let renderer = crate::render::open(cfg)?;
         core.setup(probe)?;
         probe.mark(Point::RenderSetupEnd, 0);
         let encoder = Encoder::open(cfg, output.needs_global_header())?;
         // Slots in use at once: the queue, one per worker, the reorder window, the renderer's
         // round.
-        let slots = (p.max_queue_size + 3 * p.pool_size + 1) as usize + core.round_size();
+        let slots = (p.max_queue_size + 3 * p.pool_size + 1) as usize + renderer.round_size();
         // Slots are made on first need and kept: a live stream whose queue stays short holds
         // only the few it uses.
         let pool = BufferPool::new(v.width, v.height, slots, p.buffer_pool);
@@ -237,6 +242,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
             probe,
             scene,
             core,
+            renderer,
             encoder,
             sink,
             shared: std::sync::Arc::new(Shared {
@@ -274,7 +280,8 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         // At most one frame per worker outside the queue: the rest wait in the queue.
         let reorder: Reorder<Slot> = Reorder::new(workers, workers);
         let abort = AtomicBool::new(false);
-        let (probe, shared, scene, core) = (self.probe, &self.shared, &self.scene, &mut self.core);
+        let (probe, shared, scene) = (self.probe, &self.shared, &self.scene);
+        let stage = (&mut self.core, &mut self.renderer);
         let (encoder, sink, counters) = (&mut self.encoder, &mut self.sink, &mut self.counters);
         let live = pacing == Pacing::Realtime;
         let settings = WorkerSettings::of(cfg, live);
@@ -299,7 +306,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                     render(
                         cfg,
                         scene,
-                        core,
+                        stage,
                         shared,
                         queue,
                         probe,
@@ -384,12 +391,13 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
 
     /// The core stage's figures so far.
     pub fn core_metrics(&self) -> CoreMetrics {
-        self.core.metrics()
+        let (composition, grouped) = self.renderer.composition();
+        self.core.metrics(composition, grouped)
     }
 
     /// The render stage's figures so far.
     pub fn render_metrics(&self) -> crate::render::RenderMetrics {
-        self.core.render_metrics()
+        self.renderer.metrics()
     }
 
     /// The core stage, to time its parts (the `core` suite).
@@ -436,8 +444,8 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 + self.shared.pool_copies.load(Ordering::Relaxed),
             sink: self.sink.stats(),
             pipeline,
-            core: self.core.metrics(),
-            render: self.core.render_metrics(),
+            core: self.core_metrics(),
+            render: self.renderer.metrics(),
             notes: self.encoder.notes().to_vec(),
         })
     }
@@ -445,12 +453,12 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
 
 /// The renderer's loop: paces, draws each frame into a pooled slot and queues it. On the GPU
 /// with `maxConcurrent` > 1 frames go in rounds of that many, in flight together. Returns how
-/// many frames it queued, and the core's error if it stopped on one.
+/// many frames it queued, and the renderer's error if it stopped on one.
 #[allow(clippy::too_many_arguments)]
 fn render<P: Probe>(
     cfg: &StreamConfig,
     scene: &Scene,
-    core: &mut Core,
+    (core, renderer): (&mut Core, &mut Renderer),
     shared: &Shared,
     queue: &FrameQueue<Slot>,
     probe: &P,
@@ -458,14 +466,14 @@ fn render<P: Probe>(
     ids: std::ops::Range<u64>,
     start: Instant,
     pacing: Pacing,
-) -> (u64, Result<(), CoreError>) {
+) -> (u64, Result<(), RenderError>) {
     let fps = cfg.core.viewport.fps;
     let p = &cfg.pipeline;
     let drop_after = Duration::from_millis(cfg.encoder.pipeline.drop_threshold.into());
     let live = pacing == Pacing::Realtime;
     let queue_limit = (queue.capacity() * p.pressure_queue_percent as usize).div_ceil(100);
     let rss_limit = u64::from(p.pressure_rss_mb) << 20;
-    let round_size = core.round_size();
+    let round_size = renderer.round_size();
     let mut round: Vec<(u64, Slot)> = Vec::with_capacity(round_size);
     let mut captured = 0;
     let mut open = true;
@@ -487,6 +495,7 @@ fn render<P: Probe>(
             if over_rss {
                 // Keep what the queue and workers need; give the rest back.
                 shared.pool.trim(queue.capacity());
+                renderer.trim();
                 core.trim();
                 shared.pressure_events.fetch_add(1, Ordering::Relaxed);
             }
@@ -503,7 +512,8 @@ fn render<P: Probe>(
         probe.mark(Point::RenderFrameStart, id);
         scene.draw(id, crate::encode::frame_planes(&mut slot.picture));
         if round_size == 1 {
-            let composed = core.render(
+            let composed = renderer.render(
+                core,
                 id,
                 &mut crate::encode::frame_planes(&mut slot.picture),
                 probe,
@@ -518,7 +528,7 @@ fn render<P: Probe>(
         }
         round.push((id, slot));
         if round.len() == round_size {
-            match render_round(core, shared, queue, probe, live, &mut round) {
+            match render_round((core, renderer), shared, queue, probe, live, &mut round) {
                 Ok((n, still_open)) => {
                     captured += n;
                     open = still_open;
@@ -533,7 +543,7 @@ fn render<P: Probe>(
                 shared.pool.give(slot);
             }
         } else {
-            match render_round(core, shared, queue, probe, live, &mut round) {
+            match render_round((core, renderer), shared, queue, probe, live, &mut round) {
                 Ok((n, _)) => captured += n,
                 Err(e) => return (captured, Err(e)),
             }
@@ -545,18 +555,18 @@ fn render<P: Probe>(
 /// Renders a round of drawn frames on the GPU and queues them in order; returns how many were
 /// queued and whether the queue is still open. The slots go back to the pool on an error.
 fn render_round<P: Probe>(
-    core: &mut Core,
+    (core, renderer): (&mut Core, &mut Renderer),
     shared: &Shared,
     queue: &FrameQueue<Slot>,
     probe: &P,
     live: bool,
     round: &mut Vec<(u64, Slot)>,
-) -> Result<(u64, bool), CoreError> {
+) -> Result<(u64, bool), RenderError> {
     let mut planes: Vec<(u64, crate::source::Planes<'_>)> = round
         .iter_mut()
         .map(|(id, s)| (*id, crate::encode::frame_planes(&mut s.picture)))
         .collect();
-    let rendered = core.render_round(&mut planes, probe);
+    let rendered = renderer.render_round(core, &mut planes, probe);
     drop(planes);
     if let Err(e) = rendered {
         for (_, slot) in round.drain(..) {

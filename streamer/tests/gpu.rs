@@ -7,6 +7,7 @@ use streamer::probe::NoProbe;
 use streamer::render::arena::{Arena, Full};
 use streamer::render::gpu::{Api, adapters, pick};
 use streamer::render::gpu_compose::{GpuLayer, GpuRenderer, Settings};
+use streamer::render::{Renderer, open};
 use streamer::source::{RawPicture, Scene};
 
 #[test]
@@ -41,12 +42,19 @@ fn config(backend: RenderBackend, api: Api) -> StreamConfig {
     cfg
 }
 
+/// The core of `cfg`'s stream and its renderer.
+fn stage(cfg: &StreamConfig) -> Result<(Core, Renderer), String> {
+    let core = Core::new(cfg).map_err(|e| e.to_string())?;
+    Ok((core, open(cfg).map_err(|e| e.to_string())?))
+}
+
 /// Frame `id` of `cfg`'s stream: the scene's background with the core's layers over it.
-fn frame(cfg: &StreamConfig, core: &mut Core, id: u64) -> RawPicture {
+fn frame(cfg: &StreamConfig, (core, renderer): &mut (Core, Renderer), id: u64) -> RawPicture {
     let v = &cfg.core.viewport;
     let mut pic = RawPicture::new(v.width, v.height);
     Scene::new(v.width, v.height).draw(id, pic.planes());
-    core.render(id, &mut pic.planes(), &NoProbe)
+    renderer
+        .render(core, id, &mut pic.planes(), &NoProbe)
         .expect("render");
     pic
 }
@@ -82,14 +90,14 @@ fn the_gpu_renderer_matches_the_cpu_compositor_for_every_filter_mode() {
             cpu_cfg.renderer.quality.antialiasing = aa;
             let mut gpu_cfg = cpu_cfg.clone();
             gpu_cfg.renderer.backend = RenderBackend::Gpu;
-            let mut cpu = Core::new(&cpu_cfg).expect("cpu core");
-            let mut gpu = Core::new(&gpu_cfg).unwrap_or_else(|e| panic!("{api:?}: {e}"));
-            assert_eq!((cpu.backend(), gpu.backend()), ("cpu", "gpu"));
+            let mut cpu = stage(&cpu_cfg).expect("cpu core");
+            let mut gpu = stage(&gpu_cfg).unwrap_or_else(|e| panic!("{api:?}: {e}"));
+            assert_eq!((cpu.1.backend(), gpu.1.backend()), ("cpu", "gpu"));
             for id in [0, 45] {
                 let a = frame(&cpu_cfg, &mut cpu, id);
                 let b = frame(&gpu_cfg, &mut gpu, id);
                 let (wy, wc) = worst(&a, &b, w, h);
-                let adapter = gpu.render_metrics().adapter.unwrap();
+                let adapter = gpu.1.metrics().adapter.unwrap();
                 eprintln!(
                     "{api:?} {filter} {quality} aa={aa} frame {id} ({adapter}): worst Y {wy}, U/V {wc}"
                 );
@@ -142,8 +150,8 @@ fn a_round_in_flight_matches_frames_one_by_one_and_submits_the_keyframe_first() 
     let mut cfg = config(RenderBackend::Gpu, Api::Vulkan);
     cfg.renderer.performance.max_concurrent = 4;
     cfg.encoder.gop = 4;
-    let mut one = Core::new(&cfg).expect("gpu core");
-    let mut round = Core::new(&cfg).expect("gpu core");
+    let mut one = stage(&cfg).expect("gpu core");
+    let (mut core, mut round) = stage(&cfg).expect("gpu core");
     assert_eq!(round.round_size(), 4);
     let singles: Vec<RawPicture> = (1..=4).map(|id| frame(&cfg, &mut one, id)).collect();
     let v = &cfg.core.viewport;
@@ -160,13 +168,15 @@ fn a_round_in_flight_matches_frames_one_by_one_and_submits_the_keyframe_first() 
         .zip(1u64..)
         .map(|(p, id)| (id, p.planes()))
         .collect();
-    round.render_round(&mut frames, &NoProbe).expect("round");
+    round
+        .render_round(&mut core, &mut frames, &NoProbe)
+        .expect("round");
     drop(frames);
     assert_eq!(round.last_round_order(), [4, 1, 2, 3]);
     for (a, b) in singles.iter().zip(&pics) {
         assert!(a.data == b.data, "a frame of the round differs");
     }
-    let m = round.render_metrics();
+    let m = round.metrics();
     assert_eq!((m.frames, m.max_concurrent), (4, 4));
     assert!(m.draw_calls == 1.0 && m.triangle_count == 6.0, "{m:?}");
 }
@@ -176,9 +186,9 @@ fn a_round_in_flight_matches_frames_one_by_one_and_submits_the_keyframe_first() 
 #[test]
 fn auto_passes_software_adapters_by_and_says_why() {
     let cfg = config(RenderBackend::Auto, Api::Vulkan);
-    let core = Core::new(&cfg).expect("core");
+    let (_, renderer) = stage(&cfg).expect("core");
     let (_, adapter) = pick(Api::Vulkan).expect("adapter");
-    let m = core.render_metrics();
+    let m = renderer.metrics();
     if adapter.device_type == "cpu" {
         assert_eq!(m.backend, "cpu");
         assert!(m.fallback.unwrap().contains("software adapter"));
@@ -289,11 +299,11 @@ fn the_cache_arena_evicts_the_least_recently_used_and_keeps_live_entries_intact(
 fn the_texture_cache_bound_holds_and_a_frame_that_cannot_fit_says_so() {
     let mut cfg = config(RenderBackend::Gpu, Api::Vulkan);
     cfg.renderer.memory.texture_cache = 1;
-    let mut core = Core::new(&cfg).expect("gpu core");
+    let (mut core, mut renderer) = stage(&cfg).expect("gpu core");
     let v = &cfg.core.viewport;
     let mut pic = RawPicture::new(v.width, v.height);
-    let err = core
-        .render(0, &mut pic.planes(), &NoProbe)
+    let err = renderer
+        .render(&mut core, 0, &mut pic.planes(), &NoProbe)
         .expect_err("three badges (1.3 MB) do not fit 1 MB");
     let msg = err.to_string();
     assert!(
@@ -302,11 +312,11 @@ fn the_texture_cache_bound_holds_and_a_frame_that_cannot_fit_says_so() {
     );
 
     cfg.renderer.quality.texture_quality = TextureQuality::Low;
-    let mut core = Core::new(&cfg).expect("gpu core");
+    let mut core = stage(&cfg).expect("gpu core");
     for id in 0..10 {
         frame(&cfg, &mut core, id);
     }
-    let m = core.render_metrics();
+    let m = core.1.metrics();
     assert!(m.cache_hit_rate >= 90.0, "{m:?}");
     assert_eq!(m.texture_evictions, 0);
 }
@@ -318,11 +328,11 @@ fn the_texture_cache_bound_holds_and_a_frame_that_cannot_fit_says_so() {
 fn draw_calls_of_layers_that_did_not_move_upload_no_instance_data() {
     let mut cfg = config(RenderBackend::Gpu, Api::Vulkan);
     cfg.renderer.performance.batch_size = 1;
-    let mut core = Core::new(&cfg).expect("gpu core");
+    let mut core = stage(&cfg).expect("gpu core");
     for id in 0..10 {
         frame(&cfg, &mut core, id);
     }
-    let m = core.render_metrics();
+    let m = core.1.metrics();
     assert_eq!(m.draw_calls, 3.0, "{m:?}");
     assert!(
         (60.0..100.0).contains(&m.geometry_hit_rate),

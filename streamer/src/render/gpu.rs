@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::config::Api;
 
 /// The wgpu backends to look for adapters on for `api`; `WGPU_BACKEND` overrides.
+#[cfg(feature = "gpu")]
 fn backends(api: Api) -> wgpu::Backends {
     let chosen = match api {
         Api::Vulkan => wgpu::Backends::VULKAN,
@@ -41,6 +42,7 @@ impl std::fmt::Display for Adapter {
     }
 }
 
+#[cfg(feature = "gpu")]
 impl From<wgpu::AdapterInfo> for Adapter {
     fn from(i: wgpu::AdapterInfo) -> Self {
         let device_type = match i.device_type {
@@ -76,6 +78,7 @@ pub struct NoAdapter {
     pub why: String,
 }
 
+#[cfg(feature = "gpu")]
 fn instance(api: Api) -> (wgpu::Instance, wgpu::Backends) {
     let backends = backends(api);
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
@@ -84,6 +87,7 @@ fn instance(api: Api) -> (wgpu::Instance, wgpu::Backends) {
 }
 
 /// Every adapter on `api`'s backends.
+#[cfg(feature = "gpu")]
 pub fn adapters(api: Api) -> Vec<Adapter> {
     let (instance, backends) = instance(api);
     pollster::block_on(instance.enumerate_adapters(backends))
@@ -96,6 +100,7 @@ pub fn adapters(api: Api) -> Vec<Adapter> {
 ///
 /// # Errors
 /// There is none on those backends.
+#[cfg(feature = "gpu")]
 pub fn pick(api: Api) -> Result<(wgpu::Adapter, Adapter), NoAdapter> {
     let (instance, backends) = instance(api);
     let options = wgpu::RequestAdapterOptions {
