@@ -9,23 +9,35 @@
 //! With realtime pacing each frame waits for its due time on the stream clock, and frames that
 //! cannot be on time are dropped by the pipeline's rules and counted by reason (see
 //! [`crate::pipeline`]), so a slow stage sheds frames rather than drifting behind.
+//!
+//! The rooms: this file opens the stages and runs the threads; `capture` is the renderer
+//! thread's loop (pacing, shedding, draw, render, queue), the workers' loop is
+//! [`crate::pipeline::worker`], `send` is the encoder's loop (in order, encode, send), and
+//! `shared` holds what the threads share and the figures read from it.
+
+mod capture;
+mod send;
+mod shared;
 
 use crate::config::{ConfigError, StreamConfig};
 use crate::core::{Core, CoreError, CoreMetrics};
-use crate::encode::{EncodeError, Encoder, Packet};
+use crate::encode::{EncodeError, Encoder};
 use crate::output::{self, Output, OutputError, Sink};
-use crate::pipeline::buffers::{BufferPool, PoolStats, Slot};
-use crate::pipeline::format::Ingest;
-use crate::pipeline::queue::{FrameQueue, Pushed};
+use crate::pipeline::buffers::{BufferPool, Slot};
+use crate::pipeline::queue::FrameQueue;
 use crate::pipeline::worker::{self, WorkerCounters, WorkerSettings};
-use crate::pipeline::{Done, DropCounters, DropReason, Drops, Reorder, RssWatch};
+use crate::pipeline::{Done, DropCounters, Drops, Reorder, RssWatch};
 use crate::probe::{Point, Probe};
 use crate::render::{RenderError, Renderer};
 use crate::source::Scene;
+use capture::Capture;
+use send::{Send, deliver};
+use shared::Shared;
+pub use shared::{Live, LiveSnapshot, PipelineStats};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// How frames are clocked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -90,41 +102,6 @@ pub struct Counters {
     pub bytes: u64,
 }
 
-/// The frame pipeline's own figures.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PipelineStats {
-    /// Drops by reason.
-    pub drops: Drops,
-    /// Buffer pool hits and misses.
-    pub pool: PoolStats,
-    /// Queue depth seen by each arriving frame: `occupancy[d]` frames found `d` queued.
-    pub occupancy: Vec<u64>,
-    /// Bytes of the frames in the transport format (jpeg/png), summed.
-    pub format_bytes: u64,
-    /// Times memory pressure shed load.
-    pub pressure_events: u64,
-}
-
-impl PipelineStats {
-    /// The guide's `bufferHealth`: 1 − the queue's mean fill (1 = the encoder keeps up and the
-    /// queue stays empty; 0 = always full).
-    pub fn buffer_health(&self) -> f64 {
-        let n: u64 = self.occupancy.iter().sum();
-        let cap = self.occupancy.len().saturating_sub(1).max(1) as f64;
-        if n == 0 {
-            return 1.0;
-        }
-        let mean = self
-            .occupancy
-            .iter()
-            .enumerate()
-            .map(|(d, c)| d as f64 * *c as f64)
-            .sum::<f64>()
-            / n as f64;
-        1.0 - mean / cap
-    }
-}
-
 /// What a finished stream reports.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -145,57 +122,6 @@ pub struct Summary {
     pub render: crate::render::RenderMetrics,
     /// Things a reader of the results should know.
     pub notes: Vec<String>,
-}
-
-/// State the pipeline's threads share.
-struct Shared {
-    pool: BufferPool,
-    drops: DropCounters,
-    pool_copies: AtomicU64,
-    format_bytes: AtomicU64,
-    pressure_events: AtomicU64,
-    occupancy: Vec<AtomicU64>,
-    rss: RssWatch,
-    /// What a live view reads while the stream runs (see [`Live`]).
-    sent_packets: AtomicU64,
-    sent_bytes: AtomicU64,
-    queue_depth: AtomicU64,
-    queue_capacity: u64,
-}
-
-/// A view of a running stream for another thread (the metrics endpoint): counters the stream
-/// publishes as it goes.
-#[derive(Clone)]
-pub struct Live(std::sync::Arc<Shared>);
-
-/// What [`Live`] reads.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LiveSnapshot {
-    /// Packets and bytes sent so far.
-    pub packets: u64,
-    pub bytes: u64,
-    /// Drops by reason so far.
-    pub drops: Drops,
-    /// Frames in the queue as the last frame arrived, and the queue's capacity.
-    pub queue_depth: u64,
-    pub queue_capacity: u64,
-    /// Resident memory now, bytes.
-    pub rss_bytes: u64,
-}
-
-impl Live {
-    /// The counters now.
-    pub fn snapshot(&self) -> LiveSnapshot {
-        let s = &self.0;
-        LiveSnapshot {
-            packets: s.sent_packets.load(Ordering::Relaxed),
-            bytes: s.sent_bytes.load(Ordering::Relaxed),
-            drops: s.drops.snapshot(),
-            queue_depth: s.queue_depth.load(Ordering::Relaxed),
-            queue_capacity: s.queue_capacity,
-            rss_bytes: s.rss.rss(),
-        }
-    }
 }
 
 /// A running stream.
@@ -303,18 +229,16 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                         }
                     }
                     let _close = CloseOnExit(queue);
-                    render(
-                        cfg,
+                    let capture = Capture {
                         scene,
-                        stage,
                         shared,
                         queue,
                         probe,
                         abort,
-                        first..first + frames,
                         start,
                         pacing,
-                    )
+                    };
+                    capture.run(cfg, stage, first..first + frames)
                 })
                 .map_err(|e| StreamError::Pipeline(format!("starting the renderer: {e}")))?;
             for w in 0..workers {
@@ -335,8 +259,12 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                     return Err(StreamError::Pipeline(format!("starting worker {w}: {e}")));
                 }
             }
-            let result =
-                encode_in_order(cfg, shared, reorder, encoder, sink, counters, probe, live);
+            let mut send = Send {
+                encoder,
+                sink,
+                counters: &mut *counters,
+            };
+            let result = send.run(cfg, shared, reorder, probe, live);
             if result.is_err() {
                 abort.store(true, Ordering::Relaxed);
                 queue.close();
@@ -448,259 +376,5 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
             render: self.renderer.metrics(),
             notes: self.encoder.notes().to_vec(),
         })
-    }
-}
-
-/// The renderer's loop: paces, draws each frame into a pooled slot and queues it. On the GPU
-/// with `maxConcurrent` > 1 frames go in rounds of that many, in flight together. Returns how
-/// many frames it queued, and the renderer's error if it stopped on one.
-#[allow(clippy::too_many_arguments)]
-fn render<P: Probe>(
-    cfg: &StreamConfig,
-    scene: &Scene,
-    (core, renderer): (&mut Core, &mut Renderer),
-    shared: &Shared,
-    queue: &FrameQueue<Slot>,
-    probe: &P,
-    abort: &AtomicBool,
-    ids: std::ops::Range<u64>,
-    start: Instant,
-    pacing: Pacing,
-) -> (u64, Result<(), RenderError>) {
-    let fps = cfg.core.viewport.fps;
-    let p = &cfg.pipeline;
-    let drop_after = Duration::from_millis(cfg.encoder.pipeline.drop_threshold.into());
-    let live = pacing == Pacing::Realtime;
-    let queue_limit = (queue.capacity() * p.pressure_queue_percent as usize).div_ceil(100);
-    let rss_limit = u64::from(p.pressure_rss_mb) << 20;
-    let round_size = renderer.round_size();
-    let mut round: Vec<(u64, Slot)> = Vec::with_capacity(round_size);
-    let mut captured = 0;
-    let mut open = true;
-    for id in ids {
-        if abort.load(Ordering::Relaxed) || !open {
-            break;
-        }
-        if live {
-            let due = start + Duration::from_secs_f64(id as f64 / f64::from(fps));
-            let now = Instant::now();
-            if now < due {
-                std::thread::sleep(due - now);
-            } else if now - due > drop_after {
-                shared.drops.count(DropReason::Behind);
-                continue;
-            }
-            let depth = queue.len();
-            let over_rss = rss_limit > 0 && id % 8 == 0 && shared.rss.rss() > rss_limit;
-            if over_rss {
-                // Keep what the queue and workers need; give the rest back.
-                shared.pool.trim(queue.capacity());
-                renderer.trim();
-                core.trim();
-                shared.pressure_events.fetch_add(1, Ordering::Relaxed);
-            }
-            if over_rss || (p.pressure_queue_percent < 100 && depth >= queue_limit) {
-                shared.drops.count(DropReason::Pressure);
-                continue;
-            }
-        }
-        probe.mark(Point::FrameCapture, id);
-        let mut slot = shared.pool.take(id);
-        if crate::encode::make_writable(&mut slot.picture) {
-            shared.pool_copies.fetch_add(1, Ordering::Relaxed);
-        }
-        probe.mark(Point::RenderFrameStart, id);
-        scene.draw(id, crate::encode::frame_planes(&mut slot.picture));
-        if round_size == 1 {
-            let composed = renderer.render(
-                core,
-                id,
-                &mut crate::encode::frame_planes(&mut slot.picture),
-                probe,
-            );
-            if let Err(e) = composed {
-                shared.pool.give(slot);
-                return (captured, Err(e));
-            }
-            open = deliver_frame(shared, queue, probe, live, id, slot);
-            captured += u64::from(open);
-            continue;
-        }
-        round.push((id, slot));
-        if round.len() == round_size {
-            match render_round((core, renderer), shared, queue, probe, live, &mut round) {
-                Ok((n, still_open)) => {
-                    captured += n;
-                    open = still_open;
-                }
-                Err(e) => return (captured, Err(e)),
-            }
-        }
-    }
-    if !round.is_empty() {
-        if abort.load(Ordering::Relaxed) || !open {
-            for (_, slot) in round.drain(..) {
-                shared.pool.give(slot);
-            }
-        } else {
-            match render_round((core, renderer), shared, queue, probe, live, &mut round) {
-                Ok((n, _)) => captured += n,
-                Err(e) => return (captured, Err(e)),
-            }
-        }
-    }
-    (captured, Ok(()))
-}
-
-/// Renders a round of drawn frames on the GPU and queues them in order; returns how many were
-/// queued and whether the queue is still open. The slots go back to the pool on an error.
-fn render_round<P: Probe>(
-    (core, renderer): (&mut Core, &mut Renderer),
-    shared: &Shared,
-    queue: &FrameQueue<Slot>,
-    probe: &P,
-    live: bool,
-    round: &mut Vec<(u64, Slot)>,
-) -> Result<(u64, bool), RenderError> {
-    let mut planes: Vec<(u64, crate::source::Planes<'_>)> = round
-        .iter_mut()
-        .map(|(id, s)| (*id, crate::encode::frame_planes(&mut s.picture)))
-        .collect();
-    let rendered = renderer.render_round(core, &mut planes, probe);
-    drop(planes);
-    if let Err(e) = rendered {
-        for (_, slot) in round.drain(..) {
-            shared.pool.give(slot);
-        }
-        return Err(e);
-    }
-    let mut queued = 0;
-    let mut open = true;
-    for (id, slot) in round.drain(..) {
-        if open {
-            open = deliver_frame(shared, queue, probe, live, id, slot);
-            queued += u64::from(open);
-        } else {
-            shared.pool.give(slot);
-        }
-    }
-    Ok((queued, open))
-}
-
-/// Marks a rendered frame and queues it, counting what the queue's policy drops; false when
-/// the queue is closed (the slot went back to the pool).
-fn deliver_frame<P: Probe>(
-    shared: &Shared,
-    queue: &FrameQueue<Slot>,
-    probe: &P,
-    live: bool,
-    id: u64,
-    slot: Slot,
-) -> bool {
-    probe.mark(Point::RenderFrameEnd, id);
-    let depth = queue.len().min(shared.occupancy.len() - 1);
-    shared.occupancy[depth].fetch_add(1, Ordering::Relaxed);
-    shared.queue_depth.store(depth as u64, Ordering::Relaxed);
-    probe.mark(Point::PipelineQueueStart, id);
-    let pushed = if live {
-        queue.push(slot)
-    } else {
-        queue.push_with(slot, crate::config::DropPolicy::Block)
-    };
-    match pushed {
-        Pushed::Queued => true,
-        Pushed::DroppedOldest(old) | Pushed::Refused(old) => {
-            shared.drops.count(DropReason::QueueFull);
-            shared.pool.give(old);
-            true
-        }
-        Pushed::Closed(s) => {
-            shared.pool.give(s);
-            false
-        }
-    }
-}
-
-/// The encoder's loop on the calling thread: frames back in order, decoded if need be, encoded,
-/// sent; slots back to the pool.
-#[allow(clippy::too_many_arguments)]
-fn encode_in_order<P: Probe>(
-    cfg: &StreamConfig,
-    shared: &Shared,
-    reorder: &Reorder<Slot>,
-    encoder: &mut Encoder,
-    sink: &mut Box<dyn Sink>,
-    counters: &mut Counters,
-    probe: &P,
-    live: bool,
-) -> Result<(), StreamError> {
-    let v = &cfg.core.viewport;
-    let max_latency = Duration::from_millis(cfg.encoder.pipeline.max_latency.into());
-    let copy = !cfg.encoder.pipeline.zero_copy;
-    let mut ingest = Ingest::new(cfg.pipeline.format, v.width, v.height)
-        .map_err(|e| StreamError::Pipeline(e.to_string()))?;
-    while let Some(done) = reorder.take() {
-        let mut slot = match done {
-            Done::Frame(s) => s,
-            Done::Skip(s) => {
-                shared.pool.give(s);
-                continue;
-            }
-            Done::Failed(s, why) => {
-                shared.pool.give(s);
-                return Err(StreamError::Pipeline(why));
-            }
-        };
-        if live && slot.captured.elapsed() > max_latency {
-            shared.drops.count(DropReason::Late);
-            shared.pool.give(slot);
-            continue;
-        }
-        let id = slot.id;
-        probe.mark(Point::EncodeStart, id);
-        let ingested = ingest.ingest(&mut slot);
-        let mut failed = None;
-        let encoded = ingested
-            .map_err(|e| StreamError::Pipeline(e.to_string()))
-            .and_then(|()| {
-                encoder
-                    .encode_frame(id, &mut slot.picture, copy, probe, |pkt| {
-                        deliver(probe, sink, counters, pkt, &mut failed)
-                    })
-                    .map_err(StreamError::from)
-            });
-        shared.pool.give(slot);
-        shared
-            .sent_packets
-            .store(counters.packets, Ordering::Relaxed);
-        shared.sent_bytes.store(counters.bytes, Ordering::Relaxed);
-        encoded?;
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
-    }
-    Ok(())
-}
-/// Sends one packet to the sink, marking `network:send` and counting it; keeps the first error.
-fn deliver<P: Probe>(
-    probe: &P,
-    sink: &mut Box<dyn Sink>,
-    counters: &mut Counters,
-    packet: Packet<'_>,
-    failed: &mut Option<OutputError>,
-) {
-    if failed.is_some() {
-        return;
-    }
-    let (id, size, key) = (packet.frame, packet.data().len() as u64, packet.is_key());
-    probe.mark(Point::NetworkSendStart, id);
-    match sink.send(packet) {
-        Ok(()) => {
-            probe.mark(Point::NetworkSendEnd, id);
-            counters.packets += 1;
-            counters.bytes += size;
-            counters.keyframes += u64::from(key);
-        }
-        Err(e) => *failed = Some(e),
     }
 }

@@ -1,0 +1,221 @@
+//! The renderer thread's loop: paces the frame slots (realtime), sheds what cannot be on time or
+//! would overload memory or the queue, draws each frame into a pooled slot, has the render
+//! stage compose the layers over it (one frame at a time, or rounds of `maxConcurrent` in
+//! flight on the GPU) and queues it for the workers, counting what the queue's policy drops.
+
+use super::Pacing;
+use super::shared::Shared;
+use crate::config::{DropPolicy, StreamConfig};
+use crate::core::Core;
+use crate::frame::Planes;
+use crate::pipeline::DropReason;
+use crate::pipeline::buffers::Slot;
+use crate::pipeline::queue::{FrameQueue, Pushed};
+use crate::probe::{Point, Probe};
+use crate::render::{RenderError, Renderer};
+use crate::source::Scene;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// One run of the renderer's loop: what it reads and where its frames go.
+pub(super) struct Capture<'a, P: Probe> {
+    pub scene: &'a Scene,
+    pub shared: &'a Shared,
+    pub queue: &'a FrameQueue<Slot>,
+    pub probe: &'a P,
+    /// Set when another thread failed: stop taking frames.
+    pub abort: &'a AtomicBool,
+    /// When frame 0 was due (the stream clock).
+    pub start: Instant,
+    pub pacing: Pacing,
+}
+
+/// The settings the loop reads, from the configuration.
+struct Limits {
+    fps: u32,
+    /// A slot more than this late is dropped as behind (`encoder.pipeline.dropThreshold`).
+    drop_after: Duration,
+    /// Queue depth at which frames are shed (`pipeline.pressureQueuePercent`), if below 100%.
+    queue_limit: Option<usize>,
+    /// Resident bytes past which memory is trimmed and frames shed (0: never).
+    rss_limit: u64,
+}
+
+impl<P: Probe> Capture<'_, P> {
+    fn live(&self) -> bool {
+        self.pacing == Pacing::Realtime
+    }
+
+    /// Draws, renders and queues the frames `ids`. Returns how many frames it queued, and the
+    /// renderer's error if it stopped on one.
+    pub fn run(
+        &self,
+        cfg: &StreamConfig,
+        (core, renderer): (&mut Core, &mut Renderer),
+        ids: std::ops::Range<u64>,
+    ) -> (u64, Result<(), RenderError>) {
+        let p = &cfg.pipeline;
+        let limits = Limits {
+            fps: cfg.core.viewport.fps,
+            drop_after: Duration::from_millis(cfg.encoder.pipeline.drop_threshold.into()),
+            queue_limit: (p.pressure_queue_percent < 100)
+                .then(|| (self.queue.capacity() * p.pressure_queue_percent as usize).div_ceil(100)),
+            rss_limit: u64::from(p.pressure_rss_mb) << 20,
+        };
+        let round_size = renderer.round_size();
+        let mut round: Vec<(u64, Slot)> = Vec::with_capacity(round_size);
+        let mut captured = 0;
+        let mut open = true;
+        for id in ids {
+            if self.abort.load(Ordering::Relaxed) || !open {
+                break;
+            }
+            if self.live() && !self.on_time(id, &limits, core, renderer) {
+                continue;
+            }
+            let slot = self.draw(id);
+            if round_size == 1 {
+                let mut slot = slot;
+                let composed = renderer.render(
+                    core,
+                    id,
+                    &mut crate::encode::frame_planes(&mut slot.picture),
+                    self.probe,
+                );
+                if let Err(e) = composed {
+                    self.shared.pool.give(slot);
+                    return (captured, Err(e));
+                }
+                open = self.deliver(id, slot);
+                captured += u64::from(open);
+                continue;
+            }
+            round.push((id, slot));
+            if round.len() == round_size {
+                match self.round((core, renderer), &mut round) {
+                    Ok((n, still_open)) => {
+                        captured += n;
+                        open = still_open;
+                    }
+                    Err(e) => return (captured, Err(e)),
+                }
+            }
+        }
+        if !round.is_empty() {
+            if self.abort.load(Ordering::Relaxed) || !open {
+                for (_, slot) in round.drain(..) {
+                    self.shared.pool.give(slot);
+                }
+            } else {
+                match self.round((core, renderer), &mut round) {
+                    Ok((n, _)) => captured += n,
+                    Err(e) => return (captured, Err(e)),
+                }
+            }
+        }
+        (captured, Ok(()))
+    }
+
+    /// Live pacing: waits for frame `id`'s due time; false (and counted) when the frame is to
+    /// be dropped: already behind by more than `dropThreshold`, or shed under memory or queue
+    /// pressure (memory pressure also trims the pool, the renderer's and the core's caches).
+    fn on_time(&self, id: u64, limits: &Limits, core: &mut Core, renderer: &mut Renderer) -> bool {
+        let shared = self.shared;
+        let due = self.start + Duration::from_secs_f64(id as f64 / f64::from(limits.fps));
+        let now = Instant::now();
+        if now < due {
+            std::thread::sleep(due - now);
+        } else if now - due > limits.drop_after {
+            shared.drops.count(DropReason::Behind);
+            return false;
+        }
+        let depth = self.queue.len();
+        let over_rss = limits.rss_limit > 0 && id % 8 == 0 && shared.rss.rss() > limits.rss_limit;
+        if over_rss {
+            // Keep what the queue and workers need; give the rest back.
+            shared.pool.trim(self.queue.capacity());
+            renderer.trim();
+            core.trim();
+            shared.pressure_events.fetch_add(1, Ordering::Relaxed);
+        }
+        if over_rss || limits.queue_limit.is_some_and(|limit| depth >= limit) {
+            shared.drops.count(DropReason::Pressure);
+            return false;
+        }
+        true
+    }
+
+    /// Takes a slot from the pool and draws the scene's frame `id` into it.
+    fn draw(&self, id: u64) -> Slot {
+        self.probe.mark(Point::FrameCapture, id);
+        let mut slot = self.shared.pool.take(id);
+        if crate::encode::make_writable(&mut slot.picture) {
+            self.shared.pool_copies.fetch_add(1, Ordering::Relaxed);
+        }
+        self.probe.mark(Point::RenderFrameStart, id);
+        self.scene
+            .draw(id, crate::encode::frame_planes(&mut slot.picture));
+        slot
+    }
+
+    /// Renders a round of drawn frames on the GPU and queues them in order; returns how many
+    /// were queued and whether the queue is still open. The slots go back to the pool on an
+    /// error.
+    fn round(
+        &self,
+        (core, renderer): (&mut Core, &mut Renderer),
+        round: &mut Vec<(u64, Slot)>,
+    ) -> Result<(u64, bool), RenderError> {
+        let mut planes: Vec<(u64, Planes<'_>)> = round
+            .iter_mut()
+            .map(|(id, s)| (*id, crate::encode::frame_planes(&mut s.picture)))
+            .collect();
+        let rendered = renderer.render_round(core, &mut planes, self.probe);
+        drop(planes);
+        if let Err(e) = rendered {
+            for (_, slot) in round.drain(..) {
+                self.shared.pool.give(slot);
+            }
+            return Err(e);
+        }
+        let mut queued = 0;
+        let mut open = true;
+        for (id, slot) in round.drain(..) {
+            if open {
+                open = self.deliver(id, slot);
+                queued += u64::from(open);
+            } else {
+                self.shared.pool.give(slot);
+            }
+        }
+        Ok((queued, open))
+    }
+
+    /// Marks a rendered frame and queues it, counting what the queue's policy drops; false
+    /// when the queue is closed (the slot went back to the pool).
+    fn deliver(&self, id: u64, slot: Slot) -> bool {
+        let (shared, probe) = (self.shared, self.probe);
+        probe.mark(Point::RenderFrameEnd, id);
+        let depth = self.queue.len().min(shared.occupancy.len() - 1);
+        shared.occupancy[depth].fetch_add(1, Ordering::Relaxed);
+        shared.queue_depth.store(depth as u64, Ordering::Relaxed);
+        probe.mark(Point::PipelineQueueStart, id);
+        let pushed = if self.live() {
+            self.queue.push(slot)
+        } else {
+            self.queue.push_with(slot, DropPolicy::Block)
+        };
+        match pushed {
+            Pushed::Queued => true,
+            Pushed::DroppedOldest(old) | Pushed::Refused(old) => {
+                shared.drops.count(DropReason::QueueFull);
+                shared.pool.give(old);
+                true
+            }
+            Pushed::Closed(s) => {
+                shared.pool.give(s);
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! What the stream's threads share while it runs ([`Shared`]: the buffer pool, drop counters,
+//! queue occupancy, memory watch and the counters a live view reads), and the figures read
+//! from it: [`PipelineStats`] at the end, [`LiveSnapshot`] while it runs.
+
+use crate::pipeline::buffers::{BufferPool, PoolStats};
+use crate::pipeline::{DropCounters, Drops, RssWatch};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The frame pipeline's own figures.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PipelineStats {
+    /// Drops by reason.
+    pub drops: Drops,
+    /// Buffer pool hits and misses.
+    pub pool: PoolStats,
+    /// Queue depth seen by each arriving frame: `occupancy[d]` frames found `d` queued.
+    pub occupancy: Vec<u64>,
+    /// Bytes of the frames in the transport format (jpeg/png), summed.
+    pub format_bytes: u64,
+    /// Times memory pressure shed load.
+    pub pressure_events: u64,
+}
+
+impl PipelineStats {
+    /// The guide's `bufferHealth`: 1 − the queue's mean fill (1 = the encoder keeps up and the
+    /// queue stays empty; 0 = always full).
+    pub fn buffer_health(&self) -> f64 {
+        let n: u64 = self.occupancy.iter().sum();
+        let cap = self.occupancy.len().saturating_sub(1).max(1) as f64;
+        if n == 0 {
+            return 1.0;
+        }
+        let mean = self
+            .occupancy
+            .iter()
+            .enumerate()
+            .map(|(d, c)| d as f64 * *c as f64)
+            .sum::<f64>()
+            / n as f64;
+        1.0 - mean / cap
+    }
+}
+
+/// State the pipeline's threads share.
+pub(super) struct Shared {
+    pub(super) pool: BufferPool,
+    pub(super) drops: DropCounters,
+    pub(super) pool_copies: AtomicU64,
+    pub(super) format_bytes: AtomicU64,
+    pub(super) pressure_events: AtomicU64,
+    pub(super) occupancy: Vec<AtomicU64>,
+    pub(super) rss: RssWatch,
+    /// What a live view reads while the stream runs (see [`Live`]).
+    pub(super) sent_packets: AtomicU64,
+    pub(super) sent_bytes: AtomicU64,
+    pub(super) queue_depth: AtomicU64,
+    pub(super) queue_capacity: u64,
+}
+
+/// A view of a running stream for another thread (the metrics endpoint): counters the stream
+/// publishes as it goes.
+#[derive(Clone)]
+pub struct Live(pub(super) std::sync::Arc<Shared>);
+
+/// What [`Live`] reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveSnapshot {
+    /// Packets and bytes sent so far.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Drops by reason so far.
+    pub drops: Drops,
+    /// Frames in the queue as the last frame arrived, and the queue's capacity.
+    pub queue_depth: u64,
+    pub queue_capacity: u64,
+    /// Resident memory now, bytes.
+    pub rss_bytes: u64,
+}
+
+impl Live {
+    /// The counters now.
+    pub fn snapshot(&self) -> LiveSnapshot {
+        let s = &self.0;
+        LiveSnapshot {
+            packets: s.sent_packets.load(Ordering::Relaxed),
+            bytes: s.sent_bytes.load(Ordering::Relaxed),
+            drops: s.drops.snapshot(),
+            queue_depth: s.queue_depth.load(Ordering::Relaxed),
+            queue_capacity: s.queue_capacity,
+            rss_bytes: s.rss.rss(),
+        }
+    }
+}
