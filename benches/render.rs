@@ -17,12 +17,13 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use streamer::config::{RenderBackend, StreamConfig};
 use streamer::core::Core;
+use streamer::frame::RawPicture;
 use streamer::probe::NoProbe;
 use streamer::render::{
     self,
     gpu::{Api, pick},
 };
-use streamer::source::{RawPicture, Scene};
+use streamer::source::Scene;
 
 fn config(w: u32, h: u32, backend: RenderBackend, in_flight: u32) -> StreamConfig {
     let mut cfg = StreamConfig::default();

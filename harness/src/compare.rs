@@ -15,8 +15,9 @@ use std::process::Command;
 use std::time::Instant;
 use streamer::config::{Preset, StreamConfig};
 use streamer::encode::{Encoder, codec_options};
+use streamer::frame::RawPicture;
 use streamer::probe::NoProbe;
-use streamer::source::{RawPicture, Scene};
+use streamer::source::Scene;
 use streamer::stream::Pacing;
 
 /// Distinct pictures in the looped clip both sides encode.

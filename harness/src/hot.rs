@@ -11,9 +11,10 @@ use streamer::core::assets::AssetCache;
 use streamer::core::generated_assets;
 use streamer::core::layout::Layout;
 use streamer::core::viewport::Viewport;
+use streamer::frame::RawPicture;
 use streamer::probe::NoProbe;
 use streamer::render::cpu::Compositor;
-use streamer::source::{RawPicture, Scene};
+use streamer::source::Scene;
 
 /// The CPU compositor on a `width × height` frame with `layers` of the generated badges,
 /// sprites built and the background drawn: [`Compose::frame`] is the per-frame cost alone.

@@ -14,9 +14,10 @@ use std::path::Path;
 use std::process::Command;
 use streamer::config::StreamConfig;
 use streamer::core::Core;
+use streamer::frame::RawPicture;
 use streamer::output::Output;
 use streamer::probe::{NoProbe, Probe};
-use streamer::source::{RawPicture, Scene};
+use streamer::source::Scene;
 use streamer::stream::{Pacing, Stream};
 
 /// The quality of one encoded stream.

@@ -7,7 +7,7 @@
 //! at a recording). Drawing is row copies and fills — no per-pixel colour conversion — because an
 //! RGBA→YUV pass would cost more than the ultrafast encode it feeds.
 
-pub use crate::frame::{Planes, RawPicture};
+use crate::frame::Planes;
 
 /// Margin of texture beyond the frame so a scrolled row is one contiguous copy.
 const SCROLL: usize = 256;
@@ -183,6 +183,7 @@ fn fill(p: &mut Planes<'_>, x: usize, y: usize, w: usize, h: usize, yuv: [u8; 3]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::RawPicture;
 
     #[test]
     fn frames_are_deterministic_and_move() {

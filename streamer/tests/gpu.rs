@@ -3,12 +3,13 @@
 
 use streamer::config::{FilterMode, OptimizeFor, RenderBackend, StreamConfig, TextureQuality};
 use streamer::core::Core;
+use streamer::frame::RawPicture;
 use streamer::probe::NoProbe;
 use streamer::render::arena::{Arena, Full};
 use streamer::render::gpu::{Api, adapters, pick};
 use streamer::render::gpu_compose::{GpuLayer, GpuRenderer, Settings};
 use streamer::render::{Renderer, open};
-use streamer::source::{RawPicture, Scene};
+use streamer::source::Scene;
 
 #[test]
 fn an_adapter_is_found_on_vulkan_and_on_gl() {

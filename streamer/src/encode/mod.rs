@@ -19,8 +19,8 @@
 pub mod hw;
 
 use crate::config::{EncoderConfig, HwDevice, RateMode, StreamConfig};
+use crate::frame::{Planes, RawPicture};
 use crate::probe::{Point, Probe};
-use crate::source::{Planes, RawPicture};
 use ffmpeg_next as ff;
 use std::sync::Once;
 

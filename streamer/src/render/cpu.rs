@@ -8,8 +8,8 @@ pub use compose::{ComposeError, Compositor, Sprite, scale, sprite};
 use super::metrics::{RenderMetrics, percent};
 use crate::config::StreamConfig;
 use crate::core::{ComposeStats, Core};
+use crate::frame::Planes;
 use crate::probe::Probe;
-use crate::source::Planes;
 
 /// The CPU compositor as a render backend.
 pub struct CpuRenderer {

@@ -11,8 +11,8 @@ use super::queue::RenderQueue;
 use crate::config::{FilterMode, StreamConfig, TextureQuality};
 use crate::core::assets::{AssetCache, Image};
 use crate::core::{Core, layout};
+use crate::frame::Planes;
 use crate::probe::Probe;
-use crate::source::Planes;
 
 /// The GPU backend's state.
 pub struct GpuBackend {

@@ -10,8 +10,8 @@ use super::gpu_backend::GpuBackend;
 use super::metrics::RenderMetrics;
 use crate::config::{RenderBackend, StreamConfig};
 use crate::core::{ComposeStats, Core};
+use crate::frame::Planes;
 use crate::probe::Probe;
-use crate::source::Planes;
 use std::time::Instant;
 
 /// The backend that renders.

@@ -18,9 +18,9 @@ use crate::core::ComposeStats;
 use crate::core::assets::{AssetCache, AssetError, Image};
 use crate::core::layout::{Layout, Motion};
 use crate::core::viewport::Rect;
+use crate::frame::Planes;
 use crate::probe::Probe;
 use crate::render::filter::{resample, texture_size};
-use crate::source::Planes;
 use rayon::prelude::*;
 use std::collections::HashMap;
 

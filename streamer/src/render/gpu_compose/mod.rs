@@ -25,11 +25,11 @@ mod types;
 
 pub use types::{GpuError, GpuLayer, GpuStats, Settings};
 
+use crate::frame::Planes;
 use crate::render::arena::Arena;
 use crate::render::gpu;
 use crate::render::shaders::ShaderStats;
 use crate::render::tiles::{TILE_ENTRY, TILES_HEADER, hash128, plan};
-use crate::source::Planes;
 use setup::{ErrorSlot, FrameSet};
 use std::sync::mpsc;
 use std::time::Instant;
