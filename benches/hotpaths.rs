@@ -68,7 +68,8 @@ fn flv_and_rtmp(c: &mut Criterion) {
 fn x264(c: &mut Criterion) {
     let mut cfg = StreamConfig::default();
     cfg.encoder.pipeline.threads = 1;
-    let mut enc = streamer::encode::Encoder::open(&cfg, false).expect("x264 opens");
+    let mut enc = streamer::encode::Encoder::open(&streamer::encode::Settings::of(&cfg), false)
+        .expect("x264 opens");
     let (w, h) = (1280, 720);
     let scene = streamer::source::Scene::new(w, h);
     let mut frame = ff::frame::Video::new(ff::format::Pixel::YUV420P, w, h);

@@ -49,7 +49,7 @@ fn render(c: &mut Criterion) {
             (RenderBackend::Gpu, 4),
         ] {
             let cfg = config(w, h, backend, in_flight);
-            let mut core = Core::new(&cfg).expect("the core");
+            let mut core = Core::new(&cfg.core).expect("the core");
             let mut renderer = render::open(&cfg).expect("a GPU adapter");
             if let Some(a) = renderer.metrics().adapter {
                 eprintln!("render/{backend}: {a}");

@@ -94,7 +94,7 @@ fn in_process_fps(
     pictures: &[RawPicture],
     frames: u64,
 ) -> Result<f64, CompareError> {
-    let mut enc = Encoder::open(cfg, false)?;
+    let mut enc = Encoder::open(&streamer::encode::Settings::of(cfg), false)?;
     enc.load(pictures);
     let mut out = 0u64;
     let started = Instant::now();

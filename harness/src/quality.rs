@@ -171,7 +171,7 @@ pub fn measure<P: Probe>(
     let (w, h) = (cfg.core.viewport.width, cfg.core.viewport.height);
     let mut metrics = Metrics::new(w, h)?;
     let scene = Scene::new(w, h);
-    let mut core = Core::new(cfg).map_err(|e| QualityError(e.to_string()))?;
+    let mut core = Core::new(&cfg.core).map_err(|e| QualityError(e.to_string()))?;
     let mut renderer = streamer::render::open(cfg).map_err(|e| QualityError(e.to_string()))?;
     core.setup(&NoProbe)
         .map_err(|e| QualityError(e.to_string()))?;

@@ -143,7 +143,7 @@ fn core_timings(stream: &mut Stream<'_, impl Probe>, cfg: &StreamConfig) -> Core
     *core.viewport_mut() = vp;
     core.replace_all();
     // Cold and warm asset lookups on a fresh cache over the same sources.
-    let sources = streamer::core::asset_sources(cfg).unwrap_or_default();
+    let sources = streamer::core::asset_sources(&cfg.core.assets).unwrap_or_default();
     let count = sources.len().max(1);
     let mut cache = AssetCache::new(sources, u64::MAX, Duration::from_secs(3600));
     let t = Instant::now();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use streamer::config::StreamConfig;
-use streamer::encode::hw;
+use streamer::encode::{Settings, hw};
 use streamer::output::Output;
 use streamer::probe::NoProbe;
 use streamer::render::gpu;
@@ -148,7 +148,7 @@ fn main() -> Result<()> {
         }
         Command::Hwaccel(args) => {
             let cfg = args.load()?;
-            for (device, result) in hw::survey(&cfg) {
+            for (device, result) in hw::survey(&Settings::of(&cfg)) {
                 match result {
                     Ok(encoder) => println!("{device:<13} available ({encoder})"),
                     Err(e) => println!("{device:<13} unavailable: {}", e.reason),

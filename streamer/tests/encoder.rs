@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 use streamer::config::{HwDevice, Preset, StreamConfig};
-use streamer::encode::{Encoder, hw};
+use streamer::encode::{Encoder, Settings, hw};
 use streamer::output::Output;
 use streamer::probe::NoProbe;
 use streamer::stream::{Pacing, Stream};
@@ -141,7 +141,7 @@ fn nal_types(data: &[u8]) -> Vec<u8> {
 fn every_gop_is_closed_each_keyframe_is_an_idr() {
     // medium has B-frames and lookahead: an open GOP would show as keyframes without IDR slices.
     let cfg = config(Preset::Medium);
-    let mut enc = Encoder::open(&cfg, true).unwrap();
+    let mut enc = Encoder::open(&Settings::of(&cfg), true).unwrap();
     let mut seen = Vec::new();
     let scene = streamer::source::Scene::new(1280, 720);
     let mut record = |p: streamer::encode::Packet<'_>| {
@@ -168,13 +168,13 @@ fn unavailable_hardware_fails_clearly_or_falls_back() {
     let mut cfg = StreamConfig::default();
     cfg.encoder.hwaccel.enabled = true;
     let mut checked = 0;
-    for (device, probe) in hw::survey(&cfg) {
+    for (device, probe) in hw::survey(&Settings::of(&cfg)) {
         if probe.is_ok() {
             continue; // this machine has the device: nothing unavailable to test for it
         }
         cfg.encoder.hwaccel.device = Some(device);
         cfg.encoder.hwaccel.fallback = false;
-        let err = Encoder::open(&cfg, false)
+        let err = Encoder::open(&Settings::of(&cfg), false)
             .err()
             .expect("unavailable device must fail");
         let msg = err.to_string();
@@ -184,7 +184,7 @@ fn unavailable_hardware_fails_clearly_or_falls_back() {
         );
         assert!(msg.contains("unavailable: "), "{msg}");
         cfg.encoder.hwaccel.fallback = true;
-        let enc = Encoder::open(&cfg, false).unwrap();
+        let enc = Encoder::open(&Settings::of(&cfg), false).unwrap();
         assert_eq!(enc.name(), "libx264");
         assert!(
             enc.notes()
@@ -196,7 +196,7 @@ fn unavailable_hardware_fails_clearly_or_falls_back() {
     // Apple's and AMD's encoders are never in a Linux FFmpeg build: at least these are checked.
     assert!(checked >= 2, "only {checked} unavailable devices");
     assert!(
-        hw::survey(&cfg)
+        hw::survey(&Settings::of(&cfg))
             .iter()
             .any(|(d, r)| *d == HwDevice::Videotoolbox && r.is_err())
     );

@@ -45,7 +45,7 @@ fn config(backend: RenderBackend, api: Api) -> StreamConfig {
 
 /// The core of `cfg`'s stream and its renderer.
 fn stage(cfg: &StreamConfig) -> Result<(Core, Renderer), String> {
-    let core = Core::new(cfg).map_err(|e| e.to_string())?;
+    let core = Core::new(&cfg.core).map_err(|e| e.to_string())?;
     Ok((core, open(cfg).map_err(|e| e.to_string())?))
 }
 

@@ -85,7 +85,8 @@ impl PathRatios {
     }
 
     fn bare(&mut self) -> anyhow::Result<f64> {
-        let mut enc = streamer::encode::Encoder::open(&self.cfg, false)?;
+        let mut enc =
+            streamer::encode::Encoder::open(&streamer::encode::Settings::of(&self.cfg), false)?;
         let t = Instant::now();
         for id in 0..PATH_FRAMES {
             let n = self.pictures.len();

@@ -7,7 +7,7 @@ pub mod assets;
 pub mod layout;
 pub mod viewport;
 
-use crate::config::{PreloadStrategy, StreamConfig};
+use crate::config::{AssetsConfig, CoreConfig, PreloadStrategy};
 use crate::probe::Probe;
 use assets::{AssetCache, AssetError, AssetSource, CacheStats};
 use layout::{Layout, LayoutStats};
@@ -26,13 +26,13 @@ pub fn generated_assets() -> Vec<AssetSource> {
         .collect()
 }
 
-/// The assets `cfg` asks for: the PNG/JPEG files of `core.assets.dir`, or (unset or empty) the
-/// generated badges.
+/// The assets `assets` asks for: the PNG/JPEG files of `core.assets.dir`, or (unset or empty)
+/// the generated badges.
 ///
 /// # Errors
 /// The folder cannot be read or holds no image.
-pub fn asset_sources(cfg: &StreamConfig) -> Result<Vec<AssetSource>, AssetError> {
-    match &cfg.core.assets.dir {
+pub fn asset_sources(assets: &AssetsConfig) -> Result<Vec<AssetSource>, AssetError> {
+    match &assets.dir {
         Some(dir) if !dir.as_os_str().is_empty() => assets::files_in(dir),
         _ => Ok(generated_assets()),
     }
@@ -106,13 +106,13 @@ pub enum CoreError {
 }
 
 impl Core {
-    /// Sets up the core for `cfg` (assets from `core.assets.dir`, or generated).
+    /// Sets up the core for the `core` settings `c` (assets from `core.assets.dir`, or
+    /// generated).
     ///
     /// # Errors
     /// The asset folder is unusable.
-    pub fn new(cfg: &StreamConfig) -> Result<Self, CoreError> {
-        let c = &cfg.core;
-        let sources = asset_sources(cfg)?;
+    pub fn new(c: &CoreConfig) -> Result<Self, CoreError> {
+        let sources = asset_sources(&c.assets)?;
         let viewport = Viewport::new(&c.viewport);
         let layout = Layout::new(&c.layout, &viewport, sources.len());
         Ok(Core {

@@ -4,7 +4,8 @@
 //! encoder opens on it for the stream's geometry. Each step that fails says why, in words a
 //! user can act on (`Cannot load libcuda.so.1` style reasons come from FFmpeg itself).
 
-use crate::config::{HwDevice, StreamConfig};
+use super::Settings;
+use crate::config::HwDevice;
 use ffmpeg_next as ff;
 use std::fmt;
 
@@ -45,7 +46,7 @@ fn device_type(device: HwDevice) -> Option<ff::ffi::AVHWDeviceType> {
 ///
 /// # Errors
 /// [`HwUnavailable`] naming the device, its encoder and the first step that failed.
-pub fn probe(device: HwDevice, cfg: &StreamConfig) -> Result<&'static str, HwUnavailable> {
+pub fn probe(device: HwDevice, settings: &Settings<'_>) -> Result<&'static str, HwUnavailable> {
     let encoder = encoder_name(device);
     let fail = |reason: String| HwUnavailable {
         device,
@@ -93,13 +94,16 @@ pub fn probe(device: HwDevice, cfg: &StreamConfig) -> Result<&'static str, HwUna
             "{encoder} takes only device surfaces, and stream-manager feeds system-memory YUV420P"
         )));
     }
-    super::open_codec(encoder, cfg, false).map_err(|e| fail(e.to_string()))?;
+    super::open_codec(encoder, settings, false).map_err(|e| fail(e.to_string()))?;
     Ok(encoder)
 }
 
 /// Every device family and whether it is usable here, for `stream-manager hwaccel`.
-pub fn survey(cfg: &StreamConfig) -> Vec<(HwDevice, Result<&'static str, HwUnavailable>)> {
-    HwDevice::ALL.iter().map(|&d| (d, probe(d, cfg))).collect()
+pub fn survey(settings: &Settings<'_>) -> Vec<(HwDevice, Result<&'static str, HwUnavailable>)> {
+    HwDevice::ALL
+        .iter()
+        .map(|&d| (d, probe(d, settings)))
+        .collect()
 }
 
 struct DeviceKind(ff::ffi::AVHWDeviceType);

@@ -120,6 +120,29 @@ impl Packet<'_> {
     }
 }
 
+/// What the encoder reads of the configuration: the `encoder` section and the picture it is
+/// given (`core.viewport`'s size and frame rate).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    pub encoder: &'a EncoderConfig,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+impl<'a> Settings<'a> {
+    /// The encoder's settings in `cfg`.
+    pub fn of(cfg: &'a StreamConfig) -> Self {
+        let v = &cfg.core.viewport;
+        Settings {
+            encoder: &cfg.encoder,
+            width: v.width,
+            height: v.height,
+            fps: v.fps,
+        }
+    }
+}
+
 /// An open H.264 encoder with its frame pool.
 pub struct Encoder {
     inner: ff::encoder::Video,
@@ -139,20 +162,20 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Opens the encoder `cfg` asks for. `global_header` puts SPS/PPS in extradata (FLV, RTMP)
+    /// Opens the encoder `settings` ask for. `global_header` puts SPS/PPS in extradata (FLV, RTMP)
     /// instead of in-band.
     ///
     /// # Errors
     /// The encoder is missing or refuses the settings; hardware was asked for and is unavailable
     /// (unless `hwaccel.fallback` is set, in which case libx264 is used and a note says why).
-    pub fn open(cfg: &StreamConfig, global_header: bool) -> Result<Self, EncodeError> {
+    pub fn open(settings: &Settings<'_>, global_header: bool) -> Result<Self, EncodeError> {
         init_ffmpeg()?;
         let mut notes = Vec::new();
-        let hwcfg = &cfg.encoder.hwaccel;
+        let hwcfg = &settings.encoder.hwaccel;
         let mut name = "libx264";
         if hwcfg.enabled {
             let device = hwcfg.device.unwrap_or(HwDevice::Nvidia);
-            match hw::probe(device, cfg) {
+            match hw::probe(device, settings) {
                 Ok(encoder) => name = encoder,
                 Err(e) if hwcfg.fallback => {
                     notes.push(format!("{e}; fell back to libx264"));
@@ -167,8 +190,8 @@ impl Encoder {
                 }
             }
         }
-        let inner = open_codec(name, cfg, global_header)?;
-        let (width, height) = (cfg.core.viewport.width, cfg.core.viewport.height);
+        let inner = open_codec(name, settings, global_header)?;
+        let (width, height) = (settings.width, settings.height);
         let pool = (0..POOL)
             .map(|_| ff::frame::Video::new(ff::format::Pixel::YUV420P, width, height))
             .collect();
@@ -177,7 +200,7 @@ impl Encoder {
             name: name.to_string(),
             width,
             height,
-            fps: cfg.core.viewport.fps,
+            fps: settings.fps,
             pool,
             next: 0,
             packet: ff::Packet::empty(),
@@ -388,10 +411,10 @@ impl Encoder {
     }
 }
 
-/// Opens encoder `name` for `cfg`'s geometry, rate and options.
+/// Opens encoder `name` for the settings' geometry, rate and options.
 fn open_codec(
     name: &'static str,
-    cfg: &StreamConfig,
+    settings: &Settings<'_>,
     global_header: bool,
 ) -> Result<ff::encoder::Video, EncodeError> {
     let codec = ff::encoder::find_by_name(name).ok_or(EncodeError::NotFound(name))?;
@@ -403,13 +426,12 @@ fn open_codec(
             options: String::new(),
             source,
         })?;
-    let v = &cfg.core.viewport;
-    ctx.set_width(v.width);
-    ctx.set_height(v.height);
+    ctx.set_width(settings.width);
+    ctx.set_height(settings.height);
     ctx.set_format(ff::format::Pixel::YUV420P);
-    ctx.set_time_base(ff::Rational::new(1, v.fps as i32));
-    ctx.set_frame_rate(Some(ff::Rational::new(v.fps as i32, 1)));
-    let mut options = codec_options(&cfg.encoder, name != "libx264");
+    ctx.set_time_base(ff::Rational::new(1, settings.fps as i32));
+    ctx.set_frame_rate(Some(ff::Rational::new(settings.fps as i32, 1)));
+    let mut options = codec_options(settings.encoder, name != "libx264");
     if global_header {
         // OR the bit in through the option parser: set_flags() would overwrite +cgop.
         options.push(("flags".to_string(), "+global_header".to_string()));

@@ -21,7 +21,7 @@ mod shared;
 
 use crate::config::{ConfigError, StreamConfig};
 use crate::core::{Core, CoreError, CoreMetrics};
-use crate::encode::{EncodeError, Encoder};
+use crate::encode::{EncodeError, Encoder, Settings as EncodeSettings};
 use crate::output::{self, Output, OutputError, Sink};
 use crate::pipeline::buffers::{BufferPool, Slot};
 use crate::pipeline::queue::FrameQueue;
@@ -151,11 +151,11 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let p = &cfg.pipeline;
         probe.mark(Point::RenderSetupStart, 0);
         let scene = Scene::new(v.width, v.height);
-        let mut core = Core::new(cfg)?;
+        let mut core = Core::new(&cfg.core)?;
         let renderer = crate::render::open(cfg)?;
         core.setup(probe)?;
         probe.mark(Point::RenderSetupEnd, 0);
-        let encoder = Encoder::open(cfg, output.needs_global_header())?;
+        let encoder = Encoder::open(&EncodeSettings::of(cfg), output.needs_global_header())?;
         // Slots in use at once: the queue, one per worker, the reorder window, the renderer's
         // round.
         let slots = (p.max_queue_size + 3 * p.pool_size + 1) as usize + renderer.round_size();
