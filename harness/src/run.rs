@@ -409,10 +409,12 @@ fn measure<P: Probe>(
     let mut core =
         (job.config.core.layout.layers > 0).then(|| core_timings(&mut stream, &job.config));
     let pipeline_before = stream.pipeline_stats();
-    let sampler = Sampler::start();
+    let mut sampler = Sampler::start();
     let allocs_before = crate::allocs::allocations();
     let started = Instant::now();
     stream.run(s.length.frames(fps), s.pacing)?;
+    // Memory is the streaming window's: `finish` tears the stream down.
+    sampler.end_memory_window();
     let allocs =
         counting.then(|| (crate::allocs::allocations() - allocs_before).saturating_sub(fixed));
     let summary = stream.finish()?;

@@ -68,6 +68,8 @@ pub struct Usage {
 pub struct Sampler {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Vec<(u64, u64)>>>,
+    /// The RSS samples once [`end_memory_window`](Self::end_memory_window) closed them.
+    samples: Option<Vec<(u64, u64)>>,
     started: Instant,
     cpu_at_start: Duration,
 }
@@ -134,26 +136,70 @@ impl Sampler {
         Sampler {
             stop,
             thread,
+            samples: None,
             started,
             cpu_at_start,
         }
+    }
+
+    /// Stops sampling RSS (the CPU window stays open until [`stop`](Self::stop)): called when
+    /// the frames have gone through, so the timeline and peak cover streaming and not the
+    /// teardown that follows (which frees the pool, the encoder and the output).
+    pub fn end_memory_window(&mut self) {
+        if self.samples.is_some() {
+            return;
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        self.samples = Some(
+            self.thread
+                .take()
+                .and_then(|t| t.join().ok())
+                .unwrap_or_default(),
+        );
     }
 
     /// Closes the window and reports.
     pub fn stop(mut self) -> Usage {
         let wall = self.started.elapsed();
         let cpu = process_cpu_time().saturating_sub(self.cpu_at_start);
-        self.stop.store(true, Ordering::Relaxed);
-        let samples = self
-            .thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default();
+        self.end_memory_window();
+        let samples = self.samples.take().unwrap_or_default();
         let cpu_percent = 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9);
         Usage {
             cpu_percent,
             rss_peak_bytes: samples.iter().map(|&(_, r)| r).max().unwrap_or(0),
             rss_timeline: samples,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory held only after the memory window closed (as a stream's teardown would free or
+    /// touch it) is not in the timeline nor the peak; the CPU window still runs to `stop`.
+    #[test]
+    fn memory_after_the_window_closes_is_not_counted() {
+        let mut sampler = Sampler::start();
+        std::thread::sleep(EVERY * 2);
+        sampler.end_memory_window();
+        let closed_at = sampler.started.elapsed().as_millis() as u64;
+        // 256 MiB touched after the window: far above this test process's own size.
+        let big = vec![1u8; 256 << 20];
+        std::thread::sleep(EVERY * 3);
+        let usage = sampler.stop();
+        assert!(std::hint::black_box(&big).len() == 256 << 20);
+        assert!(!usage.rss_timeline.is_empty());
+        assert!(
+            usage.rss_timeline.iter().all(|&(ms, _)| ms <= closed_at),
+            "{:?} after {closed_at} ms",
+            usage.rss_timeline
+        );
+        assert!(
+            usage.rss_peak_bytes < 256 << 20,
+            "peak {} includes memory touched after the window",
+            usage.rss_peak_bytes
+        );
     }
 }
