@@ -18,6 +18,10 @@
 //! path = "encoder.preset"
 //! values = ["ultrafast", "veryfast"]
 //!
+//! [[exclude]]                      # combinations not run: a point matching every pair of a
+//! "encoder.preset" = "veryfast"    # rule (axis path = one of its values) would only repeat
+//! "encoder.pipeline.threads" = 1   # another, e.g. a setting the chosen backend ignores
+//!
 //! [quick]                          # what --quick changes: any of the run lengths, and axes
 //! frames = 60                      # whose values it narrows (by the same path)
 //! [[quick.sweep]]
@@ -129,6 +133,8 @@ struct RawScenario {
     base: Option<Spanned<StreamConfig>>,
     #[serde(default)]
     sweep: Vec<RawAxis>,
+    #[serde(default)]
+    exclude: Vec<Spanned<toml::Table>>,
     quick: Option<RawQuick>,
 }
 
@@ -183,6 +189,9 @@ pub struct Scenario {
     pub settings: RunSettings,
     /// The settings and axes `--quick` uses.
     pub quick: (RunSettings, Vec<Axis>),
+    /// Combinations not run: each is a set of `(axis path, value)` that a point matching all
+    /// of them would repeat another (a setting the backend ignores, say).
+    pub exclude: Vec<Vec<(String, String)>>,
 }
 
 /// What a scenario expands to for one invocation.
@@ -274,38 +283,8 @@ impl Scenario {
             None => 0,
         };
         let axes = axes(&at, &base, raw.sweep)?;
-        let quick = match raw.quick {
-            None => (settings, axes.0.clone()),
-            Some(q) => {
-                let len = self::length(&at, q.frames.as_ref(), q.duration_s.as_ref())?
-                    .unwrap_or(settings.length);
-                let reps = match &q.repetitions {
-                    Some(r) => check_reps(&at, r)?,
-                    None => settings.repetitions,
-                };
-                let quick_settings = RunSettings {
-                    pacing: settings.pacing,
-                    warmup_frames: q.warmup_frames.unwrap_or(settings.warmup_frames),
-                    length: len,
-                    repetitions: reps,
-                };
-                let narrowed = self::axes(&at, &base, q.sweep)?;
-                let mut quick_axes = axes.0.clone();
-                for (axis, offset) in narrowed.0.into_iter().zip(narrowed.1) {
-                    match quick_axes.iter_mut().find(|a| a.path == axis.path) {
-                        Some(a) => *a = axis,
-                        None => {
-                            return Err(at(
-                                offset,
-                                "quick.sweep.path",
-                                format!("{:?} is not an axis of [[sweep]]", axis.path),
-                            ));
-                        }
-                    }
-                }
-                (quick_settings, quick_axes)
-            }
-        };
+        let quick = quick(&at, &base, settings, &axes.0, raw.quick)?;
+        let exclude = exclusions(&at, &axes.0, raw.exclude)?;
         let scenario = Scenario {
             file: file.to_path_buf(),
             suite: raw.suite,
@@ -316,6 +295,7 @@ impl Scenario {
             axes: axes.0,
             settings,
             quick,
+            exclude,
         };
         // Each value was checked alone; a combination can still clash (dropThreshold above a
         // swept maxLatency): report it at the axis it belongs to.
@@ -336,12 +316,100 @@ impl Scenario {
         } else {
             (self.settings, &self.axes)
         };
-        let points = sweep::expand(&self.base, self.players, axes).expect("validated when loaded");
+        let mut points =
+            sweep::expand(&self.base, self.players, axes).expect("validated when loaded");
+        points.retain(|p| {
+            !self
+                .exclude
+                .iter()
+                .any(|rule| rule.iter().all(|pair| p.axes.contains(pair)))
+        });
         Plan { settings, points }
     }
 }
 
 type At<'a> = dyn Fn(usize, &str, String) -> ScenarioError + 'a;
+
+/// The settings and axes of `--quick`: the full run's, with what `[quick]` changes.
+fn quick(
+    at: &At<'_>,
+    base: &StreamConfig,
+    settings: RunSettings,
+    axes: &[Axis],
+    raw_quick: Option<RawQuick>,
+) -> Result<(RunSettings, Vec<Axis>), ScenarioError> {
+    let Some(q) = raw_quick else {
+        return Ok((settings, axes.to_vec()));
+    };
+    let len =
+        self::length(at, q.frames.as_ref(), q.duration_s.as_ref())?.unwrap_or(settings.length);
+    let reps = match &q.repetitions {
+        Some(r) => check_reps(at, r)?,
+        None => settings.repetitions,
+    };
+    let quick_settings = RunSettings {
+        pacing: settings.pacing,
+        warmup_frames: q.warmup_frames.unwrap_or(settings.warmup_frames),
+        length: len,
+        repetitions: reps,
+    };
+    let narrowed = self::axes(at, base, q.sweep)?;
+    let mut quick_axes = axes.to_vec();
+    for (axis, offset) in narrowed.0.into_iter().zip(narrowed.1) {
+        match quick_axes.iter_mut().find(|a| a.path == axis.path) {
+            Some(a) => *a = axis,
+            None => {
+                return Err(at(
+                    offset,
+                    "quick.sweep.path",
+                    format!("{:?} is not an axis of [[sweep]]", axis.path),
+                ));
+            }
+        }
+    }
+    Ok((quick_settings, quick_axes))
+}
+
+/// `[[exclude]]` rules: each a table of axis paths and values (`"renderer.backend" = "cpu"`);
+/// every path must be an axis and every value one of its values.
+fn exclusions(
+    at: &At<'_>,
+    axes: &[Axis],
+    raw: Vec<Spanned<toml::Table>>,
+) -> Result<Vec<Vec<(String, String)>>, ScenarioError> {
+    let mut rules = Vec::new();
+    for rule in raw {
+        let offset = rule.span().start;
+        let mut pairs = Vec::new();
+        for (path, value) in rule.into_inner() {
+            let Some(axis) = axes.iter().find(|a| a.path == path) else {
+                return Err(at(
+                    offset,
+                    "exclude",
+                    format!("{path:?} is not an axis of [[sweep]]"),
+                ));
+            };
+            let shown = sweep::show(&value);
+            if !axis.values.iter().any(|v| sweep::show(v) == shown) {
+                return Err(at(
+                    offset,
+                    "exclude",
+                    format!("{path} = {shown} is not one of the axis's values"),
+                ));
+            }
+            pairs.push((path, shown));
+        }
+        if pairs.is_empty() {
+            return Err(at(
+                offset,
+                "exclude",
+                "an empty rule would exclude every point".into(),
+            ));
+        }
+        rules.push(pairs);
+    }
+    Ok(rules)
+}
 
 fn length(
     at: &At<'_>,
@@ -494,6 +562,33 @@ values = ["ultrafast"]
         assert_eq!(quick.points.len(), 2);
         assert_eq!(quick.settings.length, Length::Frames(10));
         assert_eq!(quick.settings.warmup_frames, 5);
+    }
+
+    #[test]
+    fn excluded_combinations_are_not_planned() {
+        let rule =
+            "[[exclude]]\n\"encoder.preset\" = \"medium\"\n\"encoder.pipeline.threads\" = 1\n";
+        let text = GOOD.replace("\n[quick]", &format!("\n{rule}\n[quick]"));
+        let full = parse(&text).unwrap().plan(false);
+        assert_eq!(full.points.len(), 5, "6 points less medium with 1 thread");
+        assert!(
+            !full
+                .points
+                .iter()
+                .any(|p| p.id() == "encoder.preset=medium, encoder.pipeline.threads=1")
+        );
+        let not_an_axis = text.replace("\"encoder.preset\" = \"medium\"", "\"encoder.gop\" = 30");
+        let e = parse(&not_an_axis).unwrap_err();
+        assert!(e.to_string().contains("not an axis"), "{e}");
+        let not_a_value = text.replace(
+            "= \"medium\"\n\"encoder.pipeline",
+            "= \"slow\"\n\"encoder.pipeline",
+        );
+        let e = parse(&not_a_value).unwrap_err();
+        assert!(
+            e.to_string().contains("not one of the axis's values"),
+            "{e}"
+        );
     }
 
     fn expect_err(text: &str, line: usize, field: &str, words: &str) {

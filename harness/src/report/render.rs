@@ -20,7 +20,8 @@ pub(super) fn render_table(out: &mut String, r: &Results) {
          a layer covers travel). Cache hits (GPU): texture lookups, draw calls whose instance \
          data was on the GPU, and pipelines built from the shader cache's compiled code (0% \
          where the backend has no pipeline cache); CPU: sprite lookups. FPS is the whole stream's, \
-         encoder included.",
+         encoder included. AA is \"—\" on the CPU compositor, which has no multisampling (the \
+         suite does not run its antialiasing points).",
     );
     head(
         out,
@@ -58,7 +59,15 @@ pub(super) fn render_table(out: &mut String, r: &Results) {
                         |a| format!("{} ({})", a.name, a.backend),
                     )
                 }),
-                if q.antialiasing { "4×" } else { "off" }.to_string(),
+                // The CPU compositor has no multisampling: the setting has no effect there.
+                if m.is_some_and(|m| m.backend == "cpu") {
+                    "—"
+                } else if q.antialiasing {
+                    "4×"
+                } else {
+                    "off"
+                }
+                .to_string(),
                 q.filter_mode.to_string(),
                 c.core.layout.layers.to_string(),
                 format!("{}×{}", c.core.viewport.width, c.core.viewport.height),
