@@ -1,25 +1,169 @@
 //! The gate's baseline files: `results/baselines/instructions.json` (instruction counts per
-//! bench, with tolerances and the processor they were taken on) and
-//! `results/baselines/ratios.json` (each wall-time ratio's median and noise threshold).
+//! processor kind and bench, with tolerances) and `results/baselines/ratios.json` (each
+//! wall-time ratio's median and noise threshold).
+//!
+//! Instruction counts depend on the processor: glibc picks its string and memory routines
+//! (and FFmpeg its SIMD kernels) by processor features. So `instructions.json` keeps one set of
+//! counts per processor kind ([`cpu`]), and the gate compares against [`InstructionBaselines::reference`]:
+//! this processor's own counts at the normal tolerance, or, where it has none, the nearest
+//! processor's counts at the wider `other_processor_tolerance` — never no comparison at all.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// `results/baselines/instructions.json`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Instructions per bench, `function/id` → `Ir`.
+pub type Counts = BTreeMap<String, u64>;
+
+/// `results/baselines/instructions.json`:
+///
+/// ```json
+/// { "tolerance": 0.02, "other_processor_tolerance": 0.05, "overrides": {},
+///   "processors": { "AMD EPYC (avx2 avx512f erms fsrm)": { "compose_720p/layers_8": 3324236 } } }
+/// ```
+///
+/// The old single-processor format (`counts` and `cpu` at the top) still reads: it becomes
+/// that processor's entry, and is written back in the new format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "InstructionsFile")]
 pub struct InstructionBaselines {
-    /// Allowed rise over the baseline, as a fraction (0.02 = +2%).
-    #[serde(default = "default_tolerance")]
+    /// Allowed rise over this processor's own baseline, as a fraction (0.02 = +2%).
     pub tolerance: f64,
-    /// Per-bench tolerances that replace the default.
-    #[serde(default)]
+    /// Allowed rise over another processor's baseline (the nearest, used where this processor
+    /// has none), as a fraction: the same code counts slightly differently there.
+    pub other_processor_tolerance: f64,
+    /// Per-bench tolerances that replace the default (against another processor, the wider of
+    /// the override and `other_processor_tolerance` applies).
     pub overrides: BTreeMap<String, f64>,
-    /// Instructions per bench.
-    pub counts: BTreeMap<String, u64>,
-    /// The processor the counts were taken on ([`cpu`]): glibc picks its string and memory
-    /// routines by processor features, so counts from another kind are shown, not gated.
+    /// Counts per processor kind ([`cpu`]'s string).
+    pub processors: BTreeMap<String, Counts>,
+}
+
+impl Default for InstructionBaselines {
+    fn default() -> Self {
+        InstructionBaselines {
+            tolerance: default_tolerance(),
+            other_processor_tolerance: default_other_processor_tolerance(),
+            overrides: BTreeMap::new(),
+            processors: BTreeMap::new(),
+        }
+    }
+}
+
+/// What `instructions.json` may hold: the current format and the old one's fields.
+#[derive(Deserialize)]
+struct InstructionsFile {
+    #[serde(default = "default_tolerance")]
+    tolerance: f64,
+    #[serde(default = "default_other_processor_tolerance")]
+    other_processor_tolerance: f64,
     #[serde(default)]
-    pub cpu: String,
+    overrides: BTreeMap<String, f64>,
+    #[serde(default)]
+    processors: BTreeMap<String, Counts>,
+    /// Old format: the counts of the one processor `cpu`.
+    #[serde(default)]
+    counts: Option<Counts>,
+    /// Old format: the processor `counts` were taken on (empty when unrecorded).
+    #[serde(default)]
+    cpu: String,
+}
+
+impl From<InstructionsFile> for InstructionBaselines {
+    fn from(f: InstructionsFile) -> Self {
+        let mut processors = f.processors;
+        if let Some(counts) = f.counts {
+            processors.entry(f.cpu).or_insert(counts);
+        }
+        InstructionBaselines {
+            tolerance: f.tolerance,
+            other_processor_tolerance: f.other_processor_tolerance,
+            overrides: f.overrides,
+            processors,
+        }
+    }
+}
+
+/// The baseline a run's counts are compared against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reference<'a> {
+    /// The processor the counts were taken on.
+    pub cpu: &'a str,
+    pub counts: &'a Counts,
+    /// Taken on this very kind of processor (else: the nearest other one).
+    pub own: bool,
+    /// Why this one: `this processor`, `same features`, `same vendor` or `nearest available`.
+    pub why: &'static str,
+}
+
+impl InstructionBaselines {
+    /// The counts to compare a run on processor `here` against: `here`'s own entry; else the
+    /// nearest other processor's — same feature flags first (they steer glibc's routines),
+    /// then same vendor; ties go to the entry with more of the benches measured `now`, then
+    /// by name. `None` only when no processor has a baseline.
+    pub fn reference<'a>(&'a self, here: &str, now: &Counts) -> Option<Reference<'a>> {
+        if let Some((cpu, counts)) = self.processors.get_key_value(here) {
+            return Some(Reference {
+                cpu,
+                counts,
+                own: true,
+                why: "this processor",
+            });
+        }
+        let (model, features) = split_cpu(here);
+        let here_vendor = vendor(model);
+        self.processors
+            .iter()
+            .map(|(cpu, counts)| {
+                let (m, f) = split_cpu(cpu);
+                let same_features = !features.is_empty() && f == features;
+                let same_vendor = !here_vendor.is_empty() && vendor(m) == here_vendor;
+                let shared = counts.keys().filter(|k| now.contains_key(*k)).count();
+                ((same_features, same_vendor, shared), cpu, counts)
+            })
+            // Highest score wins; among equals, the first name (max_by keeps the last).
+            .rev()
+            .max_by_key(|(score, _, _)| *score)
+            .map(|((same_features, same_vendor, _), cpu, counts)| Reference {
+                cpu,
+                counts,
+                own: false,
+                why: match (same_features, same_vendor) {
+                    (true, _) => "same features",
+                    (false, true) => "same vendor",
+                    (false, false) => "nearest available",
+                },
+            })
+    }
+
+    /// The tolerance for bench `name` against `reference`.
+    pub fn tolerance_for(&self, name: &str, reference: &Reference<'_>) -> f64 {
+        let own = self.overrides.get(name).copied().unwrap_or(self.tolerance);
+        if reference.own {
+            own
+        } else {
+            own.max(self.other_processor_tolerance)
+        }
+    }
+}
+
+/// `Model name (feature flags)` → (model name, feature flags).
+fn split_cpu(cpu: &str) -> (&str, &str) {
+    match cpu.rsplit_once(" (") {
+        Some((model, rest)) => (model.trim(), rest.trim_end_matches(')').trim()),
+        None => (cpu.trim(), ""),
+    }
+}
+
+/// The processor's maker, from its model name (`AMD`, `Intel`, else the name's first word).
+fn vendor(model: &str) -> String {
+    let lower = model.to_ascii_lowercase();
+    if lower.contains("amd") {
+        "AMD".into()
+    } else if lower.contains("intel") {
+        "Intel".into()
+    } else {
+        model.split_whitespace().next().unwrap_or("").to_string()
+    }
 }
 
 /// This machine's processor model and the features that steer glibc's routines, e.g.
@@ -43,6 +187,10 @@ pub fn cpu() -> String {
 
 fn default_tolerance() -> f64 {
     0.02
+}
+
+fn default_other_processor_tolerance() -> f64 {
+    0.05
 }
 
 /// One ratio's baseline.

@@ -4,7 +4,9 @@
 use super::baselines::{InstructionBaselines, RatioBaseline, RatioBaselines, cpu};
 use super::gungraun::parse_gungraun;
 use super::ratios::measure_ratios;
-use super::verdict::{compare_instructions, compare_ratios, failed, median, table};
+use super::verdict::{
+    compare_instructions_on, compare_ratios, failed, instruction_reference_note, median, table,
+};
 use crate::results::write_atomic;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -21,7 +23,8 @@ pub struct GateOptions {
     pub reps: usize,
     /// Skip the wall-time ratios (instruction counts only).
     pub no_ratios: bool,
-    /// Rewrite the baselines with what was measured now (keeping tolerances and noise).
+    /// Rewrite the baselines with what was measured now (keeping tolerances and noise; the
+    /// instruction counts of this processor kind only, other processors' entries kept).
     pub update: bool,
     /// Also write the table to this file.
     pub markdown: Option<PathBuf>,
@@ -45,7 +48,12 @@ pub fn check(args: &GateOptions) -> Result<()> {
             if counts.is_empty() {
                 bail!("{}: no gungraun summaries", path.display());
             }
-            rows.extend(compare_instructions(&instr_base, &counts));
+            let here = cpu();
+            eprintln!(
+                "gate: {}",
+                instruction_reference_note(&instr_base, &counts, &here)
+            );
+            rows.extend(compare_instructions_on(&instr_base, &counts, &here));
             Some(counts)
         }
         None => None,
@@ -67,8 +75,8 @@ pub fn check(args: &GateOptions) -> Result<()> {
     }
     if args.update {
         if let Some(c) = counts {
-            instr_base.counts = c;
-            instr_base.cpu = cpu();
+            // This processor's entry only: the other processors' counts stay as they were.
+            instr_base.processors.insert(cpu(), c);
             let json = serde_json::to_vec_pretty(&instr_base)?;
             write_atomic(&args.baselines.join("instructions.json"), &json)?;
         }
@@ -87,7 +95,7 @@ pub fn check(args: &GateOptions) -> Result<()> {
     Ok(())
 }
 
-/// The baselines under `dir`; a missing file gives empty baselines (default tolerance).
+/// The baselines under `dir`; a missing file gives empty baselines (default tolerances).
 fn load_baselines(dir: &Path) -> Result<(InstructionBaselines, RatioBaselines)> {
     let read = |name: &str| -> Result<Option<String>> {
         let path = dir.join(name);
@@ -99,10 +107,7 @@ fn load_baselines(dir: &Path) -> Result<(InstructionBaselines, RatioBaselines)> 
     };
     let instr_base: InstructionBaselines = match read("instructions.json")? {
         Some(t) => serde_json::from_str(&t).context("results/baselines/instructions.json")?,
-        None => InstructionBaselines {
-            tolerance: 0.02,
-            ..Default::default()
-        },
+        None => InstructionBaselines::default(),
     };
     let ratio_base: RatioBaselines = match read("ratios.json")? {
         Some(t) => serde_json::from_str(&t).context("results/baselines/ratios.json")?,
@@ -138,5 +143,62 @@ fn update_ratios(ratio_base: &mut RatioBaselines, r: BTreeMap<String, Vec<f64>>)
                 what: what.to_string(),
             });
         entry.median = median(&samples);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_replaces_this_processors_counts_and_keeps_the_others() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        // The old single-processor format, from a processor this machine is not.
+        let other = "Test Processor 1 (none)";
+        std::fs::write(
+            dir.join("instructions.json"),
+            format!(
+                r#"{{"tolerance": 0.03, "counts": {{"a": 1000, "gone": 5}}, "cpu": "{other}"}}"#
+            ),
+        )
+        .unwrap();
+        let line = r#"{"function_name":"a","id":"","profiles":[{"summaries":{"total":{"summary":{"Callgrind":{"Ir":{"metrics":{"Left":{"Int":1234}}}}}}}}]}"#;
+        let input = dir.join("instr.jsonl");
+        std::fs::write(&input, format!("{line}\n")).unwrap();
+        let options = GateOptions {
+            instructions: Some(input),
+            baselines: dir.clone(),
+            reps: 1,
+            no_ratios: true,
+            update: true,
+            markdown: None,
+            samples: None,
+        };
+        check(&options).unwrap();
+        let text = std::fs::read_to_string(dir.join("instructions.json")).unwrap();
+        let base: InstructionBaselines = serde_json::from_str(&text).unwrap();
+        assert_eq!(base.tolerance, 0.03, "tolerances kept");
+        assert_eq!(
+            base.processors[other],
+            [("a".to_string(), 1000), ("gone".to_string(), 5)].into(),
+            "the other processor's entry is kept as it was"
+        );
+        assert_eq!(base.processors[&cpu()], [("a".to_string(), 1234)].into());
+        // A second update replaces this processor's entry only.
+        std::fs::write(dir.join("instr.jsonl"), line.replace("1234", "1300") + "\n").unwrap();
+        check(&options).unwrap();
+        let again: InstructionBaselines =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("instructions.json")).unwrap())
+                .unwrap();
+        assert_eq!(again.processors.len(), 2);
+        assert_eq!(again.processors[other], base.processors[other]);
+        assert_eq!(again.processors[&cpu()]["a"], 1300);
+        // Without --update, now against this processor's own entry: it holds.
+        check(&GateOptions {
+            update: false,
+            ..options
+        })
+        .unwrap();
     }
 }

@@ -3,7 +3,13 @@
 //!
 //! - **Instructions** (gungraun, exact from run to run): a bench more than its tolerance above
 //!   its baseline (default +2%, per-bench overrides) is a regression; more than the tolerance
-//!   below is an improvement (update the baseline to keep it).
+//!   below is an improvement (update the baseline to keep it). Counts depend on the processor
+//!   (glibc picks its memory routines by its features), so the file keeps baselines per
+//!   processor kind ([`cpu`]) and `--update` replaces this processor's only. On a processor
+//!   with no baseline of its own the counts are still gated: against the nearest processor's
+//!   (same feature flags first, then same vendor) at the file's wider
+//!   `other_processor_tolerance` (default ±5%), and each verdict names that baseline and
+//!   tolerance — never a silent pass.
 //! - **Ratios** (wall time, noisy): each is measured `reps` times, both sides of the ratio
 //!   alternating in the same process so the machine's drift falls on both; the verdict uses the
 //!   median and a 95% bootstrap confidence interval of it, and — criterion's rule — is a
@@ -22,11 +28,11 @@ pub mod gungraun;
 pub mod ratios;
 pub mod verdict;
 
-pub use baselines::{InstructionBaselines, RatioBaseline, RatioBaselines, cpu};
+pub use baselines::{Counts, InstructionBaselines, RatioBaseline, RatioBaselines, Reference, cpu};
 pub use check::{GateOptions, check};
 pub use gungraun::parse_gungraun;
 pub use ratios::measure_ratios;
 pub use verdict::{
-    Row, Verdict, compare_instructions, compare_instructions_on, compare_ratios, failed, median,
-    median_interval, table,
+    Row, Verdict, compare_instructions, compare_instructions_on, compare_ratios, failed,
+    instruction_reference_note, median, median_interval, table,
 };

@@ -1,7 +1,7 @@
 //! Figures measured now against their baselines: a [`Verdict`] per figure, one [`Row`] each,
 //! and every row as a Markdown [`table`].
 
-use super::baselines::{InstructionBaselines, RatioBaselines, cpu};
+use super::baselines::{Counts, InstructionBaselines, RatioBaselines, cpu};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,8 +16,6 @@ pub enum Verdict {
     New,
     /// In the baseline, but not measured now.
     Missing,
-    /// Measured on another kind of processor than the baseline's: shown, not gated.
-    OtherMachine,
 }
 
 impl Verdict {
@@ -38,6 +36,9 @@ pub struct Row {
     /// The threshold that applied, as a fraction.
     pub threshold: f64,
     pub verdict: Verdict,
+    /// Instruction counts compared against another processor's baseline (this one has none):
+    /// that processor, named in the verdict.
+    pub against: Option<String>,
 }
 
 impl Row {
@@ -50,25 +51,34 @@ impl Row {
     }
 }
 
-/// Instruction counts now against their baselines.
-pub fn compare_instructions(base: &InstructionBaselines, now: &BTreeMap<String, u64>) -> Vec<Row> {
+/// Instruction counts now against their baselines (see [`compare_instructions_on`]).
+pub fn compare_instructions(base: &InstructionBaselines, now: &Counts) -> Vec<Row> {
     compare_instructions_on(base, now, &cpu())
 }
 
-/// [`compare_instructions`] for counts taken on processor `here`.
-pub fn compare_instructions_on(
-    base: &InstructionBaselines,
-    now: &BTreeMap<String, u64>,
-    here: &str,
-) -> Vec<Row> {
-    let other = !base.cpu.is_empty() && base.cpu != here;
+/// [`compare_instructions`] for counts taken on processor `here`: against `here`'s own
+/// baseline at the normal tolerance, or, where `here` has none, against the nearest
+/// processor's ([`InstructionBaselines::reference`]) at `other_processor_tolerance`, each row
+/// then naming that processor. Either way a rise beyond the tolerance fails.
+pub fn compare_instructions_on(base: &InstructionBaselines, now: &Counts, here: &str) -> Vec<Row> {
+    let empty = Counts::new();
+    let reference = base.reference(here, now);
+    let counts = reference.as_ref().map_or(&empty, |r| r.counts);
+    let against = reference
+        .as_ref()
+        .filter(|r| !r.own)
+        .map(|r| r.cpu.to_string());
+    let tolerance = |name: &str| {
+        reference
+            .as_ref()
+            .map_or(base.tolerance, |r| base.tolerance_for(name, r))
+    };
     let mut rows = Vec::new();
     for (name, &count) in now {
-        let tol = base.overrides.get(name).copied().unwrap_or(base.tolerance);
-        let baseline = base.counts.get(name).copied();
+        let tol = tolerance(name);
+        let baseline = counts.get(name).copied();
         let verdict = match baseline {
             None => Verdict::New,
-            Some(_) if other => Verdict::OtherMachine,
             Some(b) if count as f64 > b as f64 * (1.0 + tol) => Verdict::Regressed,
             Some(b) if (count as f64) < b as f64 * (1.0 - tol) => Verdict::Improved,
             Some(_) => Verdict::Pass,
@@ -81,9 +91,10 @@ pub fn compare_instructions_on(
             interval: None,
             threshold: tol,
             verdict,
+            against: baseline.and(against.clone()),
         });
     }
-    for (name, &b) in &base.counts {
+    for (name, &b) in counts {
         if !now.contains_key(name) {
             rows.push(Row {
                 kind: "instructions",
@@ -91,12 +102,35 @@ pub fn compare_instructions_on(
                 baseline: Some(b as f64),
                 now: None,
                 interval: None,
-                threshold: base.overrides.get(name).copied().unwrap_or(base.tolerance),
+                threshold: tolerance(name),
                 verdict: Verdict::Missing,
+                against: against.clone(),
             });
         }
     }
     rows
+}
+
+/// One line on what the instruction counts of a run on `here` are compared against.
+pub fn instruction_reference_note(base: &InstructionBaselines, now: &Counts, here: &str) -> String {
+    match base.reference(here, now) {
+        None => format!("no instruction baselines yet (this processor: {here})"),
+        Some(r) if r.own => format!(
+            "instruction counts against this processor's baseline ({here}), +{:.0}%",
+            base.tolerance * 100.0
+        ),
+        Some(r) => format!(
+            "no instruction baseline for this processor ({here}): compared against {} baseline \
+             ({}) at the wider ±{:.0}% instead; `--update` adds this processor's",
+            if r.cpu.is_empty() {
+                "an unnamed processor's".to_string()
+            } else {
+                format!("{}'s", r.cpu)
+            },
+            r.why,
+            base.other_processor_tolerance * 100.0
+        ),
+    }
 }
 
 /// The median of `v` (NaN for none).
@@ -159,6 +193,7 @@ pub fn compare_ratios(base: &RatioBaselines, now: &BTreeMap<String, Vec<f64>>) -
             interval: Some((lo, hi)),
             threshold: noise,
             verdict,
+            against: None,
         });
     }
     for (name, b) in &base.ratios {
@@ -171,6 +206,7 @@ pub fn compare_ratios(base: &RatioBaselines, now: &BTreeMap<String, Vec<f64>>) -
                 interval: None,
                 threshold: b.noise,
                 verdict: Verdict::Missing,
+                against: None,
             });
         }
     }
@@ -210,17 +246,33 @@ pub fn table(rows: &[Row]) -> String {
             } else {
                 format!("+{:.1}%", r.threshold * 100.0)
             },
-            match r.verdict {
-                Verdict::Pass => "pass",
-                Verdict::Improved => "improved (update the baseline)",
-                Verdict::Regressed => "**REGRESSION**",
-                Verdict::New => "new (no baseline)",
-                Verdict::OtherMachine => "shown, not gated (baseline from another processor)",
-                Verdict::Missing => "**missing**",
-            }
+            verdict_text(r)
         );
     }
     out
+}
+
+/// A row's verdict in words, naming the other processor's baseline where one was used.
+fn verdict_text(r: &Row) -> String {
+    let word = match r.verdict {
+        Verdict::Pass => "pass",
+        Verdict::Improved => "improved (update the baseline)",
+        Verdict::Regressed => "**REGRESSION**",
+        Verdict::New => "new (no baseline)",
+        Verdict::Missing => "**missing**",
+    };
+    match r.against.as_deref() {
+        Some(cpu) => format!(
+            "{word} (vs {} baseline, ±{:.0}%)",
+            if cpu.is_empty() {
+                "an unnamed processor's"
+            } else {
+                cpu
+            },
+            r.threshold * 100.0
+        ),
+        None => word.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -232,20 +284,32 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 
+    const EPYC: &str = "AMD EPYC 9654 96-Core Processor (avx2 avx512f erms fsrm)";
+    const XEON: &str = "Intel(R) Xeon(R) Processor (avx2 avx512f erms fsrm)";
+
+    fn base_for(processors: &[(&str, BTreeMap<String, u64>)]) -> InstructionBaselines {
+        InstructionBaselines {
+            overrides: [("noisy".to_string(), 0.10)].into(),
+            processors: processors
+                .iter()
+                .map(|(cpu, c)| (cpu.to_string(), c.clone()))
+                .collect(),
+            ..InstructionBaselines::default()
+        }
+    }
+
     #[test]
     fn instruction_counts_regress_improve_or_pass_by_tolerance() {
-        let base = InstructionBaselines {
-            tolerance: 0.02,
-            overrides: [("noisy".to_string(), 0.10)].into(),
-            counts: counts(&[
+        let base = base_for(&[(
+            XEON,
+            counts(&[
                 ("a", 1000),
                 ("b", 1000),
                 ("c", 1000),
                 ("noisy", 1000),
                 ("gone", 5),
             ]),
-            cpu: String::new(),
-        };
+        )]);
         let now = counts(&[
             ("a", 1021),
             ("b", 1019),
@@ -253,7 +317,7 @@ mod tests {
             ("noisy", 1080),
             ("fresh", 1),
         ]);
-        let rows = compare_instructions_on(&base, &now, "");
+        let rows = compare_instructions_on(&base, &now, XEON);
         let verdict = |n: &str| rows.iter().find(|r| r.name == n).unwrap().verdict;
         assert_eq!(verdict("a"), Verdict::Regressed);
         assert_eq!(verdict("b"), Verdict::Pass);
@@ -262,16 +326,104 @@ mod tests {
         assert_eq!(verdict("fresh"), Verdict::New);
         assert_eq!(verdict("gone"), Verdict::Missing);
         assert!(failed(&rows));
+        assert!(
+            rows.iter().all(|r| r.against.is_none()),
+            "its own processor's baseline"
+        );
         let t = table(&rows);
-        assert!(t.contains("**REGRESSION**") && t.contains("+2.10%"), "{t}");
-        // Counts from another processor kind are shown, never failed on.
-        let elsewhere = InstructionBaselines {
-            cpu: "Other CPU (avx2)".into(),
-            ..base
-        };
-        let rows = compare_instructions_on(&elsewhere, &now, "AMD EPYC (avx2 avx512f)");
-        assert!(rows.iter().any(|r| r.verdict == Verdict::OtherMachine));
-        assert!(rows.iter().all(|r| r.verdict != Verdict::Regressed));
+        assert!(
+            t.contains("**REGRESSION** |") && t.contains("+2.10%"),
+            "{t}"
+        );
+        assert!(!t.contains("vs "), "{t}");
+        assert!(instruction_reference_note(&base, &now, XEON).contains("this processor's"));
+    }
+
+    #[test]
+    fn another_processor_is_gated_against_the_nearest_baseline_at_the_wider_tolerance() {
+        let epyc = counts(&[("a", 1000), ("b", 1000), ("noisy", 1000)]);
+        let base = base_for(&[
+            (
+                "AMD Ryzen 9 7950X (avx2 avx512f erms fsrm)",
+                counts(&[("a", 1)]),
+            ),
+            (EPYC, epyc.clone()),
+            ("Intel(R) Core(TM) i7-8700 (avx2 erms)", counts(&[("a", 2)])),
+            ("Zhaoxin KX-7000 (avx2)", counts(&[("a", 3)])),
+        ]);
+        // Same features: two AMD entries tie on features; the one with more of the benches wins.
+        let now = counts(&[("a", 1040), ("b", 1060), ("noisy", 1080)]);
+        let r = base.reference(XEON, &now).unwrap();
+        assert_eq!((r.cpu, r.own, r.why), (EPYC, false, "same features"));
+        // No processor with the same features: the same vendor.
+        let r = base
+            .reference("Intel(R) Xeon(R) E5-2690 (avx2 fsrm)", &now)
+            .unwrap();
+        assert_eq!(r.cpu, "Intel(R) Core(TM) i7-8700 (avx2 erms)");
+        assert_eq!(r.why, "same vendor");
+        // Neither: still the nearest available, never none.
+        let r = base.reference("Some RISC-V core ()", &now).unwrap();
+        assert_eq!((r.own, r.why), (false, "nearest available"));
+        assert!(base_for(&[]).reference(XEON, &now).is_none());
+
+        let rows = compare_instructions_on(&base, &now, XEON);
+        let row = |n: &str| rows.iter().find(|r| r.name == n).unwrap();
+        assert_eq!(row("a").verdict, Verdict::Pass, "+4% is within ±5%");
+        assert_eq!(row("a").threshold, 0.05);
+        assert_eq!(row("b").verdict, Verdict::Regressed, "+6% fails");
+        assert_eq!(row("noisy").threshold, 0.10, "a wider override stays");
+        assert_eq!(row("noisy").verdict, Verdict::Pass);
+        assert!(rows.iter().all(|r| r.against.as_deref() == Some(EPYC)));
+        assert!(
+            failed(&rows),
+            "a regression against another processor fails"
+        );
+        let t = table(&rows);
+        assert!(
+            t.contains(&format!("| pass (vs {EPYC} baseline, ±5%) |")),
+            "{t}"
+        );
+        assert!(
+            t.contains(&format!("| **REGRESSION** (vs {EPYC} baseline, ±5%) |")),
+            "{t}"
+        );
+        let note = instruction_reference_note(&base, &now, XEON);
+        assert!(
+            note.contains(EPYC) && note.contains("±5%") && note.contains("same features"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn the_old_single_processor_file_still_reads() {
+        let old = r#"{"tolerance": 0.03, "overrides": {"x": 0.1},
+            "counts": {"a": 1000, "b": 7}, "cpu": "AMD EPYC (avx2 avx512f erms fsrm)"}"#;
+        let base: InstructionBaselines = serde_json::from_str(old).unwrap();
+        assert_eq!(base.tolerance, 0.03);
+        assert_eq!(base.other_processor_tolerance, 0.05, "the default");
+        assert_eq!(base.overrides["x"], 0.1);
+        assert_eq!(
+            base.processors["AMD EPYC (avx2 avx512f erms fsrm)"],
+            counts(&[("a", 1000), ("b", 7)])
+        );
+        assert_eq!(base.processors.len(), 1);
+        // Written back in the new format, it reads the same.
+        let json = serde_json::to_string(&base).unwrap();
+        assert!(
+            json.contains("\"processors\"") && !json.contains("\"cpu\""),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<InstructionBaselines>(&json).unwrap(),
+            base
+        );
+        // The old file without a processor: an entry no real processor matches, so it is
+        // compared at the wider tolerance.
+        let unknown: InstructionBaselines =
+            serde_json::from_str(r#"{"counts": {"a": 1000}}"#).unwrap();
+        let rows = compare_instructions_on(&unknown, &counts(&[("a", 1049)]), XEON);
+        assert_eq!((rows[0].verdict, rows[0].threshold), (Verdict::Pass, 0.05));
+        assert_eq!(rows[0].against.as_deref(), Some(""));
     }
 
     /// Recorded data: ratio samples of real `cargo xtask gate` runs on this project's 2-core

@@ -297,11 +297,7 @@ impl Encoder {
         on_packet: impl FnMut(Packet<'_>),
     ) -> Result<(), EncodeError> {
         let result = if copy {
-            let mut fresh =
-                ff::frame::Video::new(ff::format::Pixel::YUV420P, self.width, self.height);
-            // SAFETY: both frames are allocated YUV420P frames of the same geometry.
-            unsafe { ff::ffi::av_frame_copy(fresh.as_mut_ptr(), frame.as_ptr()) };
-            fresh.set_pts(Some(id as i64));
+            let fresh = copied_frame(frame, id);
             self.inner.send_frame(&fresh)
         } else {
             frame.set_pts(Some(id as i64));
@@ -468,6 +464,18 @@ pub fn copy_into(picture: &RawPicture, frame: &mut ff::frame::Video) {
             d[..row].copy_from_slice(s);
         }
     }
+}
+
+/// A freshly allocated copy of `frame` (YUV420P) stamped as frame `id`: the `zeroCopy = false`
+/// path's per-frame copy in [`Encoder::encode_frame`], public for the instruction-count gate.
+#[doc(hidden)]
+pub fn copied_frame(frame: &ff::frame::Video, id: u64) -> ff::frame::Video {
+    let mut fresh =
+        ff::frame::Video::new(ff::format::Pixel::YUV420P, frame.width(), frame.height());
+    // SAFETY: both frames are allocated YUV420P frames of the same geometry.
+    unsafe { ff::ffi::av_frame_copy(fresh.as_mut_ptr(), frame.as_ptr()) };
+    fresh.set_pts(Some(id as i64));
+    fresh
 }
 
 /// Makes `frame` safe to draw into: if libavcodec still references its buffer, the frame gets

@@ -52,6 +52,26 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+/// The publisher's side of one video frame without sockets, for the instruction-count gate:
+/// what the publishing connection does with a frame (parse its FLV tag, wrap it as
+/// [`Media`]), the fan-out handing it to every queue of `players` (the publisher's thread
+/// alone, as for every frame below the multi-thread threshold; the queues have no socket, so
+/// each gets the frame queued), and the frame chunked once for message stream 1 at
+/// `chunk_size`, as every player's task then shares it. Returns the chunks' size.
+#[doc(hidden)]
+pub fn fan_out_frame(
+    players: &Arc<[Arc<PlayerQueue>]>,
+    data: bytes::Bytes,
+    timestamp: u32,
+    chunk_size: u32,
+    stats: &Arc<ServerStats>,
+) -> usize {
+    let key = crate::rtmp::flv::parse_video_tag(&data).is_some_and(|t| t.key);
+    let media = Arc::new(Media::new(MediaKind::Video, timestamp, data, key));
+    fanout::FanOut::new(1).hand(players, &media, stats);
+    media.chunks(1, chunk_size).len()
+}
+
 /// Socket send buffer per connection (the kernel doubles it and caps it at wmem_max).
 const SEND_BUFFER: usize = 1 << 20;
 

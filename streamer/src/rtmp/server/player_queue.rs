@@ -101,7 +101,10 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl PlayerQueue {
-    pub(super) fn new(capacity: usize, waiting_for_key: bool) -> Self {
+    /// A player's queue of `capacity` frames (`rtmp.player_queue`); `waiting_for_key`: passes
+    /// over video until the first keyframe (a player that joins without the GOP cache). Public
+    /// for the benches ([`fan_out_frame`](super::fan_out_frame)); the server makes its own.
+    pub fn new(capacity: usize, waiting_for_key: bool) -> Self {
         PlayerQueue {
             state: Mutex::new(QueueState {
                 items: VecDeque::new(),
