@@ -67,7 +67,9 @@ struct GateArgs {
     /// Skip the wall-time ratios (instruction counts only).
     #[arg(long)]
     no_ratios: bool,
-    /// Rewrite the baselines with what was measured now (keeping tolerances and noise).
+    /// Rewrite the baselines with what was measured now: this processor kind's instruction
+    /// counts (other processors' entries are kept) and the ratios' medians (tolerances and
+    /// noise thresholds are kept).
     #[arg(long)]
     update: bool,
     /// Also write the table to this file.

@@ -34,7 +34,8 @@ enum Cmd {
     /// installs gungraun-runner) and wall-time ratios measured in one run, against
     /// results/baselines/. Prints a table of every figure; exits non-zero on a regression.
     Gate {
-        /// Rewrite the baselines with this run's figures (commit them).
+        /// Rewrite the baselines with this run's figures (commit them): this processor kind's
+        /// instruction counts (other processors' are kept) and the ratios' medians.
         #[arg(long)]
         update: bool,
     },
