@@ -25,7 +25,37 @@ pub struct Machine {
     pub wgpu_adapter: Option<String>,
 }
 
+/// The commit of the checkout the harness runs in: `git rev-parse --short=10 HEAD`, with
+/// `+changes` when tracked files differ from it; `unknown` without git or outside a checkout.
+pub fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short=10", "HEAD"]) {
+        Some(hash) if !hash.is_empty() => {
+            let changed = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if changed {
+                format!("{hash}+changes")
+            } else {
+                hash
+            }
+        }
+        _ => "unknown".into(),
+    }
+}
+
 impl Machine {
+    /// `CPU model (N cores)`: how a table names the machine it was measured on.
+    pub fn short(&self) -> String {
+        format!("{} ({} cores)", self.cpu_model, self.cores)
+    }
+
     /// Reads the machine's description.
     pub fn detect() -> Self {
         let sys = System::new_with_specifics(

@@ -59,6 +59,7 @@ pub fn run(args: &RunOptions) -> Result<()> {
         quick: args.quick,
         started,
         finished: now_rfc3339(),
+        commit: crate::system::commit(),
         machine: Machine::detect(),
         settings: plan.settings,
         points,

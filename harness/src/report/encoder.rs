@@ -3,7 +3,7 @@
 
 use super::baseline::encoder_baseline;
 use super::comparisons::comparisons;
-use super::format::{mib, spread};
+use super::format::{measured_on, mib, spread};
 use super::recommend::system_timers;
 use crate::results::{PointResult, Results};
 use std::fmt::Write as _;
@@ -31,6 +31,7 @@ fn notes(p: &PointResult, baseline: bool) -> String {
 pub(super) fn encoder_table(out: &mut String, r: &Results) {
     let s = &r.settings;
     let _ = writeln!(out, "## Encoder — Tested Configurations\n");
+    measured_on(out, r);
     let _ = writeln!(
         out,
         "From `{}` ({}{}), {} frames of {}×{}@{} per run after {} warm-up frames, pacing `{}`, \

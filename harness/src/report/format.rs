@@ -44,9 +44,21 @@ pub(super) fn span_ms(p: &PointResult, span: &str, f: fn(&SpanStats) -> f64) -> 
         .map_or("-".to_string(), |s| format!("{:.2}", f(s) / 1000.0))
 }
 
+/// The line under every table's heading: the commit and machine it was measured on, and when.
+pub(super) fn measured_on(out: &mut String, r: &Results) {
+    let _ = writeln!(
+        out,
+        "Measured on commit `{}`, {}, {}.\n",
+        r.commit,
+        r.machine.short(),
+        r.started
+    );
+}
+
 pub(super) fn header(out: &mut String, title: &str, r: &Results, what: &str) {
     let first = r.points.first();
     let _ = writeln!(out, "## {title}\n");
+    measured_on(out, r);
     let _ = writeln!(
         out,
         "From `{}` ({}{}): {}×{} at {} fps, pacing `{}`, {} run(s) of {} per point after {} \

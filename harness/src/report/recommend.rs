@@ -281,7 +281,7 @@ fn encoder_section(out: &mut String, r: &Results) {
             out,
             "- **Frame latency**: no pick from this suite. It runs at max pacing, where frames \
              wait in the queue for the encoder{}, so latency only restates fps; latency is \
-             judged on real-time runs (the RTMP suite below).",
+             judged on real-time runs (the RTMP suite).",
             queue_share.map_or(String::new(), |q| format!(
                 " (queue wait is up to {q:.0}% of frame:total here)"
             ))

@@ -3,13 +3,14 @@
 
 use super::baseline::rtmp_baseline;
 use super::comparisons::comparisons;
-use super::format::mib;
+use super::format::{measured_on, mib};
 use crate::results::Results;
 use std::fmt::Write as _;
 
 pub(super) fn rtmp_table(out: &mut String, r: &Results) {
     let first = r.points.first();
     let _ = writeln!(out, "## RTMP Server — Tested Configurations\n");
+    measured_on(out, r);
     let _ = writeln!(
         out,
         "From `{}` ({}{}): one publisher at {}×{}@{} ({}, pacing `{}`) to the embedded server on \

@@ -21,6 +21,10 @@ pub struct Results {
     pub quick: bool,
     pub started: String,
     pub finished: String,
+    /// The commit the run was measured on (`git rev-parse --short HEAD`, `+changes` when the
+    /// tree had uncommitted changes; `unknown` outside a git checkout or in older results).
+    #[serde(default = "unknown_commit")]
+    pub commit: String,
     pub machine: Machine,
     pub settings: RunSettings,
     pub points: Vec<PointResult>,
@@ -30,6 +34,10 @@ pub struct Results {
     /// The shard these results are, when the sweep was split (`--shard K/N`).
     #[serde(default)]
     pub shard: Option<Shard>,
+}
+
+fn unknown_commit() -> String {
+    "unknown".into()
 }
 
 /// One sweep axis value of a point.
