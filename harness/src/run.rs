@@ -14,6 +14,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 use streamer::config::StreamConfig;
@@ -232,6 +233,11 @@ pub struct NetworkFigures {
     pub sent_kbps: f64,
     /// Server → each player, payload kbit/s of wall time, mean over players.
     pub delivered_kbps: f64,
+    /// Server → each player, RTMP bytes on the wire (chunk headers included), kbit/s of wall
+    /// time: the server's bytes written over the window ÷ its players (the late joiner too).
+    /// 0 in results from before it was measured.
+    #[serde(default)]
+    pub wire_kbps_per_player: f64,
     /// Players that kept real time: media received ÷ wall time ≥ 0.99.
     pub players_realtime: u32,
     /// A player joining after the warm-up: connect → first keyframe, ms.
@@ -394,9 +400,13 @@ fn measure<P: Probe>(
     let fixed_before = crate::allocs::allocations();
     stream.run(1, s.pacing)?;
     let fixed = crate::allocs::allocations() - fixed_before;
+    // The publisher is idle between runs: once the players have every frame sent so far, the
+    // publisher's and the players' counters describe the same frames.
+    relay.inspect(|r| settle(r));
     let before = stream.counters();
     let sink_before = stream.sink_stats();
     let players_before = relay.map(LocalRelay::reports).unwrap_or_default();
+    let wire_before = relay.map_or(0, |r| r.server.stats().bytes_out.load(Ordering::Relaxed));
     begin(s.warmup_frames + 1);
     // One more player joins mid-stream, after the warm-up: its join time is what a viewer
     // arriving at a live stream sees (with the GOP cache, at once; without, at the next keyframe).
@@ -424,11 +434,13 @@ fn measure<P: Probe>(
         c.metrics = summary.core.clone();
     }
     let network = relay.map(|r| {
-        // Frames still on their way reach the players within this grace; it adds no wall time.
-        std::thread::sleep(Duration::from_millis(150));
+        // Frames still on their way reach the players before the counters are read (the same
+        // frames as the publisher's); this adds no wall time.
+        settle(r);
         let after = r.reports();
+        let wire = r.server.stats().bytes_out.load(Ordering::Relaxed) - wire_before;
         let late = late.map(PlayerLoad::stop).unwrap_or_default();
-        network_figures(
+        let mut n = network_figures(
             &players_before,
             &after,
             late.first(),
@@ -436,7 +448,10 @@ fn measure<P: Probe>(
             summary.sink,
             wall_s,
             fps,
-        )
+        );
+        let receivers = (after.len() + late.len()).max(1) as f64;
+        n.wire_kbps_per_player = wire as f64 * 8.0 / wall_s / 1000.0 / receivers;
+        n
     });
     let after = summary.counters;
     let frames = after.packets - before.packets;
@@ -499,12 +514,31 @@ fn network_figures(
         players: after.len() as u32,
         sent_kbps: (sink_after.bytes_sent - sink_before.bytes_sent) as f64 * 8.0 / wall_s / 1000.0,
         delivered_kbps: delivered as f64 * 8.0 / wall_s / 1000.0 / players,
+        wire_kbps_per_player: 0.0,
         players_realtime: realtime,
         late_join_ms: late.and_then(|r| r.join).map(|d| d.as_secs_f64() * 1000.0),
         late_first_frame_key: late.and_then(|r| r.first_frame_key),
         publisher_dropped: sink_after.dropped - sink_before.dropped,
         reconnects: sink_after.reconnects - sink_before.reconnects,
         server_dropped: 0,
+    }
+}
+
+/// Waits (at most 2 s) until the relay's players have stopped receiving: every frame the
+/// publisher has sent has reached them, so counters read now cover the same frames.
+fn settle(relay: &LocalRelay) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let seen = |r: &LocalRelay| -> Vec<(u64, u64)> {
+        r.reports().iter().map(|p| (p.frames, p.bytes)).collect()
+    };
+    let mut last = seen(relay);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(30));
+        let now = seen(relay);
+        if now == last {
+            return;
+        }
+        last = now;
     }
 }
 

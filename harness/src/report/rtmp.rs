@@ -7,6 +7,23 @@ use super::format::{measured_on, mib};
 use crate::results::Results;
 use std::fmt::Write as _;
 
+/// Publisher → server on the wire; server → each player on the wire (chunk headers included)
+/// and its payload. Results from before the per-player wire bytes were measured show the
+/// payload only.
+fn bandwidth(n: &crate::run::NetworkFigures) -> String {
+    if n.wire_kbps_per_player > 0.0 {
+        format!(
+            "sent {:.0} / per player {:.0} on the wire ({:.0} payload) kbit/s",
+            n.sent_kbps, n.wire_kbps_per_player, n.delivered_kbps
+        )
+    } else {
+        format!(
+            "sent {:.0} / delivered {:.0} kbit/s",
+            n.sent_kbps, n.delivered_kbps
+        )
+    }
+}
+
 pub(super) fn rtmp_table(out: &mut String, r: &Results) {
     let first = r.points.first();
     let _ = writeln!(out, "## RTMP Server — Tested Configurations\n");
@@ -15,8 +32,10 @@ pub(super) fn rtmp_table(out: &mut String, r: &Results) {
         out,
         "From `{}` ({}{}): one publisher at {}×{}@{} ({}, pacing `{}`) to the embedded server on \
          loopback, {} run(s) of {} per point after {} warm-up frames. Bandwidth is RTMP bytes \
-         sent by the publisher / payload delivered to each player (mean), per second of wall \
-         time. Latency is glass to glass (`e2e`: frame capture → a player receives it). Join is \
+         sent by the publisher / RTMP bytes the server wrote to each player, chunk headers \
+         included (the chunk size's overhead shows here), and the media payload they carried, \
+         per second of wall time, counted over the same frames (the players have received every \
+         frame sent before each count is read). Latency is glass to glass (`e2e`: frame capture → a player receives it). Join is \
          a player arriving after the warm-up: connect → first keyframe.\n",
         r.scenario,
         r.started,
@@ -63,13 +82,12 @@ pub(super) fn rtmp_table(out: &mut String, r: &Results) {
         notes.push(format!("{:.0}% CPU, {}", p.cpu_percent, mib(p.rss_bytes)));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | sent {:.0} / delivered {:.0} kbit/s | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             t.chunk_size,
             t.gop_cache,
             t.ping,
             t.ping_timeout,
-            n.sent_kbps,
-            n.delivered_kbps,
+            bandwidth(n),
             latency,
             notes.join("; ")
         );

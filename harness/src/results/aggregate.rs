@@ -144,6 +144,7 @@ fn aggregate_network(runs: &[PointRun]) -> Option<NetworkFigures> {
         players: first.players,
         sent_kbps: med(|n| n.sent_kbps),
         delivered_kbps: med(|n| n.delivered_kbps),
+        wire_kbps_per_player: med(|n| n.wire_kbps_per_player),
         players_realtime: nets.iter().map(|n| n.players_realtime).min().unwrap_or(0),
         late_join_ms: (!joins.is_empty()).then(|| median(&mut joins)),
         late_first_frame_key: nets
