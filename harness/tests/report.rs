@@ -204,6 +204,23 @@ fn check_plots(b: &Built) -> Vec<String> {
     files
 }
 
+/// The distinct stroke colours of the lines (`<polyline>`) an SVG plot draws, less the axes'
+/// black: one per series (its line and its legend mark share it), so a series that was not
+/// drawn is missing here.
+fn series_colours(b: &Built, file: &str) -> usize {
+    let svg = std::fs::read_to_string(b.dir.path().join("results/plots").join(file))
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let mut colours: Vec<&str> = svg
+        .split("<polyline")
+        .skip(1)
+        .filter_map(|el| el.split("stroke=\"").nth(1)?.split('"').next())
+        .filter(|c| *c != "#000000")
+        .collect();
+    colours.sort_unstable();
+    colours.dedup();
+    colours.len()
+}
+
 #[test]
 fn every_table_from_the_full_fixtures_matches_the_expected_report() {
     let b = build(Some("full"));
@@ -223,11 +240,31 @@ fn every_table_from_the_full_fixtures_matches_the_expected_report() {
         plots,
         [
             "fps-preset-threads.svg",
-            "players-per-server.svg",
+            "latency-percentiles.svg",
             "rss-over-time.svg",
-            "span-percentiles.svg"
+            "server-cpu-per-player.svg",
+            "server-rss.svg",
         ]
     );
+    // Every series is drawn, each in its own colour: the presets, the spans of the real-time
+    // suite's first point, the memory suite's points, the servers.
+    let network: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("full/network/latest.json")).unwrap(),
+    )
+    .unwrap();
+    let spans = network["points"][0]["spans"].as_object().unwrap().len();
+    let servers: std::collections::BTreeSet<&str> = network["comparisons"]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["server"].as_str())
+        .collect();
+    assert_eq!(series_colours(&b, "latency-percentiles.svg"), spans);
+    assert_eq!(
+        series_colours(&b, "server-cpu-per-player.svg"),
+        servers.len()
+    );
+    assert_eq!(series_colours(&b, "server-rss.svg"), servers.len());
 }
 
 #[test]

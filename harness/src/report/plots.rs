@@ -1,15 +1,19 @@
 //! SVG plots beside the report (`results/plots/*.svg`), drawn with `plotters` (its SVG
 //! backend; text is laid out without system fonts, so it works on any machine): fps per preset
-//! × threads, latency percentile curves per span, RSS over time, and players held per server.
+//! × threads; latency by percentile per span in HdrHistogram's style (percentile on a log axis
+//! of 1 ÷ (1 − p), milliseconds on a log axis) from a real-time suite; RSS over time; and, per
+//! server under the same load, CPU per player and peak RSS against players.
 
-use super::baseline::encoder_baseline;
 use crate::results::Results;
 use crate::scenario::GuideTable;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
+use streamer::stream::Pacing;
 
 const SIZE: (u32, u32) = (720, 420);
-const COLORS: [RGBColor; 8] = [
+/// One distinct colour per series (more than any plot draws: every span has its own); none is
+/// black, the axes' colour.
+const COLORS: [RGBColor; 12] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -18,6 +22,10 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(255, 187, 120),
+    RGBColor(174, 199, 232),
 ];
 
 /// One line of a chart.
@@ -130,10 +138,23 @@ pub fn write(dir: &Path, loaded: &[Results]) -> Vec<(String, String)> {
             "fps-preset-threads.svg",
             fps_by_preset(&file("fps-preset-threads.svg"), r),
         );
+    }
+    // Latency only from a real-time suite: under max pacing it is mostly the queue's wait.
+    if let Some(r) = [GuideTable::Rtmp, GuideTable::Memory, GuideTable::Timing]
+        .iter()
+        .find_map(|t| {
+            loaded
+                .iter()
+                .find(|r| r.table == *t && r.settings.pacing == Pacing::Realtime)
+        })
+    {
         keep(
-            "Latency percentiles per span, baseline point",
-            "span-percentiles.svg",
-            span_percentiles(&file("span-percentiles.svg"), r),
+            &format!(
+                "Latency by percentile per span, first point of the {} suite (real time)",
+                r.suite
+            ),
+            "latency-percentiles.svg",
+            latency_percentiles(&file("latency-percentiles.svg"), r),
         );
     }
     if let Some(r) = loaded
@@ -152,9 +173,24 @@ pub fn write(dir: &Path, loaded: &[Results]) -> Vec<(String, String)> {
         .find(|r| r.table == GuideTable::Rtmp && !r.comparisons.peers.is_empty())
     {
         keep(
-            "Players held in real time per server, same load",
-            "players-per-server.svg",
-            players_per_server(&file("players-per-server.svg"), r),
+            "Server CPU per player against players, per server (same load)",
+            "server-cpu-per-player.svg",
+            per_server(
+                &file("server-cpu-per-player.svg"),
+                r,
+                ("Server CPU per player", "% of one core per player"),
+                |row| row.cpu_per_player,
+            ),
+        );
+        keep(
+            "Server peak RSS against players, per server (same load)",
+            "server-rss.svg",
+            per_server(
+                &file("server-rss.svg"),
+                r,
+                ("Server peak RSS", "MiB"),
+                |row| row.rss_peak_bytes as f64 / 1048576.0,
+            ),
         );
     }
     made
@@ -183,38 +219,92 @@ fn fps_by_preset(path: &Path, r: &Results) -> Result<bool, String> {
     Ok(!series.is_empty())
 }
 
-fn span_percentiles(path: &Path, r: &Results) -> Result<bool, String> {
-    let Some(p) = r
-        .points
-        .iter()
-        .find(|p| encoder_baseline(&p.config))
-        .or(r.points.first())
-    else {
+/// Reads one percentile of a span's statistics, µs.
+type Percentile = fn(&crate::record::SpanStats) -> f64;
+
+/// The percentiles a span's statistics hold, as HdrHistogram's plots place them: x = 1 ÷ (1 − p).
+const PERCENTILES: [(f64, Percentile); 4] = [
+    (0.5, |s| s.p50_us),
+    (0.9, |s| s.p90_us),
+    (0.99, |s| s.p99_us),
+    (0.999, |s| s.p999_us),
+];
+
+fn latency_percentiles(path: &Path, r: &Results) -> Result<bool, String> {
+    let Some(p) = r.points.first() else {
         return Ok(false);
     };
-    let names = ["p50", "p90", "p99", "p99.9", "max"];
     let series: Vec<Series> = streamer::probe::SPANS
         .iter()
         .filter_map(|s| {
             let st = p.spans.get(s.name)?;
+            let points: Vec<(f64, f64)> = PERCENTILES
+                .iter()
+                .map(|(q, of)| (1.0 / (1.0 - q), (of(st) / 1000.0).max(0.001)))
+                .collect();
             Some(Series {
                 name: s.name.to_string(),
-                points: [st.p50_us, st.p90_us, st.p99_us, st.p999_us, st.max_us]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, us)| (i as f64, us / 1000.0))
-                    .collect(),
+                points,
             })
         })
         .collect();
-    line_chart(
-        path,
-        "Latency percentiles per span (baseline)",
-        ("percentile", "ms"),
-        &series,
-        Some(&names),
-    )?;
-    Ok(!series.is_empty())
+    if series.is_empty() {
+        return Ok(false);
+    }
+    log_chart(path, "Latency by percentile (log–log)", &series)?;
+    Ok(true)
+}
+
+/// Draws `series` on a log percentile axis (x = 1 ÷ (1 − p), labelled as percentiles) against
+/// log milliseconds.
+fn log_chart(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
+    let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let (y0, y1) = ys.fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            (1.5f64..15_000.0).log_scale(),
+            (y0 / 2.0..y1 * 2.0).log_scale(),
+        )
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("ms")
+        .x_label_formatter(&|x| {
+            let p = (1.0 - 1.0 / x) * 100.0;
+            let shown = format!("{p:.4}");
+            let shown = shown.trim_end_matches('0').trim_end_matches('.');
+            format!("{shown}%")
+        })
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| err(&e))?
+            .label(s.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
 }
 
 fn rss_over_time(path: &Path, r: &Results) -> Result<bool, String> {
@@ -247,18 +337,21 @@ fn rss_over_time(path: &Path, r: &Results) -> Result<bool, String> {
     Ok(!series.is_empty())
 }
 
-fn players_per_server(path: &Path, r: &Results) -> Result<bool, String> {
+/// One line per server of the side-by-side comparison: `figure` of each row against players.
+fn per_server(
+    path: &Path,
+    r: &Results,
+    (title, y_label): (&str, &str),
+    figure: fn(&crate::results::PeerRow) -> f64,
+) -> Result<bool, String> {
     let mut series: Vec<Series> = Vec::new();
     for row in &r.comparisons.peers {
-        let point = (f64::from(row.players), f64::from(row.players_realtime));
-        add(&mut series, &row.server, point);
+        add(
+            &mut series,
+            &row.server,
+            (f64::from(row.players), figure(row)),
+        );
     }
-    line_chart(
-        path,
-        "Players held in real time",
-        ("players connected", "players in real time"),
-        &series,
-        None,
-    )?;
+    line_chart(path, title, ("players connected", y_label), &series, None)?;
     Ok(!series.is_empty())
 }
