@@ -126,6 +126,11 @@ fn diff(expected: &str, actual: &str) -> String {
 fn expect(name: &str, actual: &str) {
     let path = fixtures().join("expected").join(name);
     if std::env::var_os("UPDATE_EXPECT").is_some_and(|v| v == "1") {
+        // CI compares; it never rewrites what it is meant to check.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "UPDATE_EXPECT=1 is refused under CI: the expected reports are checked there"
+        );
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, actual).unwrap();
         eprintln!("UPDATE_EXPECT=1: wrote {}", path.display());
