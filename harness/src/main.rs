@@ -61,8 +61,10 @@ struct GateArgs {
     /// Folder of instructions.json and ratios.json.
     #[arg(long, default_value = "results/baselines")]
     baselines: PathBuf,
-    /// Repetitions of each wall-time ratio (the verdict uses their median and its 95% CI).
-    #[arg(long, default_value_t = 9)]
+    /// Least repetitions of each timed ratio; a ratio whose 95% interval is still wider than
+    /// its noise threshold gets more, up to four times as many. The verdict uses the ratio of
+    /// the two sides' lower quartiles and its bootstrap 95% interval.
+    #[arg(long, default_value_t = 12)]
     reps: usize,
     /// Skip the wall-time ratios (instruction counts only).
     #[arg(long)]
@@ -78,6 +80,18 @@ struct GateArgs {
     /// Also write every ratio sample to this JSON file.
     #[arg(long)]
     samples: Option<PathBuf>,
+    /// Measure the gate itself instead: for each timed ratio, run the gate's measurement
+    /// `--tries` times unchanged and with the measured side slowed by 5%, 10% and 20%
+    /// (calibrated busy work in its per-frame path); write how often each was caught, and the
+    /// false alarms, to `--power-out`, and regenerate the report that shows it.
+    #[arg(long)]
+    power: bool,
+    /// Gate measurements per slowdown with --power.
+    #[arg(long, default_value_t = 10)]
+    tries: usize,
+    /// Where --power writes its results (the report reads `gate-power.json` beside the suites).
+    #[arg(long, default_value = "results/gate-power.json")]
+    power_out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -138,6 +152,20 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Run(args) => commands::run(&args.into()),
         Cmd::Merge { suites, results } => commands::merge(&results, suites),
+        Cmd::Gate(args) if args.power => {
+            let opts = harness::gate::power::PowerOptions {
+                baselines: args.baselines,
+                tries: args.tries.max(1),
+                reps: args.reps.max(1),
+                slowdowns: vec![0.05, 0.10, 0.20],
+                out: args.power_out,
+            };
+            let r = harness::gate::power::power(&opts, |m| eprintln!("gate: {m}"))?;
+            println!("{}", harness::gate::power::power_table(&r));
+            let root = opts.out.parent().unwrap_or(std::path::Path::new("."));
+            println!("wrote {}", report::write(root)?.display());
+            Ok(())
+        }
         Cmd::Gate(args) => harness::gate::check(&args.into()),
         Cmd::Report { results } => {
             let path = report::write(&results)?;

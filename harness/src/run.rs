@@ -7,7 +7,7 @@
 
 use crate::record::{Recorder, SpanStats};
 use crate::scenario::RunSettings;
-use crate::system::Sampler;
+use crate::system::{Sampler, threads_cpu_seconds};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -249,7 +249,19 @@ pub struct NetworkFigures {
     pub reconnects: u64,
     /// Frames the server dropped for slow players (queue full), all players.
     pub server_dropped: u64,
+    /// The embedded server's own threads (`rtmp-server*`, `rtmp-fanout-*`) over the window,
+    /// percent of one core; None in results from before it was measured.
+    #[serde(default)]
+    pub server_cpu_percent: Option<f64>,
+    /// The load it served: the players' threads (`rtmp-players`), percent of one core.
+    #[serde(default)]
+    pub players_cpu_percent: Option<f64>,
 }
+
+/// The embedded server's threads, by name.
+const SERVER_THREADS: [&str; 2] = ["rtmp-server", "rtmp-fanout-"];
+/// The players' threads.
+const PLAYER_THREADS: [&str; 1] = ["rtmp-players"];
 
 /// Why a point could not be run.
 #[derive(Debug, thiserror::Error)]
@@ -407,6 +419,8 @@ fn measure<P: Probe>(
     let sink_before = stream.sink_stats();
     let players_before = relay.map(LocalRelay::reports).unwrap_or_default();
     let wire_before = relay.map_or(0, |r| r.server.stats().bytes_out.load(Ordering::Relaxed));
+    let server_cpu_before = threads_cpu_seconds(&SERVER_THREADS);
+    let players_cpu_before = threads_cpu_seconds(&PLAYER_THREADS);
     begin(s.warmup_frames + 1);
     // One more player joins mid-stream, after the warm-up: its join time is what a viewer
     // arriving at a live stream sees (with the GOP cache, at once; without, at the next keyframe).
@@ -451,6 +465,9 @@ fn measure<P: Probe>(
         );
         let receivers = (after.len() + late.len()).max(1) as f64;
         n.wire_kbps_per_player = wire as f64 * 8.0 / wall_s / 1000.0 / receivers;
+        let percent = |s: f64| Some(s / wall_s * 100.0);
+        n.server_cpu_percent = percent(threads_cpu_seconds(&SERVER_THREADS) - server_cpu_before);
+        n.players_cpu_percent = percent(threads_cpu_seconds(&PLAYER_THREADS) - players_cpu_before);
         n
     });
     let after = summary.counters;
@@ -521,6 +538,8 @@ fn network_figures(
         publisher_dropped: sink_after.dropped - sink_before.dropped,
         reconnects: sink_after.reconnects - sink_before.reconnects,
         server_dropped: 0,
+        server_cpu_percent: None,
+        players_cpu_percent: None,
     }
 }
 

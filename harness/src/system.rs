@@ -50,6 +50,31 @@ pub fn commit() -> String {
     }
 }
 
+/// Seconds of CPU the threads of this process whose names start with one of `prefixes` have
+/// run, from the scheduler's per-thread nanosecond counter (`/proc/self/task/*/schedstat`):
+/// how a stage that shares the process with others (the embedded RTMP server and its players)
+/// is charged its own CPU.
+pub fn threads_cpu_seconds(prefixes: &[&str]) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ns = 0u64;
+    for task in tasks.flatten() {
+        let path = task.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if !prefixes.iter().any(|p| comm.trim_end().starts_with(p)) {
+            continue;
+        }
+        ns += std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    ns as f64 * 1e-9
+}
+
 impl Machine {
     /// `CPU model (N cores)`: how a table names the machine it was measured on.
     pub fn short(&self) -> String {
@@ -206,6 +231,24 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_named_threads_cpu_is_counted_and_no_other() {
+        let spin = std::thread::Builder::new()
+            .name("cpu-probe-test".into())
+            .spawn(|| {
+                let start = std::time::Instant::now();
+                let mut x = 1u64;
+                while start.elapsed() < Duration::from_millis(50) {
+                    x = std::hint::black_box(x.wrapping_mul(3));
+                }
+                threads_cpu_seconds(&["cpu-probe-test"])
+            })
+            .unwrap();
+        let counted = spin.join().unwrap();
+        assert!(counted >= 0.02, "{counted}");
+        assert_eq!(threads_cpu_seconds(&["no-such-thread"]), 0.0);
+    }
 
     /// Memory held only after the memory window closed (as a stream's teardown would free or
     /// touch it) is not in the timeline nor the peak; the CPU window still runs to `stop`.

@@ -313,3 +313,103 @@ fn with_no_results_every_suite_is_listed_as_not_measured() {
     assert!(check_plots(&b).is_empty());
     assert!(!b.report.contains("## Plots"));
 }
+
+/// The repository's own `results/`: what git tracks there (each suite's `latest.json` and the
+/// gate's `gate-power.json`) regenerates the committed `REPORT.md` and plots byte for byte, so
+/// `cargo xtask report` on a clean checkout leaves `git diff --exit-code results/` clean and
+/// the committed report is never stale. After a change to the report's code, run
+/// `cargo xtask report` and commit what it rewrites.
+#[test]
+fn the_committed_report_regenerates_byte_for_byte() {
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    for entry in std::fs::read_dir(&committed).unwrap() {
+        let entry = entry.unwrap();
+        let latest = entry.path().join("latest.json");
+        if latest.is_file() {
+            let to = results.join(entry.file_name());
+            std::fs::create_dir_all(&to).unwrap();
+            std::fs::copy(&latest, to.join("latest.json")).unwrap();
+        }
+    }
+    if committed.join("gate-power.json").is_file() {
+        std::fs::copy(
+            committed.join("gate-power.json"),
+            results.join("gate-power.json"),
+        )
+        .unwrap();
+    }
+    harness::report::write(&results).unwrap();
+    let read =
+        |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let (expected, actual) = (
+        read(&committed.join("REPORT.md")),
+        read(&results.join("REPORT.md")),
+    );
+    assert!(
+        expected == actual,
+        "results/REPORT.md is not what the committed results make (- committed, + regenerated):\n\
+         {}\nRun `cargo xtask report` and commit results/.",
+        diff(&expected, &actual)
+    );
+    let names = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let plots = names(&results.join("plots"));
+    assert_eq!(
+        names(&committed.join("plots")),
+        plots,
+        "results/plots/ holds other plots than the report draws: run `cargo xtask report` \
+         and commit results/ (removing stale plots)"
+    );
+    for plot in plots {
+        assert!(
+            read(&committed.join("plots").join(&plot)) == read(&results.join("plots").join(&plot)),
+            "results/plots/{plot} is not what the committed results draw: run `cargo xtask \
+             report` and commit results/"
+        );
+    }
+}
+
+/// The README shows no hand-copied figures: every table row in its example (the fenced block
+/// under "What you get") is a line of the committed report, and it names the date of the run
+/// it quotes.
+#[test]
+fn the_readme_quotes_the_committed_report() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let report = std::fs::read_to_string(root.join("results/REPORT.md")).unwrap();
+    let section = readme
+        .split("## What you get")
+        .nth(1)
+        .expect("README: a `## What you get` section");
+    let block = section.split("```").nth(1).expect("a fenced example");
+    let rows: Vec<&str> = block.lines().filter(|l| l.starts_with('|')).collect();
+    assert!(!rows.is_empty(), "the example quotes no table rows");
+    for row in rows {
+        assert!(
+            has_line(&report, row),
+            "README quotes a row results/REPORT.md does not have:\n{row}"
+        );
+    }
+    // The Encoder table's run: `From `scenarios/stream.toml` (<started>, …` or `(<started>)`.
+    let started = report
+        .lines()
+        .find_map(|l| l.strip_prefix("From `scenarios/stream.toml` ("))
+        .and_then(|l| l.split([',', ')']).next())
+        .expect("the report's Encoder table names its run");
+    assert!(
+        section.split("```").next().unwrap().contains(started),
+        "README's example does not name the run it quotes ({started})"
+    );
+}

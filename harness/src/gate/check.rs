@@ -3,9 +3,10 @@
 
 use super::baselines::{InstructionBaselines, RatioBaseline, RatioBaselines, cpu};
 use super::gungraun::parse_gungraun;
-use super::ratios::measure_ratios;
+use super::ratios::{Pair, measure_ratios};
 use super::verdict::{
-    compare_instructions_on, compare_ratios, failed, instruction_reference_note, median, table,
+    compare_instructions_on, compare_ratios, failed, instruction_reference_note, ratio_of_medians,
+    table,
 };
 use crate::results::write_atomic;
 use anyhow::{Context, Result, bail};
@@ -61,8 +62,10 @@ pub fn check(args: &GateOptions) -> Result<()> {
     let ratios = if args.no_ratios {
         None
     } else {
-        let r = measure_ratios(args.reps.max(1), |m| eprintln!("gate: {m}"))?;
-        rows.extend(compare_ratios(&ratio_base, &r));
+        // A baseline is measured three times as long as a check: every later verdict leans on it.
+        let reps = args.reps.max(1) * if args.update { 3 } else { 1 };
+        let r = measure_ratios(reps, |n| ratio_base.noise(n), |m| eprintln!("gate: {m}"))?;
+        rows.extend(compare_ratios(&ratio_base, &r, &cpu()));
         if let Some(path) = &args.samples {
             write_atomic(path, &serde_json::to_vec_pretty(&r)?)?;
         }
@@ -116,33 +119,27 @@ fn load_baselines(dir: &Path) -> Result<(InstructionBaselines, RatioBaselines)> 
     Ok((instr_base, ratio_base))
 }
 
-/// Sets each ratio's baseline median to the median measured now (a new ratio gets the
-/// default noise and its description).
-fn update_ratios(ratio_base: &mut RatioBaselines, r: BTreeMap<String, Vec<f64>>) {
-    for (name, samples) in r {
-        let what = match name.as_str() {
-            "path_fps_over_bare_encoder_fps" => {
-                "the whole stream (null output, 720p ultrafast, 1 thread, max pacing) \
-                 over the bare encoder on the same pictures"
-            }
-            "recorder_fps_over_noop_probe_fps" => {
-                "the stream with the recorder on over the stream with the no-op probe"
-            }
-            "compositor_bandwidth_over_memcpy_bandwidth" => {
-                "frames per second composed (8 layers at 720p) over frames per second \
-                 copied with memcpy"
-            }
-            _ => "",
-        };
-        let entry = ratio_base
+/// Sets this processor's median of each ratio to the median measured now (a new ratio gets
+/// the default noise threshold and its description); other processors' medians are kept.
+fn update_ratios(ratio_base: &mut RatioBaselines, r: BTreeMap<String, Vec<Pair>>) {
+    let here = ratio_base.processors.entry(cpu()).or_default();
+    here.clear();
+    for (name, pairs) in &r {
+        here.insert(name.clone(), ratio_of_medians(pairs));
+    }
+    for name in r.keys() {
+        ratio_base
             .ratios
-            .entry(name)
+            .entry(name.clone())
             .or_insert_with(|| RatioBaseline {
-                median: 0.0,
-                noise: 0.25,
-                what: what.to_string(),
+                noise: 0.05,
+                what: super::ratios::what(name).to_string(),
             });
-        entry.median = median(&samples);
+    }
+    // Figures the code no longer has go, with their medians on every processor.
+    ratio_base.ratios.retain(|name, _| r.contains_key(name));
+    for medians in ratio_base.processors.values_mut() {
+        medians.retain(|name, _| r.contains_key(name));
     }
 }
 

@@ -24,7 +24,9 @@
 
 pub mod baselines;
 pub mod check;
+pub mod clock;
 pub mod gungraun;
+pub mod power;
 pub mod ratios;
 pub mod verdict;
 
@@ -34,5 +36,5 @@ pub use gungraun::parse_gungraun;
 pub use ratios::measure_ratios;
 pub use verdict::{
     Row, Verdict, compare_instructions, compare_instructions_on, compare_ratios, failed,
-    instruction_reference_note, median, median_interval, table,
+    instruction_reference_note, median, ratio_interval, ratio_of_medians, table,
 };

@@ -81,6 +81,7 @@ pub fn build(root: &Path) -> String {
         }
     }
     recommend::section(&mut out, &loaded);
+    gate_power(&mut out, root);
     let plots = plots::write(&root.join("plots"), &loaded);
     if !plots.is_empty() {
         out.push_str("## Plots\n\n");
@@ -144,6 +145,32 @@ fn provenance(out: &mut String, loaded: &[Results]) {
             "- `{}`: commit `{commit}`, {machine}, {}",
             r.suite, r.started
         );
+    }
+    out.push('\n');
+}
+
+/// The gate's measured resolution (`cargo xtask gate --power`, `root/gate-power.json`), if it
+/// has been measured.
+fn gate_power(out: &mut String, root: &Path) {
+    let Some(p) = crate::gate::power::load(root) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "## The gate's resolution
+
+         From `cargo xtask gate --power` on commit `{}`, {} ({} cores), {}: each timed ratio's \
+         gate measurement ({} repetitions) run {} times unchanged and {} times with its measured \
+         side slowed by each amount (calibrated busy work in its per-frame path; in brackets \
+         the slowdown it measured). A slowdown counts as caught when the gate fails; a false \
+         alarm is an unchanged try that fails. Instruction counts are exact from run to run and \
+         fail above +2% on a processor with its own baseline.\n",
+        p.commit, p.processor, p.cores, p.date, p.reps, p.tries, p.tries
+    );
+    out.push_str(&crate::gate::power::power_table(&p));
+    out.push('\n');
+    for f in &p.figures {
+        let _ = writeln!(out, "- `{}`: {}.", f.name, f.what);
     }
     out.push('\n');
 }

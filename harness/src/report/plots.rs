@@ -134,8 +134,8 @@ fn line_chart(
     Ok(())
 }
 
-/// Every plot the loaded results allow, written under `dir`; returns (caption, file name) of
-/// each, for the report to link. A plot that fails is left out with a note on stderr.
+/// Every plot the loaded results allow, written under `dir` (any other `.svg` there removed);
+/// returns (caption, file name) of each, for the report to link. A plot that fails is left out with a note on stderr.
 pub fn write(dir: &Path, loaded: &[Results]) -> Vec<(String, String)> {
     let _ = std::fs::create_dir_all(dir);
     let mut made = Vec::new();
@@ -205,6 +205,13 @@ pub fn write(dir: &Path, loaded: &[Results]) -> Vec<(String, String)> {
                 |row| row.rss_peak_bytes as f64 / 1048576.0,
             ),
         );
+    }
+    // A plot the report no longer draws goes, so the folder holds exactly what it links.
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".svg") && !made.iter().any(|(_, f)| *f == name) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
     made
 }

@@ -35,7 +35,11 @@ pub(super) fn rtmp_table(out: &mut String, r: &Results) {
          sent by the publisher / RTMP bytes the server wrote to each player, chunk headers \
          included (the chunk size's overhead shows here), and the media payload they carried, \
          per second of wall time, counted over the same frames (the players have received every \
-         frame sent before each count is read). Latency is glass to glass (`e2e`: frame capture → a player receives it). Join is \
+         frame sent before each count is read). The server's CPU is its own threads' (the \
+         scheduler's per-thread clock), apart from the publisher and players in the same \
+         process; memory cannot be split within a process, so RSS is the whole process's, and \
+         the server's own RSS is in the comparison below, where each server runs in a process \
+         of its own. Latency is glass to glass (`e2e`: frame capture → a player receives it). Join is \
          a player arriving after the warm-up: connect → first keyframe.\n",
         r.scenario,
         r.started,
@@ -79,7 +83,19 @@ pub(super) fn rtmp_table(out: &mut String, r: &Results) {
             "{} dropped by the server, {} by the publisher",
             n.server_dropped, n.publisher_dropped
         ));
-        notes.push(format!("{:.0}% CPU, {}", p.cpu_percent, mib(p.rss_bytes)));
+        notes.push(match (n.server_cpu_percent, n.players_cpu_percent) {
+            (Some(server), Some(players)) => format!(
+                "server {server:.1}% CPU (its own threads), players {players:.0}%, whole \
+                 process {:.0}% CPU and {} RSS",
+                p.cpu_percent,
+                mib(p.rss_bytes)
+            ),
+            _ => format!(
+                "{:.0}% CPU, {} (the whole process)",
+                p.cpu_percent,
+                mib(p.rss_bytes)
+            ),
+        });
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} |",

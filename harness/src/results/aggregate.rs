@@ -154,7 +154,15 @@ fn aggregate_network(runs: &[PointRun]) -> Option<NetworkFigures> {
         publisher_dropped: nets.iter().map(|n| n.publisher_dropped).sum(),
         reconnects: nets.iter().map(|n| n.reconnects).sum(),
         server_dropped: nets.iter().map(|n| n.server_dropped).sum(),
+        server_cpu_percent: median_of(&nets, |n| n.server_cpu_percent),
+        players_cpu_percent: median_of(&nets, |n| n.players_cpu_percent),
     })
+}
+
+/// The median of a figure that older results may lack (None when every run lacks it).
+fn median_of(nets: &[&NetworkFigures], f: fn(&NetworkFigures) -> Option<f64>) -> Option<f64> {
+    let mut v: Vec<f64> = nets.iter().filter_map(|n| f(n)).collect();
+    (!v.is_empty()).then(|| median(&mut v))
 }
 
 #[cfg(test)]

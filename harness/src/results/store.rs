@@ -12,13 +12,15 @@ impl Results {
     }
 
     /// Writes `latest.json`, a timestamped copy, and `latest.csv` under `root/<suite>/`.
-    /// Returns the path of `latest.json`.
+    /// Returns the path of `latest.json`. The JSON is compact (no indentation; the span
+    /// histograms are already compressed): `latest.json` is committed, and `cargo xtask report`
+    /// rebuilds the report from it.
     ///
     /// # Errors
     /// A file could not be written.
     pub fn write(&self, root: &Path) -> Result<PathBuf, ResultsError> {
         let dir = Self::dir(root, &self.suite);
-        let json = serde_json::to_vec_pretty(self).map_err(|e| fail(&dir, e))?;
+        let json = serde_json::to_vec(self).map_err(|e| fail(&dir, e))?;
         let stamp: String = self
             .started
             .chars()

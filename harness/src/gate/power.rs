@@ -1,0 +1,278 @@
+//! `harness gate --power`: the gate measuring itself.
+//!
+//! For every timed figure it runs the gate's own measurement (`reps` repetitions, the median's
+//! 95% interval against this processor's baseline and noise threshold) `tries` times, with the
+//! measured side unchanged and slowed by each of `slowdowns` (calibrated busy work in its
+//! per-frame path, [`clock::burn`](super::clock::burn)). Per figure it reports how many tries
+//! each slowdown was caught in, the smallest slowdown caught in at least 9 of 10 tries, and the
+//! false alarms among the unchanged tries. All levels share each repetition's reference-side
+//! measurement and run interleaved with it, as the gate's own pairs do.
+
+use super::baselines::{RatioBaselines, cpu};
+use super::clock::seconds_per_unit;
+use super::ratios::{Figure, figures, repetition, settled};
+use super::verdict::{Verdict, compare_ratios, median, ratio_of_medians};
+use crate::results::write_atomic;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// What `harness gate --power` was asked to do.
+#[derive(Debug, Clone)]
+pub struct PowerOptions {
+    /// Folder of ratios.json.
+    pub baselines: PathBuf,
+    /// Gate measurements per level.
+    pub tries: usize,
+    /// Least repetitions in each (as `gate --reps`; up to 4× while not settled).
+    pub reps: usize,
+    /// Injected slowdowns, fractions of the measured side's CPU time.
+    pub slowdowns: Vec<f64>,
+    /// Where the JSON goes (`results/gate-power.json`; the report shows it).
+    pub out: PathBuf,
+}
+
+/// The gate's measured resolution, as `results/gate-power.json` keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerReport {
+    /// `git rev-parse --short=10 HEAD` (`+changes` with uncommitted changes).
+    pub commit: String,
+    /// The processor kind (the gate's baselines are per kind).
+    pub processor: String,
+    pub cores: usize,
+    pub date: String,
+    pub tries: usize,
+    pub reps: usize,
+    pub figures: Vec<FigurePower>,
+}
+
+/// One figure's power.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FigurePower {
+    pub name: String,
+    pub what: String,
+    /// The noise threshold that applied.
+    pub threshold: f64,
+    /// This processor's baseline median (None: the figure is not gated here).
+    pub baseline: Option<f64>,
+    /// Median of the unchanged tries' medians.
+    pub unchanged_median: f64,
+    /// Unchanged tries that failed the gate.
+    pub false_alarms: usize,
+    /// Repetitions each try took (at least the gate's `reps`, more until settled).
+    #[serde(default)]
+    pub reps: Vec<usize>,
+    pub levels: Vec<LevelPower>,
+}
+
+/// One injected slowdown of one figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LevelPower {
+    /// Asked for, as a fraction of the measured side's CPU time.
+    pub slowdown: f64,
+    /// What the injection added in fact: the median over repetitions of the slowed measured
+    /// side's time over the unchanged one's, less one.
+    pub measured_slowdown: f64,
+    /// Tries the gate failed (the slowdown caught).
+    pub detected: usize,
+}
+
+impl FigurePower {
+    /// The smallest slowdown caught in at least 9 of 10 tries, it and every larger one.
+    pub fn smallest_detected(&self, tries: usize) -> Option<f64> {
+        let caught = |l: &LevelPower| l.detected * 10 >= tries * 9;
+        let mut smallest = None;
+        for l in self.levels.iter().rev() {
+            if !caught(l) {
+                break;
+            }
+            smallest = Some(l.slowdown);
+        }
+        smallest
+    }
+}
+
+/// Runs the power measurement and writes `opts.out`; returns the report.
+///
+/// # Errors
+/// The baselines cannot be read, a figure fails to run, or the file cannot be written.
+pub fn power(opts: &PowerOptions, mut progress: impl FnMut(&str)) -> Result<PowerReport> {
+    let path = opts.baselines.join("ratios.json");
+    let base: RatioBaselines = match std::fs::read_to_string(&path) {
+        Ok(t) => serde_json::from_str(&t).with_context(|| path.display().to_string())?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => RatioBaselines::default(),
+        Err(e) => return Err(e).with_context(|| path.display().to_string()),
+    };
+    let here = cpu();
+    let unit = seconds_per_unit();
+    let mut figs = figures()?;
+    let mut out = Vec::new();
+    let total = figs.len() * opts.tries;
+    for (f, fig) in figs.iter_mut().enumerate() {
+        let levels = calibrate(fig.as_mut(), unit, &opts.slowdowns)?;
+        let mut all = vec![Vec::new(); opts.slowdowns.len() + 1];
+        let mut verdicts = vec![Vec::new(); opts.slowdowns.len() + 1];
+        let mut medians = Vec::new();
+        let mut reps_used = Vec::new();
+        for t in 0..opts.tries {
+            progress(&format!(
+                "power: {} try {}/{} ({} of {total})",
+                fig.name(),
+                t + 1,
+                opts.tries,
+                f * opts.tries + t + 1
+            ));
+            // As the gate does: at least `reps`, more (up to 4×) until every level is settled.
+            let noise = base.noise(fig.name());
+            let mut samples = vec![Vec::new(); levels.len()];
+            for rep in 0..opts.reps * 4 {
+                if rep >= opts.reps && samples.iter().all(|s| settled(s, noise)) {
+                    break;
+                }
+                for (s, r) in samples
+                    .iter_mut()
+                    .zip(repetition(fig.as_mut(), rep, &levels)?)
+                {
+                    s.push(r);
+                }
+            }
+            reps_used.push(samples[0].len());
+            medians.push(ratio_of_medians(&samples[0]));
+            for (i, s) in samples.into_iter().enumerate() {
+                let now = BTreeMap::from([(fig.name().to_string(), s.clone())]);
+                verdicts[i].push(compare_ratios(&base, &now, &here)[0].verdict);
+                all[i].extend(s);
+            }
+        }
+        let fails = |v: &[Verdict]| v.iter().filter(|v| **v == Verdict::Regressed).count();
+        out.push(FigurePower {
+            name: fig.name().into(),
+            what: fig.what().into(),
+            threshold: base.noise(fig.name()),
+            baseline: base
+                .processors
+                .get(&here)
+                .and_then(|m| m.get(fig.name()))
+                .copied(),
+            unchanged_median: median(&medians),
+            reps: reps_used,
+            false_alarms: fails(&verdicts[0]),
+            levels: opts
+                .slowdowns
+                .iter()
+                .enumerate()
+                .map(|(i, &slowdown)| LevelPower {
+                    slowdown,
+                    // The slowed measured side's median time over the unchanged one's.
+                    measured_slowdown: side_median(&all[i + 1]) / side_median(&all[0]) - 1.0,
+                    detected: fails(&verdicts[i + 1]),
+                })
+                .collect(),
+        });
+    }
+    let report = PowerReport {
+        commit: crate::system::commit(),
+        processor: here,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        date: crate::results::now_rfc3339(),
+        tries: opts.tries,
+        reps: opts.reps,
+        figures: out,
+    };
+    write_atomic(&opts.out, &serde_json::to_vec_pretty(&report)?)?;
+    Ok(report)
+}
+
+/// The median of the measured side's times.
+fn side_median(pairs: &[super::ratios::Pair]) -> f64 {
+    median(&pairs.iter().map(|p| p[1]).collect::<Vec<_>>())
+}
+
+/// Burn units per call that slow `fig`'s measured side by each of `slowdowns`, from the median
+/// of three unchanged measurements; the unchanged level (0) first.
+fn calibrate(fig: &mut dyn Figure, unit: f64, slowdowns: &[f64]) -> Result<Vec<u64>> {
+    let times = (0..3)
+        .map(|_| fig.measured(0))
+        .collect::<Result<Vec<_>>>()?;
+    let per_call = median(&times) / fig.calls() as f64;
+    Ok(std::iter::once(0)
+        .chain(
+            slowdowns
+                .iter()
+                .map(|p| (p * per_call / unit).round() as u64),
+        )
+        .collect())
+}
+
+/// The report as Markdown: one row per figure.
+pub fn power_table(r: &PowerReport) -> String {
+    let mut out = String::new();
+    let levels: Vec<f64> = r
+        .figures
+        .first()
+        .map(|f| f.levels.iter().map(|l| l.slowdown).collect())
+        .unwrap_or_default();
+    out.push_str("| Figure | Threshold |");
+    for s in &levels {
+        let _ = write!(out, " +{:.0}% caught (injected) |", s * 100.0);
+    }
+    out.push_str(" Smallest caught ≥ 9/10 | False alarms |\n|---|---:|");
+    out.push_str(&"---|".repeat(levels.len()));
+    out.push_str("---|---:|\n");
+    for f in &r.figures {
+        let _ = write!(out, "| `{}` | −{:.0}% |", f.name, f.threshold * 100.0);
+        for l in &f.levels {
+            let _ = write!(
+                out,
+                " {}/{} (+{:.1}%) |",
+                l.detected,
+                r.tries,
+                l.measured_slowdown * 100.0
+            );
+        }
+        let smallest = match (f.baseline, f.smallest_detected(r.tries)) {
+            (None, _) => "not gated on this processor".to_string(),
+            (_, Some(s)) => format!("{:.0}%", s * 100.0),
+            (_, None) => format!("above {:.0}%", levels.last().unwrap_or(&0.0) * 100.0),
+        };
+        let _ = writeln!(out, " {smallest} | {}/{} |", f.false_alarms, r.tries);
+    }
+    out
+}
+
+/// Reads `results/gate-power.json` under `root`, if there is one.
+pub fn load(root: &Path) -> Option<PowerReport> {
+    let text = std::fs::read_to_string(root.join("gate-power.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smallest_detected_needs_every_larger_slowdown_caught_too() {
+        let level = |slowdown, detected| LevelPower {
+            slowdown,
+            measured_slowdown: slowdown,
+            detected,
+        };
+        let mut f = FigurePower {
+            name: "r".into(),
+            what: String::new(),
+            threshold: 0.05,
+            baseline: Some(1.0),
+            unchanged_median: 1.0,
+            false_alarms: 0,
+            reps: vec![],
+            levels: vec![level(0.05, 9), level(0.10, 8), level(0.20, 10)],
+        };
+        assert_eq!(f.smallest_detected(10), Some(0.20));
+        f.levels[1].detected = 10;
+        assert_eq!(f.smallest_detected(10), Some(0.05));
+        f.levels[2].detected = 3;
+        assert_eq!(f.smallest_detected(10), None);
+    }
+}
