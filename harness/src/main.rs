@@ -159,6 +159,7 @@ fn main() -> Result<()> {
                 reps: args.reps.max(1),
                 slowdowns: vec![0.05, 0.10, 0.20],
                 out: args.power_out,
+                samples: args.samples,
             };
             let r = harness::gate::power::power(&opts, |m| eprintln!("gate: {m}"))?;
             println!("{}", harness::gate::power::power_table(&r));

@@ -245,8 +245,9 @@ fn main() -> Result<ExitCode> {
             run(c)?;
         }
         Cmd::Gate { power: true, .. } => {
+            let samples = root().join("target/gate/power-samples.json");
             let mut c = harness()?;
-            c.args(["gate", "--power"]);
+            c.args(["gate", "--power", "--samples"]).arg(samples);
             run(c)?;
         }
         Cmd::Gate { update, .. } => {

@@ -10,11 +10,14 @@
 //!   (same feature flags first, then same vendor) at the file's wider
 //!   `other_processor_tolerance` (default ±5%), and each verdict names that baseline and
 //!   tolerance — never a silent pass.
-//! - **Ratios** (wall time, noisy): each is measured `reps` times, both sides of the ratio
-//!   alternating in the same process so the machine's drift falls on both; the verdict uses the
-//!   median and a 95% bootstrap confidence interval of it, and — criterion's rule — is a
-//!   regression only when the whole interval lies beyond the noise threshold below the baseline
-//!   (every ratio here is higher-is-better).
+//! - **Ratios** (timed on CPU clocks, [`ratios`]): both sides of each alternate within every
+//!   repetition so the machine's drift falls on both; a figure is the ratio of the sides'
+//!   lower quartiles with a 95% bootstrap interval, measured at least `reps` times and more
+//!   until the interval is within half the figure's noise threshold. It regresses when it lies
+//!   more than the threshold below this processor's baseline and its whole interval lies below
+//!   the baseline (every ratio here is higher-is-better). Medians are per processor kind; on a
+//!   processor without, the ratios are shown and marked not gated. [`power`] measures how small
+//!   a slowdown this catches.
 //!
 //! [`table`] prints every figure (baseline, now, change, verdict) as Markdown.
 //!

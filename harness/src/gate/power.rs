@@ -10,7 +10,7 @@
 
 use super::baselines::{RatioBaselines, cpu};
 use super::clock::seconds_per_unit;
-use super::ratios::{Figure, figures, repetition, settled};
+use super::ratios::{Figure, Pair, figures, repetition, settled};
 use super::verdict::{Verdict, compare_ratios, median, ratio_of_medians};
 use crate::results::write_atomic;
 use anyhow::{Context, Result};
@@ -32,6 +32,9 @@ pub struct PowerOptions {
     pub slowdowns: Vec<f64>,
     /// Where the JSON goes (`results/gate-power.json`; the report shows it).
     pub out: PathBuf,
+    /// Also every try's (reference, measured) CPU seconds per level, to this JSON file: a
+    /// change of the verdict rule can be judged on them without measuring again.
+    pub samples: Option<PathBuf>,
 }
 
 /// The gate's measured resolution, as `results/gate-power.json` keeps it.
@@ -109,6 +112,7 @@ pub fn power(opts: &PowerOptions, mut progress: impl FnMut(&str)) -> Result<Powe
     let unit = seconds_per_unit();
     let mut figs = figures()?;
     let mut out = Vec::new();
+    let mut tries_raw = BTreeMap::new();
     let total = figs.len() * opts.tries;
     for (f, fig) in figs.iter_mut().enumerate() {
         let levels = calibrate(fig.as_mut(), unit, &opts.slowdowns)?;
@@ -116,6 +120,7 @@ pub fn power(opts: &PowerOptions, mut progress: impl FnMut(&str)) -> Result<Powe
         let mut verdicts = vec![Vec::new(); opts.slowdowns.len() + 1];
         let mut medians = Vec::new();
         let mut reps_used = Vec::new();
+        let mut raw: Vec<Vec<Vec<Pair>>> = Vec::new();
         for t in 0..opts.tries {
             progress(&format!(
                 "power: {} try {}/{} ({} of {total})",
@@ -139,6 +144,7 @@ pub fn power(opts: &PowerOptions, mut progress: impl FnMut(&str)) -> Result<Powe
                 }
             }
             reps_used.push(samples[0].len());
+            raw.push(samples.clone());
             medians.push(ratio_of_medians(&samples[0]));
             for (i, s) in samples.into_iter().enumerate() {
                 let now = BTreeMap::from([(fig.name().to_string(), s.clone())]);
@@ -146,6 +152,7 @@ pub fn power(opts: &PowerOptions, mut progress: impl FnMut(&str)) -> Result<Powe
                 all[i].extend(s);
             }
         }
+        tries_raw.insert(fig.name().to_string(), raw);
         let fails = |v: &[Verdict]| v.iter().filter(|v| **v == Verdict::Regressed).count();
         out.push(FigurePower {
             name: fig.name().into(),
@@ -182,11 +189,14 @@ pub fn power(opts: &PowerOptions, mut progress: impl FnMut(&str)) -> Result<Powe
         figures: out,
     };
     write_atomic(&opts.out, &serde_json::to_vec_pretty(&report)?)?;
+    if let Some(path) = &opts.samples {
+        write_atomic(path, &serde_json::to_vec(&tries_raw)?)?;
+    }
     Ok(report)
 }
 
 /// The median of the measured side's times.
-fn side_median(pairs: &[super::ratios::Pair]) -> f64 {
+fn side_median(pairs: &[Pair]) -> f64 {
     median(&pairs.iter().map(|p| p[1]).collect::<Vec<_>>())
 }
 
