@@ -92,6 +92,11 @@ struct GateArgs {
     /// Where --power writes its results (the report reads `gate-power.json` beside the suites).
     #[arg(long, default_value = "results/gate-power.json")]
     power_out: PathBuf,
+    /// With --power: measure nothing; work the verdicts of the last --power run (its
+    /// `--power-out` file) out again from the CPU times it recorded (this file, its
+    /// `--samples`) under the baselines as they are now (after a threshold or median changed).
+    #[arg(long, requires = "power")]
+    from_samples: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -161,7 +166,21 @@ fn main() -> Result<()> {
                 out: args.power_out,
                 samples: args.samples,
             };
-            let r = harness::gate::power::power(&opts, |m| eprintln!("gate: {m}"))?;
+            let r = match &args.from_samples {
+                Some(samples) => {
+                    let read = |p: &std::path::Path| {
+                        std::fs::read_to_string(p)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+                    };
+                    let report = serde_json::from_str(&read(&opts.out)?)?;
+                    let raw = serde_json::from_str(&read(samples)?)?;
+                    let base = serde_json::from_str(&read(&opts.baselines.join("ratios.json"))?)?;
+                    let r = harness::gate::power::reevaluate(&report, &raw, &base);
+                    harness::results::write_atomic(&opts.out, &serde_json::to_vec_pretty(&r)?)?;
+                    r
+                }
+                None => harness::gate::power::power(&opts, |m| eprintln!("gate: {m}"))?,
+            };
             println!("{}", harness::gate::power::power_table(&r));
             let root = opts.out.parent().unwrap_or(std::path::Path::new("."));
             println!("wrote {}", report::write(root)?.display());

@@ -49,6 +49,10 @@ pub struct PowerReport {
     pub tries: usize,
     pub reps: usize,
     pub figures: Vec<FigurePower>,
+    /// Set when the verdicts were worked out again from the recorded samples under later
+    /// baselines (`gate --power --from-samples`): when, and why it is still this measurement.
+    #[serde(default)]
+    pub reevaluated: Option<String>,
 }
 
 /// One figure's power.
@@ -187,6 +191,7 @@ pub fn power(opts: &PowerOptions, mut progress: impl FnMut(&str)) -> Result<Powe
         tries: opts.tries,
         reps: opts.reps,
         figures: out,
+        reevaluated: None,
     };
     write_atomic(&opts.out, &serde_json::to_vec_pretty(&report)?)?;
     if let Some(path) = &opts.samples {
@@ -198,6 +203,57 @@ pub fn power(opts: &PowerOptions, mut progress: impl FnMut(&str)) -> Result<Powe
 /// The median of the measured side's times.
 fn side_median(pairs: &[Pair]) -> f64 {
     median(&pairs.iter().map(|p| p[1]).collect::<Vec<_>>())
+}
+
+/// Every try's (reference, measured) CPU seconds per level, per figure, as `--samples` keeps
+/// them.
+pub type RawSamples = BTreeMap<String, Vec<Vec<Vec<Pair>>>>;
+
+/// `report`'s verdicts worked out again from its recorded samples under `base` (new thresholds
+/// or medians), without measuring: false alarms, catches and the unchanged median per figure.
+pub fn reevaluate(report: &PowerReport, raw: &RawSamples, base: &RatioBaselines) -> PowerReport {
+    let here = &report.processor;
+    let mut out = report.clone();
+    for f in &mut out.figures {
+        let Some(tries) = raw.get(&f.name) else {
+            continue;
+        };
+        let verdict = |pairs: &Vec<Pair>| {
+            let now = BTreeMap::from([(f.name.clone(), pairs.clone())]);
+            compare_ratios(base, &now, here)[0].verdict
+        };
+        let fails = |level: usize| {
+            tries
+                .iter()
+                .filter(|t| {
+                    t.get(level)
+                        .is_some_and(|p| verdict(p) == Verdict::Regressed)
+                })
+                .count()
+        };
+        f.threshold = base.noise(&f.name);
+        f.baseline = base
+            .processors
+            .get(here)
+            .and_then(|m| m.get(&f.name))
+            .copied();
+        f.unchanged_median = median(
+            &tries
+                .iter()
+                .filter_map(|t| t.first().map(|p| ratio_of_medians(p)))
+                .collect::<Vec<_>>(),
+        );
+        f.false_alarms = fails(0);
+        for (i, l) in f.levels.iter_mut().enumerate() {
+            l.detected = fails(i + 1);
+        }
+    }
+    out.reevaluated = Some(format!(
+        "verdicts worked out again on {} from this measurement's recorded CPU times, under the \
+         thresholds and medians of results/baselines/ratios.json then",
+        crate::results::now_rfc3339()
+    ));
+    out
 }
 
 /// Burn units per call that slow `fig`'s measured side by each of `slowdowns`, from the median

@@ -167,6 +167,9 @@ fn gate_power(out: &mut String, root: &Path) {
          fail above +2% on a processor with its own baseline.\n",
         p.commit, p.processor, p.cores, p.date, p.reps, p.tries, p.tries
     );
+    if let Some(note) = &p.reevaluated {
+        let _ = writeln!(out, "The {note}.\n");
+    }
     out.push_str(&crate::gate::power::power_table(&p));
     out.push('\n');
     for f in &p.figures {
