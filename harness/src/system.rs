@@ -26,7 +26,8 @@ pub struct Machine {
 }
 
 /// The commit of the checkout the harness runs in: `git rev-parse --short=10 HEAD`, with
-/// `+changes` when tracked files outside `results/` differ from it; `unknown` without git or outside a checkout.
+/// `+changes` when tracked files outside `results/` differ from it; `unknown` without git or
+/// outside a checkout.
 pub fn commit() -> String {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
@@ -48,7 +49,7 @@ pub fn commit() -> String {
                 ".",
                 ":(exclude)results",
             ])
-                .is_some_and(|s| !s.is_empty());
+            .is_some_and(|s| !s.is_empty());
             if changed {
                 format!("{hash}+changes")
             } else {

@@ -5,8 +5,8 @@ use super::baselines::{InstructionBaselines, RatioBaseline, RatioBaselines, cpu}
 use super::gungraun::parse_gungraun;
 use super::ratios::{Pair, measure_ratios};
 use super::verdict::{
-    compare_instructions_on, compare_ratios, failed, instruction_reference_note, ratio_of_medians,
-    table,
+    compare_instructions_on, compare_ratios, failed, instruction_reference_note,
+    ratio_of_quartiles, table,
 };
 use crate::results::write_atomic;
 use anyhow::{Context, Result, bail};
@@ -125,7 +125,7 @@ fn update_ratios(ratio_base: &mut RatioBaselines, r: BTreeMap<String, Vec<Pair>>
     let here = ratio_base.processors.entry(cpu()).or_default();
     here.clear();
     for (name, pairs) in &r {
-        here.insert(name.clone(), ratio_of_medians(pairs));
+        here.insert(name.clone(), ratio_of_quartiles(pairs));
     }
     for name in r.keys() {
         ratio_base

@@ -39,5 +39,5 @@ pub use gungraun::parse_gungraun;
 pub use ratios::measure_ratios;
 pub use verdict::{
     Row, Verdict, compare_instructions, compare_instructions_on, compare_ratios, failed,
-    instruction_reference_note, median, ratio_interval, ratio_of_medians, table,
+    instruction_reference_note, median, ratio_interval, ratio_of_quartiles, table,
 };

@@ -11,7 +11,7 @@
 use super::baselines::{RatioBaselines, cpu};
 use super::clock::seconds_per_unit;
 use super::ratios::{Figure, Pair, figures, repetition, settled};
-use super::verdict::{Verdict, compare_ratios, median, ratio_of_medians};
+use super::verdict::{Verdict, compare_ratios, median, ratio_of_quartiles};
 use crate::results::write_atomic;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -149,7 +149,7 @@ pub fn power(opts: &PowerOptions, mut progress: impl FnMut(&str)) -> Result<Powe
             }
             reps_used.push(samples[0].len());
             raw.push(samples.clone());
-            medians.push(ratio_of_medians(&samples[0]));
+            medians.push(ratio_of_quartiles(&samples[0]));
             for (i, s) in samples.into_iter().enumerate() {
                 let now = BTreeMap::from([(fig.name().to_string(), s.clone())]);
                 verdicts[i].push(compare_ratios(&base, &now, &here)[0].verdict);
@@ -240,7 +240,7 @@ pub fn reevaluate(report: &PowerReport, raw: &RawSamples, base: &RatioBaselines)
         f.unchanged_median = median(
             &tries
                 .iter()
-                .filter_map(|t| t.first().map(|p| ratio_of_medians(p)))
+                .filter_map(|t| t.first().map(|p| ratio_of_quartiles(p)))
                 .collect::<Vec<_>>(),
         );
         f.false_alarms = fails(0);
@@ -317,6 +317,74 @@ pub fn load(root: &Path) -> Option<PowerReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reevaluation_applies_new_thresholds_to_the_recorded_times() {
+        use crate::gate::baselines::RatioBaseline;
+        let cpu = "Test CPU (avx2)";
+        let base = |noise: f64| RatioBaselines {
+            ratios: [(
+                "r".to_string(),
+                RatioBaseline {
+                    noise,
+                    what: String::new(),
+                },
+            )]
+            .into(),
+            processors: [(cpu.to_string(), [("r".to_string(), 1.0)].into())].into(),
+        };
+        // One try: unchanged 6% low (drift), slowed by 10% and by 20%.
+        let level = |f: f64| {
+            (0..12)
+                .map(|i| [1.0 + i as f64 * 1e-4, f])
+                .collect::<Vec<Pair>>()
+        };
+        let raw: RawSamples = [(
+            "r".to_string(),
+            vec![vec![
+                level(1.0 / 0.94),
+                level(1.10 / 0.94),
+                level(1.20 / 0.94),
+            ]],
+        )]
+        .into();
+        let report = PowerReport {
+            commit: "c".into(),
+            processor: cpu.into(),
+            cores: 2,
+            date: "d".into(),
+            tries: 1,
+            reps: 12,
+            figures: vec![FigurePower {
+                name: "r".into(),
+                what: String::new(),
+                threshold: 0.05,
+                baseline: Some(1.0),
+                unchanged_median: 0.0,
+                false_alarms: 0,
+                reps: vec![12],
+                levels: [0.10, 0.20]
+                    .map(|slowdown| LevelPower {
+                        slowdown,
+                        measured_slowdown: slowdown,
+                        detected: 0,
+                    })
+                    .to_vec(),
+            }],
+            reevaluated: None,
+        };
+        let at5 = reevaluate(&report, &raw, &base(0.05));
+        assert_eq!(at5.figures[0].false_alarms, 1, "the drift fails at 5%");
+        let at10 = reevaluate(&report, &raw, &base(0.10));
+        let f = &at10.figures[0];
+        assert_eq!((f.threshold, f.false_alarms), (0.10, 0));
+        assert_eq!(
+            f.levels.iter().map(|l| l.detected).collect::<Vec<_>>(),
+            [1, 1]
+        );
+        assert!((f.unchanged_median - 0.94).abs() < 1e-3);
+        assert!(at10.reevaluated.is_some());
+    }
 
     #[test]
     fn smallest_detected_needs_every_larger_slowdown_caught_too() {

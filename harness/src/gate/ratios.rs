@@ -1,11 +1,11 @@
 //! The gate's timed figures: each is a ratio of two sides measured alternately in this process
 //! on a CPU clock ([`clock`](super::clock)), the *reference* side (code the figure does not
 //! test) over the *measured* side (the code it gates), so a slower measured side lowers the
-//! ratio and the machine's drift falls on both sides. The figure is the median of the
-//! reference side's times over the median of the measured side's
-//! ([`verdict::ratio_of_medians`](super::verdict::ratio_of_medians)): on a shared machine a
-//! side's time is now and then 20–40% high (another tenant, a migration), never low, and a
-//! median per side drops those spikes where a median of per-pair ratios keeps them.
+//! ratio and the machine's drift falls on both sides. The figure is the lower quartile of the
+//! reference side's times over the lower quartile of the measured side's
+//! ([`verdict::ratio_of_quartiles`](super::verdict::ratio_of_quartiles)): on a shared machine
+//! a side's time is now and then 10–40% high (another tenant, a migration), never low, and a
+//! quartile per side drops those spikes where a median of per-pair ratios keeps them.
 //!
 //! - `compositor_over_memcpy`: the CPU compositor (8 layers at 720p) against memcpy of the same
 //!   frame, on the calling thread's clock;
@@ -21,7 +21,7 @@
 //! on the stream's encoder thread at each frame's encode start.
 
 use super::clock::{burn, process_cpu, thread_cpu};
-use super::verdict::{ratio_interval, ratio_of_medians};
+use super::verdict::{ratio_interval, ratio_of_quartiles};
 use crate::hot::Compose;
 use anyhow::{Context, Result};
 use ffmpeg_next as ff;
@@ -83,7 +83,7 @@ pub fn repetition(fig: &mut dyn Figure, rep: usize, levels: &[u64]) -> Result<Ve
 /// interval beyond it.
 pub fn settled(pairs: &[Pair], noise: f64) -> bool {
     let (lo, hi) = ratio_interval(pairs);
-    (hi - lo) / 2.0 <= noise / 2.0 * ratio_of_medians(pairs)
+    (hi - lo) / 2.0 <= noise / 2.0 * ratio_of_quartiles(pairs)
 }
 
 /// Every figure measured at least `reps` and at most `4 × reps` times, the figures taking turns

@@ -153,7 +153,7 @@ pub fn median(v: &[f64]) -> f64 {
 /// CPU time is now and then 10–40% high (another tenant on the core's caches, a migration),
 /// never low: its lower quartile is the work itself, and holds while fewer than three
 /// repetitions in four are hit.
-pub fn ratio_of_medians(pairs: &[Pair]) -> f64 {
+pub fn ratio_of_quartiles(pairs: &[Pair]) -> f64 {
     let side = |i: usize| lower_quartile(&pairs.iter().map(|p| p[i]).collect::<Vec<_>>());
     side(0) / side(1)
 }
@@ -165,11 +165,11 @@ pub fn lower_quartile(v: &[f64]) -> f64 {
     s.get((s.len().max(1) - 1) / 4).copied().unwrap_or(f64::NAN)
 }
 
-/// A 95% bootstrap percentile interval of [`ratio_of_medians`], repetitions resampled whole
+/// A 95% bootstrap percentile interval of [`ratio_of_quartiles`], repetitions resampled whole
 /// (deterministic: a fixed seed, 2000 resamples).
 pub fn ratio_interval(pairs: &[Pair]) -> (f64, f64) {
     if pairs.len() < 2 {
-        let m = ratio_of_medians(pairs);
+        let m = ratio_of_quartiles(pairs);
         return (m, m);
     }
     let mut state = 0x2545_F491_4F6C_DD1Du64;
@@ -185,7 +185,7 @@ pub fn ratio_interval(pairs: &[Pair]) -> (f64, f64) {
             let resample: Vec<Pair> = (0..n)
                 .map(|_| pairs[(next() % n as u64) as usize])
                 .collect();
-            ratio_of_medians(&resample)
+            ratio_of_quartiles(&resample)
         })
         .collect();
     estimates.sort_by(f64::total_cmp);
@@ -205,7 +205,7 @@ pub fn compare_ratios(
     let medians = base.processors.get(here);
     let mut rows = Vec::new();
     for (name, pairs) in now {
-        let m = ratio_of_medians(pairs);
+        let m = ratio_of_quartiles(pairs);
         let (lo, hi) = ratio_interval(pairs);
         let b = medians.and_then(|p| p.get(name)).copied();
         let noise = base.noise(name);
@@ -493,7 +493,7 @@ mod tests {
             .into(),
             processors: [(XEON.to_string(), [("r".to_string(), median)].into())].into(),
         };
-        let baseline = ratio_of_medians(&COMPOSE);
+        let baseline = ratio_of_quartiles(&COMPOSE);
         // The measured side (the compositor) slowed by `f`.
         let slowed = |f: f64| COMPOSE.map(|[r, m]| [r, m * f]).to_vec();
         let check = |pairs: Vec<Pair>, here: &str| {
@@ -534,6 +534,9 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         // One side's spike moves that side's median little: 2 ÷ median(1, 1, 1.4) = 2.
-        assert_eq!(ratio_of_medians(&[[2.0, 1.0], [2.0, 1.4], [2.0, 1.0]]), 2.0);
+        assert_eq!(
+            ratio_of_quartiles(&[[2.0, 1.0], [2.0, 1.4], [2.0, 1.0]]),
+            2.0
+        );
     }
 }
