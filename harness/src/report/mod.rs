@@ -157,10 +157,9 @@ fn gate_power(out: &mut String, root: &Path) {
     };
     let _ = writeln!(
         out,
-        "## The gate's resolution
-
+        "## The gate's resolution\n\n\
          From `cargo xtask gate --power` on commit `{}`, {} ({} cores), {}: each timed ratio's \
-         gate measurement ({} repetitions) run {} times unchanged and {} times with its measured \
+         gate measurement (at least {} repetitions, up to four times as many until settled) run {} times unchanged and {} times with its measured \
          side slowed by each amount (calibrated busy work in its per-frame path; in brackets \
          the slowdown it measured). A slowdown counts as caught when the gate fails; a false \
          alarm is an unchanged try that fails. Instruction counts are exact from run to run and \
