@@ -174,7 +174,7 @@ fn main() -> Result<()> {
                     };
                     let report = serde_json::from_str(&read(&opts.out)?)?;
                     let raw = serde_json::from_str(&read(samples)?)?;
-                    let base = serde_json::from_str(&read(&opts.baselines.join("ratios.json"))?)?;
+                    let (_, base) = harness::gate::check::load_baselines(&opts.baselines)?;
                     let r = harness::gate::power::reevaluate(&report, &raw, &base);
                     harness::results::write_atomic(&opts.out, &serde_json::to_vec_pretty(&r)?)?;
                     r

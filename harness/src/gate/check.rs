@@ -99,7 +99,10 @@ pub fn check(args: &GateOptions) -> Result<()> {
 }
 
 /// The baselines under `dir`; a missing file gives empty baselines (default tolerances).
-fn load_baselines(dir: &Path) -> Result<(InstructionBaselines, RatioBaselines)> {
+///
+/// # Errors
+/// A file exists but cannot be read or parsed.
+pub fn load_baselines(dir: &Path) -> Result<(InstructionBaselines, RatioBaselines)> {
     let read = |name: &str| -> Result<Option<String>> {
         let path = dir.join(name);
         match std::fs::read_to_string(&path) {

@@ -13,7 +13,7 @@ use super::clock::seconds_per_unit;
 use super::ratios::{Figure, Pair, figures, repetition, settled};
 use super::verdict::{Verdict, compare_ratios, median, ratio_of_quartiles};
 use crate::results::write_atomic;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -106,12 +106,7 @@ impl FigurePower {
 /// # Errors
 /// The baselines cannot be read, a figure fails to run, or the file cannot be written.
 pub fn power(opts: &PowerOptions, mut progress: impl FnMut(&str)) -> Result<PowerReport> {
-    let path = opts.baselines.join("ratios.json");
-    let base: RatioBaselines = match std::fs::read_to_string(&path) {
-        Ok(t) => serde_json::from_str(&t).with_context(|| path.display().to_string())?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => RatioBaselines::default(),
-        Err(e) => return Err(e).with_context(|| path.display().to_string()),
-    };
+    let (_, base) = super::check::load_baselines(&opts.baselines)?;
     let here = cpu();
     let unit = seconds_per_unit();
     let mut figs = figures()?;
