@@ -50,6 +50,9 @@ enum Cmd {
     /// Internal: run one point from a JSON job on stdin, print its result as JSON.
     #[command(hide = true)]
     Point,
+    /// Internal: one side of the gate's timed figures (runs work on request from stdin).
+    #[command(hide = true)]
+    GateSide,
 }
 
 #[derive(clap::Args)]
@@ -61,17 +64,25 @@ struct GateArgs {
     /// Folder of instructions.json and ratios.json.
     #[arg(long, default_value = "results/baselines")]
     baselines: PathBuf,
-    /// Least repetitions of each timed ratio; a ratio whose 95% interval is still wider than
-    /// its noise threshold gets more, up to four times as many. The verdict uses the ratio of
-    /// the two sides' lower quartiles and its bootstrap 95% interval.
+    /// The base commit's `harness` executable: the timed figures run each piece of work in it
+    /// and in this one, taking turns (`cargo xtask gate` builds it from the commit that last
+    /// changed ratios.json).
+    #[arg(long, requires = "base_commit")]
+    base: Option<PathBuf>,
+    /// The commit `--base` was built from (named in the verdicts).
+    #[arg(long)]
+    base_commit: Option<String>,
+    /// Least repetitions of each timed figure; one whose 95% interval is still wider than its
+    /// noise threshold gets more, up to four times as many. A figure is the base side's lower
+    /// quartile of CPU time over this side's, with its bootstrap 95% interval.
     #[arg(long, default_value_t = 12)]
     reps: usize,
-    /// Skip the wall-time ratios (instruction counts only).
+    /// Skip the timed figures (instruction counts only).
     #[arg(long)]
     no_ratios: bool,
     /// Rewrite the baselines with what was measured now: this processor kind's instruction
-    /// counts (other processors' entries are kept) and the ratios' medians (tolerances and
-    /// noise thresholds are kept).
+    /// counts (other processors' entries are kept), and the timed figures' record (the commit
+    /// that takes it becomes their base; noise thresholds are kept).
     #[arg(long)]
     update: bool,
     /// Also write the table to this file.
@@ -194,6 +205,7 @@ fn main() -> Result<()> {
         }
         Cmd::Plan { scenario, quick } => commands::plan(&scenario, quick),
         Cmd::Point => commands::point(),
+        Cmd::GateSide => harness::gate::ratios::serve(),
     }
 }
 
@@ -222,6 +234,7 @@ impl From<GateArgs> for GateOptions {
         GateOptions {
             instructions: a.instructions,
             baselines: a.baselines,
+            base: a.base.zip(a.base_commit),
             reps: a.reps,
             no_ratios: a.no_ratios,
             update: a.update,

@@ -183,7 +183,8 @@ fn a_round_in_flight_matches_frames_one_by_one_and_submits_the_keyframe_first() 
 }
 
 /// `auto` with only a software adapter (lavapipe, llvmpipe: what CI has) runs on the CPU and
-/// says why; `gpu` with an API that has no adapter is an error naming what it looked for.
+/// says why (on a machine without a GPU device node, without loading the driver at all);
+/// `gpu` with an API that has no adapter is an error naming what it looked for.
 #[test]
 fn auto_passes_software_adapters_by_and_says_why() {
     let cfg = config(RenderBackend::Auto, Api::Vulkan);
@@ -192,7 +193,8 @@ fn auto_passes_software_adapters_by_and_says_why() {
     let m = renderer.metrics();
     if adapter.device_type == "cpu" {
         assert_eq!(m.backend, "cpu");
-        assert!(m.fallback.unwrap().contains("software adapter"));
+        let why = m.fallback.unwrap();
+        assert!(why.contains("software"), "{why}");
     } else {
         assert_eq!(m.backend, "gpu");
     }

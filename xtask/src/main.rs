@@ -1,6 +1,7 @@
 //! `cargo xtask`: the one entry point. It links no FFmpeg, so it runs on a fresh machine,
 //! checks (and where it can, installs) what the workspace needs, then builds and runs it.
 
+mod base;
 mod deps;
 
 use anyhow::{Context, Result, bail};
@@ -31,18 +32,20 @@ enum Cmd {
     #[command(subcommand)]
     Results(ResultsCmd),
     /// The regression gate: instruction counts of the hot paths (gungraun under valgrind;
-    /// installs gungraun-runner) and timed ratios (CPU clocks, both sides alternating in one
-    /// run), against results/baselines/. Prints a table of every figure; exits non-zero on a
-    /// regression.
+    /// installs gungraun-runner) against results/baselines/, and timed figures: the stream and
+    /// the compositor in this tree's code and in the code of the commit that last changed
+    /// results/baselines/ratios.json (built once into target/gate/base/), taking turns on CPU
+    /// clocks. Prints a table of every figure; exits non-zero on a regression.
     Gate {
-        /// Measure the gate's power instead: each timed ratio's gate run 10 times unchanged and
-        /// 10 times each with its measured side slowed by 5%, 10% and 20%; writes how often each
-        /// was caught and the false alarms to results/gate-power.json and the report (about 25
-        /// minutes on 2 cores).
+        /// Measure the gate's power instead: each timed figure's gate run 10 times with this
+        /// tree's harness on both sides, unchanged and with one side slowed by 5%, 10% and 20%;
+        /// writes how often each was caught and the false alarms to results/gate-power.json and
+        /// the report (about 25 minutes on 2 cores).
         #[arg(long, conflicts_with = "update")]
         power: bool,
         /// Rewrite the baselines with this run's figures (commit them): this processor kind's
-        /// instruction counts (other processors' are kept) and the ratios' medians.
+        /// instruction counts (other processors' are kept) and the timed figures' record (the
+        /// commit that takes it becomes their base).
         #[arg(long)]
         update: bool,
     },
@@ -270,8 +273,15 @@ fn main() -> Result<ExitCode> {
             ]);
             bench.stdout(std::fs::File::create(&counts)?);
             run(bench)?;
+            // The base first: its build leaves this tree's harness to be linked again.
+            let head = root().join("target/release/harness");
+            let (base, base_commit) = base::harness(&root(), cargo, &head)?;
             let mut c = harness()?;
             c.arg("gate")
+                .arg("--base")
+                .arg(base)
+                .arg("--base-commit")
+                .arg(base_commit)
                 .arg("--instructions")
                 .arg(&counts)
                 .arg("--markdown")

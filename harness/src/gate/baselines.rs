@@ -193,38 +193,49 @@ fn default_other_processor_tolerance() -> f64 {
     0.05
 }
 
-/// One timed figure's threshold and description (its medians are per processor, in
-/// [`RatioBaselines::processors`]).
+/// One timed figure's threshold and description.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RatioBaseline {
-    /// How far below the baseline (fraction) the whole confidence interval must lie to fail.
+    /// How far below 1 (fraction) base ÷ head must lie, with its whole confidence interval
+    /// below 1, to fail.
     pub noise: f64,
-    /// What the ratio is.
+    /// What the figure times.
     pub what: String,
 }
 
 /// `results/baselines/ratios.json`:
 ///
 /// ```json
-/// { "ratios": { "compositor_over_memcpy": { "noise": 0.05, "what": "…" } },
-///   "processors": { "Intel(R) Xeon(R) Processor (avx2 avx512f erms fsrm)":
-///                   { "compositor_over_memcpy": 0.37 } } }
+/// { "ratios": { "stream": { "noise": 0.05, "what": "…" } },
+///   "updated": { "date": "…", "processor": "…", "figures": { "stream": 1.003 } } }
 /// ```
 ///
-/// A ratio of two different pieces of code moves with the processor (the compositor against
-/// memcpy differs by 70% between this project's Xeon and EPYC machines), so medians are kept
-/// per processor kind ([`cpu`]) and a processor without its own is measured but not gated, and
-/// told so. Files of the older wall-time format (one `median` per ratio) read as having no
-/// medians: those were wall-time figures of other code.
+/// The timed figures compare the code under test with the code of the commit that last
+/// changed this file (the *base*, built and run side by side), so the file holds no medians:
+/// every figure's baseline is 1 (as fast as the base), on every processor. `--update` records
+/// when and where it was run and what it measured, so that the commit taking an update always
+/// changes the file and becomes the base. Files of older formats (medians per processor, or
+/// one wall-time `median` per ratio) read with their medians ignored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RatioBaselines {
     pub ratios: BTreeMap<String, RatioBaseline>,
-    #[serde(default)]
-    pub processors: BTreeMap<String, BTreeMap<String, f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<Updated>,
+}
+
+/// The last `gate --update` of the timed figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Updated {
+    /// RFC 3339.
+    pub date: String,
+    /// The processor kind ([`cpu`]).
+    pub processor: String,
+    /// Base ÷ head measured then, per figure (for the record; not compared).
+    pub figures: BTreeMap<String, f64>,
 }
 
 impl RatioBaselines {
-    /// The noise threshold of ratio `name` (10% for one not in the file).
+    /// The noise threshold of figure `name` (10% for one not in the file).
     pub fn noise(&self, name: &str) -> f64 {
         self.ratios.get(name).map_or(0.10, |r| r.noise)
     }

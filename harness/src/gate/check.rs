@@ -1,12 +1,12 @@
 //! The `harness gate` command: reads the baselines, measures (or reads) every figure, prints
 //! the table, and either rewrites the baselines (`--update`) or fails on a regression.
 
-use super::baselines::{InstructionBaselines, RatioBaseline, RatioBaselines, cpu};
+use super::baselines::{InstructionBaselines, RatioBaseline, RatioBaselines, Updated, cpu};
 use super::gungraun::parse_gungraun;
-use super::ratios::{Pair, measure_ratios};
+use super::ratios::{Pair, figures, measure_ratios};
 use super::verdict::{
-    compare_instructions_on, compare_ratios, failed, instruction_reference_note,
-    ratio_of_quartiles, table,
+    Row, Verdict, compare_instructions_on, compare_ratios, failed, instruction_reference_note,
+    paired_ratio, table,
 };
 use crate::results::write_atomic;
 use anyhow::{Context, Result, bail};
@@ -20,7 +20,9 @@ pub struct GateOptions {
     pub instructions: Option<PathBuf>,
     /// Folder of instructions.json and ratios.json.
     pub baselines: PathBuf,
-    /// Repetitions of each wall-time ratio.
+    /// The base commit's `harness` (the timed figures' reference side) and its commit.
+    pub base: Option<(PathBuf, String)>,
+    /// Repetitions of each timed figure.
     pub reps: usize,
     /// Skip the wall-time ratios (instruction counts only).
     pub no_ratios: bool,
@@ -62,14 +64,51 @@ pub fn check(args: &GateOptions) -> Result<()> {
     let ratios = if args.no_ratios {
         None
     } else {
-        // A baseline is measured three times as long as a check: every later verdict leans on it.
+        let Some((base_exe, base_commit)) = &args.base else {
+            bail!(
+                "gate: the timed figures run the base commit's code beside this one: run them \
+                 through `cargo xtask gate` (which builds it), pass --base, or skip them with \
+                 --no-ratios"
+            );
+        };
+        let head = std::env::current_exe()?;
+        let mut figs = figures(base_exe, &head)?;
+        let against = format!("base {base_commit}");
+        eprintln!(
+            "gate: timed figures: this tree's code against the {against} (the commit that last \
+             changed ratios.json), taking turns"
+        );
+        // A baseline is measured three times as long as a check: the record leans on it.
         let reps = args.reps.max(1) * if args.update { 3 } else { 1 };
-        let r = measure_ratios(reps, |n| ratio_base.noise(n), |m| eprintln!("gate: {m}"))?;
-        rows.extend(compare_ratios(&ratio_base, &r, &cpu()));
+        let r = measure_ratios(
+            &mut figs.figures,
+            reps,
+            |n| ratio_base.noise(n),
+            |m| eprintln!("gate: {m}"),
+        )?;
+        rows.extend(compare_ratios(&ratio_base, &r, &against));
+        for (name, _) in &figs.head_only {
+            rows.push(Row {
+                kind: "ratio",
+                name: name.clone(),
+                baseline: None,
+                now: None,
+                interval: None,
+                threshold: ratio_base.noise(name),
+                verdict: Verdict::New,
+                against: Some(format!("{against}, which does not have it")),
+            });
+        }
         if let Some(path) = &args.samples {
             write_atomic(path, &serde_json::to_vec_pretty(&r)?)?;
         }
-        Some(r)
+        let whats: Vec<(String, String)> = figs
+            .figures
+            .iter()
+            .map(|f| (f.name().to_string(), f.what().to_string()))
+            .chain(figs.head_only.iter().cloned())
+            .collect();
+        Some((r, whats))
     };
     let table = table(&rows);
     println!("{table}");
@@ -83,8 +122,8 @@ pub fn check(args: &GateOptions) -> Result<()> {
             let json = serde_json::to_vec_pretty(&instr_base)?;
             write_atomic(&args.baselines.join("instructions.json"), &json)?;
         }
-        if let Some(r) = ratios {
-            update_ratios(&mut ratio_base, r);
+        if let Some((r, whats)) = ratios {
+            update_ratios(&mut ratio_base, &r, &whats);
             let json = serde_json::to_vec_pretty(&ratio_base)?;
             write_atomic(&args.baselines.join("ratios.json"), &json)?;
         }
@@ -122,28 +161,35 @@ pub fn load_baselines(dir: &Path) -> Result<(InstructionBaselines, RatioBaseline
     Ok((instr_base, ratio_base))
 }
 
-/// Sets this processor's median of each ratio to the median measured now (a new ratio gets
-/// the default noise threshold and its description); other processors' medians are kept.
-fn update_ratios(ratio_base: &mut RatioBaselines, r: BTreeMap<String, Vec<Pair>>) {
-    let here = ratio_base.processors.entry(cpu()).or_default();
-    here.clear();
-    for (name, pairs) in &r {
-        here.insert(name.clone(), ratio_of_quartiles(pairs));
-    }
-    for name in r.keys() {
-        ratio_base
+/// Records this update (date, processor, each figure measured now) and brings the figures in
+/// line with the code's (`whats`: name and description of every figure the head offers): a new
+/// one gets the default noise threshold, a gone one goes, thresholds are kept.
+fn update_ratios(
+    ratio_base: &mut RatioBaselines,
+    r: &BTreeMap<String, Vec<Pair>>,
+    whats: &[(String, String)],
+) {
+    for (name, what) in whats {
+        let entry = ratio_base
             .ratios
             .entry(name.clone())
             .or_insert_with(|| RatioBaseline {
                 noise: 0.05,
-                what: super::ratios::what(name).to_string(),
+                what: String::new(),
             });
+        entry.what.clone_from(what);
     }
-    // Figures the code no longer has go, with their medians on every processor.
-    ratio_base.ratios.retain(|name, _| r.contains_key(name));
-    for medians in ratio_base.processors.values_mut() {
-        medians.retain(|name, _| r.contains_key(name));
-    }
+    ratio_base
+        .ratios
+        .retain(|name, _| whats.iter().any(|(n, _)| n == name));
+    ratio_base.updated = Some(Updated {
+        date: crate::results::now_rfc3339(),
+        processor: cpu(),
+        figures: r
+            .iter()
+            .map(|(name, pairs)| (name.clone(), paired_ratio(pairs)))
+            .collect(),
+    });
 }
 
 #[cfg(test)]
@@ -169,6 +215,7 @@ mod tests {
         let options = GateOptions {
             instructions: Some(input),
             baselines: dir.clone(),
+            base: None,
             reps: 1,
             no_ratios: true,
             update: true,

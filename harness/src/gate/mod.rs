@@ -1,5 +1,5 @@
-//! The CI gate: instruction counts against `results/baselines/instructions.json`, and wall-time
-//! ratios measured side by side in one run against `results/baselines/ratios.json`.
+//! The CI gate: instruction counts against `results/baselines/instructions.json`, and timed
+//! figures of this tree's code against the base commit's, side by side in one run.
 //!
 //! - **Instructions** (gungraun, exact from run to run): a bench more than its tolerance above
 //!   its baseline (default +2%, per-bench overrides) is a regression; more than the tolerance
@@ -10,20 +10,20 @@
 //!   (same feature flags first, then same vendor) at the file's wider
 //!   `other_processor_tolerance` (default ±5%), and each verdict names that baseline and
 //!   tolerance — never a silent pass.
-//! - **Ratios** (timed on CPU clocks, [`ratios`]): both sides of each alternate within every
-//!   repetition so the machine's drift falls on both; a figure is the ratio of the sides'
-//!   lower quartiles with a 95% bootstrap interval, measured at least `reps` times and more
-//!   until the interval is within half the figure's noise threshold. It regresses when it lies
-//!   more than the threshold below this processor's baseline and its whole interval lies below
-//!   the baseline (every ratio here is higher-is-better). Medians are per processor kind; on a
-//!   processor without, the ratios are shown and marked not gated. [`power`] measures how small
-//!   a slowdown this catches.
+//! - **Timed figures** ([`ratios`]): the stream, the stream with the recorder, and the
+//!   compositor, each run in this tree's code and in the code of the *base* (the commit that
+//!   last changed `results/baselines/ratios.json`, built by xtask), taking turns on one
+//!   processor and timed on CPU clocks. A figure is the median of the pairs' base ÷ head
+//!   ratios with a 95% bootstrap interval, measured at least `reps` times and more until the
+//!   interval is within half the figure's noise threshold; its baseline is 1 on every
+//!   processor. It regresses when it lies more than the threshold below 1 and its whole
+//!   interval lies below 1. [`power`] measures how small a slowdown this catches.
 //!
 //! [`table`] prints every figure (baseline, now, change, verdict) as Markdown.
 //!
 //! The parts: [`baselines`] (the files' contents), [`verdict`] (figures against baselines and
-//! the table), [`gungraun`] (reading instruction counts), [`ratios`] (measuring the wall-time
-//! ratios) and [`check`](mod@check) (the `harness gate` command: all of it in order).
+//! the table), [`gungraun`] (reading instruction counts), [`ratios`] (measuring the timed
+//! figures) and [`check`](mod@check) (the `harness gate` command: all of it in order).
 
 pub mod baselines;
 pub mod check;
@@ -39,5 +39,5 @@ pub use gungraun::parse_gungraun;
 pub use ratios::measure_ratios;
 pub use verdict::{
     Row, Verdict, compare_instructions, compare_instructions_on, compare_ratios, failed,
-    instruction_reference_note, median, ratio_interval, ratio_of_quartiles, table,
+    instruction_reference_note, median, paired_ratio, ratio_interval, table,
 };

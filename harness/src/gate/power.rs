@@ -1,9 +1,9 @@
 //! `harness gate --power`: the gate measuring itself.
 //!
-//! For every timed figure it runs the gate's own measurement (`reps` repetitions, the median's
-//! 95% interval against this processor's baseline and noise threshold) `tries` times, with the
-//! measured side unchanged and slowed by each of `slowdowns` (calibrated busy work in its
-//! per-frame path, [`clock::burn`](super::clock::burn)). Per figure it reports how many tries
+//! For every timed figure it runs the gate's own measurement (`reps` repetitions or more, the
+//! median pair ratio's 95% interval against 1 and the noise threshold) `tries` times, with this
+//! `harness` as both the base and the head side, the head unchanged and slowed by each of
+//! `slowdowns` (calibrated busy work in its per-frame path, [`clock::burn`](super::clock::burn)). Per figure it reports how many tries
 //! each slowdown was caught in, the smallest slowdown caught in at least 9 of 10 tries, and the
 //! false alarms among the unchanged tries. All levels share each repetition's reference-side
 //! measurement and run interleaved with it, as the gate's own pairs do.
@@ -11,7 +11,7 @@
 use super::baselines::{RatioBaselines, cpu};
 use super::clock::seconds_per_unit;
 use super::ratios::{Figure, Pair, figures, repetition, settled};
-use super::verdict::{Verdict, compare_ratios, median, ratio_of_quartiles};
+use super::verdict::{Verdict, compare_ratios, median, paired_ratio};
 use crate::results::write_atomic;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -109,7 +109,9 @@ pub fn power(opts: &PowerOptions, mut progress: impl FnMut(&str)) -> Result<Powe
     let (_, base) = super::check::load_baselines(&opts.baselines)?;
     let here = cpu();
     let unit = seconds_per_unit();
-    let mut figs = figures()?;
+    // This harness on both sides: the base unchanged, the head slowed.
+    let exe = std::env::current_exe()?;
+    let mut figs = figures(&exe, &exe)?.figures;
     let mut out = Vec::new();
     let mut tries_raw = BTreeMap::new();
     let total = figs.len() * opts.tries;
@@ -144,10 +146,10 @@ pub fn power(opts: &PowerOptions, mut progress: impl FnMut(&str)) -> Result<Powe
             }
             reps_used.push(samples[0].len());
             raw.push(samples.clone());
-            medians.push(ratio_of_quartiles(&samples[0]));
+            medians.push(paired_ratio(&samples[0]));
             for (i, s) in samples.into_iter().enumerate() {
                 let now = BTreeMap::from([(fig.name().to_string(), s.clone())]);
-                verdicts[i].push(compare_ratios(&base, &now, &here)[0].verdict);
+                verdicts[i].push(compare_ratios(&base, &now, AGAINST)[0].verdict);
                 all[i].extend(s);
             }
         }
@@ -157,11 +159,7 @@ pub fn power(opts: &PowerOptions, mut progress: impl FnMut(&str)) -> Result<Powe
             name: fig.name().into(),
             what: fig.what().into(),
             threshold: base.noise(fig.name()),
-            baseline: base
-                .processors
-                .get(&here)
-                .and_then(|m| m.get(fig.name()))
-                .copied(),
+            baseline: Some(1.0),
             unchanged_median: median(&medians),
             reps: reps_used,
             false_alarms: fails(&verdicts[0]),
@@ -195,6 +193,9 @@ pub fn power(opts: &PowerOptions, mut progress: impl FnMut(&str)) -> Result<Powe
     Ok(report)
 }
 
+/// What the power runs' head is timed beside: the same build.
+const AGAINST: &str = "the same build";
+
 /// The median of the measured side's times.
 fn side_median(pairs: &[Pair]) -> f64 {
     median(&pairs.iter().map(|p| p[1]).collect::<Vec<_>>())
@@ -207,7 +208,6 @@ pub type RawSamples = BTreeMap<String, Vec<Vec<Vec<Pair>>>>;
 /// `report`'s verdicts worked out again from its recorded samples under `base` (new thresholds
 /// or medians), without measuring: false alarms, catches and the unchanged median per figure.
 pub fn reevaluate(report: &PowerReport, raw: &RawSamples, base: &RatioBaselines) -> PowerReport {
-    let here = &report.processor;
     let mut out = report.clone();
     for f in &mut out.figures {
         let Some(tries) = raw.get(&f.name) else {
@@ -215,7 +215,7 @@ pub fn reevaluate(report: &PowerReport, raw: &RawSamples, base: &RatioBaselines)
         };
         let verdict = |pairs: &Vec<Pair>| {
             let now = BTreeMap::from([(f.name.clone(), pairs.clone())]);
-            compare_ratios(base, &now, here)[0].verdict
+            compare_ratios(base, &now, AGAINST)[0].verdict
         };
         let fails = |level: usize| {
             tries
@@ -227,15 +227,10 @@ pub fn reevaluate(report: &PowerReport, raw: &RawSamples, base: &RatioBaselines)
                 .count()
         };
         f.threshold = base.noise(&f.name);
-        f.baseline = base
-            .processors
-            .get(here)
-            .and_then(|m| m.get(&f.name))
-            .copied();
         f.unchanged_median = median(
             &tries
                 .iter()
-                .filter_map(|t| t.first().map(|p| ratio_of_quartiles(p)))
+                .filter_map(|t| t.first().map(|p| paired_ratio(p)))
                 .collect::<Vec<_>>(),
         );
         f.false_alarms = fails(0);
@@ -326,7 +321,7 @@ mod tests {
                 },
             )]
             .into(),
-            processors: [(cpu.to_string(), [("r".to_string(), 1.0)].into())].into(),
+            updated: None,
         };
         // One try: unchanged 6% low (drift), slowed by 10% and by 20%.
         let level = |f: f64| {

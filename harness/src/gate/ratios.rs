@@ -1,39 +1,52 @@
-//! The gate's timed figures: each is a ratio of two sides measured alternately in this process
-//! on a CPU clock ([`clock`](super::clock)), the *reference* side (code the figure does not
-//! test) over the *measured* side (the code it gates), so a slower measured side lowers the
-//! ratio and the machine's drift falls on both sides. The figure is the lower quartile of the
-//! reference side's times over the lower quartile of the measured side's
-//! ([`verdict::ratio_of_quartiles`](super::verdict::ratio_of_quartiles)): on a shared machine
-//! a side's time is now and then 10–40% high (another tenant, a migration), never low, and a
-//! quartile per side drops those spikes where a median of per-pair ratios keeps them.
+//! The gate's timed figures: each times one piece of work (a [`Work`]) in the code of the
+//! *base* commit and in the code under test (the *head*), alternately within every repetition,
+//! on a CPU clock ([`clock`](super::clock)). A figure is base ÷ head: 1 when nothing changed,
+//! below 1 when the head is slower. Both sides run the same kind of work in the same way, so
+//! whatever the machine does to one (a neighbour on the caches, a slower clock) it does to the
+//! other, and the figure holds on any processor without a baseline of its own.
 //!
-//! - `compositor_over_memcpy`: the CPU compositor (8 layers at 720p) against memcpy of the same
-//!   frame, on the calling thread's clock;
-//! - `stream_over_bare_x264`: the whole stream (render, compose, pipeline, the encoder wrapper
-//!   and libx264) against libx264 alone through ffmpeg-next on the same settings, on the
-//!   process's clock. The bare side does not go through the streamer's encoder wrapper, so a
-//!   slower wrapper lowers the ratio;
-//! - `recorder_over_noop_probe`: the stream with the recorder against the same stream with the
-//!   no-op probe, on the process's clock.
+//! The base is the commit that last changed `results/baselines/ratios.json` (`gate --update`
+//! rewrites it, so the commit that takes an update is the new base); xtask builds its
+//! `harness` and passes it as `--base`. Each side is a `harness gate-side` process ([`serve`])
+//! that runs one piece of work per request and answers with its CPU seconds: the two stay
+//! loaded and take turns, one working while the other waits on its pipe.
 //!
-//! `gate --power` slows each measured side by a known fraction with calibrated busy work
-//! ([`clock::burn`](super::clock::burn)) in its per-frame path: after each composed frame, and
-//! on the stream's encoder thread at each frame's encode start.
+//! Both sides of a repetition run on the same processor, one right after the other, and a
+//! figure is the median of the repetitions' base ÷ head ratios
+//! ([`verdict::paired_ratio`](super::verdict::paired_ratio)): on this project's 2-core
+//! virtual machine one side's CPU time moves by ±20% from one repetition to the next (a
+//! neighbour on the caches, a slower clock), and the side beside it moves with it.
+//!
+//! - `compositor`: the CPU compositor drawing 8 layers on a 720p frame, 160 frames, on the
+//!   side's thread clock;
+//! - `stream`: the whole stream (render, compose, pipeline, the encoder wrapper and libx264 at
+//!   ultrafast on one thread), 60 frames to a null output, on the side's process clock;
+//! - `stream_recorded`: the same stream with the recorder (every monitoring point's histogram)
+//!   as its probe.
+//!
+//! `gate --power` runs the same `harness` as both sides and slows the head's by a known
+//! fraction with calibrated busy work ([`clock::burn`](super::clock::burn)) in its per-frame
+//! path: after each composed frame, and on the stream's encoder thread at each frame's encode
+//! start.
 
 use super::clock::{burn, process_cpu, thread_cpu};
-use super::verdict::{ratio_interval, ratio_of_quartiles};
+use super::verdict::{paired_ratio, ratio_interval};
 use crate::hot::Compose;
-use anyhow::{Context, Result};
-use ffmpeg_next as ff;
+use anyhow::{Context, Result, bail};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::rc::Rc;
 use streamer::probe::{NoProbe, Point, Probe};
 
-/// One gated figure: reference ÷ measured, both in CPU seconds.
+/// One gated figure: reference ÷ measured, both in CPU seconds (base ÷ head in the gate).
 pub trait Figure {
     /// The figure's key in `ratios.json`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     /// What it measures, in a sentence (written into `ratios.json` and the report).
-    fn what(&self) -> &'static str;
+    fn what(&self) -> &str;
     /// CPU seconds of the reference side.
     fn reference(&mut self) -> Result<f64>;
     /// CPU seconds of the measured side, with `units` of [`burn`] added to each of its
@@ -41,18 +54,280 @@ pub trait Figure {
     fn measured(&mut self, units: u64) -> Result<f64>;
     /// Per-frame calls of the measured side in one measurement (where the burn goes).
     fn calls(&self) -> u64;
+    /// Runs both sides on processor `cpu` until told otherwise.
+    fn pin(&mut self, _cpu: usize) {}
 }
 
-/// Every figure the gate times.
+/// One piece of timed work, as a side runs it.
+pub trait Work {
+    /// The figure's key in `ratios.json`.
+    fn name(&self) -> &'static str;
+    /// What it measures, in a sentence.
+    fn what(&self) -> &'static str;
+    /// Per-frame calls in one run (where [`burn`] goes).
+    fn calls(&self) -> u64;
+    /// CPU seconds of one run, with `units` of [`burn`] added to each call.
+    fn run(&mut self, units: u64) -> Result<f64>;
+}
+
+/// Every piece of work the gate times.
 ///
 /// # Errors
 /// FFmpeg or libx264 cannot be opened.
-pub fn figures() -> Result<Vec<Box<dyn Figure>>> {
+pub fn works() -> Result<Vec<Box<dyn Work>>> {
     Ok(vec![
-        Box::new(CompositorOverMemcpy::new()),
-        Box::new(StreamOverBare(StreamBench::new()?)),
-        Box::new(RecorderOverNoop(StreamBench::new()?)),
+        Box::new(Compositor::new()),
+        Box::new(StreamWork {
+            bench: StreamBench::new()?,
+            recorded: false,
+        }),
+        Box::new(StreamWork {
+            bench: StreamBench::new()?,
+            recorded: true,
+        }),
     ])
+}
+
+/// The first line a side prints: the protocol it speaks.
+const PROTOCOL: &str = "gate-side 1";
+
+/// `harness gate-side`: announces the protocol and every work (`work NAME CALLS WHAT`, then
+/// `ready`), then for each line `run NAME UNITS CPU` on stdin runs that work on processor
+/// `CPU` (its threads inherit the pinning) and answers `ok SECONDS` (or `err MESSAGE`), until
+/// stdin closes.
+///
+/// # Errors
+/// The works cannot be set up, or stdout is gone.
+pub fn serve() -> Result<()> {
+    let mut works = works()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{PROTOCOL}")?;
+    for w in &works {
+        writeln!(out, "work {} {} {}", w.name(), w.calls(), w.what())?;
+    }
+    writeln!(out, "ready")?;
+    out.flush()?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let mut parts = line.split_whitespace();
+        let reply = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("run"), Some(name), Some(units), Some(cpu)) => {
+                match (
+                    works.iter_mut().find(|w| w.name() == name),
+                    units.parse::<u64>(),
+                    cpu.parse::<usize>(),
+                ) {
+                    (Some(w), Ok(units), Ok(cpu)) => match pin(cpu).and_then(|()| w.run(units)) {
+                        Ok(s) => format!("ok {s:e}"),
+                        Err(e) => format!("err {e:#}"),
+                    },
+                    (None, _, _) => format!("err no work named {name}"),
+                    _ => format!("err not a request: {line}"),
+                }
+            }
+            _ => format!("err not a request: {line}"),
+        };
+        writeln!(out, "{reply}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// Pins the calling thread (and the threads it starts from now on) to processor `cpu`.
+fn pin(cpu: usize) -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it for
+    // cpu < CPU_SETSIZE, checked first.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu >= libc::CPU_SETSIZE as usize {
+            bail!("processor {cpu} out of range");
+        }
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            bail!(
+                "pinning to processor {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The processors this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: as in `pin`; sched_getaffinity fills the set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return vec![0];
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// A `harness gate-side` process: the works it offers, and requests to it.
+pub struct Side {
+    label: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    /// The processor its work runs on.
+    cpu: usize,
+    /// Every work it offers: name → (calls, what).
+    pub works: BTreeMap<String, (u64, String)>,
+}
+
+impl Side {
+    /// Starts `exe gate-side` and reads what it offers.
+    ///
+    /// # Errors
+    /// It cannot start, or does not speak this protocol.
+    pub fn spawn(exe: &Path, label: &str) -> Result<Side> {
+        let mut child = Command::new(exe)
+            .arg("gate-side")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting the {label} side: {} gate-side", exe.display()))?;
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().context("no stdout")?);
+        let mut side = Side {
+            label: label.into(),
+            child,
+            stdin,
+            stdout,
+            cpu: 0,
+            works: BTreeMap::new(),
+        };
+        let first = side.line()?;
+        if first != PROTOCOL {
+            bail!(
+                "the {label} side ({}) answered {first:?}, not {PROTOCOL:?}: built from a commit                  whose gate does not take turns with this one",
+                exe.display()
+            );
+        }
+        loop {
+            let line = side.line()?;
+            if line == "ready" {
+                break;
+            }
+            let mut p = line.splitn(4, ' ');
+            match (p.next(), p.next(), p.next(), p.next()) {
+                (Some("work"), Some(name), Some(calls), what) => {
+                    side.works.insert(
+                        name.into(),
+                        (calls.parse()?, what.unwrap_or_default().into()),
+                    );
+                }
+                _ => bail!("the {label} side said {line:?}"),
+            }
+        }
+        Ok(side)
+    }
+
+    fn line(&mut self) -> Result<String> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!("the {} side exited", self.label);
+        }
+        Ok(line.trim_end().to_string())
+    }
+
+    /// CPU seconds of one run of `name` with `units` of burn per call.
+    ///
+    /// # Errors
+    /// The side failed to run it, or is gone.
+    pub fn run(&mut self, name: &str, units: u64) -> Result<f64> {
+        let stdin = self.stdin.as_mut().context("side closed")?;
+        writeln!(stdin, "run {name} {units} {}", self.cpu)?;
+        stdin.flush()?;
+        let line = self.line()?;
+        match line.split_once(' ') {
+            Some(("ok", s)) => Ok(s.parse()?),
+            _ => bail!("the {} side, running {name}: {line}", self.label),
+        }
+    }
+}
+
+impl Drop for Side {
+    fn drop(&mut self) {
+        // Closing stdin ends its loop; it exits at once.
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// One work, the base side's over the head side's.
+struct Paired {
+    name: String,
+    what: String,
+    calls: u64,
+    base: Rc<RefCell<Side>>,
+    head: Rc<RefCell<Side>>,
+}
+
+impl Figure for Paired {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn what(&self) -> &str {
+        &self.what
+    }
+
+    fn reference(&mut self) -> Result<f64> {
+        self.base.borrow_mut().run(&self.name, 0)
+    }
+
+    fn measured(&mut self, units: u64) -> Result<f64> {
+        self.head.borrow_mut().run(&self.name, units)
+    }
+
+    fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    fn pin(&mut self, cpu: usize) {
+        self.base.borrow_mut().cpu = cpu;
+        self.head.borrow_mut().cpu = cpu;
+    }
+}
+
+/// The timed figures, base ÷ head.
+pub struct Figures {
+    /// One per work both sides offer.
+    pub figures: Vec<Box<dyn Figure>>,
+    /// Works the head offers and the base does not (new figures, not gated until the next
+    /// update), with what each measures.
+    pub head_only: Vec<(String, String)>,
+}
+
+/// Starts the two sides, `base` and `head` (`harness` executables), and pairs their works.
+///
+/// # Errors
+/// A side cannot start or does not speak the protocol.
+pub fn figures(base: &Path, head: &Path) -> Result<Figures> {
+    let base = Rc::new(RefCell::new(Side::spawn(base, "base")?));
+    let head = Rc::new(RefCell::new(Side::spawn(head, "head")?));
+    let mut figures: Vec<Box<dyn Figure>> = Vec::new();
+    let mut head_only = Vec::new();
+    let offered = head.borrow().works.clone();
+    for (name, (calls, what)) in offered {
+        if base.borrow().works.contains_key(&name) {
+            figures.push(Box::new(Paired {
+                name,
+                what,
+                calls,
+                base: base.clone(),
+                head: head.clone(),
+            }));
+        } else {
+            head_only.push((name, what));
+        }
+    }
+    Ok(Figures { figures, head_only })
 }
 
 /// One repetition of a figure: CPU seconds of its reference side and of its measured side.
@@ -60,12 +335,18 @@ pub type Pair = [f64; 2];
 
 /// One repetition of `fig`: the reference side once and the measured side once per entry of
 /// `levels` (burn units per call), in an order that rotates with `rep` so that no side always
-/// runs first. Returns a (reference, measured) pair per level, the reference shared.
+/// runs first, all on one processor (the next in turn: a virtual machine's processors are not
+/// equally loaded, and both sides of a pair must meet the same one). Returns a (reference,
+/// measured) pair per level, the reference shared.
 ///
 /// # Errors
 /// A side failed to run.
 pub fn repetition(fig: &mut dyn Figure, rep: usize, levels: &[u64]) -> Result<Vec<Pair>> {
+    let cpus = allowed_cpus();
+    // Each processor for as many repetitions as there are orders, so that every order meets
+    // every processor.
     let n = levels.len() + 1;
+    fig.pin(cpus[rep / n % cpus.len()]);
     let mut times = vec![0.0; n];
     for k in 0..n {
         let i = (k + rep) % n;
@@ -83,7 +364,7 @@ pub fn repetition(fig: &mut dyn Figure, rep: usize, levels: &[u64]) -> Result<Ve
 /// interval beyond it.
 pub fn settled(pairs: &[Pair], noise: f64) -> bool {
     let (lo, hi) = ratio_interval(pairs);
-    (hi - lo) / 2.0 <= noise / 2.0 * ratio_of_quartiles(pairs)
+    (hi - lo) / 2.0 <= noise / 2.0 * paired_ratio(pairs)
 }
 
 /// Every figure measured at least `reps` and at most `4 × reps` times, the figures taking turns
@@ -91,13 +372,13 @@ pub fn settled(pairs: &[Pair], noise: f64) -> bool {
 /// quiet machine pays for `reps` and a noisy one for more, not for a wider interval.
 ///
 /// # Errors
-/// A figure could not be set up or run.
+/// A figure failed to run.
 pub fn measure_ratios(
+    figs: &mut [Box<dyn Figure>],
     reps: usize,
     noise: impl Fn(&str) -> f64,
     mut progress: impl FnMut(&str),
 ) -> Result<BTreeMap<String, Vec<Pair>>> {
-    let mut figs = figures()?;
     let mut out: BTreeMap<String, Vec<Pair>> = BTreeMap::new();
     for rep in 0..reps * 4 {
         let pending: Vec<&mut Box<dyn Figure>> = figs
@@ -111,7 +392,7 @@ pub fn measure_ratios(
             break;
         }
         progress(&format!(
-            "ratios: repetition {} ({} figure(s) not yet within half their threshold)",
+            "timed figures: repetition {} ({} not yet within half their threshold)",
             rep + 1,
             pending.len()
         ));
@@ -123,66 +404,36 @@ pub fn measure_ratios(
     Ok(out)
 }
 
-/// The description of figure `name` (empty for one the code no longer has).
-pub fn what(name: &str) -> &'static str {
-    match name {
-        "compositor_over_memcpy" => COMPOSITOR_WHAT,
-        "stream_over_bare_x264" => STREAM_WHAT,
-        "recorder_over_noop_probe" => RECORDER_WHAT,
-        _ => "",
-    }
-}
+/// Frames composed per measurement.
+const COMPOSE_ROUNDS: u64 = 160;
 
-const COMPOSITOR_WHAT: &str = "memcpy's CPU time for a 720p frame over the CPU compositor's \
-    for 8 layers on it (40 frames each, one thread's CPU clock)";
-const STREAM_WHAT: &str = "libx264 alone through ffmpeg-next over the whole stream (render, \
-    compose, pipeline, encoder wrapper, libx264), process CPU time for 60 frames of 720p \
-    ultrafast, 1 x264 thread, null output";
-const RECORDER_WHAT: &str = "the stream with the no-op probe over the same stream with the \
-    recorder, process CPU time for 60 frames";
-
-/// Frames composed (and copied) per measurement.
-const COMPOSE_ROUNDS: u64 = 40;
-
-struct CompositorOverMemcpy {
+struct Compositor {
     compose: Compose,
-    src: Vec<u8>,
-    dst: Vec<u8>,
 }
 
-impl CompositorOverMemcpy {
+impl Compositor {
     fn new() -> Self {
-        let compose = Compose::new(1280, 720, 8);
-        let n = compose.frame_bytes();
-        CompositorOverMemcpy {
-            compose,
-            src: vec![7u8; n],
-            dst: vec![0u8; n],
+        Compositor {
+            compose: Compose::new(1280, 720, 8),
         }
     }
 }
 
-impl Figure for CompositorOverMemcpy {
+impl Work for Compositor {
     fn name(&self) -> &'static str {
-        "compositor_over_memcpy"
+        "compositor"
     }
 
     fn what(&self) -> &'static str {
-        COMPOSITOR_WHAT
+        "the CPU compositor drawing 8 layers on a 720p frame, 160 frames, on the side's thread \
+         CPU clock"
     }
 
-    fn reference(&mut self) -> Result<f64> {
-        let start = thread_cpu();
-        for i in 0..COMPOSE_ROUNDS as usize {
-            self.src[i % 64] = i as u8;
-            self.dst
-                .copy_from_slice(std::hint::black_box(&self.src[..]));
-        }
-        std::hint::black_box(&self.dst);
-        Ok(thread_cpu() - start)
+    fn calls(&self) -> u64 {
+        COMPOSE_ROUNDS
     }
 
-    fn measured(&mut self, units: u64) -> Result<f64> {
+    fn run(&mut self, units: u64) -> Result<f64> {
         let start = thread_cpu();
         for _ in 0..COMPOSE_ROUNDS {
             self.compose.frame();
@@ -190,20 +441,14 @@ impl Figure for CompositorOverMemcpy {
         }
         Ok(thread_cpu() - start)
     }
-
-    fn calls(&self) -> u64 {
-        COMPOSE_ROUNDS
-    }
 }
 
 /// Frames per stream measurement.
 const STREAM_FRAMES: u64 = 60;
 
-/// The stream's configuration (720p ultrafast, one x264 thread, CPU renderer) and 10 pictures
-/// of its scene for the bare encoder.
+/// The stream's configuration: 720p ultrafast, one x264 thread, CPU renderer.
 struct StreamBench {
     cfg: streamer::config::StreamConfig,
-    pictures: Vec<ff::frame::Video>,
 }
 
 impl StreamBench {
@@ -212,16 +457,7 @@ impl StreamBench {
         let mut cfg = streamer::config::StreamConfig::default();
         cfg.encoder.pipeline.threads = 1;
         cfg.renderer.backend = streamer::config::RenderBackend::Cpu;
-        let v = &cfg.core.viewport;
-        let scene = streamer::source::Scene::new(v.width, v.height);
-        let pictures = (0..10)
-            .map(|i| {
-                let mut f = ff::frame::Video::new(ff::format::Pixel::YUV420P, v.width, v.height);
-                scene.draw(i, streamer::encode::frame_planes(&mut f));
-                f
-            })
-            .collect();
-        Ok(StreamBench { cfg, pictures })
+        Ok(StreamBench { cfg })
     }
 
     /// Process CPU seconds of a whole stream of [`STREAM_FRAMES`] with `probe`.
@@ -231,44 +467,6 @@ impl StreamBench {
             streamer::stream::Stream::open(&self.cfg, &streamer::output::Output::Null, probe)?;
         s.run(STREAM_FRAMES, streamer::stream::Pacing::Max)?;
         s.finish()?;
-        Ok(process_cpu() - start)
-    }
-
-    /// Process CPU seconds of libx264 alone on the same settings: ffmpeg-next's encoder opened
-    /// with the streamer's option list, fed the pictures, its packets read and dropped.
-    fn bare(&mut self) -> Result<f64> {
-        let start = process_cpu();
-        let v = &self.cfg.core.viewport;
-        let codec = ff::encoder::find_by_name("libx264").context("libx264 not found")?;
-        let mut ctx = ff::codec::Context::new_with_codec(codec)
-            .encoder()
-            .video()?;
-        ctx.set_width(v.width);
-        ctx.set_height(v.height);
-        ctx.set_format(ff::format::Pixel::YUV420P);
-        let fps = self.cfg.core.viewport.fps as i32;
-        ctx.set_time_base(ff::Rational::new(1, fps));
-        ctx.set_frame_rate(Some(ff::Rational::new(fps, 1)));
-        let mut dict = ff::Dictionary::new();
-        for (k, value) in streamer::encode::codec_options(&self.cfg.encoder, false) {
-            dict.set(&k, &value);
-        }
-        let mut enc = ctx.open_with(dict)?;
-        let mut packet = ff::Packet::empty();
-        let mut drain = |enc: &mut ff::encoder::Video| {
-            while enc.receive_packet(&mut packet).is_ok() {
-                std::hint::black_box(packet.size());
-            }
-        };
-        let n = self.pictures.len();
-        for id in 0..STREAM_FRAMES {
-            let frame = &mut self.pictures[id as usize % n];
-            frame.set_pts(Some(id as i64));
-            enc.send_frame(frame)?;
-            drain(&mut enc);
-        }
-        enc.send_eof()?;
-        drain(&mut enc);
         Ok(process_cpu() - start)
     }
 }
@@ -296,65 +494,53 @@ impl<P: Probe> Probe for Slowed<'_, P> {
     }
 }
 
-struct StreamOverBare(StreamBench);
+/// The whole stream, with the no-op probe or with the recorder.
+struct StreamWork {
+    bench: StreamBench,
+    recorded: bool,
+}
 
-impl Figure for StreamOverBare {
-    fn name(&self) -> &'static str {
-        "stream_over_bare_x264"
-    }
-
-    fn what(&self) -> &'static str {
-        STREAM_WHAT
-    }
-
-    fn reference(&mut self) -> Result<f64> {
-        self.0.bare()
-    }
-
-    fn measured(&mut self, units: u64) -> Result<f64> {
+impl StreamWork {
+    fn with<P: Probe>(&self, probe: &P, units: u64) -> Result<f64> {
         if units == 0 {
-            self.0.stream(&NoProbe)
+            self.bench.stream(probe)
         } else {
-            self.0.stream(&Slowed {
-                inner: &NoProbe,
+            self.bench.stream(&Slowed {
+                inner: probe,
                 units,
             })
         }
-    }
-
-    fn calls(&self) -> u64 {
-        STREAM_FRAMES
     }
 }
 
-struct RecorderOverNoop(StreamBench);
-
-impl Figure for RecorderOverNoop {
+impl Work for StreamWork {
     fn name(&self) -> &'static str {
-        "recorder_over_noop_probe"
+        if self.recorded {
+            "stream_recorded"
+        } else {
+            "stream"
+        }
     }
 
     fn what(&self) -> &'static str {
-        RECORDER_WHAT
-    }
-
-    fn reference(&mut self) -> Result<f64> {
-        self.0.stream(&NoProbe)
-    }
-
-    fn measured(&mut self, units: u64) -> Result<f64> {
-        let recorder = crate::record::Recorder::new();
-        if units == 0 {
-            self.0.stream(&recorder)
+        if self.recorded {
+            "the same stream with the recorder as its probe (a histogram at every monitoring \
+             point), process CPU time for 60 frames"
         } else {
-            self.0.stream(&Slowed {
-                inner: &recorder,
-                units,
-            })
+            "the whole stream (render, compose, pipeline, encoder wrapper, libx264 at \
+             ultrafast on one thread) to a null output, process CPU time for 60 frames of 720p"
         }
     }
 
     fn calls(&self) -> u64 {
         STREAM_FRAMES
+    }
+
+    fn run(&mut self, units: u64) -> Result<f64> {
+        if self.recorded {
+            self.with(&crate::record::Recorder::new(), units)
+        } else {
+            self.with(&NoProbe, units)
+        }
     }
 }

@@ -17,9 +17,6 @@ pub enum Verdict {
     New,
     /// In the baseline, but not measured now.
     Missing,
-    /// A timed ratio on a processor with no ratio baseline of its own: measured and shown, not
-    /// gated (ratios do not carry over between processors).
-    NotGatedHere,
 }
 
 impl Verdict {
@@ -41,7 +38,7 @@ pub struct Row {
     pub threshold: f64,
     pub verdict: Verdict,
     /// Instruction counts compared against another processor's baseline (this one has none):
-    /// that processor, named in the verdict.
+    /// that processor, named in the verdict; for a timed figure, the base it was timed beside.
     pub against: Option<String>,
 }
 
@@ -148,28 +145,20 @@ pub fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// A timed figure from its repetitions: the lower quartile of the reference side's CPU times
-/// over the lower quartile of the measured side's (NaN for none). On a shared machine a side's
-/// CPU time is now and then 10–40% high (another tenant on the core's caches, a migration),
-/// never low: its lower quartile is the work itself, and holds while fewer than three
-/// repetitions in four are hit.
-pub fn ratio_of_quartiles(pairs: &[Pair]) -> f64 {
-    let side = |i: usize| lower_quartile(&pairs.iter().map(|p| p[i]).collect::<Vec<_>>());
-    side(0) / side(1)
+/// A timed figure from its repetitions: the median of the pairs' ratios, reference ÷ measured
+/// (NaN for none). The two sides of a pair run one after the other on the same processor, so
+/// they meet the same machine: a neighbour's load, a slower clock, cold caches raise both, and
+/// the ratio keeps little of it. A spike on one side of one pair moves the median by one rank
+/// at most.
+pub fn paired_ratio(pairs: &[Pair]) -> f64 {
+    median(&pairs.iter().map(|p| p[0] / p[1]).collect::<Vec<_>>())
 }
 
-/// The lower quartile of `v` (nearest rank below; NaN for none).
-pub fn lower_quartile(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s.get((s.len().max(1) - 1) / 4).copied().unwrap_or(f64::NAN)
-}
-
-/// A 95% bootstrap percentile interval of [`ratio_of_quartiles`], repetitions resampled whole
+/// A 95% bootstrap percentile interval of [`paired_ratio`], repetitions resampled whole
 /// (deterministic: a fixed seed, 2000 resamples).
 pub fn ratio_interval(pairs: &[Pair]) -> (f64, f64) {
     if pairs.len() < 2 {
-        let m = ratio_of_quartiles(pairs);
+        let m = paired_ratio(pairs);
         return (m, m);
     }
     let mut state = 0x2545_F491_4F6C_DD1Du64;
@@ -185,61 +174,57 @@ pub fn ratio_interval(pairs: &[Pair]) -> (f64, f64) {
             let resample: Vec<Pair> = (0..n)
                 .map(|_| pairs[(next() % n as u64) as usize])
                 .collect();
-            ratio_of_quartiles(&resample)
+            paired_ratio(&resample)
         })
         .collect();
     estimates.sort_by(f64::total_cmp);
     (estimates[50], estimates[1949])
 }
 
-/// Ratio samples taken on processor `here` against that processor's medians (every ratio is
-/// higher-is-better). A figure regresses when it lies more than its noise threshold below the
-/// baseline and its whole 95% interval lies below the baseline: the drop is larger than the
-/// run-to-run drift the threshold allows for, and not a chance low. Where `here` has no medians at all, each ratio is measured but not gated
-/// ([`Verdict::NotGatedHere`]).
+/// Base ÷ head samples against 1, every figure's baseline (as fast as the base, whose
+/// commit `base` names). A figure regresses when it lies more than its noise threshold below 1
+/// and its whole 95% interval lies below 1: the head is slower by more than the drift the
+/// threshold allows for, and not by chance. A figure in `ratios.json` and not measured now is
+/// missing (fails); one measured now and not in `ratios.json` is new.
 pub fn compare_ratios(
     base: &RatioBaselines,
     now: &BTreeMap<String, Vec<Pair>>,
-    here: &str,
+    against: &str,
 ) -> Vec<Row> {
-    let medians = base.processors.get(here);
     let mut rows = Vec::new();
     for (name, pairs) in now {
-        let m = ratio_of_quartiles(pairs);
+        let m = paired_ratio(pairs);
         let (lo, hi) = ratio_interval(pairs);
-        let b = medians.and_then(|p| p.get(name)).copied();
         let noise = base.noise(name);
-        let verdict = match (medians, b) {
-            (None, _) => Verdict::NotGatedHere,
-            (Some(_), None) => Verdict::New,
-            // Beyond the threshold, and not by chance: the whole interval on that side of the
-            // baseline.
-            (_, Some(b)) if m < b * (1.0 - noise) && hi < b => Verdict::Regressed,
-            (_, Some(b)) if m > b * (1.0 + noise) && lo > b => Verdict::Improved,
-            _ => Verdict::Pass,
+        let verdict = match base.ratios.get(name) {
+            None => Verdict::New,
+            // Beyond the threshold, and not by chance: the whole interval below 1.
+            Some(_) if m < 1.0 - noise && hi < 1.0 => Verdict::Regressed,
+            Some(_) if m > 1.0 + noise && lo > 1.0 => Verdict::Improved,
+            Some(_) => Verdict::Pass,
         };
         rows.push(Row {
             kind: "ratio",
             name: name.clone(),
-            baseline: b,
+            baseline: Some(1.0),
             now: Some(m),
             interval: Some((lo, hi)),
             threshold: noise,
             verdict,
-            against: None,
+            against: Some(against.to_string()),
         });
     }
-    for (name, &b) in medians.into_iter().flatten() {
+    for name in base.ratios.keys() {
         if !now.contains_key(name) {
             rows.push(Row {
                 kind: "ratio",
                 name: name.clone(),
-                baseline: Some(b),
+                baseline: Some(1.0),
                 now: None,
                 interval: None,
                 threshold: base.noise(name),
                 verdict: Verdict::Missing,
-                against: None,
+                against: Some(against.to_string()),
             });
         }
     }
@@ -293,11 +278,9 @@ fn verdict_text(r: &Row) -> String {
         Verdict::Regressed => "**REGRESSION**",
         Verdict::New => "new (no baseline)",
         Verdict::Missing => "**missing**",
-        Verdict::NotGatedHere => {
-            "not gated: no ratio baseline for this processor (`cargo xtask gate --update` records one)"
-        }
     };
     match r.against.as_deref() {
+        Some(base) if r.kind == "ratio" => format!("{word} (vs {base})"),
         Some(cpu) => format!(
             "{word} (vs {} baseline, ±{:.0}%)",
             if cpu.is_empty() {
@@ -462,9 +445,10 @@ mod tests {
         assert_eq!(rows[0].against.as_deref(), Some(""));
     }
 
-    /// Recorded data: (memcpy, compositor) CPU seconds of 12 repetitions of
-    /// `compositor_over_memcpy` on this project's 2-core Xeon (2026-11-30), two of them hit by
-    /// another tenant (the 0.0121 and 0.0133 compositor times).
+    /// Recorded data: (memcpy, compositor) CPU seconds of 12 repetitions of an earlier
+    /// memcpy-over-compositor figure on this project's 2-core Xeon (2026-11-30), two of them
+    /// hit by another tenant (the 0.0121 and 0.0133 compositor times); the tests use the
+    /// compositor's column.
     const COMPOSE: [[f64; 2]; 12] = [
         [0.003347, 0.008701],
         [0.003378, 0.008730],
@@ -482,7 +466,7 @@ mod tests {
 
     #[test]
     fn ratios_fail_beyond_the_threshold_and_only_then() {
-        let base = |median: f64| RatioBaselines {
+        let base = RatioBaselines {
             ratios: [(
                 "r".to_string(),
                 RatioBaseline {
@@ -491,36 +475,35 @@ mod tests {
                 },
             )]
             .into(),
-            processors: [(XEON.to_string(), [("r".to_string(), median)].into())].into(),
+            updated: None,
         };
-        let baseline = ratio_of_quartiles(&COMPOSE);
-        // The measured side (the compositor) slowed by `f`.
-        let slowed = |f: f64| COMPOSE.map(|[r, m]| [r, m * f]).to_vec();
-        let check = |pairs: Vec<Pair>, here: &str| {
-            compare_ratios(&base(baseline), &[("r".to_string(), pairs)].into(), here)[0].verdict
+        // The compositor's times as the base side, the same times in another order as the
+        // head's, slowed by `f`.
+        let slowed = |f: f64| {
+            (0..COMPOSE.len())
+                .map(|i| [COMPOSE[i][1], COMPOSE[(i + 5) % COMPOSE.len()][1] * f])
+                .collect::<Vec<Pair>>()
         };
-        assert_eq!(check(slowed(1.0), XEON), Verdict::Pass, "unchanged");
-        assert_eq!(check(slowed(1.03), XEON), Verdict::Pass, "inside the 5%");
-        assert_eq!(check(slowed(1.10), XEON), Verdict::Regressed, "10% slower");
-        assert_eq!(check(slowed(0.85), XEON), Verdict::Improved);
-        // The tenant's spikes land on the other side now: still the same figure.
+        let check = |pairs: Vec<Pair>| {
+            let rows = compare_ratios(&base, &[("r".to_string(), pairs)].into(), "base abc");
+            assert_eq!(rows[0].baseline, Some(1.0));
+            assert!(verdict_text(&rows[0]).ends_with("(vs base abc)"));
+            rows[0].verdict
+        };
+        assert_eq!(check(slowed(1.0)), Verdict::Pass, "unchanged");
+        assert_eq!(check(slowed(1.03)), Verdict::Pass, "inside the 5%");
+        assert_eq!(check(slowed(1.10)), Verdict::Regressed, "10% slower");
+        assert_eq!(check(slowed(0.85)), Verdict::Improved);
+        // The tenant's spikes land on one side: still the same figure.
         let mut spiked = slowed(1.0);
         spiked[0][0] *= 1.4;
-        spiked[1][0] *= 1.3;
-        assert_eq!(
-            check(spiked, XEON),
-            Verdict::Pass,
-            "noise alone never fails"
-        );
-        // On a processor with no medians of its own: shown, never gated (a pass or a fail
-        // would both be made up).
-        let elsewhere = compare_ratios(
-            &base(baseline),
-            &[("r".to_string(), slowed(1.5))].into(),
-            EPYC,
-        );
-        assert_eq!(elsewhere[0].verdict, Verdict::NotGatedHere);
-        assert!(!failed(&elsewhere));
+        spiked[1][1] *= 1.3;
+        assert_eq!(check(spiked), Verdict::Pass, "noise alone never fails");
+        // A figure in the file that was not measured fails; one not in the file is new.
+        let rows = compare_ratios(&base, &[("n".to_string(), slowed(1.5))].into(), "base abc");
+        assert_eq!(rows[0].verdict, Verdict::New);
+        assert_eq!(rows[1].verdict, Verdict::Missing);
+        assert!(failed(&rows));
     }
 
     #[test]
@@ -533,10 +516,9 @@ mod tests {
         );
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        // One side's spike moves that side's median little: 2 ÷ median(1, 1, 1.4) = 2.
-        assert_eq!(
-            ratio_of_quartiles(&[[2.0, 1.0], [2.0, 1.4], [2.0, 1.0]]),
-            2.0
-        );
+        // A spike on one side of one pair moves the median by a rank at most.
+        assert_eq!(paired_ratio(&[[2.0, 1.0], [2.0, 1.4], [2.0, 1.0]]), 2.0);
+        // The machine's drift between pairs cancels within each pair.
+        assert_eq!(paired_ratio(&[[2.0, 1.0], [3.0, 1.5], [2.4, 1.2]]), 2.0);
     }
 }

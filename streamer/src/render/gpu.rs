@@ -86,6 +86,34 @@ fn instance(api: Api) -> (wgpu::Instance, wgpu::Backends) {
     (wgpu::Instance::new(desc), backends)
 }
 
+/// Why this machine has no GPU to render on, where that is known without loading a driver:
+/// on Linux, no device node of a GPU (`/dev/dri/renderD*`, `/dev/nvidia*`), so that any
+/// adapter would be a software one. `None` where there is one, or off Linux.
+pub fn no_gpu_device() -> Option<String> {
+    no_gpu_device_in(std::path::Path::new("/dev"))
+}
+
+fn no_gpu_device_in(dev: &std::path::Path) -> Option<String> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let has = |dir: &std::path::Path, prefix: &str| {
+        std::fs::read_dir(dir).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        })
+    };
+    if has(&dev.join("dri"), "renderD") || has(dev, "nvidia") {
+        None
+    } else {
+        Some(format!(
+            "no GPU device on this machine ({0}/dri/renderD*, {0}/nvidia*): any adapter would \
+             be a software one, slower than the CPU compositor",
+            dev.display()
+        ))
+    }
+}
+
 /// Every adapter on `api`'s backends.
 #[cfg(feature = "gpu")]
 pub fn adapters(api: Api) -> Vec<Adapter> {
@@ -102,6 +130,13 @@ pub fn adapters(api: Api) -> Vec<Adapter> {
 /// There is none on those backends.
 #[cfg(feature = "gpu")]
 pub fn pick(api: Api) -> Result<(wgpu::Adapter, Adapter), NoAdapter> {
+    // Vulkan first: the GL backend's EGL set-up prints "XDG_RUNTIME_DIR is invalid" on a
+    // machine without a desktop session, and is needed only where Vulkan has no adapter.
+    if api == Api::Auto && wgpu::Backends::from_env().is_none() {
+        if let Ok(found) = pick(Api::Vulkan) {
+            return Ok(found);
+        }
+    }
     let (instance, backends) = instance(api);
     let options = wgpu::RequestAdapterOptions {
         power_preference: wgpu::PowerPreference::HighPerformance,
@@ -118,5 +153,29 @@ pub fn pick(api: Api) -> Result<(wgpu::Adapter, Adapter), NoAdapter> {
             looked_for: format!("{backends:?}"),
             why: e.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_machine_without_gpu_device_nodes_has_no_gpu() {
+        let dev = tempfile::tempdir().unwrap();
+        let why = no_gpu_device_in(dev.path()).expect("an empty /dev has no GPU");
+        assert!(why.contains("software"), "{why}");
+        std::fs::create_dir(dev.path().join("dri")).unwrap();
+        std::fs::write(dev.path().join("dri/card0"), "").unwrap();
+        assert!(
+            no_gpu_device_in(dev.path()).is_some(),
+            "card0 alone is a display"
+        );
+        std::fs::write(dev.path().join("dri/renderD128"), "").unwrap();
+        assert_eq!(no_gpu_device_in(dev.path()), None);
+        let nv = tempfile::tempdir().unwrap();
+        std::fs::write(nv.path().join("nvidia0"), "").unwrap();
+        assert_eq!(no_gpu_device_in(nv.path()), None);
     }
 }

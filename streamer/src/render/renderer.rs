@@ -33,9 +33,14 @@ pub struct Renderer {
 
 /// Why `auto` should not use the GPU on `cfg`'s API, if it should not: there is no hardware
 /// adapter. A software one (lavapipe, llvmpipe) renders slower than the CPU compositor, so
-/// `auto` passes it by.
+/// `auto` passes it by. On Linux a machine with no GPU device node has no hardware adapter,
+/// and `auto` decides so without loading a driver: a software driver, once loaded, stays
+/// mapped (about 50 MiB of llvmpipe) for the rest of the process.
 #[cfg(feature = "gpu")]
 fn auto_gpu(cfg: &StreamConfig) -> Result<(), String> {
+    if let Some(why) = super::gpu::no_gpu_device() {
+        return Err(why);
+    }
     match super::gpu::pick(cfg.renderer.api) {
         Ok((_, info)) if info.device_type == "cpu" => Err(format!(
             "only a software adapter, {info}, which is slower than the CPU compositor"
