@@ -165,6 +165,8 @@ struct RunArgs {
 static ALLOCATOR: harness::allocs::Counting = harness::allocs::Counting;
 
 fn main() -> Result<()> {
+    // SAFETY: first thing in main, no other thread yet.
+    unsafe { streamer::render::gpu::quiet_headless_vulkan() };
     match Cli::parse().command {
         Cmd::Run(args) => commands::run(&args.into()),
         Cmd::Merge { suites, results } => commands::merge(&results, suites),

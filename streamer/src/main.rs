@@ -139,6 +139,8 @@ impl ConfigArgs {
 }
 
 fn main() -> Result<()> {
+    // SAFETY: first thing in main, no other thread yet.
+    unsafe { streamer::render::gpu::quiet_headless_vulkan() };
     match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Serve(args) => serve(args),

@@ -158,12 +158,14 @@ fn gate_power(out: &mut String, root: &Path) {
     let _ = writeln!(
         out,
         "## The gate's resolution\n\n\
-         From `cargo xtask gate --power` on commit `{}`, {} ({} cores), {}: each timed ratio's \
-         gate measurement (at least {} repetitions, up to four times as many until settled) run {} times unchanged and {} times with its measured \
-         side slowed by each amount (calibrated busy work in its per-frame path; in brackets \
-         the slowdown it measured). A slowdown counts as caught when the gate fails; a false \
-         alarm is an unchanged try that fails. Instruction counts are exact from run to run and \
-         fail above +2% on a processor with its own baseline.\n",
+         From `cargo xtask gate --power` on commit `{}`, {} ({} cores), {}: each timed \
+         figure's gate measurement (at least {} repetitions, up to four times as many until \
+         settled), with that commit's `harness` as both the base and the head side, run {} \
+         times unchanged and {} times with the head slowed by each amount (calibrated busy work \
+         in its per-frame path; in brackets the slowdown it measured). A slowdown counts as \
+         caught when the gate fails; a false alarm is an unchanged try that fails. Instruction \
+         counts are exact from run to run and fail above +2% on a processor with its own \
+         baseline.\n",
         p.commit, p.processor, p.cores, p.date, p.reps, p.tries, p.tries
     );
     if let Some(note) = &p.reevaluated {

@@ -86,6 +86,24 @@ fn instance(api: Api) -> (wgpu::Instance, wgpu::Backends) {
     (wgpu::Instance::new(desc), backends)
 }
 
+/// Keeps Mesa's Vulkan device-select layer from printing `error: XDG_RUNTIME_DIR is invalid or
+/// not set in the environment.` (twice, at every Vulkan instance) on a machine with no desktop
+/// session: the layer connects to the display server to find the display's GPU, and without a
+/// session there is none to find. Where `XDG_RUNTIME_DIR` is unset and neither
+/// `NODEVICE_SELECT` nor `MESA_VK_DEVICE_SELECT` is set, it sets `NODEVICE_SELECT=1`, the
+/// layer's own switch; wgpu still picks the adapter itself.
+///
+/// # Safety
+/// Call it at the very start of `main`, before any thread starts (it sets an environment
+/// variable).
+pub unsafe fn quiet_headless_vulkan() {
+    let set = |k: &str| std::env::var_os(k).is_some();
+    if !set("XDG_RUNTIME_DIR") && !set("NODEVICE_SELECT") && !set("MESA_VK_DEVICE_SELECT") {
+        // SAFETY: the caller promises no other thread runs yet.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
 /// Why this machine has no GPU to render on, where that is known without loading a driver:
 /// on Linux, no device node of a GPU (`/dev/dri/renderD*`, `/dev/nvidia*`), so that any
 /// adapter would be a software one. `None` where there is one, or off Linux.
