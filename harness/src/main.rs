@@ -156,7 +156,10 @@ struct RunArgs {
     json: bool,
     /// Run only every N-th point starting at the K-th (K from 1), e.g. 2/4, and write
     /// <results>/<suite>/shard-K-of-N.json; `harness merge SUITE` joins the shards.
-    /// Comparisons (--compare-cli, --peers, --probe-overhead) run in shard 1 only.
+    /// Comparisons (--compare-cli, --peers, --probe-overhead) run in shard 1 only. Without
+    /// it, an array job's index is read from the environment: STREAM_MANAGER_SHARD=K/N (any
+    /// CI matrix), JOB_COMPLETION_INDEX with STREAM_MANAGER_SHARDS=N (Kubernetes Indexed Job),
+    /// SLURM_ARRAY_TASK_ID/_MIN/_COUNT (Slurm job array), CI_NODE_INDEX/CI_NODE_TOTAL (GitLab).
     #[arg(long, value_name = "K/N")]
     shard: Option<harness::results::Shard>,
 }

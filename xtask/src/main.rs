@@ -86,6 +86,9 @@ struct PerfArgs {
     json: bool,
     /// Run every N-th point starting at the K-th (K from 1), e.g. `--shard 2/4`, into
     /// results/<suite>/shard-K-of-N.json; `cargo xtask results merge` joins the shards.
+    /// Without it, array jobs give it through the environment: STREAM_MANAGER_SHARD=K/N (any
+    /// CI matrix), JOB_COMPLETION_INDEX + STREAM_MANAGER_SHARDS=N (Kubernetes Indexed Job),
+    /// SLURM_ARRAY_TASK_ID/_MIN/_COUNT (Slurm), CI_NODE_INDEX/CI_NODE_TOTAL (GitLab).
     #[arg(long, value_name = "K/N")]
     shard: Option<String>,
 }

@@ -20,31 +20,50 @@ use std::path::Path;
 /// some end marks had no start mark.
 pub fn run(args: &RunOptions) -> Result<()> {
     let scenario = Scenario::load(&args.scenario)?;
-    let mut plan = scenario.plan(args.quick);
+    let plan = scenario.plan(args.quick);
     let all_points = plan.points.len();
-    if let Some(shard) = args.shard {
-        plan.points = shard.select(plan.points);
+    let shard = match args.shard {
+        Some(s) => Some(s),
+        // An array job's index, from the engine's environment.
+        None => crate::results::Shard::from_env(|k| std::env::var(k).ok())
+            .map_err(anyhow::Error::msg)?
+            .map(|(s, from)| {
+                eprintln!("{}: shard {s} from {from}", scenario.suite);
+                s
+            }),
+    };
+    let reps = plan.settings.repetitions;
+    let sweep: Vec<String> = plan.points.iter().map(|p| p.id()).collect();
+    // The runs (point × repetition, in sweep order) this process makes, per point.
+    let runs: Vec<u32> = (0..all_points)
+        .map(|i| {
+            (0..reps)
+                .filter(|&r| shard.is_none_or(|s| s.has(i * reps as usize + r as usize)))
+                .count() as u32
+        })
+        .collect();
+    if let Some(shard) = shard {
+        let total: u32 = runs.iter().sum();
         eprintln!(
-            "{}: shard {shard}: {} of the sweep's {all_points} points",
+            "{}: shard {shard}: {total} of the sweep's {} runs ({all_points} points × {reps})",
             scenario.suite,
-            plan.points.len()
+            all_points * reps as usize
         );
     }
     // Side-by-side comparisons belong to one shard.
-    let first_shard = args.shard.is_none_or(|s| s.k == 1);
+    let first_shard = shard.is_none_or(|s| s.k == 1);
     let exe = std::env::current_exe().context("locating the harness binary")?;
     let started = now_rfc3339();
-    let reps = plan.settings.repetitions;
     eprintln!(
         "{}: {} points × {} runs ({}){}",
         scenario.suite,
-        plan.points.len(),
+        runs.iter().filter(|&&r| r > 0).count(),
         reps,
         scenario.file.display(),
         if args.quick { ", quick" } else { "" }
     );
-    let mut progress = Progress::new(plan.points.len() as u64 * u64::from(reps));
-    let points = measure_points(&scenario, &plan, &exe, &mut progress)?;
+    let mut progress = Progress::new(runs.iter().map(|&r| u64::from(r)).sum());
+    let points = measure_points(&scenario, &plan, &runs, &exe, &mut progress)?;
     let comparisons = if first_shard {
         side_by_side(args, &scenario.base, &exe, &progress)?
     } else {
@@ -64,21 +83,26 @@ pub fn run(args: &RunOptions) -> Result<()> {
         settings: plan.settings,
         points,
         comparisons,
-        shard: args.shard,
+        shard,
+        sweep: if shard.is_some() { sweep } else { Vec::new() },
     };
     finish(args, &results)
 }
 
-/// Every point of the plan, each repetition in a fresh child process.
+/// Every point of the plan that has runs here (`runs[i]` repetitions of point `i`: all of them,
+/// or a shard's), each repetition in a fresh child process.
 fn measure_points(
     scenario: &Scenario,
     plan: &Plan,
+    runs_of: &[u32],
     exe: &Path,
     progress: &mut Progress,
 ) -> Result<Vec<PointResult>> {
-    let reps = plan.settings.repetitions;
     let mut points = Vec::new();
-    for point in &plan.points {
+    for (point, &reps) in plan.points.iter().zip(runs_of) {
+        if reps == 0 {
+            continue;
+        }
         let job = PointJob {
             config: point.config.clone(),
             settings: plan.settings,
@@ -112,7 +136,7 @@ fn measure_points(
 
 /// Writes the shard's file, or the suite's results and the report (then the summary).
 fn finish(args: &RunOptions, results: &Results) -> Result<()> {
-    if let Some(shard) = args.shard {
+    if let Some(shard) = results.shard {
         let path = crate::results::merge::write(results, shard, &args.results)?;
         eprintln!(
             "shard {shard} of {}: {} (when every shard is in, `cargo xtask results merge {}`)",

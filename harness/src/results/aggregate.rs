@@ -20,6 +20,53 @@ pub fn median(values: &mut [f64]) -> f64 {
 }
 
 impl PointResult {
+    /// One point from parts of its repetitions aggregated apart (shards of a sweep, at least
+    /// one part): the repetitions joined, fps, CPU and bitrate their medians, fps extremes,
+    /// peak RSS and drops over all of them, span histograms added (exact: the percentiles are
+    /// those of every frame of every part). The stage figures (network, pipeline, core,
+    /// quality, render) and the RSS timeline are the first part's.
+    pub fn combine(mut parts: Vec<PointResult>) -> PointResult {
+        if parts.len() == 1 {
+            return parts.pop().expect("one part");
+        }
+        let mut out = parts[0].clone();
+        let reps: Vec<Repetition> = parts.iter().flat_map(|p| p.repetitions.clone()).collect();
+        let med = |f: fn(&Repetition) -> f64| median(&mut reps.iter().map(f).collect::<Vec<_>>());
+        out.fps = med(|r| r.fps);
+        out.cpu_percent = med(|r| r.cpu_percent);
+        out.bitrate_kbps = med(|r| r.bitrate_kbps);
+        out.fps_min = parts
+            .iter()
+            .map(|p| p.fps_min)
+            .fold(f64::INFINITY, f64::min);
+        out.fps_max = parts.iter().map(|p| p.fps_max).fold(0.0, f64::max);
+        out.rss_bytes = parts.iter().map(|p| p.rss_bytes).max().unwrap_or(0);
+        out.dropped_frames = parts.iter().map(|p| p.dropped_frames).sum();
+        out.unmatched_marks = parts.iter().map(|p| p.unmatched_marks).sum();
+        for n in parts.iter().skip(1).flat_map(|p| &p.notes) {
+            if !out.notes.contains(n) {
+                out.notes.push(n.clone());
+            }
+        }
+        let names: std::collections::BTreeSet<&String> =
+            parts.iter().flat_map(|p| p.spans.keys()).collect();
+        out.spans = names
+            .into_iter()
+            .map(|name| {
+                let mut merged = new_histogram();
+                for h in parts
+                    .iter()
+                    .filter_map(|p| p.spans.get(name).and_then(|s| s.histogram().ok()))
+                {
+                    merged.add(&h).expect("histograms share bounds");
+                }
+                (name.clone(), SpanStats::from_histogram(&merged))
+            })
+            .collect();
+        out.repetitions = reps;
+        out
+    }
+
     /// Aggregates a point's repetitions (at least one).
     pub fn aggregate(
         id: String,

@@ -2,7 +2,7 @@
 //! ([`merge`]), and writing one shard's results to its own file ([`write()`]).
 
 use super::files::{ResultsError, write_atomic};
-use super::model::Results;
+use super::model::{PointResult, Results};
 use super::shard::Shard;
 use std::path::{Path, PathBuf};
 
@@ -87,13 +87,25 @@ pub fn merge_shards(
             });
         }
     }
-    // Shard k's j-th point was the sweep's point (k - 1) + j·n.
-    let total: usize = shards.iter().map(|(_, r)| r.points.len()).sum();
-    let mut points = Vec::with_capacity(total);
-    for i in 0..total {
-        let (k, j) = (i % n, i / n);
-        if let Some(p) = shards[k].1.points.get(j) {
-            points.push(p.clone());
+    // Every shard names the whole sweep's points in order; a point's parts (its repetitions
+    // run in different shards) combine into one.
+    let sweep = &first.sweep;
+    if sweep.is_empty() {
+        return Err(mismatch(
+            "shard files without the sweep's order (from an older harness: run them again)".into(),
+        ));
+    }
+    if let Some((s, _)) = shards.iter().find(|(_, r)| &r.sweep != sweep) {
+        return Err(mismatch(format!("shard {s} of another sweep's points")));
+    }
+    let mut points = Vec::with_capacity(sweep.len());
+    for id in sweep {
+        let parts: Vec<PointResult> = shards
+            .iter()
+            .flat_map(|(_, r)| r.points.iter().filter(|p| &p.id == id).cloned())
+            .collect();
+        if !parts.is_empty() {
+            points.push(PointResult::combine(parts));
         }
     }
     let mut merged = first.clone();
@@ -109,6 +121,7 @@ pub fn merge_shards(
         .max()
         .unwrap_or_default();
     merged.shard = None;
+    merged.sweep = Vec::new();
     let machines: std::collections::BTreeSet<String> = shards
         .iter()
         .map(|(_, r)| format!("{} × {}", r.machine.cores, r.machine.cpu_model))
@@ -143,14 +156,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn merging_shards_restores_the_sweep_order() {
+    fn merging_shards_restores_the_sweep_order_and_combines_split_points() {
+        // The committed results of the stream suite: their span histograms are serialized.
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/results-sample.json"
+            "/../results/stream/latest.json"
         ))
-        .expect("sample results");
+        .expect("committed results");
         let whole: Results = serde_json::from_str(&text).expect("results json");
         assert!(whole.points.len() >= 3);
+        let sweep: Vec<String> = whole.points.iter().map(|p| p.id.clone()).collect();
         let n = 2;
         let shards: Vec<(Shard, Results)> = (1..=n)
             .map(|k| {
@@ -158,6 +173,7 @@ mod tests {
                 let mut r = whole.clone();
                 r.points = s.select(whole.points.clone());
                 r.shard = Some(s);
+                r.sweep = sweep.clone();
                 (s, r)
             })
             .rev()
@@ -165,7 +181,28 @@ mod tests {
         let merged = merge_shards("x", "stream", shards.clone()).unwrap();
         let ids = |r: &Results| r.points.iter().map(|p| p.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&merged), ids(&whole));
+        assert!(merged.sweep.is_empty() && merged.shard.is_none());
         let missing = merge_shards("x", "stream", shards[..1].to_vec()).unwrap_err();
         assert!(missing.to_string().contains("missing"), "{missing}");
+        // The first point's repetitions split over both shards: one point again, its
+        // histograms added and its medians over every repetition.
+        let mut split = shards.clone();
+        let p0 = whole.points[0].clone();
+        for (_, r) in &mut split {
+            if !r.points.iter().any(|p| p.id == p0.id) {
+                r.points.insert(0, p0.clone());
+            }
+        }
+        let merged = merge_shards("x", "stream", split).unwrap();
+        assert_eq!(ids(&merged), ids(&whole));
+        let m = &merged.points[0];
+        assert_eq!(m.repetitions.len(), 2 * p0.repetitions.len());
+        assert_eq!(m.dropped_frames, 2 * p0.dropped_frames);
+        assert!(!p0.spans.is_empty());
+        for (name, s) in &p0.spans {
+            let (one, both) = (s.histogram().unwrap(), m.spans[name].histogram().unwrap());
+            assert_eq!(both.len(), 2 * one.len(), "{name}: counts added");
+            assert_eq!(both.value_at_quantile(0.5), one.value_at_quantile(0.5));
+        }
     }
 }

@@ -34,6 +34,10 @@ pub struct Results {
     /// The shard these results are, when the sweep was split (`--shard K/N`).
     #[serde(default)]
     pub shard: Option<Shard>,
+    /// A shard's file only: every point id of the whole sweep, in order (a shard holds some
+    /// repetitions of some points; the merge puts them back in this order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<String>,
 }
 
 fn unknown_commit() -> String {
