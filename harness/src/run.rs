@@ -81,7 +81,22 @@ pub struct PointRun {
     /// The render stage: the guide's RenderMetrics over the whole run, and the backend that ran.
     #[serde(default)]
     pub render: Option<streamer::render::RenderMetrics>,
+    /// CPU milliseconds per frame by stage over the window, from the threads' own clocks
+    /// ([`STAGES`]; `server` and `players` with the embedded server).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stage_cpu_ms: BTreeMap<String, f64>,
 }
+
+/// The stages of [`PointRun::stage_cpu_ms`], in the order of a frame's path.
+pub const STAGES: [&str; 7] = [
+    "render",
+    "workers",
+    "encode",
+    "x264 threads",
+    "send",
+    "server",
+    "players",
+];
 
 /// The core stage's figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -311,6 +326,7 @@ fn quality_run(job: &PointJob) -> Result<PointRun, RunError> {
         core: None,
         quality: Some(q),
         render: None,
+        stage_cpu_ms: BTreeMap::new(),
     })
 }
 
@@ -435,8 +451,10 @@ fn measure<P: Probe>(
     let pipeline_before = stream.pipeline_stats();
     let mut sampler = Sampler::start();
     let allocs_before = crate::allocs::allocations();
+    let stages_before = stream.stage_cpu();
     let started = Instant::now();
     stream.run(s.length.frames(fps), s.pacing)?;
+    let stages = stream.stage_cpu().since(&stages_before);
     // Memory is the streaming window's: `finish` tears the stream down.
     sampler.end_memory_window();
     let allocs =
@@ -447,6 +465,7 @@ fn measure<P: Probe>(
     if let Some(c) = core.as_mut() {
         c.metrics = summary.core.clone();
     }
+    let mut server_players_s = None;
     let network = relay.map(|r| {
         // Frames still on their way reach the players before the counters are read (the same
         // frames as the publisher's); this adds no wall time.
@@ -466,14 +485,33 @@ fn measure<P: Probe>(
         let receivers = (after.len() + late.len()).max(1) as f64;
         n.wire_kbps_per_player = wire as f64 * 8.0 / wall_s / 1000.0 / receivers;
         let percent = |s: f64| Some(s / wall_s * 100.0);
-        n.server_cpu_percent = percent(threads_cpu_seconds(&SERVER_THREADS) - server_cpu_before);
-        n.players_cpu_percent = percent(threads_cpu_seconds(&PLAYER_THREADS) - players_cpu_before);
+        let server_s = threads_cpu_seconds(&SERVER_THREADS) - server_cpu_before;
+        let players_s = threads_cpu_seconds(&PLAYER_THREADS) - players_cpu_before;
+        n.server_cpu_percent = percent(server_s);
+        n.players_cpu_percent = percent(players_s);
+        server_players_s = Some((server_s, players_s));
         n
     });
     let after = summary.counters;
     let frames = after.packets - before.packets;
     let pipeline = PipelineFigures::between(&pipeline_before, &summary.pipeline, frames, allocs);
     let media_s = frames as f64 / f64::from(fps);
+    let per_frame = |seconds: f64| seconds * 1000.0 / frames.max(1) as f64;
+    let mut stage_cpu_ms: BTreeMap<String, f64> = STAGES
+        .iter()
+        .zip([
+            stages.render_s,
+            stages.workers_s,
+            stages.encode_s,
+            stages.x264_threads_s,
+            stages.send_s,
+        ])
+        .map(|(name, s)| (name.to_string(), per_frame(s)))
+        .collect();
+    if let Some((server, players)) = server_players_s {
+        stage_cpu_ms.insert("server".into(), per_frame(server));
+        stage_cpu_ms.insert("players".into(), per_frame(players));
+    }
     let mut notes = summary.notes;
     if summary.pool_copies > 0 {
         notes.push(format!(
@@ -503,6 +541,7 @@ fn measure<P: Probe>(
         core,
         quality: None,
         render: Some(summary.render),
+        stage_cpu_ms,
     })
 }
 

@@ -11,6 +11,7 @@
 mod baseline;
 mod comparisons;
 mod core;
+mod cpu;
 mod encoder;
 pub mod format;
 mod frames;
@@ -78,6 +79,7 @@ pub fn build(root: &Path) -> String {
         }
         if !r.points.is_empty() {
             spans::point_spans(&mut out, r);
+            cpu::stage_cpu(&mut out, r);
         }
     }
     recommend::section(&mut out, &loaded);

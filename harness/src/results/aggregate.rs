@@ -131,6 +131,17 @@ impl PointResult {
             core: aggregate_core(runs),
             quality: runs.iter().find_map(|r| r.quality.clone()),
             render: runs.iter().find_map(|r| r.render.clone()),
+            stage_cpu_ms: runs
+                .iter()
+                .flat_map(|r| r.stage_cpu_ms.keys())
+                .map(|stage| {
+                    let mut v: Vec<f64> = runs
+                        .iter()
+                        .filter_map(|r| r.stage_cpu_ms.get(stage).copied())
+                        .collect();
+                    (stage.clone(), median(&mut v))
+                })
+                .collect(),
         }
     }
 }

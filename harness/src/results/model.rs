@@ -88,6 +88,10 @@ pub struct PointResult {
     /// RenderMetrics of the first repetition.
     #[serde(default)]
     pub render: Option<streamer::render::RenderMetrics>,
+    /// CPU milliseconds per frame by stage (medians over the repetitions; see
+    /// [`crate::run::STAGES`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stage_cpu_ms: BTreeMap<String, f64>,
 }
 
 /// One repetition's figures.

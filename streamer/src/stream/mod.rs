@@ -16,6 +16,7 @@
 //! `shared` holds what the threads share and the figures read from it.
 
 mod capture;
+mod cpu;
 mod send;
 mod shared;
 
@@ -31,6 +32,7 @@ use crate::probe::{Point, Probe};
 use crate::render::{RenderError, Renderer};
 use crate::source::Scene;
 use capture::Capture;
+pub use cpu::{StageCpu, thread_cpu_ns};
 use send::{Send, deliver};
 use shared::Shared;
 pub use shared::{Live, LiveSnapshot, PipelineStats};
@@ -134,6 +136,11 @@ pub struct Stream<'p, P: Probe> {
     encoder: Encoder,
     sink: Box<dyn Sink>,
     shared: std::sync::Arc<Shared>,
+    /// The renderer's helper threads (the compositor's pool, the GPU driver's): those that
+    /// opening the renderer started.
+    render_threads: std::collections::BTreeSet<u32>,
+    /// libx264's own threads: those that opening the encoder started.
+    x264_threads: std::collections::BTreeSet<u32>,
     next_frame: u64,
     clock: Option<Instant>,
     counters: Counters,
@@ -152,10 +159,14 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         probe.mark(Point::RenderSetupStart, 0);
         let scene = Scene::new(v.width, v.height);
         let mut core = Core::new(&cfg.core)?;
+        let before_renderer = cpu::thread_ids();
         let renderer = crate::render::open(cfg)?;
+        let render_threads = &cpu::thread_ids() - &before_renderer;
         core.setup(probe)?;
         probe.mark(Point::RenderSetupEnd, 0);
+        let threads_before = cpu::thread_ids();
         let encoder = Encoder::open(&EncodeSettings::of(cfg), output.needs_global_header())?;
+        let x264_threads = &cpu::thread_ids() - &threads_before;
         // Slots in use at once: the queue, one per worker, the reorder window, the renderer's
         // round.
         let slots = (p.max_queue_size + 3 * p.pool_size + 1) as usize + renderer.round_size();
@@ -183,7 +194,10 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 sent_bytes: AtomicU64::new(0),
                 queue_depth: AtomicU64::new(0),
                 queue_capacity: p.max_queue_size.into(),
+                cpu: cpu::CpuCounters::default(),
             }),
+            render_threads,
+            x264_threads,
             next_frame: 0,
             clock: None,
             counters: Counters::default(),
@@ -229,6 +243,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                         }
                     }
                     let _close = CloseOnExit(queue);
+                    let _cpu = cpu::ThreadClock::start(&shared.cpu.render_ns);
                     let capture = Capture {
                         scene,
                         shared,
@@ -245,6 +260,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 let started = std::thread::Builder::new()
                     .name(format!("pipeline-{w}"))
                     .spawn_scoped(sc, move || {
+                        let _cpu = cpu::ThreadClock::start(&shared.cpu.workers_ns);
                         worker::work(settings, tally, queue, reorder, probe);
                         reorder.worker_done();
                     });
@@ -264,7 +280,10 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 sink,
                 counters: &mut *counters,
             };
-            let result = send.run(cfg, shared, reorder, probe, live);
+            let result = {
+                let _cpu = cpu::ThreadClock::start(&shared.cpu.encode_ns);
+                send.run(cfg, shared, reorder, probe, live)
+            };
             if result.is_err() {
                 abort.store(true, Ordering::Relaxed);
                 queue.close();
@@ -338,6 +357,14 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         self.sink.stats()
     }
 
+    /// CPU time per stage so far ([`StageCpu`]); take two and [`StageCpu::since`] for a
+    /// window's.
+    pub fn stage_cpu(&self) -> StageCpu {
+        self.shared
+            .cpu
+            .snapshot(&self.render_threads, &self.x264_threads)
+    }
+
     /// The configuration the stream runs.
     pub fn config(&self) -> &StreamConfig {
         &self.cfg
@@ -350,8 +377,13 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
     pub fn finish(mut self) -> Result<Summary, StreamError> {
         let mut failed = None;
         let (probe, sink, counters) = (self.probe, &mut self.sink, &mut self.counters);
-        self.encoder
-            .finish(probe, |p| deliver(probe, sink, counters, p, &mut failed))?;
+        let cpu = &self.shared.cpu;
+        {
+            let _cpu = cpu::ThreadClock::start(&cpu.encode_ns);
+            self.encoder.finish(probe, |p| {
+                deliver(probe, sink, counters, p, &cpu.send_ns, &mut failed)
+            })?;
+        }
         if let Some(e) = failed {
             return Err(e.into());
         }

@@ -12,7 +12,7 @@ use crate::pipeline::buffers::Slot;
 use crate::pipeline::format::Ingest;
 use crate::pipeline::{Done, DropReason, Reorder};
 use crate::probe::{Point, Probe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Where the encoder's loop sends what it encodes, and what it counts.
@@ -68,7 +68,7 @@ impl Send<'_> {
                 .and_then(|()| {
                     self.encoder
                         .encode_frame(id, &mut slot.picture, copy, probe, |pkt| {
-                            deliver(probe, sink, counters, pkt, &mut failed)
+                            deliver(probe, sink, counters, pkt, &shared.cpu.send_ns, &mut failed)
                         })
                         .map_err(StreamError::from)
                 });
@@ -88,12 +88,14 @@ impl Send<'_> {
     }
 }
 
-/// Sends one packet to the sink, marking `network:send` and counting it; keeps the first error.
+/// Sends one packet to the sink, marking `network:send`, counting it and charging its CPU time
+/// to `cpu`; keeps the first error.
 pub(super) fn deliver<P: Probe>(
     probe: &P,
     sink: &mut Box<dyn Sink>,
     counters: &mut Counters,
     packet: Packet<'_>,
+    cpu: &AtomicU64,
     failed: &mut Option<OutputError>,
 ) {
     if failed.is_some() {
@@ -101,7 +103,11 @@ pub(super) fn deliver<P: Probe>(
     }
     let (id, size, key) = (packet.frame, packet.data().len() as u64, packet.is_key());
     probe.mark(Point::NetworkSendStart, id);
-    match sink.send(packet) {
+    let sent = {
+        let _cpu = super::cpu::ThreadClock::start(cpu);
+        sink.send(packet)
+    };
+    match sent {
         Ok(()) => {
             probe.mark(Point::NetworkSendEnd, id);
             counters.packets += 1;

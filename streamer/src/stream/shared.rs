@@ -55,6 +55,8 @@ pub(super) struct Shared {
     pub(super) sent_bytes: AtomicU64,
     pub(super) queue_depth: AtomicU64,
     pub(super) queue_capacity: u64,
+    /// CPU time per stage.
+    pub(super) cpu: super::cpu::CpuCounters,
 }
 
 /// A view of a running stream for another thread (the metrics endpoint): counters the stream

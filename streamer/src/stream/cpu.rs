@@ -1,0 +1,163 @@
+//! Where a stream's CPU goes, stage by stage ([`StageCpu`]), from the threads' own CPU clocks
+//! (the guide's Best Practices: "monitor CPU usage per component"): the render thread (scene,
+//! layout, compositor) with the renderer's helper threads (the compositor's pool, the GPU
+//! driver's: the threads that opening the renderer started), the pipeline's workers, the encoder's thread (format ingest, the
+//! encoder wrapper and what libx264 does on it), libx264's own threads (found as the threads
+//! that opening the encoder started), and the output (`network:send`: FLV and RTMP packing and
+//! the socket writes, on the encoder's thread, taken out of its share).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// CPU seconds per stage since the stream opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageCpu {
+    /// The render thread: scene, layout, composition (CPU compositor and its helpers, or the
+    /// GPU renderer's submission and readback).
+    pub render_s: f64,
+    /// The pipeline's workers: format conversion (raw, jpeg, png).
+    pub workers_s: f64,
+    /// The encoder's thread less the output: ingest, the encoder wrapper and libx264's work on
+    /// that thread.
+    pub encode_s: f64,
+    /// libx264's own threads (lookahead, frame and slice threads); 0 off Linux.
+    pub x264_threads_s: f64,
+    /// The output on the encoder's thread: muxing and writing each packet (`network:send`).
+    pub send_s: f64,
+}
+
+impl StageCpu {
+    /// Every stage's seconds, summed.
+    pub fn total_s(&self) -> f64 {
+        self.render_s + self.workers_s + self.encode_s + self.x264_threads_s + self.send_s
+    }
+
+    /// `self − before`, stage by stage (a window's share).
+    pub fn since(&self, before: &StageCpu) -> StageCpu {
+        StageCpu {
+            render_s: self.render_s - before.render_s,
+            workers_s: self.workers_s - before.workers_s,
+            encode_s: self.encode_s - before.encode_s,
+            x264_threads_s: self.x264_threads_s - before.x264_threads_s,
+            send_s: self.send_s - before.send_s,
+        }
+    }
+}
+
+/// Nanoseconds of CPU the calling thread has used.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock exists on every Linux and macOS.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The stages' counters the stream's threads add to.
+#[derive(Debug, Default)]
+pub(super) struct CpuCounters {
+    pub(super) render_ns: AtomicU64,
+    pub(super) workers_ns: AtomicU64,
+    /// The encoder's thread while it runs the encode loop, output included.
+    pub(super) encode_ns: AtomicU64,
+    pub(super) send_ns: AtomicU64,
+}
+
+/// Adds the calling thread's CPU time from now until it is dropped to a counter (on every
+/// exit path, a panic included).
+pub(super) struct ThreadClock<'a> {
+    into: &'a AtomicU64,
+    start: u64,
+}
+
+impl<'a> ThreadClock<'a> {
+    pub(super) fn start(into: &'a AtomicU64) -> Self {
+        ThreadClock {
+            into,
+            start: thread_cpu_ns(),
+        }
+    }
+}
+
+impl Drop for ThreadClock<'_> {
+    fn drop(&mut self) {
+        self.into.fetch_add(
+            thread_cpu_ns().saturating_sub(self.start),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// The ids of this process's threads (empty off Linux).
+pub(super) fn thread_ids() -> BTreeSet<u32> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// CPU nanoseconds the threads `ids` have used, from the scheduler's per-thread counter (a
+/// thread that has exited counts 0).
+pub(super) fn threads_cpu_ns(ids: &BTreeSet<u32>) -> u64 {
+    ids.iter()
+        .filter_map(|id| {
+            std::fs::read_to_string(format!("/proc/self/task/{id}/schedstat"))
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+impl CpuCounters {
+    /// The stages so far; the renderer's helper threads (`render`) and libx264's (`x264`)
+    /// read now.
+    pub(super) fn snapshot(&self, render: &BTreeSet<u32>, x264: &BTreeSet<u32>) -> StageCpu {
+        let s = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 * 1e-9;
+        let send = s(&self.send_ns);
+        StageCpu {
+            render_s: s(&self.render_ns) + threads_cpu_ns(render) as f64 * 1e-9,
+            workers_s: s(&self.workers_ns),
+            encode_s: (s(&self.encode_ns) - send).max(0.0),
+            x264_threads_s: threads_cpu_ns(x264) as f64 * 1e-9,
+            send_s: send,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_clock_charges_its_threads_work_on_every_exit() {
+        let counter = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _c = ThreadClock::start(&counter);
+                let mut x = 1u64;
+                for i in 0..5_000_000u64 {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+                }
+            });
+        });
+        let ns = counter.load(Ordering::Relaxed);
+        assert!(ns > 100_000, "{ns} ns");
+        let mine = thread_ids();
+        if cfg!(target_os = "linux") {
+            assert!(!mine.is_empty());
+            assert!(threads_cpu_ns(&mine) > 0);
+        }
+    }
+}
