@@ -21,7 +21,7 @@ fn clock(id: libc::clockid_t) -> f64 {
 
 /// Seconds of CPU the calling thread has used.
 pub fn thread_cpu() -> f64 {
-    clock(libc::CLOCK_THREAD_CPUTIME_ID)
+    streamer::stream::thread_cpu_ns() as f64 * 1e-9
 }
 
 /// Seconds of CPU the whole process (every thread, user and system) has used.

@@ -6,7 +6,40 @@ use crate::record::{SpanStats, new_histogram};
 use crate::run::{CoreFigures, NetworkFigures, PipelineFigures, PointRun};
 use std::collections::BTreeMap;
 use streamer::config::StreamConfig;
-use streamer::probe::SPANS;
+
+/// Every span's histograms of `maps` added together (exact: the percentiles of every frame of
+/// every map), each span once.
+fn merged_spans<'a>(
+    maps: impl Iterator<Item = &'a BTreeMap<String, SpanStats>> + Clone,
+) -> BTreeMap<String, SpanStats> {
+    let names: std::collections::BTreeSet<&String> = maps.clone().flat_map(|m| m.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let mut merged = new_histogram();
+            let mut any = false;
+            for h in maps
+                .clone()
+                .filter_map(|m| m.get(name).and_then(|s| s.histogram().ok()))
+            {
+                merged.add(&h).expect("histograms share bounds");
+                any = true;
+            }
+            any.then(|| (name.clone(), SpanStats::from_histogram(&merged)))
+        })
+        .collect()
+}
+
+/// `notes` in order, each once.
+fn unique<'a>(notes: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in notes {
+        if !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    out
+}
 
 /// The median of `values` (sorted in place); 0 for none.
 pub fn median(values: &mut [f64]) -> f64 {
@@ -43,26 +76,8 @@ impl PointResult {
         out.rss_bytes = parts.iter().map(|p| p.rss_bytes).max().unwrap_or(0);
         out.dropped_frames = parts.iter().map(|p| p.dropped_frames).sum();
         out.unmatched_marks = parts.iter().map(|p| p.unmatched_marks).sum();
-        for n in parts.iter().skip(1).flat_map(|p| &p.notes) {
-            if !out.notes.contains(n) {
-                out.notes.push(n.clone());
-            }
-        }
-        let names: std::collections::BTreeSet<&String> =
-            parts.iter().flat_map(|p| p.spans.keys()).collect();
-        out.spans = names
-            .into_iter()
-            .map(|name| {
-                let mut merged = new_histogram();
-                for h in parts
-                    .iter()
-                    .filter_map(|p| p.spans.get(name).and_then(|s| s.histogram().ok()))
-                {
-                    merged.add(&h).expect("histograms share bounds");
-                }
-                (name.clone(), SpanStats::from_histogram(&merged))
-            })
-            .collect();
+        out.notes = unique(parts.iter().flat_map(|p| &p.notes));
+        out.spans = merged_spans(parts.iter().map(|p| &p.spans));
         out.repetitions = reps;
         out
     }
@@ -76,27 +91,8 @@ impl PointResult {
     ) -> Self {
         let pick = |f: fn(&PointRun) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
         let fps: Vec<f64> = runs.iter().map(|r| r.fps).collect();
-        let mut spans = BTreeMap::new();
-        let names = SPANS.iter().map(|s| s.name).chain([crate::record::JITTER]);
-        for name in names {
-            let mut merged = new_histogram();
-            let mut any = false;
-            for run in runs {
-                if let Some(h) = run.spans.get(name).and_then(|s| s.histogram().ok()) {
-                    merged.add(&h).expect("histograms share bounds");
-                    any = true;
-                }
-            }
-            if any {
-                spans.insert(name.to_string(), SpanStats::from_histogram(&merged));
-            }
-        }
-        let mut notes: Vec<String> = Vec::new();
-        for n in runs.iter().flat_map(|r| &r.notes) {
-            if !notes.contains(n) {
-                notes.push(n.clone());
-            }
-        }
+        let spans = merged_spans(runs.iter().map(|r| &r.spans));
+        let notes = unique(runs.iter().flat_map(|r| &r.notes));
         PointResult {
             id,
             axes,
