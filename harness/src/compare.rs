@@ -198,6 +198,7 @@ pub fn probe_overhead(
                 record,
                 players: 0,
                 quality: false,
+                profile: None,
             };
             into.push(run_in_child(exe, &job)?.fps);
         }

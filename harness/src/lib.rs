@@ -13,6 +13,7 @@ pub mod compare;
 pub mod gate;
 pub mod hot;
 pub mod peers;
+pub mod profile;
 pub mod quality;
 pub mod record;
 pub mod report;

@@ -162,6 +162,12 @@ struct RunArgs {
     /// SLURM_ARRAY_TASK_ID/_MIN/_COUNT (Slurm job array), CI_NODE_INDEX/CI_NODE_TOTAL (GitLab).
     #[arg(long, value_name = "K/N")]
     shard: Option<harness::results::Shard>,
+    /// Also profile each point: one extra run per point (not counted in its figures) sampled
+    /// at 499 Hz of CPU time on every thread; its flame graph goes to
+    /// <results>/<suite>/profile/NN.svg, its hottest functions and threads into the results
+    /// and the report.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[global_allocator]
@@ -230,6 +236,7 @@ impl From<RunArgs> for RunOptions {
             nms_dir: a.nms_dir,
             json: a.json,
             shard: a.shard,
+            profile: a.profile,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! runs warm-up frames, opens the measurement window, runs the measured frames, flushes, and
 //! writes a [`PointRun`] as JSON to stdout.
 
+use crate::profile::Profiling;
 use crate::record::{Recorder, SpanStats};
 use crate::scenario::RunSettings;
 use crate::system::{Sampler, threads_cpu_seconds};
@@ -41,6 +42,18 @@ pub struct PointJob {
     /// the usual window.
     #[serde(default)]
     pub quality: bool,
+    /// Profile the measured window and write its flame graph here (`--profile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileTarget>,
+}
+
+/// Where a profiled run writes its flame graph.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfileTarget {
+    /// The SVG file.
+    pub svg: std::path::PathBuf,
+    /// What the results call it (relative to the results folder).
+    pub name: String,
 }
 
 /// One run of one point.
@@ -85,6 +98,9 @@ pub struct PointRun {
     /// ([`STAGES`]; `server` and `players` with the embedded server).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stage_cpu_ms: BTreeMap<String, f64>,
+    /// A profiled run's profile of the measured window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::ProfileFigures>,
 }
 
 /// The stages of [`PointRun::stage_cpu_ms`], in the order of a frame's path.
@@ -327,6 +343,7 @@ fn quality_run(job: &PointJob) -> Result<PointRun, RunError> {
         quality: Some(q),
         render: None,
         stage_cpu_ms: BTreeMap::new(),
+        profile: None,
     })
 }
 
@@ -452,6 +469,10 @@ fn measure<P: Probe>(
     let mut sampler = Sampler::start();
     let allocs_before = crate::allocs::allocations();
     let stages_before = stream.stage_cpu();
+    let profiling = match &job.profile {
+        Some(_) => Some(Profiling::start().map_err(|e| RunError::Protocol(e.to_string()))?),
+        None => None,
+    };
     let started = Instant::now();
     stream.run(s.length.frames(fps), s.pacing)?;
     let stages = stream.stage_cpu().since(&stages_before);
@@ -461,6 +482,14 @@ fn measure<P: Probe>(
         counting.then(|| (crate::allocs::allocations() - allocs_before).saturating_sub(fixed));
     let summary = stream.finish()?;
     let wall_s = started.elapsed().as_secs_f64();
+    // Symbolizing and writing the flame graph come after the window.
+    let profile = match (profiling, &job.profile) {
+        (Some(p), Some(target)) => Some(
+            p.finish(&target.svg, &target.name)
+                .map_err(|e| RunError::Protocol(e.to_string()))?,
+        ),
+        _ => None,
+    };
     let usage = sampler.stop();
     if let Some(c) = core.as_mut() {
         c.metrics = summary.core.clone();
@@ -542,6 +571,7 @@ fn measure<P: Probe>(
         quality: None,
         render: Some(summary.render),
         stage_cpu_ms,
+        profile,
     })
 }
 

@@ -26,6 +26,7 @@ fn the_recorder_sees_every_span_of_the_path_once_per_frame() {
         record: true,
         players: 0,
         quality: false,
+        profile: None,
     })
     .unwrap();
     assert_eq!(run.frames, 20);
@@ -178,6 +179,7 @@ fn a_point_with_players_measures_delivery_latency_and_join() {
         record: true,
         players: 3,
         quality: false,
+        profile: None,
     })
     .unwrap();
     let net = run.network.expect("network figures with players");
@@ -205,4 +207,63 @@ fn the_network_scenario_sweeps_the_guides_rtmp_axes() {
             && p.config.rtmp.ping_timeout == 10)
     );
     assert!(full.points.iter().all(|p| p.config.validate().is_ok()));
+}
+
+#[test]
+fn a_profiled_sweep_writes_flame_graphs_beside_the_report_and_a_plain_one_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("stream.toml");
+    std::fs::write(
+        &scenario,
+        r#"suite = "stream"
+table = "encoder"
+pacing = "max"
+warmup_frames = 3
+frames = 90
+repetitions = 1
+
+[base]
+core.viewport.width = 640
+core.viewport.height = 360
+encoder.preset = "medium"
+"#,
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let run = |profile: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_harness"));
+        c.arg("run").arg(&scenario).arg("--results").arg(&results);
+        if profile {
+            c.arg("--profile");
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Results::load(&results.join("stream/latest.json")).unwrap()
+    };
+    let r = run(true);
+    let p = r.points[0].profile.as_ref().expect("a profile");
+    assert_eq!(p.svg, "stream/profile/01.svg");
+    assert!(p.samples > 0 && p.fps > 0.0, "{p:?}");
+    assert!(!p.hot.is_empty() && !p.threads.is_empty(), "{p:?}");
+    assert_eq!(
+        r.points[0].repetitions.len(),
+        1,
+        "the profiled run is extra"
+    );
+    let svg = std::fs::read_to_string(results.join(&p.svg)).unwrap();
+    assert!(svg.contains("<svg"), "{svg}");
+    assert!(!results.join("stream/profile.partial").exists());
+    let report = std::fs::read_to_string(results.join("REPORT.md")).unwrap();
+    assert!(report.contains("(stream/profile/01.svg)"), "{report}");
+
+    let r = run(false);
+    assert!(r.points[0].profile.is_none());
+    assert!(
+        !results.join("stream/profile").exists(),
+        "stale flame graphs"
+    );
 }

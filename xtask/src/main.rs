@@ -91,6 +91,11 @@ struct PerfArgs {
     /// SLURM_ARRAY_TASK_ID/_MIN/_COUNT (Slurm), CI_NODE_INDEX/CI_NODE_TOTAL (GitLab).
     #[arg(long, value_name = "K/N")]
     shard: Option<String>,
+    /// Also profile each point: one extra run per point (not in its figures) with a sampling
+    /// profiler on every thread; flame graphs go to results/<suite>/profile/NN.svg and the
+    /// report lists each point's hottest functions.
+    #[arg(long)]
+    profile: bool,
 }
 
 fn root() -> PathBuf {
@@ -231,6 +236,7 @@ fn main() -> Result<ExitCode> {
                     (args.probe_overhead, "--probe-overhead"),
                     (args.json, "--json"),
                     (args.peers, "--peers"),
+                    (args.profile, "--profile"),
                 ] {
                     if on {
                         c.arg(flag);

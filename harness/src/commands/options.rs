@@ -34,4 +34,6 @@ pub struct RunOptions {
     pub json: bool,
     /// Run only this shard of the sweep.
     pub shard: Option<Shard>,
+    /// Also make one profiled run per point and write its flame graph beside the report.
+    pub profile: bool,
 }

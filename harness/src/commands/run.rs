@@ -6,8 +6,9 @@ use super::comparisons::side_by_side;
 use super::options::RunOptions;
 use super::progress::Progress;
 use super::summary::summarize;
+use crate::profile::ProfileFigures;
 use crate::results::{AxisValue, PointResult, Results, now_rfc3339};
-use crate::run::{PointJob, run_in_child};
+use crate::run::{PointJob, ProfileTarget, run_in_child};
 use crate::scenario::{GuideTable, Plan, Scenario};
 use crate::system::Machine;
 use anyhow::{Context, Result, bail};
@@ -63,7 +64,26 @@ pub fn run(args: &RunOptions) -> Result<()> {
         if args.quick { ", quick" } else { "" }
     );
     let mut progress = Progress::new(runs.iter().map(|&r| u64::from(r)).sum());
-    let points = measure_points(&scenario, &plan, &runs, &exe, &mut progress)?;
+    let profile = args.profile.then(|| ProfileDir {
+        // A whole sweep's flame graphs replace the last sweep's when its results are written
+        // (`finish`); a shard's go straight beside its shard file.
+        dir: args.results.join(&scenario.suite).join(if shard.is_some() {
+            PROFILE_DIR
+        } else {
+            PROFILE_PARTIAL
+        }),
+        name: format!("{}/{PROFILE_DIR}", scenario.suite),
+        // The profiled run of a point is made where its first repetition is.
+        has: Box::new(move |i: usize| shard.is_none_or(|s| s.has(i * reps as usize))),
+    });
+    let points = measure_points(
+        &scenario,
+        &plan,
+        &runs,
+        &exe,
+        profile.as_ref(),
+        &mut progress,
+    )?;
     let comparisons = if first_shard {
         side_by_side(args, &scenario.base, &exe, &progress)?
     } else {
@@ -89,17 +109,34 @@ pub fn run(args: &RunOptions) -> Result<()> {
     finish(args, &results)
 }
 
+/// The flame graphs' folder in a suite's results folder.
+const PROFILE_DIR: &str = "profile";
+/// Where a whole sweep's flame graphs are written until its results are.
+const PROFILE_PARTIAL: &str = "profile.partial";
+
+/// Where `--profile` puts the flame graphs, and which points' profiled runs are made here.
+struct ProfileDir {
+    /// `<results>/<suite>/profile`.
+    dir: std::path::PathBuf,
+    /// The same, relative to the results folder.
+    name: String,
+    /// Whether point `i`'s profiled run belongs to this process (its shard).
+    has: Box<dyn Fn(usize) -> bool>,
+}
+
 /// Every point of the plan that has runs here (`runs[i]` repetitions of point `i`: all of them,
-/// or a shard's), each repetition in a fresh child process.
+/// or a shard's), each repetition in a fresh child process; with `profile`, one more profiled
+/// run per point whose flame graph is written beside the results (not in the point's figures).
 fn measure_points(
     scenario: &Scenario,
     plan: &Plan,
     runs_of: &[u32],
     exe: &Path,
+    profile: Option<&ProfileDir>,
     progress: &mut Progress,
 ) -> Result<Vec<PointResult>> {
     let mut points = Vec::new();
-    for (point, &reps) in plan.points.iter().zip(runs_of) {
+    for (i, (point, &reps)) in plan.points.iter().zip(runs_of).enumerate() {
         if reps == 0 {
             continue;
         }
@@ -109,6 +146,7 @@ fn measure_points(
             record: true,
             players: point.players,
             quality: scenario.table == GuideTable::Quality,
+            profile: None,
         };
         let mut runs = Vec::new();
         for _ in 0..reps {
@@ -116,6 +154,23 @@ fn measure_points(
             progress.step(&format!("{}: {:.1} fps", point.id(), r.fps));
             runs.push(r);
         }
+        let profiled = match profile {
+            Some(p) if (p.has)(i) && !job.quality => {
+                let file = format!("{:02}.svg", i + 1);
+                let job = PointJob {
+                    profile: Some(ProfileTarget {
+                        svg: p.dir.join(&file),
+                        name: format!("{}/{file}", p.name),
+                    }),
+                    ..job.clone()
+                };
+                let r = run_in_child(exe, &job)
+                    .with_context(|| format!("profiling point {}", point.id()))?;
+                progress.note(&format!("{}: profiled at {:.1} fps", point.id(), r.fps));
+                r.profile.map(|f| ProfileFigures { fps: r.fps, ..f })
+            }
+            _ => None,
+        };
         let axes = point
             .axes
             .iter()
@@ -124,12 +179,9 @@ fn measure_points(
                 value: value.clone(),
             })
             .collect();
-        points.push(PointResult::aggregate(
-            point.id(),
-            axes,
-            point.config.clone(),
-            &runs,
-        ));
+        let mut result = PointResult::aggregate(point.id(), axes, point.config.clone(), &runs);
+        result.profile = profiled;
+        points.push(result);
     }
     Ok(points)
 }
@@ -150,6 +202,14 @@ fn finish(args: &RunOptions, results: &Results) -> Result<()> {
         return Ok(());
     }
     let latest = results.write(&args.results)?;
+    // The flame graphs named by the results just written replace the last sweep's (none
+    // when this sweep was not profiled).
+    let dir = args.results.join(&results.suite);
+    let _ = std::fs::remove_dir_all(dir.join(PROFILE_DIR));
+    if args.profile && dir.join(PROFILE_PARTIAL).is_dir() {
+        std::fs::rename(dir.join(PROFILE_PARTIAL), dir.join(PROFILE_DIR))
+            .context("moving the flame graphs beside the results")?;
+    }
     let report = crate::report::write(&args.results)?;
     summarize(results, &latest, &report);
     if args.json {

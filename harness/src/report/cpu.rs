@@ -20,8 +20,11 @@ pub(super) fn stage_cpu(out: &mut String, r: &Results) {
          Each stage's threads on their own CPU clocks over the measured window, per encoded \
          frame: render (scene, layout, compositor and its pool), workers (format conversion), \
          encode (the encoder's thread: ingest, the encoder wrapper and libx264's work on it), \
-         x264 threads (libx264's own), send (muxing and writing each packet){}. Wall is the \
-         wall time per frame (1000 ÷ FPS); CPU above it means stages ran in parallel.\n",
+         x264 threads (libx264's own), send (muxing and writing each packet){}. Process is the \
+         whole process's CPU per frame (the CPU column's clock); Covered is the stages' total \
+         over it (what no stage's threads account for is the rest: the main thread's \
+         waiting, the sampler). Wall is the wall time per frame (1000 ÷ FPS); CPU above it \
+         means stages ran in parallel.\n",
         if shown.contains(&"server") {
             ", server and players (the embedded RTMP server and the players in the same process)"
         } else {
@@ -32,8 +35,8 @@ pub(super) fn stage_cpu(out: &mut String, r: &Results) {
     for s in &shown {
         let _ = write!(out, " {s} |");
     }
-    out.push_str(" Total CPU | Wall |\n|-------|");
-    out.push_str(&"---:|".repeat(shown.len() + 2));
+    out.push_str(" Total CPU | Process | Covered | Wall |\n|-------|");
+    out.push_str(&"---:|".repeat(shown.len() + 4));
     out.push('\n');
     for p in r.points.iter().filter(|p| !p.stage_cpu_ms.is_empty()) {
         let _ = write!(out, "| {} |", p.id);
@@ -47,7 +50,61 @@ pub(super) fn stage_cpu(out: &mut String, r: &Results) {
         }
         let total: f64 = p.stage_cpu_ms.values().sum();
         let wall = if p.fps > 0.0 { 1000.0 / p.fps } else { 0.0 };
-        let _ = writeln!(out, " {total:.2} | {wall:.2} |");
+        let process = p.cpu_percent / 100.0 * wall;
+        let covered = if process > 0.0 {
+            format!("{:.0}%", total / process * 100.0)
+        } else {
+            "—".to_string()
+        };
+        let _ = writeln!(out, " {total:.2} | {process:.2} | {covered} | {wall:.2} |");
+    }
+    out.push('\n');
+}
+
+/// With `--profile`: each point's flame graph, how fast its profiled run went beside the
+/// point's own figure, and where the samples landed.
+pub(super) fn profiles(out: &mut String, r: &Results) {
+    let profiled: Vec<_> = r
+        .points
+        .iter()
+        .filter_map(|p| p.profile.as_ref().map(|f| (p, f)))
+        .collect();
+    if profiled.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "### Profiles (`--profile`)\n\n\
+         One extra run per point, not counted in its figures, sampled at {} Hz of CPU time on \
+         every thread (pprof-rs); open the flame graph to see every call path. Profiled FPS \
+         beside the point's FPS is what profiling cost. Hottest: the functions that used the \
+         most CPU themselves (self time, percent of all samples); threads: where the samples \
+         were taken.\n",
+        crate::profile::FREQUENCY
+    );
+    out.push_str(
+        "| Point | Flame graph | FPS | Profiled FPS | Samples | Hottest functions | Threads |\n\
+         |-------|-------------|----:|-------------:|--------:|-------------------|---------|\n",
+    );
+    let shares = |v: &[crate::profile::Share], n: usize| {
+        v.iter()
+            .take(n)
+            .map(|s| format!("`{}` {:.0}%", s.name.replace('|', "\\|"), s.percent))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (p, f) in profiled {
+        let _ = writeln!(
+            out,
+            "| {} | [svg]({}) | {:.1} | {:.1} | {} | {} | {} |",
+            p.id,
+            f.svg,
+            p.fps,
+            f.fps,
+            f.samples,
+            shares(&f.hot, 3),
+            shares(&f.threads, 3)
+        );
     }
     out.push('\n');
 }

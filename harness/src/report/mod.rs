@@ -80,6 +80,7 @@ pub fn build(root: &Path) -> String {
         if !r.points.is_empty() {
             spans::point_spans(&mut out, r);
             cpu::stage_cpu(&mut out, r);
+            cpu::profiles(&mut out, r);
         }
     }
     recommend::section(&mut out, &loaded);

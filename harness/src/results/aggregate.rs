@@ -78,6 +78,7 @@ impl PointResult {
         out.unmatched_marks = parts.iter().map(|p| p.unmatched_marks).sum();
         out.notes = unique(parts.iter().flat_map(|p| &p.notes));
         out.spans = merged_spans(parts.iter().map(|p| &p.spans));
+        out.profile = parts.iter().find_map(|p| p.profile.clone());
         out.repetitions = reps;
         out
     }
@@ -138,6 +139,7 @@ impl PointResult {
                     (stage.clone(), median(&mut v))
                 })
                 .collect(),
+            profile: runs.iter().find_map(|r| r.profile.clone()),
         }
     }
 }

@@ -92,6 +92,10 @@ pub struct PointResult {
     /// [`crate::run::STAGES`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stage_cpu_ms: BTreeMap<String, f64>,
+    /// With `--profile`: an extra, profiled run's flame graph and hottest functions (its fps
+    /// is not in the point's figures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::ProfileFigures>,
 }
 
 /// One repetition's figures.

@@ -105,6 +105,17 @@ pub(super) fn thread_ids() -> BTreeSet<u32> {
         .unwrap_or_default()
 }
 
+/// Names the threads `ids` `<prefix>-<n>`, as `top -H`, profilers and debuggers show them
+/// (threads a library starts inherit their creator's name otherwise). Best effort.
+pub(super) fn name_threads(ids: &BTreeSet<u32>, prefix: &str) {
+    for (n, id) in ids.iter().enumerate() {
+        let _ = std::fs::write(
+            format!("/proc/self/task/{id}/comm"),
+            format!("{prefix}-{n}"),
+        );
+    }
+}
+
 /// CPU nanoseconds the threads `ids` have used, from the scheduler's per-thread counter (a
 /// thread that has exited counts 0).
 pub(super) fn threads_cpu_ns(ids: &BTreeSet<u32>) -> u64 {

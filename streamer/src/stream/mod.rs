@@ -167,6 +167,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let threads_before = cpu::thread_ids();
         let encoder = Encoder::open(&EncodeSettings::of(cfg), output.needs_global_header())?;
         let x264_threads = &cpu::thread_ids() - &threads_before;
+        cpu::name_threads(&x264_threads, "x264");
         // Slots in use at once: the queue, one per worker, the reorder window, the renderer's
         // round.
         let slots = (p.max_queue_size + 3 * p.pool_size + 1) as usize + renderer.round_size();
