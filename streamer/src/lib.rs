@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod core;
+pub mod diagnose;
 pub mod encode;
 pub mod frame;
 pub mod metrics;

@@ -230,33 +230,122 @@ fn run(args: RunArgs) -> Result<()> {
         (None, Some(r)) => Output::Rtmp(r.url.clone()),
         (None, None) => unreachable!("a relay starts when there is no output"),
     };
+    // The metrics probe always runs: its span means feed the diagnosis; the endpoint serves
+    // them only with --metrics.
+    let metrics = Arc::new(streamer::metrics::Metrics::new());
+    let cpu_before = process_cpu_s();
     let started = Instant::now();
-    let summary = match &args.metrics {
-        Some(addr) => {
-            let metrics = Arc::new(streamer::metrics::Metrics::new());
-            stream_to(
-                &args,
-                &cfg,
-                &output,
-                relay.is_some(),
-                &*Arc::clone(&metrics),
-                |s| {
-                    let endpoint = streamer::metrics::serve(addr, Arc::clone(&metrics), s.live())?;
-                    eprintln!("metrics: http://{}/metrics", endpoint.addr);
-                    Ok(Some(endpoint))
-                },
-            )?
-        }
-        None => stream_to(&args, &cfg, &output, relay.is_some(), &NoProbe, |_| {
-            Ok(None)
-        })?,
-    };
+    let (summary, streaming_s) = stream_to(
+        &args,
+        &cfg,
+        &output,
+        relay.is_some(),
+        &*Arc::clone(&metrics),
+        |s| match &args.metrics {
+            Some(addr) => {
+                let endpoint = streamer::metrics::serve(addr, Arc::clone(&metrics), s.live())?;
+                eprintln!("metrics: http://{}/metrics", endpoint.addr);
+                Ok(Some(endpoint))
+            }
+            None => Ok(None),
+        },
+    )?;
     let secs = started.elapsed().as_secs_f64();
-    report(&summary, &output, relay, secs)
+    let cpu_percent = (process_cpu_s() - cpu_before) / secs * 100.0;
+    let server_dropped = report(&summary, &output, relay, secs)?;
+    let observed = observed(
+        &args,
+        &cfg,
+        &summary,
+        &metrics,
+        streaming_s,
+        cpu_percent,
+        server_dropped,
+    );
+    for f in streamer::diagnose::diagnose(&observed) {
+        println!("diagnosis: {}: {}", f.symptom, f.cause);
+    }
+    Ok(())
+}
+
+/// This process's user + system CPU seconds so far.
+fn process_cpu_s() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return 0.0;
+    }
+    // SAFETY: filled on success.
+    let u = unsafe { usage.assume_init() };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    s(u.ru_utime) + s(u.ru_stime)
+}
+
+/// Peak RSS of this process so far, bytes.
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// What the run did, as the guide's Troubleshooting checklists need it (span means from the
+/// metrics probe; no tail percentiles; `secs` what the frames took).
+fn observed(
+    args: &RunArgs,
+    cfg: &StreamConfig,
+    summary: &streamer::stream::Summary,
+    metrics: &streamer::metrics::Metrics,
+    secs: f64,
+    cpu_percent: f64,
+    server_dropped: u64,
+) -> streamer::diagnose::Observed {
+    let v = &cfg.core.viewport;
+    let span = |name: &str| metrics.span_mean_ms(name);
+    let frames = summary.counters.packets;
+    streamer::diagnose::Observed {
+        fps_target: f64::from(v.fps),
+        fps: frames as f64 / secs,
+        realtime: args.pacing == Pacing::Realtime,
+        drops: summary.pipeline.drops,
+        sink_dropped: summary.sink.dropped,
+        server_dropped,
+        players: if args.output.is_none() {
+            args.players as u32
+        } else {
+            0
+        },
+        typical: streamer::diagnose::Times {
+            render: span("render:frame"),
+            queue: span("pipeline:queue"),
+            process: span("pipeline:process"),
+            encode: span("encode"),
+            send: span("network:send"),
+            total: span("frame:total"),
+            e2e: None,
+            jitter: None,
+        },
+        typical_stat: "mean",
+        tail: None,
+        workers: cfg.pipeline.pool_size,
+        max_queue_size: cfg.pipeline.max_queue_size,
+        frame_bytes: u64::from(v.width) * u64::from(v.height) * 3 / 2,
+        buffer_health: Some(summary.pipeline.buffer_health()),
+        cpu_percent,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        rss_bytes: peak_rss_bytes(),
+        rss_reference: None,
+        rss_growth_mib_s: None,
+        buffer_allocs_per_frame: Some(summary.pipeline.pool.misses as f64 / frames.max(1) as f64),
+    }
 }
 
 /// Opens the stream with `probe`, starts what `serving` starts beside it, runs every frame and
-/// finishes.
+/// finishes; also returns the seconds the frames took (opening and the final flush left out).
 fn stream_to<P: streamer::probe::Probe + Sync>(
     args: &RunArgs,
     cfg: &streamer::config::StreamConfig,
@@ -264,7 +353,7 @@ fn stream_to<P: streamer::probe::Probe + Sync>(
     embedded: bool,
     probe: &P,
     serving: impl FnOnce(&Stream<'_, P>) -> Result<Option<streamer::metrics::Endpoint>>,
-) -> Result<streamer::stream::Summary> {
+) -> Result<(streamer::stream::Summary, f64)> {
     let v = &cfg.core.viewport;
     let mut stream = Stream::open(cfg, output, probe)?;
     let _endpoint = serving(&stream)?;
@@ -284,17 +373,20 @@ fn stream_to<P: streamer::probe::Probe + Sync>(
             String::new()
         }
     );
+    let started = Instant::now();
     stream.run(args.frames, args.pacing)?;
-    Ok(stream.finish()?)
+    let running_s = started.elapsed().as_secs_f64();
+    Ok((stream.finish()?, running_s))
 }
 
-/// Prints what a finished stream did (and what its players received).
+/// Prints what a finished stream did (and what its players received); returns the frames the
+/// embedded server dropped for slow players.
 fn report(
     summary: &streamer::stream::Summary,
     output: &Output,
     relay: Option<LocalRelay>,
     secs: f64,
-) -> Result<()> {
+) -> Result<u64> {
     let c = summary.counters;
     println!(
         "{} frames encoded by {} in {:.2} s ({:.1} fps), {} dropped, {} keyframes, {:.0} kbit/s",
@@ -330,6 +422,7 @@ fn report(
             s.reconnects
         );
     }
+    let mut server_dropped = 0;
     if let Some(relay) = relay {
         // Let the last frames reach the players before counting.
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -341,6 +434,7 @@ fn report(
             .queued_writes
             .load(std::sync::atomic::Ordering::Relaxed);
         let (players, dropped) = relay.stop();
+        server_dropped = dropped;
         println!(
             "server: {direct} frames written straight to players, {queued} through their queues"
         );
@@ -363,5 +457,5 @@ fn report(
     for note in &summary.notes {
         println!("note: {note}");
     }
-    Ok(())
+    Ok(server_dropped)
 }

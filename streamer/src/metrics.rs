@@ -269,6 +269,16 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// The mean of a span (one of [`SPANS`]) so far, ms; None before its first observation.
+    pub fn span_mean_ms(&self, name: &str) -> Option<f64> {
+        let i = SPANS.iter().position(|s| s.name == name)?;
+        let h = &self.spans[i];
+        let n = h.get_sample_count();
+        (n > 0).then(|| h.get_sample_sum() * 1000.0 / n as f64)
+    }
+}
+
 impl Probe for Metrics {
     #[inline]
     fn mark(&self, point: Point, frame: u64) {

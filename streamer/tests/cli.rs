@@ -77,3 +77,58 @@ fn config_prints_the_effective_configuration() {
     );
     assert!(text.contains("preset = \"ultrafast\""), "{text}");
 }
+
+#[test]
+fn run_diagnoses_its_own_drops_and_stays_quiet_when_healthy() {
+    // PNG at 1080p on one worker takes far longer than a 60 fps frame interval anywhere.
+    let out = sm(&[
+        "run",
+        "--output",
+        "null",
+        "--frames",
+        "60",
+        "--set",
+        "core.viewport.width=1920",
+        "--set",
+        "core.viewport.height=1080",
+        "--set",
+        "core.viewport.fps=60",
+        "--set",
+        "pipeline.format=png",
+        "--set",
+        "pipeline.poolSize=1",
+        "--set",
+        "pipeline.maxQueueSize=5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let drops = stdout
+        .lines()
+        .find(|l| l.starts_with("diagnosis: frame drops: "))
+        .unwrap_or_else(|| panic!("no drop diagnosis: {stdout}"));
+    assert!(
+        drops.contains("queue full") && drops.contains("the workers are the bottleneck"),
+        "{drops}"
+    );
+
+    let out = sm(&[
+        "run",
+        "--output",
+        "null",
+        "--frames",
+        "30",
+        "--set",
+        "core.viewport.width=320",
+        "--set",
+        "core.viewport.height=180",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !stdout.contains("diagnosis:"),
+        "{stdout}"
+    );
+}

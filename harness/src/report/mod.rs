@@ -12,6 +12,7 @@ mod baseline;
 mod comparisons;
 mod core;
 mod cpu;
+pub mod diagnosis;
 mod encoder;
 pub mod format;
 mod frames;
@@ -84,6 +85,7 @@ pub fn build(root: &Path) -> String {
         }
     }
     recommend::section(&mut out, &loaded);
+    diagnosis::section(&mut out, &loaded);
     gate_power(&mut out, root);
     let plots = plots::write(&root.join("plots"), &loaded);
     if !plots.is_empty() {
