@@ -124,11 +124,15 @@ fn cli_fps(args: &[String], frames: u64) -> Result<f64, CompareError> {
 }
 
 /// Encodes the same raw frames in process and with the ffmpeg CLI, `runs` times each,
-/// alternating, for each preset.
+/// alternating, for each preset; with `stream` (the harness binary), the whole stream at the
+/// same settings takes its turn too (a child process, no recorder, no overlay layers so its
+/// pictures are the clip's scene), so what the stream costs beyond the bare encoder is
+/// measured side by side.
 ///
 /// # Errors
-/// The clip cannot be written, the encoder cannot open, or ffmpeg fails.
+/// The clip cannot be written, the encoder cannot open, ffmpeg fails, or a stream run fails.
 pub fn versus_cli(
+    stream: Option<&Path>,
     base: &StreamConfig,
     presets: &[Preset],
     frames: u64,
@@ -149,13 +153,39 @@ pub fn versus_cli(
         let mut cfg = base.clone();
         cfg.encoder.preset = preset;
         let args = cli_args(&cfg, &path, frames);
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut ours, mut theirs, mut whole, mut turns) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for run in 0..runs {
             progress(&format!("{preset}: run {}/{runs}", run + 1));
-            ours.push(in_process_fps(&cfg, &pictures, frames)?);
+            let bare = in_process_fps(&cfg, &pictures, frames)?;
+            ours.push(bare);
             theirs.push(cli_fps(&args, frames)?);
+            if let Some(exe) = stream {
+                // The scene alone, as in the clip: the same pictures, so the difference is
+                // what the stream does around the encoder, not harder content.
+                let mut config = cfg.clone();
+                config.core.layout.layers = 0;
+                let job = PointJob {
+                    config,
+                    settings: RunSettings {
+                        pacing: Pacing::Max,
+                        warmup_frames: 30,
+                        length: Length::Frames(frames),
+                        repetitions: 1,
+                    },
+                    record: false,
+                    players: 0,
+                    quality: false,
+                    profile: None,
+                };
+                let fps = run_in_child(exe, &job)?.fps;
+                whole.push(fps);
+                turns.push(fps / bare);
+            }
         }
         let (a, b) = (median(&mut ours), median(&mut theirs));
+        let stream_fps = (!whole.is_empty()).then(|| median(&mut whole));
+        let stream_ratio = (!turns.is_empty()).then(|| median(&mut turns));
         rows.push(CliComparison {
             preset: preset.to_string(),
             threads: cfg.encoder.pipeline.threads,
@@ -163,6 +193,8 @@ pub fn versus_cli(
             in_process_fps: a,
             cli_fps: b,
             ratio: a / b,
+            stream_fps,
+            stream_ratio,
             command: format!("ffmpeg {}", args.join(" ")),
         });
     }

@@ -267,3 +267,53 @@ encoder.preset = "medium"
         "stale flame graphs"
     );
 }
+
+#[test]
+fn a_sweep_run_as_a_three_way_indexed_job_merges_into_the_same_points_in_sweep_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("stream.toml");
+    std::fs::write(
+        &scenario,
+        SCENARIO.replace(
+            r#"["ultrafast", "veryfast"]"#,
+            r#"["ultrafast", "superfast", "veryfast"]"#,
+        ),
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let harness = |args: &[&str], index: Option<usize>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_harness"));
+        c.args(args).arg("--results").arg(&results);
+        if let Some(i) = index {
+            // What a Kubernetes Indexed Job's pod sees (the manifest sets the count).
+            c.env("JOB_COMPLETION_INDEX", i.to_string())
+                .env("STREAM_MANAGER_SHARDS", "3");
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let s = scenario.to_str().unwrap();
+    for i in 0..3 {
+        harness(&["run", s], Some(i));
+        assert!(
+            results
+                .join(format!("stream/shard-{}-of-3.json", i + 1))
+                .exists()
+        );
+    }
+    harness(&["merge", "stream"], None);
+    let merged = Results::load(&results.join("stream/latest.json")).unwrap();
+    let plan = Scenario::load(&scenario).unwrap().plan(false);
+    let ids: Vec<String> = plan.points.iter().map(|p| p.id()).collect();
+    let got: Vec<String> = merged.points.iter().map(|p| p.id.clone()).collect();
+    assert_eq!(got, ids, "the sweep's points, in its order");
+    for p in &merged.points {
+        assert_eq!(p.repetitions.len(), 2, "{}", p.id);
+        // Histograms merged, not percentiles: every frame of both repetitions.
+        assert_eq!(p.spans["encode"].count, 24, "{}", p.id);
+    }
+}

@@ -25,6 +25,7 @@ pub fn side_by_side(
         let frames = if args.quick { 150 } else { 600 };
         let runs = if args.quick { 2 } else { 5 };
         comparisons.cli = compare::versus_cli(
+            Some(exe),
             base,
             &[Preset::Ultrafast, Preset::Veryfast, Preset::Medium],
             frames,

@@ -12,14 +12,40 @@ pub(super) fn comparisons(out: &mut String, r: &Results) {
             out,
             "### In-process encoder vs the ffmpeg CLI (same raw frames, same run)\n"
         );
-        out.push_str("| Preset | Threads | Frames | In-process fps | ffmpeg CLI fps | Ratio |\n");
-        out.push_str("|--------|---------|--------|----------------|----------------|-------|\n");
+        let stream = c.cli.iter().any(|r| r.stream_fps.is_some());
+        if stream {
+            out.push_str(
+                "The whole stream (scene, core, compositor, pipeline, encoder, null output; no \
+                 recorder) took its turn with the two encoders at the same settings, with no \
+                 overlay layers so that it encodes the clip's pictures (the scene alone; the \
+                 suite's points compose 4 layers, which make the pictures harder to encode); \
+                 Stream ÷ bare is the median of each turn's ratio. Where the stream's CPU goes \
+                 beyond the encoder's is in the stage table above.\n\n",
+            );
+        }
+        out.push_str("| Preset | Threads | Frames | In-process fps | ffmpeg CLI fps | Ratio |");
+        out.push_str(if stream {
+            " Whole stream fps | Stream ÷ bare |\n"
+        } else {
+            "\n"
+        });
+        out.push_str("|--------|---------|--------|----------------|----------------|-------|");
+        out.push_str(if stream { "---:|---:|\n" } else { "\n" });
         for row in &c.cli {
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "| {} | {} | {} | {:.1} | {:.1} | {:.3} |",
                 row.preset, row.threads, row.frames, row.in_process_fps, row.cli_fps, row.ratio
             );
+            if stream {
+                match (row.stream_fps, row.stream_ratio) {
+                    (Some(f), Some(r)) => {
+                        let _ = write!(out, " {f:.1} | {r:.3} |");
+                    }
+                    _ => out.push_str(" — | — |"),
+                }
+            }
+            out.push('\n');
         }
         if let Some(row) = c.cli.first() {
             let _ = writeln!(out, "\nCLI command (per preset): `{}`\n", row.command);

@@ -167,6 +167,13 @@ pub struct CliComparison {
     pub cli_fps: f64,
     /// in_process_fps / cli_fps.
     pub ratio: f64,
+    /// Median fps of the whole stream at the same settings (render, pipeline, encoder, null
+    /// output; no recorder), run in turn with the two encoders; None in older results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_fps: Option<f64>,
+    /// Median of each turn's whole-stream fps ÷ in-process encoder fps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_ratio: Option<f64>,
     /// The ffmpeg command line used.
     pub command: String,
 }
