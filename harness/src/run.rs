@@ -287,6 +287,10 @@ pub struct NetworkFigures {
     /// The load it served: the players' threads (`rtmp-players`), percent of one core.
     #[serde(default)]
     pub players_cpu_percent: Option<f64>,
+    /// The publisher's connection at the end of the window (round-trip time, retransmits,
+    /// delivery rate, media queued unsent and its peak, send rate); None in older results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<streamer::rtmp::quality::NetQuality>,
 }
 
 /// The embedded server's threads, by name.
@@ -516,6 +520,7 @@ fn measure<P: Probe>(
         let percent = |s: f64| Some(s / wall_s * 100.0);
         let server_s = threads_cpu_seconds(&SERVER_THREADS) - server_cpu_before;
         let players_s = threads_cpu_seconds(&PLAYER_THREADS) - players_cpu_before;
+        n.quality = summary.network;
         n.server_cpu_percent = percent(server_s);
         n.players_cpu_percent = percent(players_s);
         server_players_s = Some((server_s, players_s));
@@ -609,6 +614,7 @@ fn network_figures(
         server_dropped: 0,
         server_cpu_percent: None,
         players_cpu_percent: None,
+        quality: None,
     }
 }
 

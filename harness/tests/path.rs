@@ -184,6 +184,8 @@ fn a_point_with_players_measures_delivery_latency_and_join() {
     .unwrap();
     let net = run.network.expect("network figures with players");
     assert_eq!(net.players, 3);
+    let q = net.quality.expect("the publisher's connection was sampled");
+    assert!(q.rtt_ms > 0.0 && q.send_rate_kbps > 0.0, "{q:?}");
     assert!(net.sent_kbps > 0.0 && net.delivered_kbps > 0.0, "{net:?}");
     assert_eq!(net.publisher_dropped + net.server_dropped, 0, "{net:?}");
     assert_eq!(net.late_first_frame_key, Some(true), "{net:?}");

@@ -421,6 +421,20 @@ fn report(
             s.dropped,
             s.reconnects
         );
+        if let Some(q) = &summary.network {
+            println!(
+                "network: rtt {:.2} ms (±{:.2}), {} segments retransmitted, delivery rate {:.0} \
+                 kbit/s, sent {:.0} kbit/s over the last second, media queued unsent {:.0} ms \
+                 (peak {:.0} ms)",
+                q.rtt_ms,
+                q.rtt_var_ms,
+                q.retransmits,
+                q.delivery_rate_kbps,
+                q.send_rate_kbps,
+                q.queued_media_ms,
+                q.queued_media_peak_ms
+            );
+        }
     }
     let mut server_dropped = 0;
     if let Some(relay) = relay {

@@ -69,8 +69,43 @@ pub struct Metrics {
     buffer_health: Gauge,
     cpu: Gauge,
     frames: IntCounter,
+    /// The publisher's connection (RTMP outputs): see [`crate::rtmp::quality`].
+    network: [Gauge; 7],
     previous: Mutex<Previous>,
 }
+
+/// The network quality gauges: name, help.
+const NETWORK: [(&str, &str); 7] = [
+    (
+        "stream_manager_network_rtt_seconds",
+        "Smoothed round-trip time of the publisher's connection (TCP_INFO), seconds",
+    ),
+    (
+        "stream_manager_network_rtt_variation_seconds",
+        "Mean deviation of that round-trip time (TCP_INFO), seconds",
+    ),
+    (
+        "stream_manager_network_retransmitted_segments",
+        "Segments retransmitted on the publisher's current connection (TCP_INFO)",
+    ),
+    (
+        "stream_manager_network_delivery_rate_kbps",
+        "The kernel's delivery-rate estimate for the publisher's connection, kbit/s",
+    ),
+    (
+        "stream_manager_network_unsent_bytes",
+        "Bytes the publisher wrote that the kernel has not sent yet",
+    ),
+    (
+        "stream_manager_network_queued_media_seconds",
+        "Media written by the publisher but not yet on the wire (oldest unsent frame to \
+         newest), seconds: the congestion signal",
+    ),
+    (
+        "stream_manager_network_send_rate_kbps",
+        "Bytes the publisher handed to the network over the last second, kbit/s",
+    ),
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -179,6 +214,7 @@ impl Metrics {
             )
             .expect("valid gauge"),
         );
+        let network = NETWORK.map(|(name, help)| gauge(name, help));
         Metrics {
             epoch: Instant::now(),
             pairs: SpanPairs::new(),
@@ -197,6 +233,7 @@ impl Metrics {
             buffer_health,
             cpu,
             frames,
+            network,
             previous: Mutex::new(Previous {
                 at: Instant::now(),
                 packets: 0,
@@ -252,6 +289,20 @@ impl Metrics {
             1.0 - live.queue_depth as f64 / live.queue_capacity as f64
         });
         self.memory.set(live.rss_bytes as i64);
+        if let Some(q) = &live.network {
+            let values = [
+                q.rtt_ms / 1000.0,
+                q.rtt_var_ms / 1000.0,
+                q.retransmits as f64,
+                q.delivery_rate_kbps,
+                q.unsent_bytes as f64,
+                q.queued_media_ms / 1000.0,
+                q.send_rate_kbps,
+            ];
+            for (g, v) in self.network.iter().zip(values) {
+                g.set(v);
+            }
+        }
         *p = Previous {
             at: now,
             packets: live.packets,
@@ -417,9 +468,19 @@ mod tests {
             bytes: 5000,
             queue_depth: 3,
             queue_capacity: 30,
+            network: Some(crate::rtmp::quality::NetQuality {
+                rtt_ms: 2.5,
+                queued_media_ms: 250.0,
+                ..Default::default()
+            }),
             ..LiveSnapshot::default()
         };
         let text = m.render(&live);
+        assert_eq!(sample(&text, "stream_manager_network_rtt_seconds"), 0.0025);
+        assert_eq!(
+            sample(&text, "stream_manager_network_queued_media_seconds"),
+            0.25
+        );
         assert_eq!(sample(&text, "stream_manager_encoding_time_ms_count"), 5.0);
         assert_eq!(
             sample(

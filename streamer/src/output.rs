@@ -103,6 +103,11 @@ pub trait Sink {
     fn stats(&self) -> SinkStats {
         SinkStats::default()
     }
+
+    /// The network connection's quality, where the sink has one (RTMP).
+    fn quality(&self) -> Option<crate::rtmp::quality::NetQualityView> {
+        None
+    }
 }
 
 /// Opens the sink for `output`, taking the stream parameters from `encoder`.
@@ -259,6 +264,10 @@ impl Sink for RtmpSink {
 
     fn finish(&mut self) -> Result<(), OutputError> {
         Ok(())
+    }
+
+    fn quality(&self) -> Option<crate::rtmp::quality::NetQualityView> {
+        Some(self.publisher.quality())
     }
 
     fn stats(&self) -> SinkStats {

@@ -212,6 +212,29 @@ fn aggregate_network(runs: &[PointRun]) -> Option<NetworkFigures> {
         server_dropped: nets.iter().map(|n| n.server_dropped).sum(),
         server_cpu_percent: median_of(&nets, |n| n.server_cpu_percent),
         players_cpu_percent: median_of(&nets, |n| n.players_cpu_percent),
+        quality: network_quality(&nets),
+    })
+}
+
+/// The repetitions' connection samples: medians, with the peak of queued media and the most
+/// retransmissions over all of them.
+fn network_quality(nets: &[&NetworkFigures]) -> Option<streamer::rtmp::quality::NetQuality> {
+    use streamer::rtmp::quality::NetQuality;
+    let all: Vec<&NetQuality> = nets.iter().filter_map(|n| n.quality.as_ref()).collect();
+    all.first()?;
+    let med = |f: fn(&NetQuality) -> f64| median(&mut all.iter().map(|q| f(q)).collect::<Vec<_>>());
+    Some(NetQuality {
+        rtt_ms: med(|q| q.rtt_ms),
+        rtt_var_ms: med(|q| q.rtt_var_ms),
+        retransmits: all.iter().map(|q| q.retransmits).max().unwrap_or(0),
+        delivery_rate_kbps: med(|q| q.delivery_rate_kbps),
+        unsent_bytes: all.iter().map(|q| q.unsent_bytes).max().unwrap_or(0),
+        queued_media_ms: med(|q| q.queued_media_ms),
+        queued_media_peak_ms: all
+            .iter()
+            .map(|q| q.queued_media_peak_ms)
+            .fold(0.0, f64::max),
+        send_rate_kbps: med(|q| q.send_rate_kbps),
     })
 }
 

@@ -118,6 +118,9 @@ pub struct Publisher {
     waiting_for_key: bool,
     stats: PublishStats,
     tag: Vec<u8>,
+    /// The connection's quality, sampled after every frame written.
+    monitor: Option<super::quality::Monitor>,
+    quality: super::quality::NetQualityView,
 }
 
 impl Publisher {
@@ -132,6 +135,8 @@ impl Publisher {
     ) -> Result<Self, PublishError> {
         let sequence_header = Bytes::from(flv::sequence_header_tag(record));
         let conn = open(&url, &metadata, &sequence_header)?;
+        let quality = super::quality::NetQualityView::default();
+        let monitor = monitor_of(&conn, &quality);
         Ok(Publisher {
             url,
             metadata,
@@ -142,7 +147,14 @@ impl Publisher {
             waiting_for_key: false,
             stats: PublishStats::default(),
             tag: Vec::new(),
+            monitor,
+            quality,
         })
+    }
+
+    /// The connection's latest quality sample, readable from any thread.
+    pub fn quality(&self) -> super::quality::NetQualityView {
+        self.quality.clone()
     }
 
     /// Counters so far.
@@ -163,6 +175,7 @@ impl Publisher {
         if self.conn.is_none() && Instant::now() >= self.next_attempt {
             match open(&self.url, &self.metadata, &self.sequence_header) {
                 Ok(conn) => {
+                    self.monitor = monitor_of(&conn, &self.quality);
                     self.conn = Some(conn);
                     self.backoff = BACKOFF_MIN;
                     self.stats.reconnects += 1;
@@ -199,6 +212,9 @@ impl Publisher {
                 self.waiting_for_key = false;
                 self.stats.frames_sent += 1;
                 self.stats.bytes_sent += n as u64;
+                if let Some(m) = &mut self.monitor {
+                    m.wrote(n, dts_ms);
+                }
             }
             None => {
                 self.stats.frames_dropped += 1;
@@ -212,6 +228,15 @@ impl Publisher {
         self.waiting_for_key = true;
         self.next_attempt = Instant::now() + self.backoff;
     }
+}
+
+/// A monitor on a second handle of `conn`'s socket (None if it cannot be cloned).
+fn monitor_of(
+    conn: &Conn,
+    view: &super::quality::NetQualityView,
+) -> Option<super::quality::Monitor> {
+    let socket = lock(&conn.writer).try_clone().ok()?;
+    Some(super::quality::Monitor::new(socket, view.clone()))
 }
 
 /// Sends everything `results` asks to send; returns the events.

@@ -5,6 +5,7 @@ pub mod client;
 pub mod flv;
 mod handshake;
 pub mod player;
+pub mod quality;
 pub mod server;
 
 use crate::config::RtmpConfig;

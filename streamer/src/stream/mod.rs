@@ -124,6 +124,8 @@ pub struct Summary {
     pub render: crate::render::RenderMetrics,
     /// Things a reader of the results should know.
     pub notes: Vec<String>,
+    /// The output connection's last quality sample (RTMP outputs).
+    pub network: Option<crate::rtmp::quality::NetQuality>,
 }
 
 /// A running stream.
@@ -175,6 +177,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         // only the few it uses.
         let pool = BufferPool::new(v.width, v.height, slots, p.buffer_pool);
         let sink = output::open(output, &encoder)?;
+        let network = sink.quality();
         Ok(Stream {
             cfg: cfg.clone(),
             probe,
@@ -196,6 +199,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 queue_depth: AtomicU64::new(0),
                 queue_capacity: p.max_queue_size.into(),
                 cpu: cpu::CpuCounters::default(),
+                network,
             }),
             render_threads,
             x264_threads,
@@ -408,6 +412,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
             core: self.core_metrics(),
             render: self.renderer.metrics(),
             notes: self.encoder.notes().to_vec(),
+            network: self.shared.network.as_ref().and_then(|n| n.latest()),
         })
     }
 }

@@ -57,6 +57,8 @@ pub(super) struct Shared {
     pub(super) queue_capacity: u64,
     /// CPU time per stage.
     pub(super) cpu: super::cpu::CpuCounters,
+    /// The output connection's quality (RTMP).
+    pub(super) network: Option<crate::rtmp::quality::NetQualityView>,
 }
 
 /// A view of a running stream for another thread (the metrics endpoint): counters the stream
@@ -77,6 +79,8 @@ pub struct LiveSnapshot {
     pub queue_capacity: u64,
     /// Resident memory now, bytes.
     pub rss_bytes: u64,
+    /// The output connection's latest quality sample (RTMP, after its first frame).
+    pub network: Option<crate::rtmp::quality::NetQuality>,
 }
 
 impl Live {
@@ -90,6 +94,7 @@ impl Live {
             queue_depth: s.queue_depth.load(Ordering::Relaxed),
             queue_capacity: s.queue_capacity,
             rss_bytes: s.rss.rss(),
+            network: s.network.as_ref().and_then(|n| n.latest()),
         }
     }
 }

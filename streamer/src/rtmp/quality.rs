@@ -1,0 +1,196 @@
+//! Network quality of the publisher's connection (the guide's "Implement bandwidth
+//! monitoring" and "Add network quality metrics" under RTMP): the kernel's view of the TCP
+//! connection (`TCP_INFO`: round-trip time and its variation, retransmissions, delivery rate,
+//! bytes written but not yet sent) and the publisher's own (the media written but not yet on
+//! the wire, as a duration: the congestion signal OBS's dynamic bitrate uses; the send rate
+//! achieved over the last second).
+//!
+//! The publisher takes a sample after every frame it writes; [`NetQualityView`] lets another
+//! thread (the metrics endpoint, a harness) read the latest.
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One sample of the publisher's connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetQuality {
+    /// Smoothed round-trip time, ms (the kernel's `tcpi_rtt`).
+    pub rtt_ms: f64,
+    /// Its mean deviation, ms (`tcpi_rttvar`).
+    pub rtt_var_ms: f64,
+    /// Segments retransmitted on this connection so far (`tcpi_total_retrans`).
+    pub retransmits: u64,
+    /// The kernel's latest delivery-rate estimate, kbit/s (`tcpi_delivery_rate`).
+    pub delivery_rate_kbps: f64,
+    /// Bytes written by the publisher that the kernel has not sent yet (`tcpi_notsent_bytes`).
+    pub unsent_bytes: u64,
+    /// Media written but not yet on the wire, ms: from the oldest frame not wholly sent to the
+    /// newest written (0 when everything has gone out).
+    pub queued_media_ms: f64,
+    /// The most `queued_media_ms` has been on this connection.
+    pub queued_media_peak_ms: f64,
+    /// Bytes handed to the kernel over the last second, kbit/s.
+    pub send_rate_kbps: f64,
+}
+
+/// The latest sample, readable from any thread.
+#[derive(Debug, Clone, Default)]
+pub struct NetQualityView(Arc<Mutex<Option<NetQuality>>>);
+
+impl NetQualityView {
+    /// The latest sample (None before the first frame).
+    pub fn latest(&self) -> Option<NetQuality> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set(&self, q: NetQuality) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(q);
+    }
+}
+
+/// The kernel's `TCP_INFO` for `socket` (None where it cannot be read).
+pub fn tcp_info(socket: &TcpStream) -> Option<libc::tcp_info> {
+    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the buffer is a zeroed tcp_info of `len` bytes; the kernel writes at most `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    // SAFETY: zeroed, then (partly) filled by the kernel; every field is plain data.
+    (rc == 0).then(|| unsafe { info.assume_init() })
+}
+
+/// Samples a publisher's connection: call [`Monitor::wrote`] after each frame written.
+pub(crate) struct Monitor {
+    /// A second handle on the connection's socket, for `TCP_INFO`.
+    socket: TcpStream,
+    view: NetQualityView,
+    /// Bytes written on this connection.
+    written: u64,
+    /// Frames not yet wholly sent: (bytes written up to their end, their time in ms).
+    frames: VecDeque<(u64, u32)>,
+    /// (when, bytes written then) over the last second.
+    rate: VecDeque<(Instant, u64)>,
+    peak_ms: f64,
+}
+
+impl Monitor {
+    /// Monitors `socket` (a clone of the publisher's), publishing samples into `view`.
+    pub(crate) fn new(socket: TcpStream, view: NetQualityView) -> Self {
+        Monitor {
+            socket,
+            view,
+            written: 0,
+            frames: VecDeque::new(),
+            rate: VecDeque::new(),
+            peak_ms: 0.0,
+        }
+    }
+
+    /// A frame of `bytes` with time `ms` was written: take a sample.
+    pub(crate) fn wrote(&mut self, bytes: usize, ms: u32) {
+        self.written += bytes as u64;
+        self.frames.push_back((self.written, ms));
+        let now = Instant::now();
+        self.rate.push_back((now, self.written));
+        while self
+            .rate
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(1))
+        {
+            self.rate.pop_front();
+        }
+        let Some(info) = tcp_info(&self.socket) else {
+            return;
+        };
+        let unsent = u64::from(info.tcpi_notsent_bytes);
+        let queued_ms = queued_media_ms(&mut self.frames, self.written.saturating_sub(unsent));
+        self.peak_ms = self.peak_ms.max(queued_ms);
+        let send_rate_kbps = match (self.rate.front(), self.rate.back()) {
+            (Some(a), Some(b)) if b.0 > a.0 => {
+                (b.1 - a.1) as f64 * 8.0 / b.0.duration_since(a.0).as_secs_f64() / 1000.0
+            }
+            _ => 0.0,
+        };
+        self.view.set(NetQuality {
+            rtt_ms: f64::from(info.tcpi_rtt) / 1000.0,
+            rtt_var_ms: f64::from(info.tcpi_rttvar) / 1000.0,
+            retransmits: u64::from(info.tcpi_total_retrans),
+            delivery_rate_kbps: info.tcpi_delivery_rate as f64 * 8.0 / 1000.0,
+            unsent_bytes: unsent,
+            queued_media_ms: queued_ms,
+            queued_media_peak_ms: self.peak_ms,
+            send_rate_kbps,
+        });
+    }
+}
+
+/// Drops the frames wholly sent (their end at or before `sent` bytes) from `frames` and returns
+/// the media still queued: the newest frame's time − the oldest unsent frame's, ms.
+fn queued_media_ms(frames: &mut VecDeque<(u64, u32)>, sent: u64) -> f64 {
+    while frames.front().is_some_and(|(end, _)| *end <= sent) {
+        frames.pop_front();
+    }
+    match (frames.front(), frames.back()) {
+        (Some(first), Some(last)) => f64::from(last.1.saturating_sub(first.1)),
+        _ => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    #[test]
+    fn queued_media_is_the_span_of_the_frames_not_wholly_sent() {
+        let mut frames: VecDeque<(u64, u32)> = [(100, 0), (200, 33), (300, 66), (400, 100)].into();
+        // 250 bytes out: the frame ending at 300 is partly sent, so 66..100 is queued.
+        assert_eq!(queued_media_ms(&mut frames, 250), 34.0);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(queued_media_ms(&mut frames, 400), 0.0);
+        assert!(frames.is_empty());
+    }
+
+    #[test]
+    fn a_peer_that_stops_reading_shows_as_unsent_bytes_and_queued_media() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut out = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_peer, _) = listener.accept().unwrap();
+        out.set_nonblocking(true).unwrap();
+        let view = NetQualityView::default();
+        let mut m = Monitor::new(out.try_clone().unwrap(), view.clone());
+        let frame = vec![7u8; 64 * 1024];
+        // The peer never reads: write until the socket's buffers are full (bounded).
+        for n in 0..2000u32 {
+            match out.write(&frame) {
+                Ok(k) => m.wrote(k, n * 33),
+                Err(_) => break,
+            }
+        }
+        let q = view.latest().expect("a sample");
+        assert!(q.unsent_bytes > 0, "{q:?}");
+        assert!(
+            q.queued_media_ms > 0.0 && q.queued_media_peak_ms >= q.queued_media_ms,
+            "{q:?}"
+        );
+        assert!(q.rtt_ms >= 0.0 && q.send_rate_kbps > 0.0, "{q:?}");
+    }
+}
