@@ -20,5 +20,6 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod scenario;
+pub mod shaped;
 pub mod sweep;
 pub mod system;

@@ -157,6 +157,7 @@ fn frame_drops(o: &Observed) -> Option<String> {
             ("stale", d.stale),
             ("late", d.late),
             ("memory pressure", d.pressure),
+            ("congestion", d.congestion),
             ("connection", o.sink_dropped),
             ("slow players", o.server_dropped),
         ]

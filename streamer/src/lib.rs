@@ -15,6 +15,7 @@
 //! # Ok::<(), streamer::stream::StreamError>(())
 //! ```
 
+pub mod adapt;
 pub mod config;
 pub mod core;
 pub mod diagnose;

@@ -424,13 +424,14 @@ fn report(
         if let Some(q) = &summary.network {
             println!(
                 "network: rtt {:.2} ms (±{:.2}), {} segments retransmitted, delivery rate {:.0} \
-                 kbit/s, sent {:.0} kbit/s over the last second, media queued unsent {:.0} ms \
-                 (peak {:.0} ms)",
+                 kbit/s, over the last second {:.0} kbit/s sent and {:.0} kbit/s acknowledged, media \
+                 queued unsent {:.0} ms (peak {:.0} ms)",
                 q.rtt_ms,
                 q.rtt_var_ms,
                 q.retransmits,
                 q.delivery_rate_kbps,
                 q.send_rate_kbps,
+                q.acked_rate_kbps,
                 q.queued_media_ms,
                 q.queued_media_peak_ms
             );
@@ -466,6 +467,20 @@ fn report(
             joins.iter().copied().fold(f64::INFINITY, f64::min),
             joins.iter().copied().fold(0.0, f64::max),
             dropped
+        );
+    }
+    for e in &summary.adaptation {
+        let what = match e.change {
+            streamer::adapt::AdaptChange::Bitrate { from, to } => {
+                format!("bitrate {from} → {to} kbit/s")
+            }
+            streamer::adapt::AdaptChange::DropStart => "dropping non-keyframes".to_string(),
+            streamer::adapt::AdaptChange::DropStop => "sending every frame again".to_string(),
+        };
+        println!(
+            "adaptive: at {:.1} s, {what} ({})",
+            e.t_ms as f64 / 1000.0,
+            e.signal
         );
     }
     for note in &summary.notes {

@@ -70,12 +70,15 @@ pub struct Metrics {
     cpu: Gauge,
     frames: IntCounter,
     /// The publisher's connection (RTMP outputs): see [`crate::rtmp::quality`].
-    network: [Gauge; 7],
+    network: [Gauge; 8],
+    /// Adaptive bitrate: the encoder's target now, and the changes made.
+    target: Gauge,
+    changes: Gauge,
     previous: Mutex<Previous>,
 }
 
 /// The network quality gauges: name, help.
-const NETWORK: [(&str, &str); 7] = [
+const NETWORK: [(&str, &str); 8] = [
     (
         "stream_manager_network_rtt_seconds",
         "Smoothed round-trip time of the publisher's connection (TCP_INFO), seconds",
@@ -104,6 +107,10 @@ const NETWORK: [(&str, &str); 7] = [
     (
         "stream_manager_network_send_rate_kbps",
         "Bytes the publisher handed to the network over the last second, kbit/s",
+    ),
+    (
+        "stream_manager_network_acked_rate_kbps",
+        "Bytes the server acknowledged over the last second, kbit/s: what the link carried",
     ),
 ];
 
@@ -184,7 +191,7 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "stream_manager_dropped_frames_total",
-                    "Frames dropped, by reason (behind, queue_full, stale, late, pressure)",
+                    "Frames dropped, by reason (behind, queue_full, stale, late, pressure, congestion)",
                 ),
                 &["reason"],
             )
@@ -215,6 +222,15 @@ impl Metrics {
             .expect("valid gauge"),
         );
         let network = NETWORK.map(|(name, help)| gauge(name, help));
+        let target = gauge(
+            "stream_manager_target_bitrate_kbps",
+            "The encoder's target bitrate as adaptive bitrate set it, kbit/s (0 when \
+             adaptive.enabled is off)",
+        );
+        let changes = gauge(
+            "stream_manager_adaptation_changes",
+            "Changes adaptive bitrate has made (bitrate steps, drop starts and stops)",
+        );
         Metrics {
             epoch: Instant::now(),
             pairs: SpanPairs::new(),
@@ -234,6 +250,8 @@ impl Metrics {
             cpu,
             frames,
             network,
+            target,
+            changes,
             previous: Mutex::new(Previous {
                 at: Instant::now(),
                 packets: 0,
@@ -277,6 +295,7 @@ impl Metrics {
             ("stale", d.stale, p.drops.stale),
             ("late", d.late, p.drops.late),
             ("pressure", d.pressure, p.drops.pressure),
+            ("congestion", d.congestion, p.drops.congestion),
         ] {
             self.dropped
                 .with_label_values(&[reason])
@@ -289,6 +308,8 @@ impl Metrics {
             1.0 - live.queue_depth as f64 / live.queue_capacity as f64
         });
         self.memory.set(live.rss_bytes as i64);
+        self.target.set(live.target_kbps as f64);
+        self.changes.set(live.adapt_changes as f64);
         if let Some(q) = &live.network {
             let values = [
                 q.rtt_ms / 1000.0,
@@ -298,6 +319,7 @@ impl Metrics {
                 q.unsent_bytes as f64,
                 q.queued_media_ms / 1000.0,
                 q.send_rate_kbps,
+                q.acked_rate_kbps,
             ];
             for (g, v) in self.network.iter().zip(values) {
                 g.set(v);

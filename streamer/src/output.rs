@@ -108,6 +108,9 @@ pub trait Sink {
     fn quality(&self) -> Option<crate::rtmp::quality::NetQualityView> {
         None
     }
+
+    /// Samples the connection's quality now (it is also sampled after every packet sent).
+    fn sample_quality(&mut self) {}
 }
 
 /// Opens the sink for `output`, taking the stream parameters from `encoder`.
@@ -268,6 +271,10 @@ impl Sink for RtmpSink {
 
     fn quality(&self) -> Option<crate::rtmp::quality::NetQualityView> {
         Some(self.publisher.quality())
+    }
+
+    fn sample_quality(&mut self) {
+        self.publisher.sample_quality();
     }
 
     fn stats(&self) -> SinkStats {

@@ -128,6 +128,11 @@ fn needs() -> Vec<Need> {
             present: || has_command("valgrind"),
         },
         Need {
+            what: "ip and tc (a shaped link in a network namespace, in tests)",
+            package: "iproute2",
+            present: || has_command("ip") && has_command("tc"),
+        },
+        Need {
             what: "promtool (checks the Prometheus exposition in tests)",
             package: "prometheus",
             present: || has_command("promtool"),

@@ -26,6 +26,7 @@ pub(super) fn drop_reasons(d: &streamer::pipeline::Drops) -> String {
         ("stale", d.stale),
         ("late", d.late),
         ("pressure", d.pressure),
+        ("congestion", d.congestion),
     ]
     .iter()
     .filter(|(_, n)| *n > 0)

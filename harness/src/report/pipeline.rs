@@ -21,7 +21,8 @@ pub(super) fn pipeline_table(out: &mut String, r: &Results) {
              min–max); Memory is peak RSS; Drops are all repetitions' drops by reason (behind: \
              the renderer was past the frame's slot; queue full: the queue's drop policy; \
              stale: waited past dropThreshold; late: past maxLatency at the encoder; pressure: \
-             shed under memory pressure)."
+             shed under memory pressure; congestion: non-keyframes the network could not carry, \
+             with adaptive bitrate)."
         ),
     );
     out.push_str("| Queue Size | Pool Size | Quality | Format | FPS | Memory | Drops | Notes |\n");

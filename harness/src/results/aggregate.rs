@@ -173,6 +173,7 @@ fn aggregate_pipeline(runs: &[PointRun]) -> Option<PipelineFigures> {
         drops.stale += d.stale;
         drops.late += d.late;
         drops.pressure += d.pressure;
+        drops.congestion += d.congestion;
         for (o, v) in occupancy.iter_mut().zip(&p.occupancy) {
             *o += v;
         }
@@ -235,6 +236,7 @@ fn network_quality(nets: &[&NetworkFigures]) -> Option<streamer::rtmp::quality::
             .map(|q| q.queued_media_peak_ms)
             .fold(0.0, f64::max),
         send_rate_kbps: med(|q| q.send_rate_kbps),
+        acked_rate_kbps: med(|q| q.acked_rate_kbps),
     })
 }
 

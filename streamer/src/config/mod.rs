@@ -10,9 +10,10 @@
 //! `zerolatency` tune, and `hwaccel.fallback`.
 //!
 //! Each section's types, defaults and range checks live in their own file (`core`,
-//! `renderer`, `encoder`, `pipeline`, `rtmp`), and `validate` calls each section's check in
+//! `renderer`, `encoder`, `pipeline`, `rtmp`, and `adaptive`, which is beyond the guide), and `validate` calls each section's check in
 //! that order; dotted-path overrides are in `overrides`. Every type is re-exported here, so `streamer::config::X` names them all.
 
+mod adaptive;
 mod core;
 mod encoder;
 mod overrides;
@@ -26,6 +27,7 @@ pub use self::core::{
     AssetsConfig, CacheStrategy, CompositionConfig, CoreConfig, LayoutConfig, Margin, OptimizeFor,
     PreloadStrategy, ViewportConfig,
 };
+pub use adaptive::{AdaptiveBitrate, AdaptiveConfig};
 pub use encoder::{
     EncoderConfig, EncoderPipeline, HwAccelConfig, HwDevice, Preset, RateControl, RateMode,
     X264_CPU_FLAGS,
@@ -42,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
 
-/// The whole stream's configuration: the guide's five config interfaces.
+/// The whole stream's configuration: the guide's five config interfaces, and adaptation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamConfig {
@@ -56,6 +58,8 @@ pub struct StreamConfig {
     pub pipeline: PipelineConfig,
     /// The RTMP server (`RTMPConfig`).
     pub rtmp: RtmpConfig,
+    /// Adaptation to the network (beyond the guide; off by default).
+    pub adaptive: AdaptiveConfig,
 }
 
 /// One out-of-range value.
@@ -139,6 +143,11 @@ impl StreamConfig {
         self.encoder.check(&mut c);
         self.pipeline.check(&mut c);
         self.rtmp.check(&mut c);
+        self.adaptive.check(
+            &mut c,
+            self.encoder.rate_control.mode,
+            self.encoder.rate_control.bitrate_kbps,
+        );
         if c.0.is_empty() {
             Ok(())
         } else {

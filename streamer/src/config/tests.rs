@@ -265,6 +265,14 @@ const CHECK_ORDER: &[&str] = &[
     "rtmp.player_queue",
     "rtmp.fanout_threads",
     "rtmp.publish_keys",
+    "adaptive.bitrate.triggerMs",
+    "adaptive.bitrate.dropMs",
+    "adaptive.bitrate.marginPercent",
+    "adaptive.bitrate.minKbps",
+    "adaptive.bitrate.holdMs",
+    "adaptive.bitrate.clearMs",
+    "adaptive.bitrate.stepUpPercent",
+    "adaptive.enabled",
 ];
 
 #[test]
@@ -301,7 +309,42 @@ fn every_bad_field_is_listed_in_check_order() {
     (t.chunk_size, t.ping, t.ping_timeout, t.handshake_timeout) = (0, 0, 0, 0);
     (t.max_connections, t.player_queue, t.fanout_threads) = (0, 0, 0);
     t.publish_keys = vec![String::new()];
+    let a = &mut c.adaptive;
+    a.enabled = true;
+    (
+        a.bitrate.trigger_ms,
+        a.bitrate.drop_ms,
+        a.bitrate.margin_percent,
+    ) = (10, 10, 91);
+    (
+        a.bitrate.min_kbps,
+        a.bitrate.clear_ms,
+        a.bitrate.step_up_percent,
+    ) = (2, 0, 0);
+    a.bitrate.hold_ms = 60_001;
     let err = c.validate().unwrap_err();
     let fields: Vec<&str> = err.invalid().iter().map(|i| i.field.as_str()).collect();
     assert_eq!(fields, CHECK_ORDER);
+}
+
+#[test]
+fn adaptive_bitrate_needs_bitrate_mode_and_says_so() {
+    let mut c = StreamConfig::default();
+    c.adaptive.enabled = true;
+    let err = c.validate().unwrap_err();
+    assert_eq!(err.invalid().len(), 1, "{err}");
+    assert!(
+        err.to_string().starts_with(
+            "invalid adaptive.enabled = true (expected false unless encoder.rateControl.mode = \"bitrate\""
+        ),
+        "{err}"
+    );
+    c.encoder.rate_control.mode = RateMode::Bitrate;
+    c.validate().unwrap();
+    // Its floor must sit under the bitrate it steers.
+    c.adaptive.bitrate.min_kbps = 3000;
+    assert_eq!(
+        c.validate().unwrap_err().to_string(),
+        "invalid adaptive.bitrate.minKbps = 3000 (expected 16..=2500)"
+    );
 }

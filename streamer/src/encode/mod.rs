@@ -307,6 +307,20 @@ impl Encoder {
         self.drain(probe, on_packet)
     }
 
+    /// Sets the target bitrate (and the VBV max rate with it) from the next frame on, without
+    /// reopening: libavcodec's libx264 wrapper sees the change before the next frame and
+    /// reconfigures x264 (in `bitrate` rate control; `crf` ignores it).
+    pub fn set_bitrate_kbps(&mut self, kbps: u32) {
+        let bits = i64::from(kbps) * 1000;
+        // SAFETY: the context is open and owned by this encoder; these are plain fields that
+        // libavcodec reads at the next `avcodec_send_frame` on this thread.
+        unsafe {
+            let ctx = self.inner.as_mut_ptr();
+            (*ctx).bit_rate = bits;
+            (*ctx).rc_max_rate = bits;
+        }
+    }
+
     /// Copies `pictures` into encoder frames once, so [`Encoder::send_loaded`] can encode them
     /// any number of times without copying (a clip in memory, as a benchmark input).
     pub fn load(&mut self, pictures: &[RawPicture]) {

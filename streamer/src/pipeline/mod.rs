@@ -33,12 +33,16 @@ pub struct Drops {
     pub stale: u64,
     pub late: u64,
     pub pressure: u64,
+    /// Non-keyframes dropped before sending because the network could not carry them
+    /// (adaptive bitrate past `adaptive.bitrate.dropMs`, and until the next keyframe).
+    #[serde(default)]
+    pub congestion: u64,
 }
 
 impl Drops {
     /// All drops.
     pub fn total(&self) -> u64 {
-        self.behind + self.queue_full + self.stale + self.late + self.pressure
+        self.behind + self.queue_full + self.stale + self.late + self.pressure + self.congestion
     }
 
     /// `self - earlier`, reason by reason.
@@ -49,6 +53,7 @@ impl Drops {
             stale: self.stale - earlier.stale,
             late: self.late - earlier.late,
             pressure: self.pressure - earlier.pressure,
+            congestion: self.congestion - earlier.congestion,
         }
     }
 }
@@ -61,11 +66,12 @@ pub enum DropReason {
     Stale,
     Late,
     Pressure,
+    Congestion,
 }
 
 /// Drop counters shared by the pipeline's threads.
 #[derive(Debug, Default)]
-pub struct DropCounters([AtomicU64; 5]);
+pub struct DropCounters([AtomicU64; 6]);
 
 impl DropCounters {
     /// Counts one drop.
@@ -82,6 +88,7 @@ impl DropCounters {
             stale: g(DropReason::Stale),
             late: g(DropReason::Late),
             pressure: g(DropReason::Pressure),
+            congestion: g(DropReason::Congestion),
         }
     }
 }

@@ -152,6 +152,13 @@ impl Publisher {
         })
     }
 
+    /// Samples the connection now (between frames written).
+    pub fn sample_quality(&mut self) {
+        if let Some(m) = &mut self.monitor {
+            m.sample();
+        }
+    }
+
     /// The connection's latest quality sample, readable from any thread.
     pub fn quality(&self) -> super::quality::NetQualityView {
         self.quality.clone()

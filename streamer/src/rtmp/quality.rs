@@ -35,6 +35,10 @@ pub struct NetQuality {
     pub queued_media_peak_ms: f64,
     /// Bytes handed to the kernel over the last second, kbit/s.
     pub send_rate_kbps: f64,
+    /// Bytes the server acknowledged over the last second, kbit/s (`tcpi_bytes_acked`): what
+    /// the link carried.
+    #[serde(default)]
+    pub acked_rate_kbps: f64,
 }
 
 /// The latest sample, readable from any thread.
@@ -85,8 +89,8 @@ pub(crate) struct Monitor {
     written: u64,
     /// Frames not yet wholly sent: (bytes written up to their end, their time in ms).
     frames: VecDeque<(u64, u32)>,
-    /// (when, bytes written then) over the last second.
-    rate: VecDeque<(Instant, u64)>,
+    /// (when, bytes written then, bytes acknowledged then) over the last second.
+    rate: VecDeque<(Instant, u64, u64)>,
     peak_ms: f64,
 }
 
@@ -107,26 +111,35 @@ impl Monitor {
     pub(crate) fn wrote(&mut self, bytes: usize, ms: u32) {
         self.written += bytes as u64;
         self.frames.push_back((self.written, ms));
-        let now = Instant::now();
-        self.rate.push_back((now, self.written));
-        while self
-            .rate
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(1))
-        {
-            self.rate.pop_front();
-        }
+        self.sample();
+    }
+
+    /// Takes a sample now (also between frames written: while frames are dropped or the
+    /// publisher waits, the connection still drains).
+    pub(crate) fn sample(&mut self) {
         let Some(info) = tcp_info(&self.socket) else {
             return;
         };
+        let now = Instant::now();
+        self.rate
+            .push_back((now, self.written, info.tcpi_bytes_acked));
+        while self
+            .rate
+            .front()
+            .is_some_and(|(t, _, _)| now.duration_since(*t) > Duration::from_secs(1))
+        {
+            self.rate.pop_front();
+        }
         let unsent = u64::from(info.tcpi_notsent_bytes);
         let queued_ms = queued_media_ms(&mut self.frames, self.written.saturating_sub(unsent));
         self.peak_ms = self.peak_ms.max(queued_ms);
-        let send_rate_kbps = match (self.rate.front(), self.rate.back()) {
+        let (send_rate_kbps, acked_rate_kbps) = match (self.rate.front(), self.rate.back()) {
             (Some(a), Some(b)) if b.0 > a.0 => {
-                (b.1 - a.1) as f64 * 8.0 / b.0.duration_since(a.0).as_secs_f64() / 1000.0
+                let s = b.0.duration_since(a.0).as_secs_f64();
+                let kbps = |bytes: u64| bytes as f64 * 8.0 / s / 1000.0;
+                (kbps(b.1 - a.1), kbps(b.2.saturating_sub(a.2)))
             }
-            _ => 0.0,
+            _ => (0.0, 0.0),
         };
         self.view.set(NetQuality {
             rtt_ms: f64::from(info.tcpi_rtt) / 1000.0,
@@ -137,6 +150,7 @@ impl Monitor {
             queued_media_ms: queued_ms,
             queued_media_peak_ms: self.peak_ms,
             send_rate_kbps,
+            acked_rate_kbps,
         });
     }
 }

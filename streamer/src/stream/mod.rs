@@ -126,6 +126,8 @@ pub struct Summary {
     pub notes: Vec<String>,
     /// The output connection's last quality sample (RTMP outputs).
     pub network: Option<crate::rtmp::quality::NetQuality>,
+    /// Every change adaptive bitrate made, in order (empty when off).
+    pub adaptation: Vec<crate::adapt::AdaptEvent>,
 }
 
 /// A running stream.
@@ -143,6 +145,8 @@ pub struct Stream<'p, P: Probe> {
     render_threads: std::collections::BTreeSet<u32>,
     /// libx264's own threads: those that opening the encoder started.
     x264_threads: std::collections::BTreeSet<u32>,
+    /// Adaptive bitrate (`adaptive.enabled` with a network output).
+    adapting: Option<send::Adapting>,
     next_frame: u64,
     clock: Option<Instant>,
     counters: Counters,
@@ -178,6 +182,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let pool = BufferPool::new(v.width, v.height, slots, p.buffer_pool);
         let sink = output::open(output, &encoder)?;
         let network = sink.quality();
+        let adapting = send::Adapting::of(cfg, network.clone());
         Ok(Stream {
             cfg: cfg.clone(),
             probe,
@@ -199,8 +204,13 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 queue_depth: AtomicU64::new(0),
                 queue_capacity: p.max_queue_size.into(),
                 cpu: cpu::CpuCounters::default(),
+                target_kbps: AtomicU64::new(
+                    adapting.as_ref().map_or(0, |a| a.target_kbps().into()),
+                ),
+                adapt_changes: AtomicU64::new(0),
                 network,
             }),
+            adapting,
             render_threads,
             x264_threads,
             next_frame: 0,
@@ -228,6 +238,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let (probe, shared, scene) = (self.probe, &self.shared, &self.scene);
         let stage = (&mut self.core, &mut self.renderer);
         let (encoder, sink, counters) = (&mut self.encoder, &mut self.sink, &mut self.counters);
+        let adapting = &mut self.adapting;
         let live = pacing == Pacing::Realtime;
         let settings = WorkerSettings::of(cfg, live);
         let tally = WorkerCounters {
@@ -284,6 +295,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 encoder,
                 sink,
                 counters: &mut *counters,
+                adapting: adapting.as_mut(),
             };
             let result = {
                 let _cpu = cpu::ThreadClock::start(&shared.cpu.encode_ns);
@@ -413,6 +425,11 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
             render: self.renderer.metrics(),
             notes: self.encoder.notes().to_vec(),
             network: self.shared.network.as_ref().and_then(|n| n.latest()),
+            adaptation: self
+                .adapting
+                .as_ref()
+                .map(|a| a.events.clone())
+                .unwrap_or_default(),
         })
     }
 }

@@ -5,6 +5,7 @@
 
 use super::shared::Shared;
 use super::{Counters, StreamError};
+use crate::adapt::{AdaptChange, AdaptEvent, BitrateController};
 use crate::config::StreamConfig;
 use crate::encode::{Encoder, Packet};
 use crate::output::{OutputError, Sink};
@@ -12,14 +13,75 @@ use crate::pipeline::buffers::Slot;
 use crate::pipeline::format::Ingest;
 use crate::pipeline::{Done, DropReason, Reorder};
 use crate::probe::{Point, Probe};
+use crate::rtmp::quality::NetQualityView;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where the encoder's loop sends what it encodes, and what it counts.
 pub(super) struct Send<'a> {
     pub encoder: &'a mut Encoder,
     pub sink: &'a mut Box<dyn Sink>,
     pub counters: &'a mut Counters,
+    /// Adaptive bitrate, when on and the output has a connection to watch.
+    pub adapting: Option<&'a mut Adapting>,
+}
+
+/// Adaptive bitrate in the encoder's loop: the controller, the connection it watches, the
+/// changes it made, and whether frames are being skipped until the next keyframe.
+pub struct Adapting {
+    controller: BitrateController,
+    connection: NetQualityView,
+    started: Instant,
+    /// Every change so far.
+    pub events: Vec<AdaptEvent>,
+    skipping: bool,
+}
+
+impl Adapting {
+    /// Adaptation for `cfg` on `connection` (None when `adaptive.enabled` is off).
+    pub fn of(cfg: &StreamConfig, connection: Option<NetQualityView>) -> Option<Self> {
+        let connection = connection.filter(|_| cfg.adaptive.enabled)?;
+        Some(Adapting {
+            controller: BitrateController::new(
+                &cfg.adaptive.bitrate,
+                cfg.encoder.rate_control.bitrate_kbps,
+            ),
+            connection,
+            started: Instant::now(),
+            events: Vec::new(),
+            skipping: false,
+        })
+    }
+
+    /// The target bitrate now, kbit/s.
+    pub fn target_kbps(&self) -> u32 {
+        self.controller.target_kbps()
+    }
+
+    /// Whether a packet is to be dropped before sending: non-keyframes while the controller
+    /// drops, and after any dropped frame until the next keyframe (so players can decode).
+    fn skip(&mut self, key: bool) -> bool {
+        if key {
+            self.skipping = false;
+        } else if self.controller.dropping() || self.skipping {
+            self.skipping = true;
+        }
+        self.skipping
+    }
+
+    /// Feeds the connection's latest sample to the controller and applies what it changes.
+    fn steer(&mut self, encoder: &mut Encoder) {
+        let Some(q) = self.connection.latest() else {
+            return;
+        };
+        let t = self.started.elapsed().as_millis() as u64;
+        for e in self.controller.update(t, &q) {
+            if let AdaptChange::Bitrate { to, .. } = e.change {
+                encoder.set_bitrate_kbps(to);
+            }
+            self.events.push(e);
+        }
+    }
 }
 
 impl Send<'_> {
@@ -63,15 +125,30 @@ impl Send<'_> {
             let ingested = ingest.ingest(&mut slot);
             let mut failed = None;
             let (sink, counters) = (&mut *self.sink, &mut *self.counters);
+            let mut adapting = self.adapting.as_deref_mut();
             let encoded = ingested
                 .map_err(|e| StreamError::Pipeline(e.to_string()))
                 .and_then(|()| {
                     self.encoder
                         .encode_frame(id, &mut slot.picture, copy, probe, |pkt| {
+                            if adapting.as_mut().is_some_and(|a| a.skip(pkt.is_key())) {
+                                shared.drops.count(DropReason::Congestion);
+                                return;
+                            }
                             deliver(probe, sink, counters, pkt, &shared.cpu.send_ns, &mut failed)
                         })
                         .map_err(StreamError::from)
                 });
+            if let Some(a) = adapting {
+                self.sink.sample_quality();
+                a.steer(self.encoder);
+                shared
+                    .target_kbps
+                    .store(a.target_kbps().into(), Ordering::Relaxed);
+                shared
+                    .adapt_changes
+                    .store(a.events.len() as u64, Ordering::Relaxed);
+            }
             shared.pool.give(slot);
             shared
                 .sent_packets

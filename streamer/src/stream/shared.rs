@@ -59,6 +59,9 @@ pub(super) struct Shared {
     pub(super) cpu: super::cpu::CpuCounters,
     /// The output connection's quality (RTMP).
     pub(super) network: Option<crate::rtmp::quality::NetQualityView>,
+    /// With adaptive bitrate: the encoder's target now (kbit/s) and the changes made so far.
+    pub(super) target_kbps: AtomicU64,
+    pub(super) adapt_changes: AtomicU64,
 }
 
 /// A view of a running stream for another thread (the metrics endpoint): counters the stream
@@ -81,6 +84,10 @@ pub struct LiveSnapshot {
     pub rss_bytes: u64,
     /// The output connection's latest quality sample (RTMP, after its first frame).
     pub network: Option<crate::rtmp::quality::NetQuality>,
+    /// With adaptive bitrate: the encoder's target bitrate now (kbit/s; 0 without) and the
+    /// changes the controller has made.
+    pub target_kbps: u64,
+    pub adapt_changes: u64,
 }
 
 impl Live {
@@ -95,6 +102,8 @@ impl Live {
             queue_capacity: s.queue_capacity,
             rss_bytes: s.rss.rss(),
             network: s.network.as_ref().and_then(|n| n.latest()),
+            target_kbps: s.target_kbps.load(Ordering::Relaxed),
+            adapt_changes: s.adapt_changes.load(Ordering::Relaxed),
         }
     }
 }

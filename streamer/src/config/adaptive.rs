@@ -1,0 +1,104 @@
+//! `adaptive`: adaptation to a shrinking network (beyond the guide, which lists "Implement
+//! adaptive bitrate" and "Add network quality adaptation" under Future Optimizations). Off by
+//! default, so results without it stay comparable with earlier ones.
+
+use super::{Checker, RateMode};
+use serde::{Deserialize, Serialize};
+
+/// Adaptation settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdaptiveConfig {
+    /// Steer the encoder's bitrate from the publisher's connection (needs
+    /// `encoder.rateControl.mode = "bitrate"`).
+    pub enabled: bool,
+    /// Adaptive bitrate.
+    pub bitrate: AdaptiveBitrate,
+}
+
+/// Adaptive bitrate: when media queues up unsent, the target drops to the measured
+/// throughput less a margin; when the link is clear it steps back up toward
+/// `encoder.rateControl.bitrateKbps`; past a second threshold non-keyframes are dropped before
+/// they are sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdaptiveBitrate {
+    /// Media queued unsent above which the bitrate drops, ms.
+    pub trigger_ms: u32,
+    /// Media queued unsent above which non-keyframes are dropped before they are sent, ms
+    /// (above `triggerMs`).
+    pub drop_ms: u32,
+    /// The new target is the measured throughput less this share, percent.
+    pub margin_percent: u32,
+    /// The target never goes below this, kbit/s.
+    pub min_kbps: u32,
+    /// After a cut, no further cut for this long (the queue needs time to drain), ms.
+    pub hold_ms: u32,
+    /// The link counts as clear with queued media under a quarter of `triggerMs`; clear this
+    /// long before each step up, ms.
+    pub clear_ms: u32,
+    /// Each step up adds this share of the configured bitrate, percent.
+    pub step_up_percent: u32,
+}
+
+impl Default for AdaptiveBitrate {
+    fn default() -> Self {
+        AdaptiveBitrate {
+            trigger_ms: 500,
+            drop_ms: 2000,
+            margin_percent: 15,
+            min_kbps: 300,
+            hold_ms: 1000,
+            clear_ms: 2000,
+            step_up_percent: 10,
+        }
+    }
+}
+
+impl AdaptiveConfig {
+    pub(super) fn check(&self, c: &mut Checker, mode: RateMode, bitrate_kbps: u32) {
+        let b = &self.bitrate;
+        c.range(
+            "adaptive.bitrate.triggerMs",
+            b.trigger_ms.into(),
+            50,
+            10_000,
+        );
+        c.range(
+            "adaptive.bitrate.dropMs",
+            b.drop_ms.into(),
+            u64::from(b.trigger_ms) + 1,
+            60_000,
+        );
+        c.range(
+            "adaptive.bitrate.marginPercent",
+            b.margin_percent.into(),
+            0,
+            90,
+        );
+        // Below the configured bitrate only matters when it steers it.
+        let most = if self.enabled { bitrate_kbps } else { 200_000 };
+        c.range(
+            "adaptive.bitrate.minKbps",
+            b.min_kbps.into(),
+            16,
+            most.into(),
+        );
+        c.range("adaptive.bitrate.holdMs", b.hold_ms.into(), 0, 60_000);
+        c.range("adaptive.bitrate.clearMs", b.clear_ms.into(), 100, 600_000);
+        c.range(
+            "adaptive.bitrate.stepUpPercent",
+            b.step_up_percent.into(),
+            1,
+            100,
+        );
+        if self.enabled && mode != RateMode::Bitrate {
+            c.fail(
+                "adaptive.enabled",
+                true,
+                "false unless encoder.rateControl.mode = \"bitrate\" (adaptive bitrate steers \
+                 the encoder's target bitrate)",
+            );
+        }
+    }
+}
