@@ -98,6 +98,10 @@ pub struct PointRun {
     /// ([`STAGES`]; `server` and `players` with the embedded server).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stage_cpu_ms: BTreeMap<String, f64>,
+    /// What adaptation changed over the whole run (bitrate, drops, workers), in order; empty
+    /// when it is off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adaptation: Vec<streamer::adapt::AdaptEvent>,
     /// A profiled run's profile of the measured window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<crate::profile::ProfileFigures>,
@@ -347,6 +351,7 @@ fn quality_run(job: &PointJob) -> Result<PointRun, RunError> {
         quality: Some(q),
         render: None,
         stage_cpu_ms: BTreeMap::new(),
+        adaptation: Vec::new(),
         profile: None,
     })
 }
@@ -576,6 +581,7 @@ fn measure<P: Probe>(
         quality: None,
         render: Some(summary.render),
         stage_cpu_ms,
+        adaptation: summary.adaptation,
         profile,
     })
 }

@@ -56,7 +56,10 @@ fn through_a_shaped_link_the_encoders_bitrate_follows_the_cap_and_players_keep_r
         summary.adaptation
     );
     let kbps = (after.bytes - before.bytes) as f64 * 8.0 / measured_s / 1000.0;
-    println!("sent {kbps:.0} kbit/s in the measured 3 s; drops {:?}", summary.pipeline.drops);
+    println!(
+        "sent {kbps:.0} kbit/s in the measured 3 s; drops {:?}",
+        summary.pipeline.drops
+    );
     assert!(
         kbps <= 1.3 * f64::from(CAP_KBPS),
         "{kbps:.0} kbit/s sent through a {CAP_KBPS} kbit/s link: {:?}",

@@ -27,6 +27,8 @@ pub enum AdaptChange {
     DropStart,
     /// … and no longer.
     DropStop,
+    /// Workers taking frames (smart worker scaling).
+    Workers { from: u32, to: u32 },
 }
 
 /// A change, when it was made (ms since the stream started) and why.

@@ -476,6 +476,9 @@ fn report(
             }
             streamer::adapt::AdaptChange::DropStart => "dropping non-keyframes".to_string(),
             streamer::adapt::AdaptChange::DropStop => "sending every frame again".to_string(),
+            streamer::adapt::AdaptChange::Workers { from, to } => {
+                format!("workers {from} → {to}")
+            }
         };
         println!(
             "adaptive: at {:.1} s, {what} ({})",

@@ -74,6 +74,7 @@ pub struct Metrics {
     /// Adaptive bitrate: the encoder's target now, and the changes made.
     target: Gauge,
     changes: Gauge,
+    workers: Gauge,
     previous: Mutex<Previous>,
 }
 
@@ -229,7 +230,11 @@ impl Metrics {
         );
         let changes = gauge(
             "stream_manager_adaptation_changes",
-            "Changes adaptive bitrate has made (bitrate steps, drop starts and stops)",
+            "Changes adaptation has made (bitrate steps, drop starts and stops, worker counts)",
+        );
+        let workers = gauge(
+            "stream_manager_workers_active",
+            "Frame pipeline workers taking frames (poolSize, or fewer with adaptive.workers)",
         );
         Metrics {
             epoch: Instant::now(),
@@ -252,6 +257,7 @@ impl Metrics {
             network,
             target,
             changes,
+            workers,
             previous: Mutex::new(Previous {
                 at: Instant::now(),
                 packets: 0,
@@ -310,6 +316,7 @@ impl Metrics {
         self.memory.set(live.rss_bytes as i64);
         self.target.set(live.target_kbps as f64);
         self.changes.set(live.adapt_changes as f64);
+        self.workers.set(f64::from(live.workers_active));
         if let Some(q) = &live.network {
             let values = [
                 q.rtt_ms / 1000.0,

@@ -76,3 +76,39 @@ fn jpeg_and_png_frames_reach_the_encoder() {
         );
     }
 }
+
+#[test]
+fn smart_worker_scaling_grows_the_pool_for_slow_conversion_and_keeps_it_small_when_idle() {
+    use streamer::adapt::AdaptChange;
+    let workers = |format: FrameFormat| {
+        let mut cfg = small();
+        cfg.core.viewport.width = 1280;
+        cfg.core.viewport.height = 720;
+        cfg.core.viewport.fps = 60;
+        cfg.pipeline.format = format;
+        cfg.pipeline.pool_size = 4;
+        cfg.adaptive.workers.enabled = true;
+        cfg.adaptive.workers.min = 1;
+        let mut stream = Stream::open(&cfg, &Output::Null, &NoProbe).unwrap();
+        stream.run(90, Pacing::Realtime).unwrap();
+        let summary = stream.finish().unwrap();
+        let changes: Vec<(u32, u32)> = summary
+            .adaptation
+            .iter()
+            .filter_map(|e| match e.change {
+                AdaptChange::Workers { from, to } => Some((from, to)),
+                _ => None,
+            })
+            .collect();
+        (changes, summary.adaptation)
+    };
+    // PNG at 720p takes far longer than a 16.7 ms frame interval: the pool grows, one at a
+    // time, with the signal that caused each step.
+    let (grown, events) = workers(FrameFormat::Png);
+    assert!(grown.first() == Some(&(1, 2)), "{events:#?}");
+    assert!(grown.windows(2).all(|w| w[1].0 == w[0].1), "{events:#?}");
+    assert!(events.iter().all(|e| !e.signal.is_empty()), "{events:#?}");
+    // Raw frames need no conversion: one worker keeps up, nothing changes.
+    let (idle, events) = workers(FrameFormat::Raw);
+    assert!(idle.is_empty(), "{events:#?}");
+}

@@ -139,6 +139,10 @@ impl PointResult {
                     (stage.clone(), median(&mut v))
                 })
                 .collect(),
+            adaptation: runs
+                .first()
+                .map(|r| r.adaptation.clone())
+                .unwrap_or_default(),
             profile: runs.iter().find_map(|r| r.profile.clone()),
         }
     }

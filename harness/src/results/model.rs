@@ -92,6 +92,10 @@ pub struct PointResult {
     /// [`crate::run::STAGES`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stage_cpu_ms: BTreeMap<String, f64>,
+    /// What adaptation changed in the first repetition (bitrate, drops, workers: the pool
+    /// size over time), in order; empty when it is off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adaptation: Vec<streamer::adapt::AdaptEvent>,
     /// With `--profile`: an extra, profiled run's flame graph and hottest functions (its fps
     /// is not in the point's figures).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,7 @@
-//! `adaptive`: adaptation to a shrinking network (beyond the guide, which lists "Implement
-//! adaptive bitrate" and "Add network quality adaptation" under Future Optimizations). Off by
-//! default, so results without it stay comparable with earlier ones.
+//! `adaptive`: adaptation to a shrinking network and a busy machine (beyond the guide, which
+//! lists "Implement adaptive bitrate", "Add network quality adaptation" and "Implement smart
+//! worker scaling" under Future Optimizations). Off by default, so results without it stay
+//! comparable with earlier ones.
 
 use super::{Checker, RateMode};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,27 @@ pub struct AdaptiveConfig {
     pub enabled: bool,
     /// Adaptive bitrate.
     pub bitrate: AdaptiveBitrate,
+    /// Smart worker scaling.
+    pub workers: AdaptiveWorkers,
+}
+
+/// Smart worker scaling: between `min` and `pipeline.poolSize` workers take frames, as many as
+/// keep the queue short (see `streamer::pipeline::scaling`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdaptiveWorkers {
+    pub enabled: bool,
+    /// The fewest workers taking frames (at most `pipeline.poolSize`).
+    pub min: u32,
+}
+
+impl Default for AdaptiveWorkers {
+    fn default() -> Self {
+        AdaptiveWorkers {
+            enabled: false,
+            min: 1,
+        }
+    }
 }
 
 /// Adaptive bitrate: when media queues up unsent, the target drops to the measured
@@ -56,7 +78,7 @@ impl Default for AdaptiveBitrate {
 }
 
 impl AdaptiveConfig {
-    pub(super) fn check(&self, c: &mut Checker, mode: RateMode, bitrate_kbps: u32) {
+    pub(super) fn check(&self, c: &mut Checker, mode: RateMode, bitrate_kbps: u32, pool: u32) {
         let b = &self.bitrate;
         c.range(
             "adaptive.bitrate.triggerMs",
@@ -92,6 +114,9 @@ impl AdaptiveConfig {
             1,
             100,
         );
+        let w = &self.workers;
+        let most = if w.enabled { pool.max(1) } else { 64 };
+        c.range("adaptive.workers.min", w.min.into(), 1, most.into());
         if self.enabled && mode != RateMode::Bitrate {
             c.fail(
                 "adaptive.enabled",

@@ -27,7 +27,7 @@ pub use self::core::{
     AssetsConfig, CacheStrategy, CompositionConfig, CoreConfig, LayoutConfig, Margin, OptimizeFor,
     PreloadStrategy, ViewportConfig,
 };
-pub use adaptive::{AdaptiveBitrate, AdaptiveConfig};
+pub use adaptive::{AdaptiveBitrate, AdaptiveConfig, AdaptiveWorkers};
 pub use encoder::{
     EncoderConfig, EncoderPipeline, HwAccelConfig, HwDevice, Preset, RateControl, RateMode,
     X264_CPU_FLAGS,
@@ -147,6 +147,7 @@ impl StreamConfig {
             &mut c,
             self.encoder.rate_control.mode,
             self.encoder.rate_control.bitrate_kbps,
+            self.pipeline.pool_size,
         );
         if c.0.is_empty() {
             Ok(())

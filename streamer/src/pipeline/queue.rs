@@ -129,6 +129,11 @@ impl<T> FrameQueue<T> {
         self.capacity
     }
 
+    /// Whether [`FrameQueue::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Refuses further pushes; consumers finish what is queued, then get `None`.
     pub fn close(&self) {
         self.lock().closed = true;

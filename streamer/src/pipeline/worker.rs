@@ -5,11 +5,12 @@
 use super::buffers::Slot;
 use super::format::Converter;
 use super::queue::FrameQueue;
+use super::scaling::WorkerGate;
 use super::{Done, DropCounters, DropReason, Reorder};
 use crate::config::{FrameFormat, StreamConfig};
 use crate::probe::{Point, Probe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What a worker needs to know of the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -40,17 +41,19 @@ impl WorkerSettings {
     }
 }
 
-/// The counters a worker adds to.
+/// The counters a worker adds to, and the gate that parks it (`adaptive.workers`).
 pub struct WorkerCounters<'a> {
     pub drops: &'a DropCounters,
     /// Bytes of the converted frames, summed.
     pub format_bytes: &'a AtomicU64,
+    pub gate: &'a WorkerGate,
 }
 
-/// A worker's loop: takes frames out until the queue is closed and empty, drops the stale ones,
-/// converts the rest. A converter that cannot be made fails every frame it is given, so the
-/// encoder reports why.
+/// Worker `index`'s loop: takes frames out until the queue is closed and empty (waiting parked
+/// while the gate does not let it in), drops the stale ones, converts the rest. A converter
+/// that cannot be made fails every frame it is given, so the encoder reports why.
 pub fn work<P: Probe>(
+    index: u32,
     settings: WorkerSettings,
     counters: &WorkerCounters<'_>,
     queue: &FrameQueue<Slot>,
@@ -60,6 +63,7 @@ pub fn work<P: Probe>(
     let s = settings;
     let mut converter = Converter::new(s.format, s.quality, s.width, s.height);
     loop {
+        counters.gate.wait_turn(index, || queue.is_closed());
         reorder.reserve();
         let Some((seq, mut slot)) = queue.pop() else {
             reorder.unreserve();
@@ -73,8 +77,11 @@ pub fn work<P: Probe>(
             reorder.put(seq, Done::Skip(slot));
             continue;
         }
-        let done = match converter.as_mut() {
-            Ok(c) => match c.convert(&mut slot) {
+        let started = Instant::now();
+        let converted = converter.as_mut().map(|c| c.convert(&mut slot));
+        counters.gate.record_process(started.elapsed());
+        let done = match converted {
+            Ok(r) => match r {
                 Ok(()) => {
                     counters
                         .format_bytes

@@ -5,12 +5,14 @@
 
 use super::Pacing;
 use super::shared::Shared;
+use crate::adapt::{AdaptChange, AdaptEvent};
 use crate::config::{DropPolicy, StreamConfig};
 use crate::core::Core;
 use crate::frame::Planes;
 use crate::pipeline::DropReason;
 use crate::pipeline::buffers::Slot;
 use crate::pipeline::queue::{FrameQueue, Pushed};
+use crate::pipeline::scaling::WorkerScaler;
 use crate::probe::{Point, Probe};
 use crate::render::{RenderError, Renderer};
 use crate::source::Scene;
@@ -28,6 +30,8 @@ pub(super) struct Capture<'a, P: Probe> {
     /// When frame 0 was due (the stream clock).
     pub start: Instant,
     pub pacing: Pacing,
+    /// The configured frame rate.
+    pub fps: u32,
 }
 
 /// The settings the loop reads, from the configuration.
@@ -191,6 +195,30 @@ impl<P: Probe> Capture<'_, P> {
         Ok((queued, open))
     }
 
+    /// Smart worker scaling: as a frame is queued behind `depth` others, the scaler may let a
+    /// worker more or fewer take frames.
+    fn scale(&self, scaler: &std::sync::Mutex<WorkerScaler>, depth: usize) {
+        let shared = self.shared;
+        let t_ms = shared.epoch.elapsed().as_millis() as u64;
+        let fill = depth as f64 / self.queue.capacity() as f64;
+        let interval_ms = 1000.0 / f64::from(self.fps.max(1));
+        let mut s = scaler.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((from, to, signal)) =
+            s.update(t_ms, fill, shared.gate.process_ms(), interval_ms)
+        {
+            shared.gate.set_active(to);
+            shared
+                .worker_events
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(AdaptEvent {
+                    t_ms,
+                    change: AdaptChange::Workers { from, to },
+                    signal,
+                });
+        }
+    }
+
     /// Marks a rendered frame and queues it, counting what the queue's policy drops; false
     /// when the queue is closed (the slot went back to the pool).
     fn deliver(&self, id: u64, slot: Slot) -> bool {
@@ -199,6 +227,9 @@ impl<P: Probe> Capture<'_, P> {
         let depth = self.queue.len().min(shared.occupancy.len() - 1);
         shared.occupancy[depth].fetch_add(1, Ordering::Relaxed);
         shared.queue_depth.store(depth as u64, Ordering::Relaxed);
+        if let Some(scaler) = &shared.scaler {
+            self.scale(scaler, depth);
+        }
         probe.mark(Point::PipelineQueueStart, id);
         let pushed = if self.live() {
             self.queue.push(slot)

@@ -26,6 +26,7 @@ use crate::encode::{EncodeError, Encoder, Settings as EncodeSettings};
 use crate::output::{self, Output, OutputError, Sink};
 use crate::pipeline::buffers::{BufferPool, Slot};
 use crate::pipeline::queue::FrameQueue;
+use crate::pipeline::scaling::WorkerGate;
 use crate::pipeline::worker::{self, WorkerCounters, WorkerSettings};
 use crate::pipeline::{Done, DropCounters, Drops, Reorder, RssWatch};
 use crate::probe::{Point, Probe};
@@ -182,7 +183,12 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let pool = BufferPool::new(v.width, v.height, slots, p.buffer_pool);
         let sink = output::open(output, &encoder)?;
         let network = sink.quality();
-        let adapting = send::Adapting::of(cfg, network.clone());
+        let epoch = std::time::Instant::now();
+        let adapting = send::Adapting::of(cfg, network.clone(), epoch);
+        let scaling = &cfg.adaptive.workers;
+        let scaler = scaling
+            .enabled
+            .then(|| crate::pipeline::scaling::WorkerScaler::new(scaling.min, p.pool_size));
         Ok(Stream {
             cfg: cfg.clone(),
             probe,
@@ -208,6 +214,12 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                     adapting.as_ref().map_or(0, |a| a.target_kbps().into()),
                 ),
                 adapt_changes: AtomicU64::new(0),
+                gate: crate::pipeline::scaling::WorkerGate::new(
+                    scaler.as_ref().map_or(p.pool_size, |s| s.active()),
+                ),
+                scaler: scaler.map(std::sync::Mutex::new),
+                worker_events: std::sync::Mutex::new(Vec::new()),
+                epoch,
                 network,
             }),
             adapting,
@@ -244,6 +256,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let tally = WorkerCounters {
             drops: &shared.drops,
             format_bytes: &shared.format_bytes,
+            gate: &shared.gate,
         };
         std::thread::scope(|sc| {
             let (queue, reorder, abort, tally) = (&queue, &reorder, &abort, &tally);
@@ -252,13 +265,15 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 .spawn_scoped(sc, move || {
                     // Closes the queue however the renderer ends, a panic included, so the
                     // workers and the encoder finish instead of waiting for frames forever.
-                    struct CloseOnExit<'q>(&'q FrameQueue<Slot>);
+                    struct CloseOnExit<'q>(&'q FrameQueue<Slot>, &'q WorkerGate);
                     impl Drop for CloseOnExit<'_> {
                         fn drop(&mut self) {
                             self.0.close();
+                            // Parked workers look again and see the queue closed.
+                            self.1.nudge();
                         }
                     }
-                    let _close = CloseOnExit(queue);
+                    let _close = CloseOnExit(queue, &shared.gate);
                     let _cpu = cpu::ThreadClock::start(&shared.cpu.render_ns);
                     let capture = Capture {
                         scene,
@@ -268,6 +283,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                         abort,
                         start,
                         pacing,
+                        fps: cfg.core.viewport.fps,
                     };
                     capture.run(cfg, stage, first..first + frames)
                 })
@@ -277,7 +293,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                     .name(format!("pipeline-{w}"))
                     .spawn_scoped(sc, move || {
                         let _cpu = cpu::ThreadClock::start(&shared.cpu.workers_ns);
-                        worker::work(settings, tally, queue, reorder, probe);
+                        worker::work(w as u32, settings, tally, queue, reorder, probe);
                         reorder.worker_done();
                     });
                 if let Err(e) = started {
@@ -425,11 +441,22 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
             render: self.renderer.metrics(),
             notes: self.encoder.notes().to_vec(),
             network: self.shared.network.as_ref().and_then(|n| n.latest()),
-            adaptation: self
-                .adapting
-                .as_ref()
-                .map(|a| a.events.clone())
-                .unwrap_or_default(),
+            adaptation: {
+                let mut all = self
+                    .adapting
+                    .as_ref()
+                    .map(|a| a.events.clone())
+                    .unwrap_or_default();
+                all.extend(
+                    self.shared
+                        .worker_events
+                        .lock()
+                        .map(|e| e.clone())
+                        .unwrap_or_default(),
+                );
+                all.sort_by_key(|e| e.t_ms);
+                all
+            },
         })
     }
 }

@@ -39,7 +39,11 @@ pub struct Adapting {
 
 impl Adapting {
     /// Adaptation for `cfg` on `connection` (None when `adaptive.enabled` is off).
-    pub fn of(cfg: &StreamConfig, connection: Option<NetQualityView>) -> Option<Self> {
+    pub fn of(
+        cfg: &StreamConfig,
+        connection: Option<NetQualityView>,
+        epoch: Instant,
+    ) -> Option<Self> {
         let connection = connection.filter(|_| cfg.adaptive.enabled)?;
         Some(Adapting {
             controller: BitrateController::new(
@@ -47,7 +51,7 @@ impl Adapting {
                 cfg.encoder.rate_control.bitrate_kbps,
             ),
             connection,
-            started: Instant::now(),
+            started: epoch,
             events: Vec::new(),
             skipping: false,
         })

@@ -62,6 +62,12 @@ pub(super) struct Shared {
     /// With adaptive bitrate: the encoder's target now (kbit/s) and the changes made so far.
     pub(super) target_kbps: AtomicU64,
     pub(super) adapt_changes: AtomicU64,
+    /// Which workers take frames, and (`adaptive.workers`) what decides it and what it did.
+    pub(super) gate: crate::pipeline::scaling::WorkerGate,
+    pub(super) scaler: Option<std::sync::Mutex<crate::pipeline::scaling::WorkerScaler>>,
+    pub(super) worker_events: std::sync::Mutex<Vec<crate::adapt::AdaptEvent>>,
+    /// When the stream opened: adaptation events count from here.
+    pub(super) epoch: std::time::Instant,
 }
 
 /// A view of a running stream for another thread (the metrics endpoint): counters the stream
@@ -88,6 +94,8 @@ pub struct LiveSnapshot {
     /// changes the controller has made.
     pub target_kbps: u64,
     pub adapt_changes: u64,
+    /// Workers taking frames now.
+    pub workers_active: u32,
 }
 
 impl Live {
@@ -103,7 +111,9 @@ impl Live {
             rss_bytes: s.rss.rss(),
             network: s.network.as_ref().and_then(|n| n.latest()),
             target_kbps: s.target_kbps.load(Ordering::Relaxed),
-            adapt_changes: s.adapt_changes.load(Ordering::Relaxed),
+            adapt_changes: s.adapt_changes.load(Ordering::Relaxed)
+                + s.worker_events.lock().map_or(0, |e| e.len() as u64),
+            workers_active: s.gate.active(),
         }
     }
 }
