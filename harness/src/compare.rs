@@ -177,6 +177,7 @@ pub fn versus_cli(
                     players: 0,
                     quality: false,
                     profile: None,
+                    link: None,
                 };
                 let fps = run_in_child(exe, &job)?.fps;
                 whole.push(fps);
@@ -231,6 +232,7 @@ pub fn probe_overhead(
                 players: 0,
                 quality: false,
                 profile: None,
+                link: None,
             };
             into.push(run_in_child(exe, &job)?.fps);
         }

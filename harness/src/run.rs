@@ -7,7 +7,9 @@
 
 use crate::profile::Profiling;
 use crate::record::{Recorder, SpanStats};
+use crate::scenario::LinkPlan;
 use crate::scenario::RunSettings;
+use crate::shaped::{LinkFigures, LinkSample, ShapedLink};
 use crate::system::{Sampler, threads_cpu_seconds};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -15,7 +17,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use std::time::Instant;
 use streamer::config::StreamConfig;
@@ -45,6 +47,9 @@ pub struct PointJob {
     /// Profile the measured window and write its flame graph here (`--profile`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<ProfileTarget>,
+    /// Publish through a link the kernel shapes on this schedule (needs root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<crate::scenario::LinkPlan>,
 }
 
 /// Where a profiled run writes its flame graph.
@@ -98,6 +103,9 @@ pub struct PointRun {
     /// ([`STAGES`]; `server` and `players` with the embedded server).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stage_cpu_ms: BTreeMap<String, f64>,
+    /// Through a shaped link: the timeline and what it took to recover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkFigures>,
     /// What adaptation changed over the whole run (bitrate, drops, workers), in order; empty
     /// when it is off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -317,6 +325,8 @@ pub enum RunError {
     Child { status: String, stderr: String },
     #[error("the point's child process wrote no valid result: {0}")]
     Protocol(String),
+    #[error(transparent)]
+    Link(#[from] crate::shaped::ShapeError),
 }
 
 /// A quality run: the stream encoded to a file, then compared with its source frames.
@@ -351,6 +361,7 @@ fn quality_run(job: &PointJob) -> Result<PointRun, RunError> {
         quality: Some(q),
         render: None,
         stage_cpu_ms: BTreeMap::new(),
+        link: None,
         adaptation: Vec::new(),
         profile: None,
     })
@@ -406,6 +417,16 @@ pub fn run_here(job: &PointJob) -> Result<PointRun, RunError> {
     let fps = job.config.core.viewport.fps;
     let recorder = Arc::new(Recorder::new());
     recorder.set_period(Duration::from_secs_f64(1.0 / f64::from(fps.max(1))));
+    // A shaped link: this thread, and the server, players and stream it starts, in a network
+    // namespace of their own.
+    let shaped = match &job.link {
+        Some(_) => {
+            let link = ShapedLink::create("point")?;
+            link.enter()?;
+            Some(link)
+        }
+        None => None,
+    };
     let relay = match job.players {
         0 => None,
         n => Some(LocalRelay::start(
@@ -415,12 +436,16 @@ pub fn run_here(job: &PointJob) -> Result<PointRun, RunError> {
             Arc::clone(&recorder),
         )?),
     };
+    if let (Some(link), Some(relay), Some(plan)) = (&shaped, &relay, &job.link) {
+        link.shape_port(relay.url.port, plan.schedule[0].1)?;
+    }
+    let link = shaped.as_ref().zip(job.link.as_ref());
     let mut run = if job.record {
-        measure(job, &*recorder, relay.as_ref(), |warmup| {
+        measure(job, &*recorder, relay.as_ref(), link, |warmup| {
             recorder.begin_measurement(warmup)
         })?
     } else {
-        measure(job, &NoProbe, relay.as_ref(), |_| {})?
+        measure(job, &NoProbe, relay.as_ref(), link, |_| {})?
     };
     if let (Some(relay), Some(net)) = (relay, run.network.as_mut()) {
         let (_, dropped) = relay.stop();
@@ -437,10 +462,11 @@ pub fn run_here(job: &PointJob) -> Result<PointRun, RunError> {
     Ok(run)
 }
 
-fn measure<P: Probe>(
+fn measure<P: Probe + Sync>(
     job: &PointJob,
     probe: &P,
     relay: Option<&LocalRelay>,
+    link: Option<(&ShapedLink, &LinkPlan)>,
     begin: impl FnOnce(u64),
 ) -> Result<PointRun, RunError> {
     let s = &job.settings;
@@ -483,7 +509,31 @@ fn measure<P: Probe>(
         None => None,
     };
     let started = Instant::now();
-    stream.run(s.length.frames(fps), s.pacing)?;
+    let link_figures = match (link, relay) {
+        (Some((shaped, plan)), Some(relay)) => {
+            let live = stream.live();
+            let stop = AtomicBool::new(false);
+            let (ran, sampled) = std::thread::scope(|sc| {
+                let sampler = sc.spawn(|| sample_link(&live, relay, shaped, plan, &stop, started));
+                let ran = stream.run(s.length.frames(fps), s.pacing);
+                stop.store(true, Ordering::Relaxed);
+                (ran, sampler.join())
+            });
+            ran?;
+            let (timeline, stalled) =
+                sampled.map_err(|_| RunError::Protocol("the link sampler panicked".into()))??;
+            Some(LinkFigures::of(
+                plan.schedule.clone(),
+                timeline,
+                job.config.encoder.rate_control.bitrate_kbps,
+                &stalled,
+            ))
+        }
+        _ => {
+            stream.run(s.length.frames(fps), s.pacing)?;
+            None
+        }
+    };
     let stages = stream.stage_cpu().since(&stages_before);
     // Memory is the streaming window's: `finish` tears the stream down.
     sampler.end_memory_window();
@@ -582,8 +632,63 @@ fn measure<P: Probe>(
         render: Some(summary.render),
         stage_cpu_ms,
         adaptation: summary.adaptation,
+        link: link_figures,
         profile,
     })
+}
+
+/// Applies `plan`'s steps to `shaped` as the window goes and samples the stream every
+/// [`SAMPLE_MS`](crate::shaped::SAMPLE_MS) until `stop`: the timeline, and per player the
+/// samples in which it received no frame.
+fn sample_link(
+    live: &streamer::stream::Live,
+    relay: &LocalRelay,
+    shaped: &ShapedLink,
+    plan: &LinkPlan,
+    stop: &AtomicBool,
+    started: Instant,
+) -> Result<(Vec<LinkSample>, Vec<u64>), RunError> {
+    let mut timeline = Vec::new();
+    let mut next_step = 1;
+    let frames = |r: &LocalRelay| -> Vec<u64> { r.reports().iter().map(|p| p.frames).collect() };
+    let mut last_frames = frames(relay);
+    let mut stalled = vec![0u64; last_frames.len()];
+    let mut last_bytes = live.snapshot().bytes;
+    let mut last_t = 0.0;
+    let mut tick = 1;
+    while !stop.load(Ordering::Relaxed) {
+        let due = started + Duration::from_millis(tick * crate::shaped::SAMPLE_MS);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        tick += 1;
+        let t = started.elapsed().as_secs_f64();
+        while next_step < plan.schedule.len() && plan.schedule[next_step].0 <= t {
+            shaped.set_rate(plan.schedule[next_step].1)?;
+            next_step += 1;
+        }
+        let snap = live.snapshot();
+        let now_frames = frames(relay);
+        let mut players_stalled = 0;
+        for (i, (now, before)) in now_frames.iter().zip(&last_frames).enumerate() {
+            if now == before {
+                stalled[i] += 1;
+                players_stalled += 1;
+            }
+        }
+        last_frames = now_frames;
+        let q = snap.network.unwrap_or_default();
+        timeline.push(LinkSample {
+            t_ms: (t * 1000.0) as u64,
+            link_kbps: crate::shaped::rate_at(&plan.schedule, t),
+            target_kbps: snap.target_kbps,
+            sent_kbps: (snap.bytes - last_bytes) as f64 * 8.0 / (t - last_t).max(1e-3) / 1000.0,
+            acked_kbps: q.acked_rate_kbps,
+            queued_ms: q.queued_media_ms,
+            players_stalled,
+        });
+        last_bytes = snap.bytes;
+        last_t = t;
+    }
+    Ok((timeline, stalled))
 }
 
 /// What the players saw over the measured window.

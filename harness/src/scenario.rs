@@ -22,6 +22,10 @@
 //! "encoder.preset" = "veryfast"    # rule (axis path = one of its values) would only repeat
 //! "encoder.pipeline.threads" = 1   # another, e.g. a setting the chosen backend ignores
 //!
+//! [link]                           # publisher → server through a link the kernel shapes
+//! schedule = [[0, 8000], [10, 1500], [30, 8000]]   # [seconds into the window, kbit/s]
+//!                                  # (a network namespace per run: needs root)
+//!
 //! [quick]                          # what --quick changes: any of the run lengths, and axes
 //! frames = 60                      # whose values it narrows (by the same path)
 //! [[quick.sweep]]
@@ -136,6 +140,21 @@ struct RawScenario {
     #[serde(default)]
     exclude: Vec<Spanned<toml::Table>>,
     quick: Option<RawQuick>,
+    #[serde(default)]
+    link: Option<Spanned<RawLink>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    schedule: Vec<(f64, u32)>,
+}
+
+/// A shaped link's rate over the measured window: `(seconds into the window, kbit/s)`, the
+/// first at 0, in time order (see [`crate::shaped`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkPlan {
+    pub schedule: Vec<(f64, u32)>,
 }
 
 /// How long each run of a point is measured.
@@ -192,6 +211,8 @@ pub struct Scenario {
     /// Combinations not run: each is a set of `(axis path, value)` that a point matching all
     /// of them would repeat another (a setting the backend ignores, say).
     pub exclude: Vec<Vec<(String, String)>>,
+    /// The publisher's link, shaped on this schedule (None: plain loopback).
+    pub link: Option<LinkPlan>,
 }
 
 /// What a scenario expands to for one invocation.
@@ -285,6 +306,26 @@ impl Scenario {
         let axes = axes(&at, &base, raw.sweep)?;
         let quick = quick(&at, &base, settings, &axes.0, raw.quick)?;
         let exclude = exclusions(&at, &axes.0, raw.exclude)?;
+        let link = match raw.link {
+            Some(l) => {
+                let offset = l.span().start;
+                let plan = LinkPlan {
+                    schedule: l.into_inner().schedule,
+                };
+                check_link(&plan).map_err(|e| at(offset, "link.schedule", e))?;
+                if players == 0 && !axes.0.iter().any(|a| a.path == sweep::PLAYERS) {
+                    return Err(at(
+                        offset,
+                        "link",
+                        "a shaped link carries the stream to the embedded server: set \
+                         `players` to at least 1"
+                            .to_string(),
+                    ));
+                }
+                Some(plan)
+            }
+            None => None,
+        };
         let scenario = Scenario {
             file: file.to_path_buf(),
             suite: raw.suite,
@@ -296,6 +337,7 @@ impl Scenario {
             settings,
             quick,
             exclude,
+            link,
         };
         // Each value was checked alone; a combination can still clash (dropThreshold above a
         // swept maxLatency): report it at the axis it belongs to.
@@ -329,6 +371,23 @@ impl Scenario {
 }
 
 type At<'a> = dyn Fn(usize, &str, String) -> ScenarioError + 'a;
+
+/// A schedule that starts at 0, goes forward in time, and names rates a link can have.
+fn check_link(plan: &LinkPlan) -> Result<(), String> {
+    let s = &plan.schedule;
+    if s.first().is_none_or(|(t, _)| *t != 0.0) {
+        return Err("the schedule must start with a step at 0 s, e.g. [[0, 8000], …]".into());
+    }
+    if s.windows(2).any(|w| w[1].0 <= w[0].0) {
+        return Err("the steps' times must increase".into());
+    }
+    if let Some((t, kbps)) = s.iter().find(|(_, k)| !(16..=10_000_000).contains(k)) {
+        return Err(format!(
+            "the rate at {t} s is {kbps} kbit/s (expected 16..=10000000)"
+        ));
+    }
+    Ok(())
+}
 
 /// The settings and axes of `--quick`: the full run's, with what `[quick]` changes.
 fn quick(
@@ -664,5 +723,27 @@ values = ["ultrafast"]
             "quick.sweep.path",
             "not an axis",
         );
+    }
+
+    #[test]
+    fn a_link_schedule_is_checked_and_needs_players() {
+        // `players` at the top level, before the tables.
+        let top = |link: &str, players: u32| {
+            parse(&format!("players = {players}\n{GOOD}\n[link]\n{link}\n"))
+        };
+        let ok = top("schedule = [[0, 8000], [5, 1500], [20, 8000]]", 1).unwrap();
+        assert_eq!(ok.link.unwrap().schedule[1], (5.0, 1500));
+        let e = top("schedule = [[1, 8000]]", 1).unwrap_err();
+        assert_eq!(e.field, "link.schedule");
+        assert!(e.message.contains("start with a step at 0 s"), "{e}");
+        let e = top("schedule = [[0, 8000], [5, 1500], [5, 900]]", 1).unwrap_err();
+        assert!(e.message.contains("must increase"), "{e}");
+        let e = top("schedule = [[0, 8]]", 1).unwrap_err();
+        assert!(
+            e.message.contains("8 kbit/s (expected 16..=10000000)"),
+            "{e}"
+        );
+        let e = top("schedule = [[0, 8000]]", 0).unwrap_err();
+        assert_eq!(e.field, "link");
     }
 }

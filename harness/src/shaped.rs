@@ -7,11 +7,18 @@
 //!
 //! A thread enters the namespace with [`ShapedLink::enter`]; every socket it opens from then
 //! on, and every thread it starts, is inside. The namespace and its qdisc go when the link is
-//! dropped (and `ip netns del` runs even after a panic, through `Drop`).
+//! dropped (`ip netns del` runs even after a panic, through `Drop`); one left by a run killed
+//! outright (Ctrl-C) is removed by the next run, since its process is gone.
 //!
 //! Needs root (network namespaces and `tc`) and iproute2's `ip` and `tc`; without them
 //! [`ShapedLink::create`] says exactly what is missing.
+//!
+//! A point run through a shaped link samples the stream every [`SAMPLE_MS`] into a
+//! [`LinkSample`] timeline, and [`LinkFigures`] times what the guide's network adaptation is
+//! for: how long after the link is cut the media queued unsent is short again, how long after
+//! it comes back the stream regains its bitrate, and how often each player stalled.
 
+use std::path::Path;
 use std::process::Command;
 
 /// Why a shaped link could not be made or changed.
@@ -64,6 +71,7 @@ impl ShapedLink {
         if unsafe { libc::geteuid() } != 0 {
             return Err(ShapeError::NotRoot);
         }
+        remove_orphans();
         let name = format!("sm-{}-{tag}", std::process::id());
         run("ip", &["netns", "add", &name])?;
         let link = ShapedLink { name };
@@ -153,9 +161,165 @@ impl ShapedLink {
     }
 }
 
+/// Removes the namespaces of processes that are gone (a run killed before its `Drop`, by
+/// Ctrl-C or a signal): `sm-<pid>-…` whose pid no longer runs.
+fn remove_orphans() {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("sm-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = run("ip", &["netns", "del", &name]);
+        }
+    }
+}
+
 impl Drop for ShapedLink {
     fn drop(&mut self) {
         // Removing the namespace removes its loopback and qdisc with it.
         let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// One sample of a stream through a shaped link (every [`SAMPLE_MS`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LinkSample {
+    /// Since the measured window began.
+    pub t_ms: u64,
+    /// The link's rate then, kbit/s.
+    pub link_kbps: u32,
+    /// The encoder's target (adaptive bitrate; 0 without), kbit/s.
+    pub target_kbps: u64,
+    /// Encoded media handed to the connection since the last sample, kbit/s.
+    pub sent_kbps: f64,
+    /// What the server acknowledged over the last second, kbit/s.
+    pub acked_kbps: f64,
+    /// Media written but not yet on the wire, ms.
+    pub queued_ms: f64,
+    /// Players that received no frame since the last sample.
+    pub players_stalled: u32,
+}
+
+/// What a stream through a shaped link did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LinkFigures {
+    pub schedule: Vec<(f64, u32)>,
+    pub timeline: Vec<LinkSample>,
+    /// From the first cut of the link's rate to the media queued unsent back under
+    /// [`QUEUED_OK_MS`] (0 when it never went over; None when not within the window).
+    pub cap_recovery_ms: Option<f64>,
+    /// From the link's rate going back up to the server acknowledging ≥ 90% of the
+    /// configured bitrate (None when not within the window).
+    pub lift_regain_ms: Option<f64>,
+    /// Each player's stall ratio: time with no frame for a sample interval ÷ window time.
+    pub stall_ratio: Vec<f64>,
+}
+
+/// Sampling interval of a shaped run, ms (over two frame intervals at 30 fps: a sample with
+/// no new frame is a stall).
+pub const SAMPLE_MS: u64 = 100;
+/// Media queued unsent under this counts as recovered, ms.
+pub const QUEUED_OK_MS: f64 = 500.0;
+
+/// The link's rate `t_s` into the window.
+pub fn rate_at(schedule: &[(f64, u32)], t_s: f64) -> u32 {
+    schedule
+        .iter()
+        .take_while(|(at, _)| *at <= t_s)
+        .last()
+        .map_or(0, |(_, k)| *k)
+}
+
+impl LinkFigures {
+    /// The figures of a timeline for a stream configured at `configured_kbps`, with the
+    /// samples of stalled players per player.
+    pub fn of(
+        schedule: Vec<(f64, u32)>,
+        timeline: Vec<LinkSample>,
+        configured_kbps: u32,
+        stalled_samples: &[u64],
+    ) -> Self {
+        let cap = schedule
+            .windows(2)
+            .find(|w| w[1].1 < w[0].1)
+            .map(|w| (w[1].0, w[1].1));
+        let lift = cap.and_then(|(t_cap, k_cap)| {
+            schedule
+                .iter()
+                .find(|(t, k)| *t > t_cap && *k > k_cap)
+                .map(|(t, _)| *t)
+        });
+        let ms = |s: f64| s * 1000.0;
+        let cap_recovery_ms = cap.and_then(|(t_cap, _)| {
+            let after: Vec<&LinkSample> = timeline
+                .iter()
+                .filter(|s| s.t_ms as f64 >= ms(t_cap))
+                .collect();
+            match after.iter().position(|s| s.queued_ms >= QUEUED_OK_MS) {
+                None => Some(0.0),
+                Some(i) => after[i..]
+                    .iter()
+                    .find(|s| s.queued_ms < QUEUED_OK_MS)
+                    .map(|s| s.t_ms as f64 - ms(t_cap)),
+            }
+        });
+        let lift_regain_ms = lift.and_then(|t_lift| {
+            timeline
+                .iter()
+                .filter(|s| s.t_ms as f64 >= ms(t_lift))
+                .find(|s| s.acked_kbps >= 0.9 * f64::from(configured_kbps))
+                .map(|s| s.t_ms as f64 - ms(t_lift))
+        });
+        let n = timeline.len().max(1) as f64;
+        LinkFigures {
+            schedule,
+            timeline,
+            cap_recovery_ms,
+            lift_regain_ms,
+            stall_ratio: stalled_samples.iter().map(|&k| k as f64 / n).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t_ms: u64, queued_ms: f64, acked_kbps: f64) -> LinkSample {
+        LinkSample {
+            t_ms,
+            link_kbps: 0,
+            target_kbps: 0,
+            sent_kbps: 0.0,
+            acked_kbps,
+            queued_ms,
+            players_stalled: 0,
+        }
+    }
+
+    #[test]
+    fn recovery_and_regain_are_timed_from_the_schedules_cap_and_lift() {
+        let schedule = vec![(0.0, 8000), (1.0, 1500), (3.0, 8000)];
+        assert_eq!(rate_at(&schedule, 0.5), 8000);
+        assert_eq!(rate_at(&schedule, 1.0), 1500);
+        assert_eq!(rate_at(&schedule, 9.0), 8000);
+        let timeline = vec![
+            sample(900, 0.0, 2500.0),
+            sample(1200, 800.0, 1400.0),
+            sample(1700, 300.0, 1400.0),
+            sample(3100, 0.0, 1500.0),
+            sample(3400, 0.0, 2300.0),
+        ];
+        let f = LinkFigures::of(schedule, timeline, 2500, &[1, 0]);
+        assert_eq!(f.cap_recovery_ms, Some(700.0));
+        assert_eq!(f.lift_regain_ms, Some(400.0));
+        assert_eq!(f.stall_ratio, [0.2, 0.0]);
     }
 }

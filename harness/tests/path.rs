@@ -27,6 +27,7 @@ fn the_recorder_sees_every_span_of_the_path_once_per_frame() {
         players: 0,
         quality: false,
         profile: None,
+        link: None,
     })
     .unwrap();
     assert_eq!(run.frames, 20);
@@ -180,6 +181,7 @@ fn a_point_with_players_measures_delivery_latency_and_join() {
         players: 3,
         quality: false,
         profile: None,
+        link: None,
     })
     .unwrap();
     let net = run.network.expect("network figures with players");

@@ -21,6 +21,15 @@ use std::path::Path;
 /// some end marks had no start mark.
 pub fn run(args: &RunOptions) -> Result<()> {
     let scenario = Scenario::load(&args.scenario)?;
+    // SAFETY: geteuid has no preconditions.
+    if scenario.link.is_some() && unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "{}: this suite shapes the publisher's link in a network namespace with tc, which \
+             needs root: run it as root (e.g. `sudo cargo xtask perf {}`)",
+            scenario.suite, scenario.suite
+        );
+        std::process::exit(2);
+    }
     let plan = scenario.plan(args.quick);
     let all_points = plan.points.len();
     let shard = match args.shard {
@@ -147,6 +156,7 @@ fn measure_points(
             players: point.players,
             quality: scenario.table == GuideTable::Quality,
             profile: None,
+            link: scenario.link.clone(),
         };
         let mut runs = Vec::new();
         for _ in 0..reps {

@@ -8,6 +8,7 @@
 //! `spans` under them), all writing through [`format`](mod@format); [`recommend`] and [`plots`] follow the
 //! tables.
 
+mod adapt;
 mod baseline;
 mod comparisons;
 mod core;
@@ -32,7 +33,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Suites and the command that fills each.
-const SUITES: [(&str, &str); 11] = [
+const SUITES: [(&str, &str); 12] = [
     ("stream", "cargo xtask perf stream"),
     ("workers", "cargo xtask perf workers"),
     ("memory", "cargo xtask perf memory"),
@@ -44,6 +45,7 @@ const SUITES: [(&str, &str); 11] = [
     ("frames-buffer", "cargo xtask perf frames buffer"),
     ("frames-quality", "cargo xtask perf frames quality"),
     ("network", "cargo xtask perf network"),
+    ("adapt", "cargo xtask perf adapt (as root)"),
 ];
 
 /// Builds the report from every `results/<suite>/latest.json` under `root`, drawing its plots
@@ -79,6 +81,7 @@ pub fn build(root: &Path) -> String {
             GuideTable::None => {}
         }
         if !r.points.is_empty() {
+            adapt::section(&mut out, r);
             spans::point_spans(&mut out, r);
             cpu::stage_cpu(&mut out, r);
             cpu::profiles(&mut out, r);

@@ -206,6 +206,20 @@ pub fn write(dir: &Path, loaded: &[Results]) -> Vec<(String, String)> {
             ),
         );
     }
+    if let Some(r) = loaded
+        .iter()
+        .find(|r| r.points.iter().any(|p| p.link.is_some()))
+    {
+        keep(
+            &format!(
+                "Bitrate against the link's capacity over time ({}): what the server \
+                 acknowledged per point, and the link's rate",
+                r.suite
+            ),
+            "bitrate-vs-link.svg",
+            bitrate_vs_link(&file("bitrate-vs-link.svg"), r),
+        );
+    }
     // A plot the report no longer draws goes, so the folder holds exactly what it links.
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -334,6 +348,48 @@ fn rss_over_time(path: &Path, r: &Results) -> Result<bool, String> {
         path,
         &format!("RSS over time ({})", r.suite),
         ("seconds", "MiB"),
+        &series,
+        None,
+    )?;
+    Ok(!series.is_empty())
+}
+
+/// Through a shaped link: the link's rate, and each point's acknowledged bitrate (and its
+/// encoder target where adaptive bitrate set one), against time.
+fn bitrate_vs_link(path: &Path, r: &Results) -> Result<bool, String> {
+    let mut series: Vec<Series> = Vec::new();
+    let label = |p: &crate::results::PointResult| {
+        p.axes
+            .iter()
+            .map(|a| format!("{}={}", a.path, a.value))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for (i, p) in r.points.iter().enumerate() {
+        let Some(l) = &p.link else { continue };
+        for s in &l.timeline {
+            let t = s.t_ms as f64 / 1000.0;
+            if i == 0 {
+                add(&mut series, "link capacity", (t, f64::from(s.link_kbps)));
+            }
+            add(
+                &mut series,
+                &format!("acked, {}", label(p)),
+                (t, s.acked_kbps),
+            );
+            if s.target_kbps > 0 {
+                add(
+                    &mut series,
+                    &format!("target, {}", label(p)),
+                    (t, s.target_kbps as f64),
+                );
+            }
+        }
+    }
+    line_chart(
+        path,
+        &format!("Bitrate through a shaped link ({})", r.suite),
+        ("seconds into the window", "kbit/s"),
         &series,
         None,
     )?;

@@ -139,6 +139,7 @@ impl PointResult {
                     (stage.clone(), median(&mut v))
                 })
                 .collect(),
+            link: runs.first().and_then(|r| r.link.clone()),
             adaptation: runs
                 .first()
                 .map(|r| r.adaptation.clone())

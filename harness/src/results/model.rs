@@ -92,6 +92,9 @@ pub struct PointResult {
     /// [`crate::run::STAGES`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stage_cpu_ms: BTreeMap<String, f64>,
+    /// Through a shaped link: the first repetition's timeline and recovery times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<crate::shaped::LinkFigures>,
     /// What adaptation changed in the first repetition (bitrate, drops, workers: the pool
     /// size over time), in order; empty when it is off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

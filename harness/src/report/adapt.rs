@@ -1,0 +1,87 @@
+//! Adaptation under a shaped link: per point, how long the stream took to recover when the
+//! link was cut and when it came back, how often players stalled, the latency, the drops by
+//! reason and the changes adaptation made (the events are listed with their signals).
+
+use super::format::drop_reasons;
+use crate::results::Results;
+use crate::shaped::QUEUED_OK_MS;
+use std::fmt::Write as _;
+use streamer::adapt::AdaptChange;
+
+pub(super) fn section(out: &mut String, r: &Results) {
+    let points: Vec<_> = r
+        .points
+        .iter()
+        .filter_map(|p| p.link.as_ref().map(|l| (p, l)))
+        .collect();
+    let Some((_, first)) = points.first() else {
+        return;
+    };
+    let schedule = first
+        .schedule
+        .iter()
+        .map(|(t, k)| format!("{k} kbit/s at {t} s"))
+        .collect::<Vec<_>>()
+        .join(", then ");
+    let _ = writeln!(
+        out,
+        "### Adaptation under a shaped link\n\n\
+         The publisher → server direction through a link the kernel shapes in a network \
+         namespace (`htb` + `u32` on the server's port; players receive unshaped): {schedule}. \
+         Recovery is from the cut to the media queued unsent back under {QUEUED_OK_MS} ms (0: \
+         it never queued that much; — : not within the window); regain is from the link coming \
+         back to the server acknowledging at least 90% of the configured bitrate. A player \
+         stalls in a {} ms sample in which it received no frame; the stall ratio is the worst \
+         player's share of the window. Latency is capture to a player's receipt (e2e) over the \
+         whole window.\n",
+        crate::shaped::SAMPLE_MS
+    );
+    out.push_str(
+        "| Point | Recovery after the cut | Regain after the lift | Stall ratio | e2e p50 / p99 | \
+         Drops | Bitrate changes |\n\
+         |-------|---:|---:|---:|---:|-------|---:|\n",
+    );
+    let ms = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.1} s", v / 1000.0));
+    for (p, l) in &points {
+        let stall = l.stall_ratio.iter().copied().fold(0.0, f64::max);
+        let e2e = p.spans.get("e2e").map_or("—".to_string(), |s| {
+            format!("{:.0} / {:.0} ms", s.p50_us / 1000.0, s.p99_us / 1000.0)
+        });
+        let drops = p
+            .pipeline
+            .as_ref()
+            .map_or("—".to_string(), |x| drop_reasons(&x.drops));
+        let changes = p
+            .adaptation
+            .iter()
+            .filter(|e| matches!(e.change, AdaptChange::Bitrate { .. }))
+            .count();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.1}% | {e2e} | {drops} | {changes} |",
+            p.id,
+            ms(l.cap_recovery_ms),
+            ms(l.lift_regain_ms),
+            stall * 100.0
+        );
+    }
+    out.push('\n');
+    for (p, _) in points.iter().filter(|(p, _)| !p.adaptation.is_empty()) {
+        let _ = writeln!(out, "Changes, {}:\n", p.id);
+        for e in &p.adaptation {
+            let what = match e.change {
+                AdaptChange::Bitrate { from, to } => format!("bitrate {from} → {to} kbit/s"),
+                AdaptChange::DropStart => "drops non-keyframes".to_string(),
+                AdaptChange::DropStop => "sends every frame again".to_string(),
+                AdaptChange::Workers { from, to } => format!("workers {from} → {to}"),
+            };
+            let _ = writeln!(
+                out,
+                "- {:.1} s: {what} ({})",
+                e.t_ms as f64 / 1000.0,
+                e.signal
+            );
+        }
+        out.push('\n');
+    }
+}
