@@ -472,6 +472,7 @@ fn measure<P: Probe + Sync>(
     let s = &job.settings;
     let fps = job.config.core.viewport.fps;
     let output = relay.map_or(Output::Null, |r| Output::Rtmp(r.url.clone()));
+    let opened = Instant::now();
     let mut stream = Stream::open(&job.config, &output, probe)?;
     stream.run(s.warmup_frames, s.pacing)?;
     // A run starts its pipeline threads and queue: a fixed cost, measured on a one-frame run
@@ -522,12 +523,14 @@ fn measure<P: Probe + Sync>(
             ran?;
             let (timeline, stalled) =
                 sampled.map_err(|_| RunError::Protocol("the link sampler panicked".into()))??;
-            Some(LinkFigures::of(
+            let mut f = LinkFigures::of(
                 plan.schedule.clone(),
                 timeline,
                 job.config.encoder.rate_control.bitrate_kbps,
                 &stalled,
-            ))
+            );
+            f.window_start_ms = started.duration_since(opened).as_millis() as u64;
+            Some(f)
         }
         _ => {
             stream.run(s.length.frames(fps), s.pacing)?;

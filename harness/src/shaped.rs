@@ -220,6 +220,10 @@ pub struct LinkFigures {
     pub lift_regain_ms: Option<f64>,
     /// Each player's stall ratio: time with no frame for a sample interval ÷ window time.
     pub stall_ratio: Vec<f64>,
+    /// When the window began, ms after the stream opened (the time base of adaptation
+    /// events).
+    #[serde(default)]
+    pub window_start_ms: u64,
 }
 
 /// Sampling interval of a shaped run, ms (over two frame intervals at 30 fps: a sample with
@@ -284,6 +288,7 @@ impl LinkFigures {
             cap_recovery_ms,
             lift_regain_ms,
             stall_ratio: stalled_samples.iter().map(|&k| k as f64 / n).collect(),
+            window_start_ms: 0,
         }
     }
 }

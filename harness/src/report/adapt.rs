@@ -66,8 +66,12 @@ pub(super) fn section(out: &mut String, r: &Results) {
         );
     }
     out.push('\n');
-    for (p, _) in points.iter().filter(|(p, _)| !p.adaptation.is_empty()) {
-        let _ = writeln!(out, "Changes, {}:\n", p.id);
+    for (p, l) in points.iter().filter(|(p, _)| !p.adaptation.is_empty()) {
+        let _ = writeln!(
+            out,
+            "Changes, {} (seconds into the window; before 0: the warm-up):\n",
+            p.id
+        );
         for e in &p.adaptation {
             let what = match e.change {
                 AdaptChange::Bitrate { from, to } => format!("bitrate {from} → {to} kbit/s"),
