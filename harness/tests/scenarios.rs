@@ -26,9 +26,9 @@ fn scenario_files() -> Vec<PathBuf> {
 #[test]
 fn every_scenario_file_parses_and_plans() {
     let files = scenario_files();
-    // The eleven suite files of the guide's tables: stream, workers, memory, network, core,
-    // compose, render and the four parts of frames.
-    assert_eq!(files.len(), 11, "{files:?}");
+    // The eleven suite files of the guide's tables (stream, workers, memory, network, core,
+    // compose, render and the four parts of frames) and adapt.
+    assert_eq!(files.len(), 12, "{files:?}");
     for file in &files {
         let s = Scenario::load(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for quick in [false, true] {

@@ -82,7 +82,7 @@ pub(super) fn section(out: &mut String, r: &Results) {
             let _ = writeln!(
                 out,
                 "- {:.1} s: {what} ({})",
-                e.t_ms as f64 / 1000.0,
+                (e.t_ms as f64 - l.window_start_ms as f64) / 1000.0,
                 e.signal
             );
         }

@@ -307,10 +307,10 @@ impl Encoder {
         self.drain(probe, on_packet)
     }
 
-    /// Sets the target bitrate (and the VBV max rate with it) from the next frame on, without
-    /// reopening: libavcodec's libx264 wrapper sees the change before the next frame and
-    /// reconfigures x264 (in `bitrate` rate control; `crf` ignores it).
-    pub fn set_bitrate_kbps(&mut self, kbps: u32) {
+    /// Sets the target bitrate (and the VBV max rate with it) and the VBV buffer from the
+    /// next frame on, without reopening: libavcodec's libx264 wrapper sees the change before
+    /// the next frame and reconfigures x264 (in `bitrate` rate control; `crf` ignores it).
+    pub fn set_bitrate_kbps(&mut self, kbps: u32, buffer_kbits: u32) {
         let bits = i64::from(kbps) * 1000;
         // SAFETY: the context is open and owned by this encoder; these are plain fields that
         // libavcodec reads at the next `avcodec_send_frame` on this thread.
@@ -318,6 +318,7 @@ impl Encoder {
             let ctx = self.inner.as_mut_ptr();
             (*ctx).bit_rate = bits;
             (*ctx).rc_max_rate = bits;
+            (*ctx).rc_buffer_size = (i64::from(buffer_kbits) * 1000) as i32;
         }
     }
 

@@ -30,6 +30,9 @@ pub(super) struct Send<'a> {
 /// changes it made, and whether frames are being skipped until the next keyframe.
 pub struct Adapting {
     controller: BitrateController,
+    /// The configured bitrate and VBV buffer: the buffer scales with the target, so it holds
+    /// the same duration of media at every bitrate.
+    configured: (u32, u32),
     connection: NetQualityView,
     started: Instant,
     /// Every change so far.
@@ -49,6 +52,10 @@ impl Adapting {
             controller: BitrateController::new(
                 &cfg.adaptive.bitrate,
                 cfg.encoder.rate_control.bitrate_kbps,
+            ),
+            configured: (
+                cfg.encoder.rate_control.bitrate_kbps,
+                cfg.encoder.rate_control.vbv_buffer_kbits,
             ),
             connection,
             started: epoch,
@@ -81,7 +88,9 @@ impl Adapting {
         let t = self.started.elapsed().as_millis() as u64;
         for e in self.controller.update(t, &q) {
             if let AdaptChange::Bitrate { to, .. } = e.change {
-                encoder.set_bitrate_kbps(to);
+                let (kbps, buffer) = self.configured;
+                let scaled = u64::from(buffer) * u64::from(to) / u64::from(kbps.max(1));
+                encoder.set_bitrate_kbps(to, scaled.max(16) as u32);
             }
             self.events.push(e);
         }
