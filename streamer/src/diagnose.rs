@@ -47,6 +47,22 @@ pub struct Times {
     pub jitter: Option<f64>,
 }
 
+impl Times {
+    /// The times of the monitoring-point spans by name (`span` gives one in ms, or None).
+    pub fn from_spans(span: impl Fn(&str) -> Option<f64>) -> Self {
+        Times {
+            render: span("render:frame"),
+            queue: span("pipeline:queue"),
+            process: span("pipeline:process"),
+            encode: span("encode"),
+            send: span("network:send"),
+            total: span("frame:total"),
+            e2e: span("e2e"),
+            jitter: span("frame:jitter"),
+        }
+    }
+}
+
 /// What a stream did, as far as the checklists need it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {

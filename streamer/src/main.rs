@@ -305,7 +305,6 @@ fn observed(
     server_dropped: u64,
 ) -> streamer::diagnose::Observed {
     let v = &cfg.core.viewport;
-    let span = |name: &str| metrics.span_mean_ms(name);
     let frames = summary.counters.packets;
     streamer::diagnose::Observed {
         fps_target: f64::from(v.fps),
@@ -319,16 +318,8 @@ fn observed(
         } else {
             0
         },
-        typical: streamer::diagnose::Times {
-            render: span("render:frame"),
-            queue: span("pipeline:queue"),
-            process: span("pipeline:process"),
-            encode: span("encode"),
-            send: span("network:send"),
-            total: span("frame:total"),
-            e2e: None,
-            jitter: None,
-        },
+        // The metrics probe has no e2e (its players are not probed) and no jitter span.
+        typical: streamer::diagnose::Times::from_spans(|name| metrics.span_mean_ms(name)),
         typical_stat: "mean",
         tail: None,
         workers: cfg.pipeline.pool_size,

@@ -15,17 +15,7 @@ use streamer::stream::Pacing;
 /// table.
 pub fn observed(r: &Results, p: &PointResult, reference: Option<u64>) -> Observed {
     let times = |f: fn(&SpanStats) -> f64| {
-        let span = |name: &str| p.spans.get(name).map(|s| f(s) / 1000.0);
-        Times {
-            render: span("render:frame"),
-            queue: span("pipeline:queue"),
-            process: span("pipeline:process"),
-            encode: span("encode"),
-            send: span("network:send"),
-            total: span("frame:total"),
-            e2e: span("e2e"),
-            jitter: span("frame:jitter"),
-        }
+        Times::from_spans(|name| p.spans.get(name).map(|s| f(s) / 1000.0))
     };
     let v = &p.config.core.viewport;
     let pipeline = p.pipeline.as_ref();
