@@ -8,6 +8,7 @@
 //! [`gate`] is the CI gate, over the [`hot`] paths.
 
 pub mod allocs;
+pub mod cli_link;
 pub mod commands;
 pub mod compare;
 pub mod gate;

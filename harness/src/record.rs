@@ -98,6 +98,14 @@ impl Recorder {
         self.unmatched.load(Ordering::Relaxed)
     }
 
+    /// A copy of one span's histogram (None for a name that is not a span).
+    pub fn span(&self, name: &str) -> Option<Histogram<u64>> {
+        SPANS
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| lock(&self.spans[i]).clone())
+    }
+
     /// A copy of every span's histogram, by span name, leaving out spans never marked.
     pub fn snapshot(&self) -> Vec<(&'static str, Histogram<u64>)> {
         SPANS

@@ -439,7 +439,10 @@ pub fn run_here(job: &PointJob) -> Result<PointRun, RunError> {
     if let (Some(link), Some(relay), Some(plan)) = (&shaped, &relay, &job.link) {
         link.shape_port(relay.url.port, plan.schedule[0].1)?;
     }
-    let link = shaped.as_ref().zip(job.link.as_ref());
+    let link = shaped
+        .as_ref()
+        .zip(job.link.as_ref())
+        .map(|(s, p)| (s, p, &*recorder));
     let mut run = if job.record {
         measure(job, &*recorder, relay.as_ref(), link, |warmup| {
             recorder.begin_measurement(warmup)
@@ -466,7 +469,7 @@ fn measure<P: Probe + Sync>(
     job: &PointJob,
     probe: &P,
     relay: Option<&LocalRelay>,
-    link: Option<(&ShapedLink, &LinkPlan)>,
+    link: Option<(&ShapedLink, &LinkPlan, &Recorder)>,
     begin: impl FnOnce(u64),
 ) -> Result<PointRun, RunError> {
     let s = &job.settings;
@@ -511,24 +514,36 @@ fn measure<P: Probe + Sync>(
     };
     let started = Instant::now();
     let link_figures = match (link, relay) {
-        (Some((shaped, plan)), Some(relay)) => {
+        (Some((shaped, plan, recorder)), Some(relay)) => {
             let live = stream.live();
             let stop = AtomicBool::new(false);
+            let stalled_before: Vec<Duration> = relay.reports().iter().map(|p| p.stalled).collect();
             let (ran, sampled) = std::thread::scope(|sc| {
-                let sampler = sc.spawn(|| sample_link(&live, relay, shaped, plan, &stop, started));
+                let sampler = sc.spawn(|| {
+                    sample_link(&live, relay, (shaped, plan, recorder), &stop, started, fps)
+                });
                 let ran = stream.run(s.length.frames(fps), s.pacing);
                 stop.store(true, Ordering::Relaxed);
                 (ran, sampler.join())
             });
             ran?;
-            let (timeline, stalled) =
+            let window_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let stalled: Vec<f64> = relay
+                .reports()
+                .iter()
+                .zip(&stalled_before)
+                .map(|(p, before)| p.stalled.saturating_sub(*before).as_secs_f64() * 1000.0)
+                .collect();
+            let (timeline, capped) =
                 sampled.map_err(|_| RunError::Protocol("the link sampler panicked".into()))??;
             let mut f = LinkFigures::of(
                 plan.schedule.clone(),
                 timeline,
                 job.config.encoder.rate_control.bitrate_kbps,
                 &stalled,
+                window_ms,
             );
+            f.capped_e2e_ms = capped;
             f.window_start_ms = started.duration_since(opened).as_millis() as u64;
             Some(f)
         }
@@ -640,25 +655,36 @@ fn measure<P: Probe + Sync>(
     })
 }
 
-/// Applies `plan`'s steps to `shaped` as the window goes and samples the stream every
-/// [`SAMPLE_MS`](crate::shaped::SAMPLE_MS) until `stop`: the timeline, and per player the
-/// samples in which it received no frame.
+/// Every [`crate::shaped::SAMPLE_MS`] while the window runs: changes the link's rate on
+/// schedule and records a [`LinkSample`]. Returns the timeline and the players' glass-to-glass
+/// p50/p99 (ms) over the frames received while the link was cut.
 fn sample_link(
     live: &streamer::stream::Live,
     relay: &LocalRelay,
-    shaped: &ShapedLink,
-    plan: &LinkPlan,
+    (shaped, plan, recorder): (&ShapedLink, &LinkPlan, &Recorder),
     stop: &AtomicBool,
     started: Instant,
-) -> Result<(Vec<LinkSample>, Vec<u64>), RunError> {
+    fps: u32,
+) -> Result<(Vec<LinkSample>, Option<P50P99>), RunError> {
     let mut timeline = Vec::new();
     let mut next_step = 1;
     let frames = |r: &LocalRelay| -> Vec<u64> { r.reports().iter().map(|p| p.frames).collect() };
+    let ids = |r: &LocalRelay| -> Vec<Option<u64>> {
+        r.reports().iter().map(|p| p.last_frame_id).collect()
+    };
+    let id0 = crate::cli_link::median_id(&ids(relay)).unwrap_or(0.0);
     let mut last_frames = frames(relay);
-    let mut stalled = vec![0u64; last_frames.len()];
     let mut last_bytes = live.snapshot().bytes;
     let mut last_t = 0.0;
     let mut tick = 1;
+    let (t_cap, t_lift) = match crate::shaped::cap_and_lift(&plan.schedule) {
+        Some((cap, lift)) => (cap, lift.unwrap_or(f64::INFINITY)),
+        None => (f64::INFINITY, f64::INFINITY),
+    };
+    // The e2e histogram when the cut began, and the frames received since, at the lift.
+    let mut at_cap = None;
+    let mut capped = None;
+    let e2e = || recorder.span("e2e");
     while !stop.load(Ordering::Relaxed) {
         let due = started + Duration::from_millis(tick * crate::shaped::SAMPLE_MS);
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
@@ -668,15 +694,19 @@ fn sample_link(
             shaped.set_rate(plan.schedule[next_step].1)?;
             next_step += 1;
         }
+        if t >= t_cap && at_cap.is_none() {
+            at_cap = e2e();
+        }
+        if t >= t_lift && capped.is_none() {
+            capped = at_cap.as_ref().and_then(|before| since(e2e(), before));
+        }
         let snap = live.snapshot();
         let now_frames = frames(relay);
-        let mut players_stalled = 0;
-        for (i, (now, before)) in now_frames.iter().zip(&last_frames).enumerate() {
-            if now == before {
-                stalled[i] += 1;
-                players_stalled += 1;
-            }
-        }
+        let players_stalled = now_frames
+            .iter()
+            .zip(&last_frames)
+            .filter(|(now, before)| now == before)
+            .count() as u32;
         last_frames = now_frames;
         let q = snap.network.unwrap_or_default();
         timeline.push(LinkSample {
@@ -687,11 +717,31 @@ fn sample_link(
             acked_kbps: q.acked_rate_kbps,
             queued_ms: q.queued_media_ms,
             players_stalled,
+            lag_ms: crate::cli_link::lag_ms(&ids(relay), t, 0.0, id0, fps),
         });
         last_bytes = snap.bytes;
         last_t = t;
     }
-    Ok((timeline, stalled))
+    // A cut that lasts to the window's end: the frames received since it began.
+    if capped.is_none() {
+        capped = at_cap.as_ref().and_then(|before| since(e2e(), before));
+    }
+    Ok((timeline, capped))
+}
+
+/// p50 and p99, ms.
+type P50P99 = (f64, f64);
+
+/// p50 and p99 (ms) of what a histogram of nanoseconds recorded since `before` (None when
+/// nothing was).
+fn since(
+    now: Option<hdrhistogram::Histogram<u64>>,
+    before: &hdrhistogram::Histogram<u64>,
+) -> Option<P50P99> {
+    let mut h = now?;
+    h.subtract(before).ok()?;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
+    (!h.is_empty()).then(|| (ms(0.5), ms(0.99)))
 }
 
 /// What the players saw over the measured window.

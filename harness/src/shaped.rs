@@ -203,8 +203,13 @@ pub struct LinkSample {
     pub acked_kbps: f64,
     /// Media written but not yet on the wire, ms.
     pub queued_ms: f64,
-    /// Players that received no frame since the last sample.
+    /// Players that received no frame since the last sample (a coarser view of stalls, over
+    /// time).
     pub players_stalled: u32,
+    /// How far behind real time the players are, against the window's start, ms (see
+    /// [`crate::cli_link`]; None before any frame).
+    #[serde(default)]
+    pub lag_ms: Option<f64>,
 }
 
 /// What a stream through a shaped link did.
@@ -218,8 +223,15 @@ pub struct LinkFigures {
     /// From the link's rate going back up to the server acknowledging ≥ 90% of the
     /// configured bitrate (None when not within the window).
     pub lift_regain_ms: Option<f64>,
-    /// Each player's stall ratio: time with no frame for a sample interval ÷ window time.
+    /// Each player's stall ratio: the time it went more than two frame intervals without a
+    /// frame (of every longer gap between two frames' arrivals, the part beyond two
+    /// intervals) ÷ the window's time.
     pub stall_ratio: Vec<f64>,
+    /// Glass-to-glass latency (capture to a player's receipt) of the frames the players
+    /// received while the link was cut (from the cut to the lift, or to the window's end),
+    /// p50 and p99, ms.
+    #[serde(default)]
+    pub capped_e2e_ms: Option<(f64, f64)>,
     /// When the window began, ms after the stream opened (the time base of adaptation
     /// events).
     #[serde(default)]
@@ -232,6 +244,20 @@ pub const SAMPLE_MS: u64 = 100;
 /// Media queued unsent under this counts as recovered, ms.
 pub const QUEUED_OK_MS: f64 = 500.0;
 
+/// When the schedule first cuts the link's rate, s, and when it next raises it again (None:
+/// it never does).
+pub fn cap_and_lift(schedule: &[(f64, u32)]) -> Option<(f64, Option<f64>)> {
+    let (t_cap, k_cap) = schedule
+        .windows(2)
+        .find(|w| w[1].1 < w[0].1)
+        .map(|w| (w[1].0, w[1].1))?;
+    let lift = schedule
+        .iter()
+        .find(|(t, k)| *t > t_cap && *k > k_cap)
+        .map(|(t, _)| *t);
+    Some((t_cap, lift))
+}
+
 /// The link's rate `t_s` into the window.
 pub fn rate_at(schedule: &[(f64, u32)], t_s: f64) -> u32 {
     schedule
@@ -242,24 +268,17 @@ pub fn rate_at(schedule: &[(f64, u32)], t_s: f64) -> u32 {
 }
 
 impl LinkFigures {
-    /// The figures of a timeline for a stream configured at `configured_kbps`, with the
-    /// samples of stalled players per player.
+    /// The figures of a timeline for a stream configured at `configured_kbps`, with each
+    /// player's time stalled over the window of `window_ms`.
     pub fn of(
         schedule: Vec<(f64, u32)>,
         timeline: Vec<LinkSample>,
         configured_kbps: u32,
-        stalled_samples: &[u64],
+        stalled_ms: &[f64],
+        window_ms: f64,
     ) -> Self {
-        let cap = schedule
-            .windows(2)
-            .find(|w| w[1].1 < w[0].1)
-            .map(|w| (w[1].0, w[1].1));
-        let lift = cap.and_then(|(t_cap, k_cap)| {
-            schedule
-                .iter()
-                .find(|(t, k)| *t > t_cap && *k > k_cap)
-                .map(|(t, _)| *t)
-        });
+        let cap = cap_and_lift(&schedule);
+        let lift = cap.and_then(|(_, lift)| lift);
         let ms = |s: f64| s * 1000.0;
         let cap_recovery_ms = cap.and_then(|(t_cap, _)| {
             let after: Vec<&LinkSample> = timeline
@@ -281,13 +300,14 @@ impl LinkFigures {
                 .find(|s| s.acked_kbps >= 0.9 * f64::from(configured_kbps))
                 .map(|s| s.t_ms as f64 - ms(t_lift))
         });
-        let n = timeline.len().max(1) as f64;
+        let window = window_ms.max(1.0);
         LinkFigures {
             schedule,
             timeline,
             cap_recovery_ms,
             lift_regain_ms,
-            stall_ratio: stalled_samples.iter().map(|&k| k as f64 / n).collect(),
+            stall_ratio: stalled_ms.iter().map(|&k| k / window).collect(),
+            capped_e2e_ms: None,
             window_start_ms: 0,
         }
     }
@@ -306,6 +326,7 @@ mod tests {
             acked_kbps,
             queued_ms,
             players_stalled: 0,
+            lag_ms: None,
         }
     }
 
@@ -322,7 +343,7 @@ mod tests {
             sample(3100, 0.0, 1500.0),
             sample(3400, 0.0, 2300.0),
         ];
-        let f = LinkFigures::of(schedule, timeline, 2500, &[1, 0]);
+        let f = LinkFigures::of(schedule, timeline, 2500, &[700.0, 0.0], 3500.0);
         assert_eq!(f.cap_recovery_ms, Some(700.0));
         assert_eq!(f.lift_regain_ms, Some(400.0));
         assert_eq!(f.stall_ratio, [0.2, 0.0]);

@@ -1,10 +1,11 @@
 //! Adaptive bitrate: the controller that steers the encoder's target from the publisher's
 //! connection (`adaptive.bitrate`; see [`crate::config::AdaptiveBitrate`]).
 //!
-//! The signal is the media written but not yet on the wire ([`NetQuality::queued_media_ms`]),
+//! The signal is the media written but not yet delivered ([`NetQuality::queued_media_ms`]),
 //! as in OBS's dynamic bitrate. Above `triggerMs` the target drops to the measured
-//! throughput (what the server acknowledged over the last second) less `marginPercent`, at most once per `holdMs`, never below `minKbps`, and only ever
-//! down. With queued media under a quarter of `triggerMs` for `clearMs`, the target steps up
+//! throughput (what the server acknowledged lately) less `marginPercent`, less the rate that
+//! drains the bytes already queued within `drainMs`, at most once per `holdMs`, never below
+//! `minKbps`, and only ever down. With queued media under a quarter of `triggerMs` for `clearMs`, the target steps up
 //! by `stepUpPercent` of the configured bitrate, up to it. Between the two, it holds, so a
 //! steady link never makes it move. Above `dropMs` non-keyframes are dropped before they are
 //! sent until the queue is back under `triggerMs`.
@@ -50,7 +51,18 @@ pub struct BitrateController {
     last_cut_ms: Option<u64>,
     clear_since_ms: Option<u64>,
     dropping: bool,
+    /// The throughput measured at the last cut, until the link has carried more (see
+    /// [`BitrateController::update`]).
+    ceiling_kbps: Option<u32>,
+    /// Steps up since the last cut or probe (each one half as large again as the last).
+    streak: u32,
+    /// The bytes queued at the last cut (while fewer are, the queue is draining).
+    unacked_at_cut: Option<u64>,
 }
+
+/// At the knee, the link must be clear this many times `clearMs` before a probe above the
+/// ceiling.
+const PROBE_WAIT: u64 = 3;
 
 impl BitrateController {
     /// A controller for a stream configured at `configured_kbps`.
@@ -62,6 +74,9 @@ impl BitrateController {
             last_cut_ms: None,
             clear_since_ms: None,
             dropping: false,
+            ceiling_kbps: None,
+            streak: 0,
+            unacked_at_cut: None,
         }
     }
 
@@ -75,10 +90,25 @@ impl BitrateController {
         self.dropping
     }
 
+    /// The highest target reached by plain steps while a ceiling stands: the ceiling less
+    /// half the margin.
+    fn knee(&self, ceiling: u32) -> u32 {
+        (f64::from(ceiling) * (1.0 - f64::from(self.cfg.margin_percent) / 200.0)) as u32
+    }
+
     /// One sample of the connection at `t_ms`; returns the changes it makes, in order.
+    ///
+    /// The signal is the media queued beyond one round trip (`queued_media_ms` less the
+    /// connection's minimum round-trip time: what is in flight on a long path is not a
+    /// queue). Stepping up: below the knee (the throughput measured at the last cut, less half
+    /// the margin), a step every `clearMs`; at the knee, a probe above the throughput after
+    /// `clearMs` × [`PROBE_WAIT`]; once the link has stayed clear above it for `clearMs`, the
+    /// ceiling is gone and each step is half as large again as the one before, so a link that
+    /// came back is regained in a few seconds while a capped one is probed rarely.
     pub fn update(&mut self, t_ms: u64, q: &NetQuality) -> Vec<AdaptEvent> {
+        let knee = self.ceiling_kbps.map(|c| self.knee(c));
         let c = &self.cfg;
-        let queued = q.queued_media_ms;
+        let queued = (q.queued_media_ms - q.min_rtt_ms).max(0.0);
         let trigger = f64::from(c.trigger_ms);
         let mut events = Vec::new();
         let mut event = |change, signal: String| {
@@ -103,12 +133,23 @@ impl BitrateController {
         }
         if queued > trigger {
             self.clear_since_ms = None;
+            // Within holdMs of a cut, or while what was queued at the cut drains, no more.
             let held = self
                 .last_cut_ms
-                .is_some_and(|at| t_ms.saturating_sub(at) < u64::from(c.hold_ms));
+                .is_some_and(|at| t_ms.saturating_sub(at) < u64::from(c.hold_ms))
+                || self
+                    .unacked_at_cut
+                    .is_some_and(|before| q.unacked_bytes < before);
             let throughput = throughput_kbps(q);
             if !held && throughput > 0.0 {
-                let to = ((throughput * (1.0 - f64::from(c.margin_percent) / 100.0)) as u32)
+                // Room to drain what is queued within drainMs, on top of the margin.
+                let drain = if c.drain_ms > 0 {
+                    q.unacked_bytes as f64 * 8.0 / f64::from(c.drain_ms)
+                } else {
+                    0.0
+                };
+                let to = ((throughput * (1.0 - f64::from(c.margin_percent) / 100.0) - drain)
+                    .max(0.0) as u32)
                     .max(c.min_kbps)
                     .min(self.configured_kbps);
                 if to < self.target_kbps {
@@ -118,35 +159,64 @@ impl BitrateController {
                             to,
                         },
                         format!(
-                            "queued media {queued:.0} ms > {} ms; throughput {throughput:.0} kbit/s",
-                            c.trigger_ms
+                            "queued media {queued:.0} ms > {} ms; throughput {throughput:.0} kbit/s; \
+                             {:.0} kB queued",
+                            c.trigger_ms,
+                            q.unacked_bytes as f64 / 1000.0
                         ),
                     );
                     self.target_kbps = to;
                     self.last_cut_ms = Some(t_ms);
+                    self.ceiling_kbps = Some(throughput as u32);
+                    self.unacked_at_cut = Some(q.unacked_bytes);
+                    self.streak = 0;
                 }
             }
         } else if queued < trigger / 4.0 {
             let since = *self.clear_since_ms.get_or_insert(t_ms);
-            if self.target_kbps < self.configured_kbps
-                && t_ms.saturating_sub(since) >= u64::from(c.clear_ms)
-            {
-                let step = (u64::from(self.configured_kbps) * u64::from(c.step_up_percent) / 100)
-                    .max(1) as u32;
-                let to = (self.target_kbps + step).min(self.configured_kbps);
+            let clear_for = t_ms.saturating_sub(since);
+            let clear = u64::from(c.clear_ms);
+            let base = (u64::from(self.configured_kbps) * u64::from(c.step_up_percent) / 100).max(1)
+                as u32;
+            let target = self.target_kbps;
+            let step = match (self.ceiling_kbps, knee) {
+                _ if target >= self.configured_kbps || clear_for < clear => None,
+                // Above the ceiling and clear: the link carries more than it did.
+                (Some(ceiling), _) if target > ceiling => {
+                    self.ceiling_kbps = None;
+                    self.streak = 1;
+                    Some((target + base, "clear above the last cut's throughput"))
+                }
+                // At the knee: probe above the ceiling, after waiting longer.
+                (Some(ceiling), Some(knee)) if target >= knee => (clear_for >= clear * PROBE_WAIT)
+                    .then(|| {
+                        let over = (f64::from(ceiling)
+                            * (1.0 + f64::from(c.margin_percent) / 100.0))
+                            as u32;
+                        (
+                            over.max(target + base),
+                            "probing above the last cut's throughput",
+                        )
+                    }),
+                (Some(_), Some(knee)) => Some(((target + base).min(knee), "clear")),
+                _ => {
+                    let grown = f64::from(base) * 1.5f64.powi(self.streak.min(16) as i32);
+                    self.streak += 1;
+                    Some((target + grown as u32, "clear"))
+                }
+            };
+            if let Some((to, why)) = step {
+                let to = to.min(self.configured_kbps);
                 event(
-                    AdaptChange::Bitrate {
-                        from: self.target_kbps,
-                        to,
-                    },
+                    AdaptChange::Bitrate { from: target, to },
                     format!(
-                        "queued media under {:.0} ms for {} ms",
-                        trigger / 4.0,
-                        c.clear_ms
+                        "queued media under {:.0} ms for {clear_for} ms ({why})",
+                        trigger / 4.0
                     ),
                 );
                 self.target_kbps = to;
                 self.clear_since_ms = Some(t_ms);
+                self.unacked_at_cut = None;
             }
         } else {
             self.clear_since_ms = None;
@@ -155,10 +225,14 @@ impl BitrateController {
     }
 }
 
-/// What the link carries now, kbit/s: what the server acknowledged over the last second where
-/// known, else the smaller of the publisher's send rate and the kernel's delivery-rate
-/// estimate.
+/// What the link carries now, kbit/s: what the server acknowledged lately (over the last
+/// [`crate::rtmp::quality::RECENT`], else the last second) where known, else the smaller of the
+/// publisher's send rate and the kernel's delivery-rate estimate. Called while media queues,
+/// so the acknowledgements run at the link's rate.
 fn throughput_kbps(q: &NetQuality) -> f64 {
+    if q.recent_acked_kbps > 0.0 {
+        return q.recent_acked_kbps;
+    }
     if q.acked_rate_kbps > 0.0 {
         return q.acked_rate_kbps;
     }
@@ -190,8 +264,42 @@ mod tests {
             .collect()
     }
 
+    /// A controller with a 500 ms trigger, 2 s to clear and no drain room (the traces below
+    /// are written for those).
     fn controller() -> BitrateController {
-        BitrateController::new(&AdaptiveBitrate::default(), 6000)
+        let cfg = AdaptiveBitrate {
+            trigger_ms: 500,
+            clear_ms: 2000,
+            drain_ms: 0,
+            ..AdaptiveBitrate::default()
+        };
+        BitrateController::new(&cfg, 6000)
+    }
+
+    #[test]
+    fn a_cut_leaves_room_to_drain_what_is_queued() {
+        let cfg = AdaptiveBitrate {
+            drain_ms: 2000,
+            ..AdaptiveBitrate::default()
+        };
+        let mut c = BitrateController::new(&cfg, 4000);
+        // 1500 kbit/s lately (the last second still says 3000): 1275 less 250 kB over 2 s.
+        let q = NetQuality {
+            queued_media_ms: 400.0,
+            acked_rate_kbps: 3000.0,
+            recent_acked_kbps: 1500.0,
+            unacked_bytes: 62_500,
+            ..NetQuality::default()
+        };
+        let e = c.update(0, &q);
+        assert_eq!(
+            e[0].change,
+            AdaptChange::Bitrate {
+                from: 4000,
+                to: 1025
+            }
+        );
+        assert!(e[0].signal.contains("62 kB queued"), "{e:?}");
     }
 
     #[test]
@@ -240,25 +348,31 @@ mod tests {
     }
 
     #[test]
-    fn a_clear_link_raises_it_step_by_step_to_the_configured_bitrate() {
+    fn a_clear_link_raises_it_to_the_knee_probes_then_regains_the_configured_bitrate() {
         let mut c = controller();
+        // A cut at 1000 kbit/s of throughput: 850, the ceiling 1000, the knee 925.
         run(&mut c, &[(0, 900.0, 1000.0)]);
         assert_eq!(c.target_kbps(), 850);
-        // Clear from 1 s on: a step of 600 every 2 s.
+        // Clear from 1 s on.
         let trace: Vec<_> = (30..1000).map(|i| (i * 33, 10.0, 2000.0)).collect();
         let e = run(&mut c, &trace);
-        let steps: Vec<u32> = e
+        let steps: Vec<(u64, u32)> = e
             .iter()
             .map(|e| match e.change {
-                AdaptChange::Bitrate { to, .. } => to,
-                _ => 0,
+                AdaptChange::Bitrate { to, .. } => (e.t_ms, to),
+                _ => (e.t_ms, 0),
             })
             .collect();
-        assert_eq!(
-            steps,
-            [1450, 2050, 2650, 3250, 3850, 4450, 5050, 5650, 6000]
+        let to: Vec<u32> = steps.iter().map(|s| s.1).collect();
+        // To the knee; a probe above the ceiling (1000 + 15%); the ceiling gone; then each
+        // step half as large again (600, 900, 1350, ...).
+        assert_eq!(to, [925, 1525, 2125, 3025, 4375, 6000]);
+        let gaps: Vec<u64> = steps.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        assert!(gaps[0] >= 6000, "the probe waits 3 × clearMs: {steps:?}");
+        assert!(
+            gaps[1..].iter().all(|&g| (2000..2100).contains(&g)),
+            "{steps:?}"
         );
-        assert!(e.windows(2).all(|w| w[1].t_ms - w[0].t_ms >= 2000));
         // A queue between a quarter of the trigger and the trigger resets the clear timer.
         let mut c = controller();
         run(&mut c, &[(0, 900.0, 1000.0)]);
@@ -272,6 +386,40 @@ mod tests {
             ],
         );
         assert!(e.is_empty(), "{e:?}");
+    }
+
+    #[test]
+    fn no_second_cut_while_what_was_queued_drains() {
+        let mut c = controller();
+        let q = |unacked_bytes, acked_rate_kbps| NetQuality {
+            queued_media_ms: 800.0,
+            acked_rate_kbps,
+            unacked_bytes,
+            ..NetQuality::default()
+        };
+        assert_eq!(c.update(0, &q(100_000, 1500.0)).len(), 1);
+        // Past holdMs the old media still spans the queue, but fewer bytes are queued.
+        assert!(c.update(1500, &q(60_000, 1000.0)).is_empty());
+        // The queue grows again: cut.
+        assert_eq!(c.update(1600, &q(120_000, 1000.0)).len(), 1);
+    }
+
+    #[test]
+    fn the_round_trip_is_not_a_queue() {
+        let mut c = controller();
+        // 180 ms of a long path's round trip plus 400 ms queued: under the 500 ms trigger.
+        let q = NetQuality {
+            queued_media_ms: 580.0,
+            min_rtt_ms: 180.0,
+            acked_rate_kbps: 3000.0,
+            ..NetQuality::default()
+        };
+        assert!(c.update(0, &q).is_empty());
+        let q = NetQuality {
+            queued_media_ms: 700.0,
+            ..q
+        };
+        assert_eq!(c.update(33, &q).len(), 1);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use streamer::config::{Preset, StreamConfig};
 /// A comparison that fails.
 pub fn side_by_side(
     args: &RunOptions,
+    scenario: &crate::scenario::Scenario,
     base: &StreamConfig,
     exe: &Path,
     progress: &Progress,
@@ -47,6 +48,20 @@ pub fn side_by_side(
     }
     if args.peers {
         comparisons.peers = peer_rows(args, base, exe, progress)?;
+    }
+    if let Some(plan) = &scenario.link {
+        progress.note("the ffmpeg CLI through the same link");
+        let settings = if args.quick {
+            &scenario.quick.0
+        } else {
+            &scenario.settings
+        };
+        comparisons.cli_link = Some(crate::cli_link::run(
+            base,
+            plan,
+            scenario.players,
+            settings,
+        )?);
     }
     Ok(comparisons)
 }

@@ -94,7 +94,7 @@ pub fn run(args: &RunOptions) -> Result<()> {
         &mut progress,
     )?;
     let comparisons = if first_shard {
-        side_by_side(args, &scenario.base, &exe, &progress)?
+        side_by_side(args, &scenario, &scenario.base, &exe, &progress)?
     } else {
         Default::default()
     };

@@ -31,21 +31,29 @@ pub(super) fn section(out: &mut String, r: &Results) {
          Recovery is from the cut to the media queued unsent back under {QUEUED_OK_MS} ms (0: \
          it never queued that much; — : not within the window); regain is from the link coming \
          back to the server acknowledging at least 90% of the configured bitrate. A player \
-         stalls in a {} ms sample in which it received no frame; the stall ratio is the worst \
-         player's share of the window. Latency is capture to a player's receipt (e2e) over the \
-         whole window.\n",
-        crate::shaped::SAMPLE_MS
+         stalls while it goes more than two frame intervals without a frame; the stall ratio \
+         is the worst player's time stalled over the window's. Latency is capture to a \
+         player's receipt (e2e) of the frames received while the link was cut; the whole \
+         window's is beside it. Behind real time is the wall time since the window began less \
+         the media time the players received since (median player), at its worst and when \
+         the link came back: the one latency figure the ffmpeg CLI's frames (which carry no \
+         capture time) give too, publishing at the configured bitrate through the same link \
+         in the same run.\n"
     );
     out.push_str(
-        "| Point | Recovery after the cut | Regain after the lift | Stall ratio | e2e p50 / p99 | \
+        "| Point | Recovery after the cut | Regain after the lift | Stall ratio | e2e p50 / p99 \
+         while cut | e2e p50 / p99, whole window | Behind real time: worst / at the lift | \
          Drops | Bitrate changes |\n\
-         |-------|---:|---:|---:|---:|-------|---:|\n",
+         |-------|---:|---:|---:|---:|---:|---:|-------|---:|\n",
     );
     let ms = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.1} s", v / 1000.0));
     for (p, l) in &points {
         let stall = l.stall_ratio.iter().copied().fold(0.0, f64::max);
         let e2e = p.spans.get("e2e").map_or("—".to_string(), |s| {
             format!("{:.0} / {:.0} ms", s.p50_us / 1000.0, s.p99_us / 1000.0)
+        });
+        let capped = l.capped_e2e_ms.map_or("—".to_string(), |(p50, p99)| {
+            format!("{p50:.0} / {p99:.0} ms")
         });
         let drops = p
             .pipeline
@@ -58,11 +66,24 @@ pub(super) fn section(out: &mut String, r: &Results) {
             .count();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1}% | {e2e} | {drops} | {changes} |",
+            "| {} | {} | {} | {:.1}% | {capped} | {e2e} | {} | {drops} | {changes} |",
             p.id,
             ms(l.cap_recovery_ms),
             ms(l.lift_regain_ms),
-            stall * 100.0
+            stall * 100.0,
+            behind(&lag_of(l))
+        );
+    }
+    if let Some(c) = &r.comparisons.cli_link {
+        let stall = c.stall_ratio.iter().copied().fold(0.0, f64::max);
+        let lags: Vec<(u64, f64)> = c.timeline.iter().map(|s| (s.0, s.2)).collect();
+        let lift = crate::shaped::cap_and_lift(&first.schedule).and_then(|(_, l)| l);
+        let _ = writeln!(
+            out,
+            "| {} | — | — | {:.1}% | — | — | {} | — | — |",
+            c.publisher,
+            stall * 100.0,
+            behind(&(max_lag(&lags), lag_at(&lags, lift)))
         );
     }
     out.push('\n');
@@ -88,4 +109,30 @@ pub(super) fn section(out: &mut String, r: &Results) {
         }
         out.push('\n');
     }
+}
+
+/// `(ms, lag ms)` of a point's timeline: its worst and at the lift.
+fn lag_of(l: &crate::shaped::LinkFigures) -> (Option<f64>, Option<f64>) {
+    let lags: Vec<(u64, f64)> = l
+        .timeline
+        .iter()
+        .filter_map(|s| s.lag_ms.map(|v| (s.t_ms, v)))
+        .collect();
+    let lift = crate::shaped::cap_and_lift(&l.schedule).and_then(|(_, l)| l);
+    (max_lag(&lags), lag_at(&lags, lift))
+}
+
+fn max_lag(lags: &[(u64, f64)]) -> Option<f64> {
+    lags.iter().map(|s| s.1).reduce(f64::max)
+}
+
+/// The lag at the first sample at or after `lift_s`.
+fn lag_at(lags: &[(u64, f64)], lift_s: Option<f64>) -> Option<f64> {
+    let lift_ms = lift_s? * 1000.0;
+    lags.iter().find(|s| s.0 as f64 >= lift_ms).map(|s| s.1)
+}
+
+fn behind((worst, lift): &(Option<f64>, Option<f64>)) -> String {
+    let s = |v: &Option<f64>| v.map_or("—".to_string(), |v| format!("{:.1} s", v / 1000.0));
+    format!("{} / {}", s(worst), s(lift))
 }

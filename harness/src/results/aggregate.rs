@@ -232,6 +232,7 @@ fn network_quality(nets: &[&NetworkFigures]) -> Option<streamer::rtmp::quality::
     Some(NetQuality {
         rtt_ms: med(|q| q.rtt_ms),
         rtt_var_ms: med(|q| q.rtt_var_ms),
+        min_rtt_ms: med(|q| q.min_rtt_ms),
         retransmits: all.iter().map(|q| q.retransmits).max().unwrap_or(0),
         delivery_rate_kbps: med(|q| q.delivery_rate_kbps),
         unsent_bytes: all.iter().map(|q| q.unsent_bytes).max().unwrap_or(0),
@@ -242,6 +243,8 @@ fn network_quality(nets: &[&NetworkFigures]) -> Option<streamer::rtmp::quality::
             .fold(0.0, f64::max),
         send_rate_kbps: med(|q| q.send_rate_kbps),
         acked_rate_kbps: med(|q| q.acked_rate_kbps),
+        unacked_bytes: all.iter().map(|q| q.unacked_bytes).max().unwrap_or(0),
+        recent_acked_kbps: med(|q| q.recent_acked_kbps),
     })
 }
 

@@ -126,6 +126,10 @@ pub struct Comparisons {
     /// The same publisher and players against our server, nginx-rtmp and node-media-server.
     #[serde(default)]
     pub peers: Vec<PeerRow>,
+    /// The ffmpeg CLI publishing at the same fixed bitrate through the same shaped link
+    /// (`[link]` scenarios).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cli_link: Option<crate::cli_link::CliLinkRun>,
 }
 
 /// One server at one player count, under the same publisher and player load.

@@ -45,12 +45,14 @@ impl Default for AdaptiveWorkers {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdaptiveBitrate {
-    /// Media queued unsent above which the bitrate drops, ms.
+    /// Media queued undelivered (written, not yet acknowledged by the server), beyond the
+    /// connection's least round trip, above which the bitrate drops, ms.
     pub trigger_ms: u32,
     /// Media queued unsent above which non-keyframes are dropped before they are sent, ms
     /// (above `triggerMs`).
     pub drop_ms: u32,
-    /// The new target is the measured throughput less this share, percent.
+    /// The new target is the measured throughput less this share, percent; steps up stop at
+    /// that throughput less half this share until a probe above it stays clear.
     pub margin_percent: u32,
     /// The target never goes below this, kbit/s.
     pub min_kbps: u32,
@@ -59,20 +61,25 @@ pub struct AdaptiveBitrate {
     /// The link counts as clear with queued media under a quarter of `triggerMs`; clear this
     /// long before each step up, ms.
     pub clear_ms: u32,
-    /// Each step up adds this share of the configured bitrate, percent.
+    /// The first step up adds this share of the configured bitrate, percent; once the link
+    /// carries more than at the last cut, each step is half as large again as the one before.
     pub step_up_percent: u32,
+    /// A cut also leaves room to drain the bytes already queued within this long, ms (so the
+    /// delay they add does not linger at a target just under the link's rate; 0: no room).
+    pub drain_ms: u32,
 }
 
 impl Default for AdaptiveBitrate {
     fn default() -> Self {
         AdaptiveBitrate {
-            trigger_ms: 500,
+            trigger_ms: 200,
             drop_ms: 2000,
             margin_percent: 15,
             min_kbps: 300,
             hold_ms: 1000,
-            clear_ms: 2000,
+            clear_ms: 1000,
             step_up_percent: 10,
+            drain_ms: 1500,
         }
     }
 }
@@ -114,6 +121,7 @@ impl AdaptiveConfig {
             1,
             100,
         );
+        c.range("adaptive.bitrate.drainMs", b.drain_ms.into(), 0, 60_000);
         let w = &self.workers;
         let most = if w.enabled { pool.max(1) } else { 64 };
         c.range("adaptive.workers.min", w.min.into(), 1, most.into());

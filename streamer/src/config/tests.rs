@@ -272,6 +272,7 @@ const CHECK_ORDER: &[&str] = &[
     "adaptive.bitrate.holdMs",
     "adaptive.bitrate.clearMs",
     "adaptive.bitrate.stepUpPercent",
+    "adaptive.bitrate.drainMs",
     "adaptive.workers.min",
     "adaptive.enabled",
 ];
@@ -322,7 +323,7 @@ fn every_bad_field_is_listed_in_check_order() {
         a.bitrate.clear_ms,
         a.bitrate.step_up_percent,
     ) = (2, 0, 0);
-    a.bitrate.hold_ms = 60_001;
+    (a.bitrate.hold_ms, a.bitrate.drain_ms) = (60_001, 60_001);
     (a.workers.enabled, a.workers.min) = (true, 0);
     let err = c.validate().unwrap_err();
     let fields: Vec<&str> = err.invalid().iter().map(|i| i.field.as_str()).collect();

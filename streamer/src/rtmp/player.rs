@@ -41,6 +41,11 @@ pub struct PlayerCounters {
     pub playing: AtomicBool,
     /// The connection ended (by error or stop).
     pub ended: AtomicBool,
+    /// Time spent stalled, µs: over every gap between two frames' arrivals longer than two
+    /// frame intervals, the part beyond those two intervals.
+    pub stalled_us: AtomicU64,
+    /// Id of the latest frame received (its presentation time in frame periods).
+    pub last_frame_id: AtomicU64,
 }
 
 /// A snapshot of one player.
@@ -55,6 +60,10 @@ pub struct PlayerReport {
     pub first_frame_id: Option<u64>,
     pub playing: bool,
     pub ended: bool,
+    /// Time stalled so far (see [`PlayerCounters::stalled_us`]).
+    pub stalled: Duration,
+    /// Id of the latest frame received (None before any).
+    pub last_frame_id: Option<u64>,
 }
 
 impl PlayerCounters {
@@ -75,6 +84,9 @@ impl PlayerCounters {
                 .then(|| self.first_frame_id.load(Ordering::Relaxed)),
             playing: self.playing.load(Ordering::Relaxed),
             ended: self.ended.load(Ordering::Relaxed),
+            stalled: Duration::from_micros(self.stalled_us.load(Ordering::Relaxed)),
+            last_frame_id: (self.frames.load(Ordering::Relaxed) > 0)
+                .then(|| self.last_frame_id.load(Ordering::Relaxed)),
         }
     }
 }
@@ -110,6 +122,8 @@ pub async fn play<P: Probe + Send + Sync + 'static>(
         collect(vec![r], &mut out, &mut events);
         let mut input = rest;
         let mut arrived = Instant::now();
+        let mut last_frame: Option<Instant> = None;
+        let stall_after = Duration::from_secs(2) / fps.max(1);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             if !input.is_empty() {
@@ -147,7 +161,15 @@ pub async fn play<P: Probe + Send + Sync + 'static>(
                                 .first_frame
                                 .store(if tag.key { 1 } else { 2 }, Ordering::Relaxed);
                         }
+                        counters.last_frame_id.store(id, Ordering::Relaxed);
                         counters.frames.fetch_add(1, Ordering::Relaxed);
+                        if let Some(gap) = last_frame.map(|l| arrived.saturating_duration_since(l))
+                            && gap > stall_after
+                        {
+                            let us = (gap - stall_after).as_micros() as u64;
+                            counters.stalled_us.fetch_add(us, Ordering::Relaxed);
+                        }
+                        last_frame = Some(arrived);
                         if tag.key && counters.keyframes.fetch_add(1, Ordering::Relaxed) == 0 {
                             let us = started.elapsed().as_micros().max(1) as u64;
                             counters.join_us.store(us, Ordering::Relaxed);

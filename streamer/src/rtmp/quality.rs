@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 pub struct NetQuality {
     /// Smoothed round-trip time, ms (the kernel's `tcpi_rtt`).
     pub rtt_ms: f64,
+    /// The least round-trip time seen on the connection, ms (`tcpi_min_rtt`): the path's own,
+    /// without queueing.
+    #[serde(default)]
+    pub min_rtt_ms: f64,
     /// Its mean deviation, ms (`tcpi_rttvar`).
     pub rtt_var_ms: f64,
     /// Segments retransmitted on this connection so far (`tcpi_total_retrans`).
@@ -28,8 +32,10 @@ pub struct NetQuality {
     pub delivery_rate_kbps: f64,
     /// Bytes written by the publisher that the kernel has not sent yet (`tcpi_notsent_bytes`).
     pub unsent_bytes: u64,
-    /// Media written but not yet on the wire, ms: from the oldest frame not wholly sent to the
-    /// newest written (0 when everything has gone out).
+    /// Media written but not yet delivered, ms: from the oldest frame the server has not
+    /// wholly acknowledged to the newest written (0 when everything has arrived). Counting
+    /// from the acknowledgements rather than from what the kernel sent also sees the media
+    /// waiting in a queue past the socket (a shaper's, a router's).
     pub queued_media_ms: f64,
     /// The most `queued_media_ms` has been on this connection.
     pub queued_media_peak_ms: f64,
@@ -39,7 +45,18 @@ pub struct NetQuality {
     /// the link carried.
     #[serde(default)]
     pub acked_rate_kbps: f64,
+    /// Bytes written by the publisher that the server has not acknowledged yet.
+    #[serde(default)]
+    pub unacked_bytes: u64,
+    /// What the server acknowledged over the last [`RECENT`], kbit/s: the link's rate while
+    /// media is queued (a quicker estimate than `acked_rate_kbps` right after the link
+    /// changes).
+    #[serde(default)]
+    pub recent_acked_kbps: f64,
 }
+
+/// The window of [`NetQuality::recent_acked_kbps`].
+pub const RECENT: Duration = Duration::from_millis(300);
 
 /// The latest sample, readable from any thread.
 #[derive(Debug, Clone, Default)]
@@ -92,12 +109,17 @@ pub(crate) struct Monitor {
     /// (when, bytes written then, bytes acknowledged then) over the last second.
     rate: VecDeque<(Instant, u64, u64)>,
     peak_ms: f64,
+    /// The kernel's count of bytes acknowledged when monitoring began (the handshake and
+    /// the commands before it, all answered by then).
+    acked_base: u64,
 }
 
 impl Monitor {
     /// Monitors `socket` (a clone of the publisher's), publishing samples into `view`.
     pub(crate) fn new(socket: TcpStream, view: NetQualityView) -> Self {
+        let acked_base = tcp_info(&socket).map_or(0, |i| i.tcpi_bytes_acked);
         Monitor {
+            acked_base,
             socket,
             view,
             written: 0,
@@ -131,7 +153,8 @@ impl Monitor {
             self.rate.pop_front();
         }
         let unsent = u64::from(info.tcpi_notsent_bytes);
-        let queued_ms = queued_media_ms(&mut self.frames, self.written.saturating_sub(unsent));
+        let acked = info.tcpi_bytes_acked.saturating_sub(self.acked_base);
+        let queued_ms = queued_media_ms(&mut self.frames, acked);
         self.peak_ms = self.peak_ms.max(queued_ms);
         let (send_rate_kbps, acked_rate_kbps) = match (self.rate.front(), self.rate.back()) {
             (Some(a), Some(b)) if b.0 > a.0 => {
@@ -141,9 +164,20 @@ impl Monitor {
             }
             _ => (0.0, 0.0),
         };
+        let recent_acked_kbps = self
+            .rate
+            .iter()
+            .find(|(t, _, _)| now.duration_since(*t) <= RECENT)
+            .filter(|(t, _, _)| now.duration_since(*t) >= RECENT / 2)
+            .map_or(acked_rate_kbps, |(t, _, a)| {
+                (info.tcpi_bytes_acked.saturating_sub(*a)) as f64 * 8.0
+                    / now.duration_since(*t).as_secs_f64()
+                    / 1000.0
+            });
         self.view.set(NetQuality {
             rtt_ms: f64::from(info.tcpi_rtt) / 1000.0,
             rtt_var_ms: f64::from(info.tcpi_rttvar) / 1000.0,
+            min_rtt_ms: f64::from(info.tcpi_min_rtt) / 1000.0,
             retransmits: u64::from(info.tcpi_total_retrans),
             delivery_rate_kbps: info.tcpi_delivery_rate as f64 * 8.0 / 1000.0,
             unsent_bytes: unsent,
@@ -151,12 +185,15 @@ impl Monitor {
             queued_media_peak_ms: self.peak_ms,
             send_rate_kbps,
             acked_rate_kbps,
+            unacked_bytes: self.written.saturating_sub(acked),
+            recent_acked_kbps,
         });
     }
 }
 
-/// Drops the frames wholly sent (their end at or before `sent` bytes) from `frames` and returns
-/// the media still queued: the newest frame's time − the oldest unsent frame's, ms.
+/// Drops the frames wholly delivered (their end at or before `sent` bytes) from `frames` and
+/// returns the media still queued: the newest frame's time − the oldest undelivered frame's,
+/// ms.
 fn queued_media_ms(frames: &mut VecDeque<(u64, u32)>, sent: u64) -> f64 {
     while frames.front().is_some_and(|(end, _)| *end <= sent) {
         frames.pop_front();
