@@ -518,6 +518,9 @@ fn measure<P: Probe + Sync>(
             let live = stream.live();
             let stop = AtomicBool::new(false);
             let stalled_before: Vec<Duration> = relay.reports().iter().map(|p| p.stalled).collect();
+            let sampling_cpu =
+                |l: &streamer::stream::Live| l.snapshot().network.map(|q| q.sampling_cpu_ms);
+            let sampling_before = sampling_cpu(&live);
             let (ran, sampled) = std::thread::scope(|sc| {
                 let sampler = sc.spawn(|| {
                     sample_link(&live, relay, (shaped, plan, recorder), &stop, started, fps)
@@ -544,6 +547,9 @@ fn measure<P: Probe + Sync>(
                 window_ms,
             );
             f.capped_e2e_ms = capped;
+            f.sampling_cpu_ms = sampling_cpu(&live)
+                .zip(sampling_before)
+                .map(|(after, before)| after - before);
             f.window_start_ms = started.duration_since(opened).as_millis() as u64;
             Some(f)
         }

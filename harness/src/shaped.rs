@@ -232,6 +232,13 @@ pub struct LinkFigures {
     /// p50 and p99, ms.
     #[serde(default)]
     pub capped_e2e_ms: Option<(f64, f64)>,
+    /// CPU the publisher spent sampling its connection over the window, ms (see
+    /// [`streamer::rtmp::quality::NetQuality::sampling_cpu_ms`]).
+    #[serde(default)]
+    pub sampling_cpu_ms: Option<f64>,
+    /// The window's length, ms.
+    #[serde(default)]
+    pub window_ms: f64,
     /// When the window began, ms after the stream opened (the time base of adaptation
     /// events).
     #[serde(default)]
@@ -308,6 +315,8 @@ impl LinkFigures {
             lift_regain_ms,
             stall_ratio: stalled_ms.iter().map(|&k| k / window).collect(),
             capped_e2e_ms: None,
+            sampling_cpu_ms: None,
+            window_ms,
             window_start_ms: 0,
         }
     }

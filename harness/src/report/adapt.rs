@@ -87,6 +87,28 @@ pub(super) fn section(out: &mut String, r: &Results) {
         );
     }
     out.push('\n');
+    let costs: Vec<String> = points
+        .iter()
+        .filter_map(|(p, l)| {
+            let ms = l.sampling_cpu_ms?;
+            let process_ms = p.cpu_percent / 100.0 * l.window_ms;
+            (process_ms > 0.0).then(|| {
+                format!(
+                    "{}: {ms:.1} ms, {:.3}% of the process's",
+                    p.id,
+                    ms / process_ms * 100.0
+                )
+            })
+        })
+        .collect();
+    if !costs.is_empty() {
+        let _ = writeln!(
+            out,
+            "Sampling the publisher's connection (every frame: `TCP_INFO` and the queue's \
+             bookkeeping) cost, in CPU over the window: {}.\n",
+            costs.join("; ")
+        );
+    }
     for (p, l) in points.iter().filter(|(p, _)| !p.adaptation.is_empty()) {
         let _ = writeln!(
             out,

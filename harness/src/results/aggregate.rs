@@ -245,6 +245,7 @@ fn network_quality(nets: &[&NetworkFigures]) -> Option<streamer::rtmp::quality::
         acked_rate_kbps: med(|q| q.acked_rate_kbps),
         unacked_bytes: all.iter().map(|q| q.unacked_bytes).max().unwrap_or(0),
         recent_acked_kbps: med(|q| q.recent_acked_kbps),
+        sampling_cpu_ms: med(|q| q.sampling_cpu_ms),
     })
 }
 

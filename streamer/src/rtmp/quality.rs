@@ -53,6 +53,10 @@ pub struct NetQuality {
     /// changes).
     #[serde(default)]
     pub recent_acked_kbps: f64,
+    /// CPU the sampling itself has used on this connection so far (`TCP_INFO` and the
+    /// bookkeeping, on the sending thread's CPU clock), ms: its cost.
+    #[serde(default)]
+    pub sampling_cpu_ms: f64,
 }
 
 /// The window of [`NetQuality::recent_acked_kbps`].
@@ -112,6 +116,8 @@ pub(crate) struct Monitor {
     /// The kernel's count of bytes acknowledged when monitoring began (the handshake and
     /// the commands before it, all answered by then).
     acked_base: u64,
+    /// CPU spent sampling, ns.
+    cpu_ns: u64,
 }
 
 impl Monitor {
@@ -120,6 +126,7 @@ impl Monitor {
         let acked_base = tcp_info(&socket).map_or(0, |i| i.tcpi_bytes_acked);
         Monitor {
             acked_base,
+            cpu_ns: 0,
             socket,
             view,
             written: 0,
@@ -139,6 +146,7 @@ impl Monitor {
     /// Takes a sample now (also between frames written: while frames are dropped or the
     /// publisher waits, the connection still drains).
     pub(crate) fn sample(&mut self) {
+        let cpu_before = crate::stream::thread_cpu_ns();
         let Some(info) = tcp_info(&self.socket) else {
             return;
         };
@@ -187,7 +195,9 @@ impl Monitor {
             acked_rate_kbps,
             unacked_bytes: self.written.saturating_sub(acked),
             recent_acked_kbps,
+            sampling_cpu_ms: self.cpu_ns as f64 / 1e6,
         });
+        self.cpu_ns += crate::stream::thread_cpu_ns().saturating_sub(cpu_before);
     }
 }
 

@@ -31,8 +31,11 @@ pub(super) struct Send<'a> {
 pub struct Adapting {
     controller: BitrateController,
     /// The configured bitrate and VBV buffer: the buffer scales with the target, so it holds
-    /// the same duration of media at every bitrate.
+    /// the same duration of media at every bitrate, but below the configured bitrate (the
+    /// link is the limit) at most two frame intervals' worth, so that no frame, a keyframe
+    /// included, takes longer than two intervals to cross a link that carries the target.
     configured: (u32, u32),
+    fps: u32,
     connection: NetQualityView,
     started: Instant,
     /// Every change so far.
@@ -57,6 +60,7 @@ impl Adapting {
                 cfg.encoder.rate_control.bitrate_kbps,
                 cfg.encoder.rate_control.vbv_buffer_kbits,
             ),
+            fps: cfg.core.viewport.fps.max(1),
             connection,
             started: epoch,
             events: Vec::new(),
@@ -89,7 +93,10 @@ impl Adapting {
         for e in self.controller.update(t, &q) {
             if let AdaptChange::Bitrate { to, .. } = e.change {
                 let (kbps, buffer) = self.configured;
-                let scaled = u64::from(buffer) * u64::from(to) / u64::from(kbps.max(1));
+                let mut scaled = u64::from(buffer) * u64::from(to) / u64::from(kbps.max(1));
+                if to < kbps {
+                    scaled = scaled.min(u64::from(to) * 2 / u64::from(self.fps));
+                }
                 encoder.set_bitrate_kbps(to, scaled.max(16) as u32);
             }
             self.events.push(e);
