@@ -14,7 +14,7 @@
 //! in tests; every change it makes is an [`AdaptEvent`] with its time and the signal behind
 //! it.
 
-use crate::config::AdaptiveBitrate;
+use crate::config::{AdaptiveBitrate, AdaptiveQuality, Preset};
 use crate::rtmp::quality::NetQuality;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,22 @@ pub enum AdaptChange {
     DropStop,
     /// Workers taking frames (smart worker scaling).
     Workers { from: u32, to: u32 },
+    /// The encoder's preset (quality scaling under load).
+    Preset { from: Preset, to: Preset },
+}
+
+impl std::fmt::Display for AdaptChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdaptChange::Bitrate { from, to } => write!(f, "bitrate {from} → {to} kbit/s"),
+            AdaptChange::DropStart => f.write_str("drops non-keyframes"),
+            AdaptChange::DropStop => f.write_str("sends every frame again"),
+            AdaptChange::Workers { from, to } => write!(f, "workers {from} → {to}"),
+            AdaptChange::Preset { from, to } => {
+                write!(f, "preset {} → {}", from.as_str(), to.as_str())
+            }
+        }
+    }
 }
 
 /// A change, when it was made (ms since the stream started) and why.
@@ -243,6 +259,163 @@ fn throughput_kbps(q: &NetQuality) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Quality scaling under load: steers the encoder's preset from how long encoding takes
+/// against the frame interval (`adaptive.quality`).
+///
+/// The load is a moving average of the encode time per frame over the frame interval. Above
+/// `behindPercent` for `holdMs`, or with frames dropped as late, the preset steps one faster
+/// (never faster than ultrafast), at most once per `holdMs`. The load each preset ran at is
+/// remembered when leaving it: stepping back to the slower one is predicted to cost the load
+/// now times what it cost over what this one cost when first measured, and happens when that
+/// prediction stays under `headroomPercent` for `clearMs` (so a step down, which lowers the
+/// load, does not by itself bring the step back).
+#[derive(Debug, Clone)]
+pub struct QualityController {
+    cfg: AdaptiveQuality,
+    configured: Preset,
+    preset: Preset,
+    /// Moving average of encode time ÷ frame interval.
+    load: Option<f64>,
+    over_since: Option<u64>,
+    clear_since: Option<u64>,
+    last_switch: Option<u64>,
+    /// Per preset (by `Preset::ALL` index): the load it ran at when left for a faster one.
+    left_at: [Option<f64>; Preset::ALL.len()],
+    /// Per preset: the load first measured on it after a step down (once settled).
+    settled: [Option<f64>; Preset::ALL.len()],
+}
+
+/// The moving average's weight of each new frame.
+const LOAD_ALPHA: f64 = 0.05;
+/// After `holdMs`, the moving average settles on a new preset's load within this long (three
+/// of its time constants at 30 fps), ms.
+const SETTLE_MS: u64 = 2000;
+
+fn index(p: Preset) -> usize {
+    Preset::ALL.iter().position(|&q| q == p).unwrap_or(0)
+}
+
+impl QualityController {
+    /// A controller for a stream configured with `preset`.
+    pub fn new(cfg: &AdaptiveQuality, preset: Preset) -> Self {
+        QualityController {
+            cfg: cfg.clone(),
+            configured: preset,
+            preset,
+            load: None,
+            over_since: None,
+            clear_since: None,
+            last_switch: None,
+            left_at: [None; Preset::ALL.len()],
+            settled: [None; Preset::ALL.len()],
+        }
+    }
+
+    /// The preset now.
+    pub fn preset(&self) -> Preset {
+        self.preset
+    }
+
+    /// The load now: encode time over the frame interval, moving average.
+    pub fn load(&self) -> f64 {
+        self.load.unwrap_or(0.0)
+    }
+
+    /// One frame encoded in `encode_ms` of a `interval_ms` frame interval at `t_ms`, with
+    /// `late` frames dropped as late since the last call; returns the change made, if any.
+    pub fn update(
+        &mut self,
+        t_ms: u64,
+        encode_ms: f64,
+        interval_ms: f64,
+        late: u64,
+    ) -> Option<AdaptEvent> {
+        let sample = encode_ms / interval_ms.max(1e-3);
+        let load = match self.load {
+            Some(l) => l + LOAD_ALPHA * (sample - l),
+            None => sample,
+        };
+        self.load = Some(load);
+        let c = &self.cfg;
+        let held = self
+            .last_switch
+            .is_some_and(|at| t_ms.saturating_sub(at) < u64::from(c.hold_ms));
+        let i = index(self.preset);
+        let settled = self
+            .last_switch
+            .is_some_and(|at| t_ms.saturating_sub(at) >= u64::from(c.hold_ms) + SETTLE_MS);
+        if settled && self.settled[i].is_none() {
+            self.settled[i] = Some(load);
+        }
+        let behind = load > f64::from(c.behind_percent) / 100.0;
+        if behind || late > 0 {
+            self.clear_since = None;
+            let since = *self.over_since.get_or_insert(t_ms);
+            let long = late > 0 || t_ms.saturating_sub(since) >= u64::from(c.hold_ms);
+            if !held && long && i > 0 {
+                let to = Preset::ALL[i - 1];
+                self.left_at[i] = Some(load);
+                self.settled[i - 1] = None;
+                let signal = if late > 0 {
+                    format!(
+                        "{late} frames dropped as late; encode load {:.0}%",
+                        load * 100.0
+                    )
+                } else {
+                    format!(
+                        "encode load {:.0}% > {}% for {} ms",
+                        load * 100.0,
+                        c.behind_percent,
+                        c.hold_ms
+                    )
+                };
+                return Some(self.switch(t_ms, to, signal));
+            }
+            return None;
+        }
+        self.over_since = None;
+        if self.preset == self.configured || held {
+            self.clear_since = None;
+            return None;
+        }
+        let slower = Preset::ALL[i + 1];
+        let predicted = match (self.left_at[i + 1], self.settled[i]) {
+            (Some(there), Some(here)) if here > 0.0 => load * there / here,
+            _ => return None,
+        };
+        if predicted >= f64::from(c.headroom_percent) / 100.0 {
+            self.clear_since = None;
+            return None;
+        }
+        let since = *self.clear_since.get_or_insert(t_ms);
+        if t_ms.saturating_sub(since) < u64::from(c.clear_ms) {
+            return None;
+        }
+        let signal = format!(
+            "{} predicted at {:.0}% < {}% for {} ms (encode load {:.0}%)",
+            slower.as_str(),
+            predicted * 100.0,
+            c.headroom_percent,
+            c.clear_ms,
+            load * 100.0
+        );
+        Some(self.switch(t_ms, slower, signal))
+    }
+
+    fn switch(&mut self, t_ms: u64, to: Preset, signal: String) -> AdaptEvent {
+        let from = self.preset;
+        self.preset = to;
+        self.last_switch = Some(t_ms);
+        self.over_since = None;
+        self.clear_since = None;
+        AdaptEvent {
+            t_ms,
+            change: AdaptChange::Preset { from, to },
+            signal,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,5 +626,97 @@ mod tests {
             ..q
         };
         assert_eq!(throughput_kbps(&q), 780.0);
+    }
+
+    fn quality() -> QualityController {
+        let cfg = AdaptiveQuality {
+            enabled: true,
+            ..AdaptiveQuality::default()
+        };
+        QualityController::new(&cfg, Preset::Medium)
+    }
+
+    /// Feeds `(from_ms, to_ms, encode_ms)` frames at 30 fps; returns the changes.
+    fn frames(c: &mut QualityController, spans: &[(u64, u64, f64)]) -> Vec<AdaptEvent> {
+        let mut out = Vec::new();
+        for &(from, to, ms) in spans {
+            let mut t = from;
+            while t < to {
+                out.extend(c.update(t, ms, 33.3, 0));
+                t += 33;
+            }
+        }
+        out
+    }
+
+    fn presets(e: &[AdaptEvent]) -> Vec<(Preset, Preset)> {
+        e.iter()
+            .filter_map(|e| match e.change {
+                AdaptChange::Preset { from, to } => Some((from, to)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keeping_up_never_moves_the_preset() {
+        let mut c = quality();
+        // 60 s at 70% of the interval: under the 85% line.
+        assert!(frames(&mut c, &[(0, 60_000, 23.0)]).is_empty());
+        assert_eq!(c.preset(), Preset::Medium);
+    }
+
+    #[test]
+    fn falling_behind_steps_faster_one_at_a_time_until_it_keeps_up() {
+        let mut c = quality();
+        // Medium takes 60 ms a frame; each faster preset a third less.
+        let mut t = 0;
+        let mut ms = 60.0;
+        let mut changes = Vec::new();
+        while t < 30_000 {
+            if let Some(e) = c.update(t, ms, 33.3, 0) {
+                if matches!(e.change, AdaptChange::Preset { .. }) {
+                    ms *= 2.0 / 3.0;
+                }
+                changes.push(e);
+            }
+            t += 33;
+        }
+        let p = presets(&changes);
+        assert_eq!(
+            p,
+            [
+                (Preset::Medium, Preset::Fast),
+                (Preset::Fast, Preset::Faster),
+                (Preset::Faster, Preset::Veryfast)
+            ],
+            "{changes:?}"
+        );
+        assert!(changes.windows(2).all(|w| w[1].t_ms - w[0].t_ms >= 1000));
+        // 17.8 ms of 33.3 (53%), and medium would take 60 ms: it stays.
+        assert_eq!(c.preset(), Preset::Veryfast);
+    }
+
+    #[test]
+    fn late_frames_step_at_once_and_headroom_steps_back() {
+        let mut c = quality();
+        frames(&mut c, &[(0, 2000, 20.0)]);
+        let e = c
+            .update(2000, 20.0, 33.3, 3)
+            .expect("a step on late frames");
+        assert_eq!(
+            e.change,
+            AdaptChange::Preset {
+                from: Preset::Medium,
+                to: Preset::Fast
+            }
+        );
+        assert!(e.signal.contains("3 frames dropped as late"), "{e:?}");
+        // On fast: 16 ms a frame (48%), medium was at 60%: predicted 60% × 48/48 — not
+        // under 60%; then the machine frees up: 8 ms (24%) predicts 30%: back after clearMs.
+        let e = frames(&mut c, &[(2033, 10_000, 16.0)]);
+        assert!(e.is_empty(), "{e:?}");
+        let e = frames(&mut c, &[(10_000, 25_000, 8.0)]);
+        assert_eq!(presets(&e), [(Preset::Fast, Preset::Medium)], "{e:?}");
     }
 }

@@ -461,16 +461,7 @@ fn report(
         );
     }
     for e in &summary.adaptation {
-        let what = match e.change {
-            streamer::adapt::AdaptChange::Bitrate { from, to } => {
-                format!("bitrate {from} → {to} kbit/s")
-            }
-            streamer::adapt::AdaptChange::DropStart => "dropping non-keyframes".to_string(),
-            streamer::adapt::AdaptChange::DropStop => "sending every frame again".to_string(),
-            streamer::adapt::AdaptChange::Workers { from, to } => {
-                format!("workers {from} → {to}")
-            }
-        };
+        let what = e.change;
         println!(
             "adaptive: at {:.1} s, {what} ({})",
             e.t_ms as f64 / 1000.0,

@@ -71,6 +71,11 @@ pub enum OutputError {
     Publish(#[from] PublishError),
     #[error("output {0}: the encoder gave no SPS/PPS to build the AVC sequence header from")]
     NoHeader(String),
+    #[error(
+        "output {0}: a file cannot change its encoder's settings midway (adaptive.quality needs \
+         an RTMP or null output)"
+    )]
+    FixedFile(String),
 }
 
 /// What a sink reports besides the packets it took.
@@ -111,6 +116,15 @@ pub trait Sink {
 
     /// Samples the connection's quality now (it is also sampled after every packet sent).
     fn sample_quality(&mut self) {}
+
+    /// The encoder was reopened with other settings (quality scaling): what follows is
+    /// `encoder`'s, from a keyframe at `frame` on.
+    ///
+    /// # Errors
+    /// The output cannot change its stream's parameters (a file).
+    fn new_encoder(&mut self, _encoder: &Encoder, _frame: u64) -> Result<(), OutputError> {
+        Ok(())
+    }
 }
 
 /// Opens the sink for `output`, taking the stream parameters from `encoder`.
@@ -189,6 +203,10 @@ impl FlvFile {
 }
 
 impl Sink for FlvFile {
+    fn new_encoder(&mut self, _encoder: &Encoder, _frame: u64) -> Result<(), OutputError> {
+        Err(OutputError::FixedFile(self.target.clone()))
+    }
+
     fn send(&mut self, packet: Packet<'_>) -> Result<(), OutputError> {
         // The muxer takes ownership of what it is given; hand it a new reference.
         self.packet.clone_from(packet.inner);
@@ -218,6 +236,7 @@ impl Sink for FlvFile {
 pub struct RtmpSink {
     publisher: Publisher,
     fps: u32,
+    url: String,
 }
 
 impl RtmpSink {
@@ -226,19 +245,7 @@ impl RtmpSink {
     /// # Errors
     /// The server cannot be reached or refuses the publish.
     pub fn connect(url: &RtmpUrl, encoder: &Encoder) -> Result<Self, OutputError> {
-        let params = encoder.parameters();
-        // SAFETY: the parameters own a valid AVCodecParameters; extradata is `extradata_size`
-        // bytes or null.
-        let extradata = unsafe {
-            let p = &*params.as_ptr();
-            if p.extradata.is_null() {
-                &[][..]
-            } else {
-                std::slice::from_raw_parts(p.extradata, p.extradata_size as usize)
-            }
-        };
-        let record = flv::avc_decoder_config(extradata)
-            .ok_or_else(|| OutputError::NoHeader(url.to_string()))?;
+        let record = avc_record(encoder).ok_or_else(|| OutputError::NoHeader(url.to_string()))?;
         let mut meta = rml_rtmp::sessions::StreamMetadata::new();
         let (w, h) = encoder.size();
         meta.video_width = Some(w);
@@ -250,7 +257,26 @@ impl RtmpSink {
         Ok(RtmpSink {
             publisher,
             fps: encoder.fps(),
+            url: url.to_string(),
         })
+    }
+}
+
+/// The `AVCDecoderConfigurationRecord` of `encoder`'s extradata (None without SPS/PPS).
+fn avc_record(encoder: &Encoder) -> Option<Vec<u8>> {
+    {
+        let params = encoder.parameters();
+        // SAFETY: the parameters own a valid AVCodecParameters; extradata is `extradata_size`
+        // bytes or null.
+        let extradata = unsafe {
+            let p = &*params.as_ptr();
+            if p.extradata.is_null() {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(p.extradata, p.extradata_size as usize)
+            }
+        };
+        flv::avc_decoder_config(extradata)
     }
 }
 
@@ -275,6 +301,13 @@ impl Sink for RtmpSink {
 
     fn sample_quality(&mut self) {
         self.publisher.sample_quality();
+    }
+
+    fn new_encoder(&mut self, encoder: &Encoder, frame: u64) -> Result<(), OutputError> {
+        let record = avc_record(encoder).ok_or_else(|| OutputError::NoHeader(self.url.clone()))?;
+        let dts_ms = flv::ms_of_frame(frame as i64, self.fps).max(0) as u32;
+        self.publisher.set_sequence_header(&record, dts_ms);
+        Ok(())
     }
 
     fn stats(&self) -> SinkStats {

@@ -203,6 +203,52 @@ fn our_publisher_to_our_server_decodes_in_ffmpeg() {
     );
 }
 
+#[test]
+fn ffmpeg_and_ffprobe_decode_across_preset_switches() {
+    let server = server(&RtmpConfig::default());
+    let url = url(&server, "switch");
+    let player = ffmpeg_player(&url);
+    let probe = ffprobe_player(&url);
+    wait_for("two players", Duration::from_secs(10), || {
+        server.stats().players_open.load(Ordering::Relaxed) == 2
+    });
+    // Quality scaling with a line no preset stays under: it steps from medium toward
+    // ultrafast, a switch (a reopened encoder, a new sequence header) every 200 ms.
+    let mut cfg = small();
+    cfg.encoder.preset = streamer::config::Preset::Medium;
+    let q = &mut cfg.adaptive.quality;
+    (q.enabled, q.behind_percent, q.headroom_percent, q.hold_ms) = (true, 10, 5, 200);
+    let summary = publish(&cfg, &url, 90, Pacing::Realtime);
+    let switches: Vec<String> = summary
+        .adaptation
+        .iter()
+        .filter(|e| matches!(e.change, streamer::adapt::AdaptChange::Preset { .. }))
+        .map(|e| e.change.to_string())
+        .collect();
+    assert!(switches.len() >= 2, "{switches:?}");
+    assert_eq!(summary.sink.dropped, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    drop(server);
+    let (crc, err) = player.finish(Duration::from_secs(10));
+    assert!(
+        decoded(&crc) >= 86 && err.trim().is_empty(),
+        "ffmpeg decoded {} of 90 across {switches:?}: {err}",
+        decoded(&crc)
+    );
+    let (probed, err) = probe.finish(Duration::from_secs(10));
+    let n: usize = probed
+        .trim()
+        .rsplit(',')
+        .next()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        probed.starts_with("h264") && n >= 86 && err.trim().is_empty(),
+        "ffprobe across {switches:?}: {probed} {err}"
+    );
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

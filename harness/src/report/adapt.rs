@@ -116,12 +116,7 @@ pub(super) fn section(out: &mut String, r: &Results) {
             p.id
         );
         for e in &p.adaptation {
-            let what = match e.change {
-                AdaptChange::Bitrate { from, to } => format!("bitrate {from} → {to} kbit/s"),
-                AdaptChange::DropStart => "drops non-keyframes".to_string(),
-                AdaptChange::DropStop => "sends every frame again".to_string(),
-                AdaptChange::Workers { from, to } => format!("workers {from} → {to}"),
-            };
+            let what = e.change;
             let _ = writeln!(
                 out,
                 "- {:.1} s: {what} ({})",

@@ -17,6 +17,39 @@ pub struct AdaptiveConfig {
     pub bitrate: AdaptiveBitrate,
     /// Smart worker scaling.
     pub workers: AdaptiveWorkers,
+    /// Quality scaling under load.
+    pub quality: AdaptiveQuality,
+}
+
+/// Quality scaling under load: when encoding cannot keep real time, the encoder steps to a
+/// faster preset (reopened at a keyframe, with a new sequence header), and back toward
+/// `encoder.preset` when headroom returns (see `streamer::adapt::QualityController`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdaptiveQuality {
+    pub enabled: bool,
+    /// Encoding takes more than this share of the frame interval (a moving average), or
+    /// frames are dropped as late: step to a faster preset, percent.
+    pub behind_percent: u32,
+    /// The slower preset is expected to take under this share of the frame interval (from
+    /// what it took before): step back, percent.
+    pub headroom_percent: u32,
+    /// Behind this long before a step down, and no two switches closer than this, ms.
+    pub hold_ms: u32,
+    /// Headroom this long before a step back, ms.
+    pub clear_ms: u32,
+}
+
+impl Default for AdaptiveQuality {
+    fn default() -> Self {
+        AdaptiveQuality {
+            enabled: false,
+            behind_percent: 85,
+            headroom_percent: 60,
+            hold_ms: 1000,
+            clear_ms: 5000,
+        }
+    }
 }
 
 /// Smart worker scaling: between `min` and `pipeline.poolSize` workers take frames, as many as
@@ -122,6 +155,21 @@ impl AdaptiveConfig {
             100,
         );
         c.range("adaptive.bitrate.drainMs", b.drain_ms.into(), 0, 60_000);
+        let q = &self.quality;
+        c.range(
+            "adaptive.quality.behindPercent",
+            q.behind_percent.into(),
+            10,
+            1000,
+        );
+        c.range(
+            "adaptive.quality.headroomPercent",
+            q.headroom_percent.into(),
+            1,
+            u64::from(q.behind_percent.max(2)) - 1,
+        );
+        c.range("adaptive.quality.holdMs", q.hold_ms.into(), 0, 60_000);
+        c.range("adaptive.quality.clearMs", q.clear_ms.into(), 100, 600_000);
         let w = &self.workers;
         let most = if w.enabled { pool.max(1) } else { 64 };
         c.range("adaptive.workers.min", w.min.into(), 1, most.into());

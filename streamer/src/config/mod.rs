@@ -27,7 +27,7 @@ pub use self::core::{
     AssetsConfig, CacheStrategy, CompositionConfig, CoreConfig, LayoutConfig, Margin, OptimizeFor,
     PreloadStrategy, ViewportConfig,
 };
-pub use adaptive::{AdaptiveBitrate, AdaptiveConfig, AdaptiveWorkers};
+pub use adaptive::{AdaptiveBitrate, AdaptiveConfig, AdaptiveQuality, AdaptiveWorkers};
 pub use encoder::{
     EncoderConfig, EncoderPipeline, HwAccelConfig, HwDevice, Preset, RateControl, RateMode,
     X264_CPU_FLAGS,

@@ -273,6 +273,10 @@ const CHECK_ORDER: &[&str] = &[
     "adaptive.bitrate.clearMs",
     "adaptive.bitrate.stepUpPercent",
     "adaptive.bitrate.drainMs",
+    "adaptive.quality.behindPercent",
+    "adaptive.quality.headroomPercent",
+    "adaptive.quality.holdMs",
+    "adaptive.quality.clearMs",
     "adaptive.workers.min",
     "adaptive.enabled",
 ];
@@ -324,6 +328,8 @@ fn every_bad_field_is_listed_in_check_order() {
         a.bitrate.step_up_percent,
     ) = (2, 0, 0);
     (a.bitrate.hold_ms, a.bitrate.drain_ms) = (60_001, 60_001);
+    let q = &mut a.quality;
+    (q.behind_percent, q.headroom_percent, q.hold_ms, q.clear_ms) = (5, 0, 60_001, 0);
     (a.workers.enabled, a.workers.min) = (true, 0);
     let err = c.validate().unwrap_err();
     let fields: Vec<&str> = err.invalid().iter().map(|i| i.field.as_str()).collect();

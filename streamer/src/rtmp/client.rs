@@ -121,6 +121,8 @@ pub struct Publisher {
     /// The connection's quality, sampled after every frame written.
     monitor: Option<super::quality::Monitor>,
     quality: super::quality::NetQualityView,
+    /// Parameter sets to send in-band with the next keyframe (after a new sequence header).
+    in_band: Option<Vec<u8>>,
 }
 
 impl Publisher {
@@ -149,6 +151,7 @@ impl Publisher {
             tag: Vec::new(),
             monitor,
             quality,
+            in_band: None,
         })
     }
 
@@ -167,6 +170,33 @@ impl Publisher {
     /// Counters so far.
     pub fn stats(&self) -> PublishStats {
         self.stats
+    }
+
+    /// A new AVC sequence header (`record`, an `AVCDecoderConfigurationRecord`), as after the
+    /// encoder was reopened with other settings: sent now at `dts_ms`, before the keyframe
+    /// that follows, and on every reconnect from now on.
+    pub fn set_sequence_header(&mut self, record: &[u8], dts_ms: u32) {
+        self.sequence_header = Bytes::from(flv::sequence_header_tag(record));
+        // Players that parse the stream as it comes (ffmpeg's parser does not take a sequence
+        // header midway) find the new parameter sets in-band where the frames using them begin.
+        self.in_band = Some(flv::record_parameter_sets(record));
+        let Some(conn) = &self.conn else {
+            return;
+        };
+        let packet = lock(&conn.session).publish_video_data(
+            self.sequence_header.clone(),
+            RtmpTimestamp::new(dts_ms),
+            false,
+        );
+        let sent = match packet {
+            Ok(ClientSessionResult::OutboundResponse(p)) => {
+                lock(&conn.writer).write_all(&p.bytes).is_ok()
+            }
+            _ => false,
+        };
+        if !sent {
+            self.disconnect();
+        }
     }
 
     /// Sends one frame (Annex B `data`) with its timestamps in ms. A frame that cannot be sent
@@ -202,6 +232,10 @@ impl Publisher {
             return;
         }
         flv::frame_tag(key, composition_ms, data, &mut self.tag);
+        if let Some(sets) = self.in_band.take_if(|_| key) {
+            // After the frame tag's 5-byte header, before its first NAL unit.
+            self.tag.splice(5..5, sets);
+        }
         let packet = lock(&conn.session).publish_video_data(
             Bytes::copy_from_slice(&self.tag),
             RtmpTimestamp::new(dts_ms),

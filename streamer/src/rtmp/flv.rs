@@ -93,6 +93,38 @@ pub fn frame_tag(key: bool, composition_ms: i32, data: &[u8], out: &mut Vec<u8>)
     }
 }
 
+/// The parameter sets (SPS, then PPS) of an `AVCDecoderConfigurationRecord`, each as AVCC (a
+/// 4-byte length, then the NAL unit): to put in-band at the start of a keyframe. Empty for a
+/// malformed record.
+pub fn record_parameter_sets(record: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut at = 5;
+    let mut sets = |count: usize, at: &mut usize| -> Option<()> {
+        for _ in 0..count {
+            let len = usize::from(u16::from_be_bytes([
+                *record.get(*at)?,
+                *record.get(*at + 1)?,
+            ]));
+            let nal = record.get(*at + 2..*at + 2 + len)?;
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+            out.extend_from_slice(nal);
+            *at += 2 + len;
+        }
+        Some(())
+    };
+    let ok = record.get(at).map(|n| usize::from(n & 0x1f)).and_then(|n| {
+        at += 1;
+        sets(n, &mut at)?;
+        let pps = usize::from(*record.get(at)?);
+        at += 1;
+        sets(pps, &mut at)
+    });
+    if ok.is_none() {
+        out.clear();
+    }
+    out
+}
+
 /// What a player needs to know of a received VIDEODATA body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VideoTag {
@@ -183,6 +215,12 @@ mod tests {
                 composition_ms: -33
             }
         );
+        let record = avc_decoder_config(&[0, 0, 0, 1, 0x67, 1, 2, 3, 0, 0, 1, 0x68, 9]).unwrap();
+        assert_eq!(
+            record_parameter_sets(&record),
+            [0, 0, 0, 4, 0x67, 1, 2, 3, 0, 0, 0, 2, 0x68, 9]
+        );
+        assert!(record_parameter_sets(&record[..8]).is_empty());
         let seq = parse_video_tag(&sequence_header_tag(&[1, 2])).unwrap();
         assert!(seq.key && seq.sequence_header);
     }

@@ -148,6 +148,7 @@ pub struct Stream<'p, P: Probe> {
     x264_threads: std::collections::BTreeSet<u32>,
     /// Adaptive bitrate (`adaptive.enabled` with a network output).
     adapting: Option<send::Adapting>,
+    scaling: Option<send::QualityScaling>,
     next_frame: u64,
     clock: Option<Instant>,
     counters: Counters,
@@ -185,6 +186,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let network = sink.quality();
         let epoch = std::time::Instant::now();
         let adapting = send::Adapting::of(cfg, network.clone(), epoch);
+        let quality_scaling = send::QualityScaling::of(cfg, output.needs_global_header(), epoch);
         let scaling = &cfg.adaptive.workers;
         let scaler = scaling
             .enabled
@@ -223,6 +225,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 network,
             }),
             adapting,
+            scaling: quality_scaling,
             render_threads,
             x264_threads,
             next_frame: 0,
@@ -251,6 +254,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let stage = (&mut self.core, &mut self.renderer);
         let (encoder, sink, counters) = (&mut self.encoder, &mut self.sink, &mut self.counters);
         let adapting = &mut self.adapting;
+        let scaling = &mut self.scaling;
         let live = pacing == Pacing::Realtime;
         let settings = WorkerSettings::of(cfg, live);
         let tally = WorkerCounters {
@@ -312,6 +316,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 sink,
                 counters: &mut *counters,
                 adapting: adapting.as_mut(),
+                scaling: scaling.as_mut(),
             };
             let result = {
                 let _cpu = cpu::ThreadClock::start(&shared.cpu.encode_ns);
@@ -447,6 +452,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                     .as_ref()
                     .map(|a| a.events.clone())
                     .unwrap_or_default();
+                all.extend(self.scaling.iter().flat_map(|q| q.events.iter().cloned()));
                 all.extend(
                     self.shared
                         .worker_events

@@ -5,9 +5,9 @@
 
 use super::shared::Shared;
 use super::{Counters, StreamError};
-use crate::adapt::{AdaptChange, AdaptEvent, BitrateController};
-use crate::config::StreamConfig;
-use crate::encode::{Encoder, Packet};
+use crate::adapt::{AdaptChange, AdaptEvent, BitrateController, QualityController};
+use crate::config::{Preset, StreamConfig};
+use crate::encode::{Encoder, Packet, Settings as EncodeSettings};
 use crate::output::{OutputError, Sink};
 use crate::pipeline::buffers::Slot;
 use crate::pipeline::format::Ingest;
@@ -24,6 +24,57 @@ pub(super) struct Send<'a> {
     pub counters: &'a mut Counters,
     /// Adaptive bitrate, when on and the output has a connection to watch.
     pub adapting: Option<&'a mut Adapting>,
+    /// Quality scaling under load, when on.
+    pub scaling: Option<&'a mut QualityScaling>,
+}
+
+/// Quality scaling in the encoder's loop: the controller, what it watches, the changes it
+/// made, and the preset to switch to at the next frame.
+pub struct QualityScaling {
+    controller: QualityController,
+    interval_ms: f64,
+    /// Frames dropped for falling behind (behind, queue full, stale, late) so far.
+    behind_seen: u64,
+    global_header: bool,
+    started: Instant,
+    pending: Option<Preset>,
+    /// Every change so far.
+    pub events: Vec<AdaptEvent>,
+}
+
+impl QualityScaling {
+    /// Quality scaling for `cfg` (None when `adaptive.quality.enabled` is off).
+    pub fn of(cfg: &StreamConfig, global_header: bool, epoch: Instant) -> Option<Self> {
+        let q = &cfg.adaptive.quality;
+        q.enabled.then(|| QualityScaling {
+            controller: QualityController::new(q, cfg.encoder.preset),
+            interval_ms: 1000.0 / f64::from(cfg.core.viewport.fps.max(1)),
+            behind_seen: 0,
+            global_header,
+            started: epoch,
+            pending: None,
+            events: Vec::new(),
+        })
+    }
+
+    /// One frame took `encode` to encode; `behind` frames dropped for falling behind so far.
+    fn observe(&mut self, encode: Duration, behind: u64) {
+        let new = behind.saturating_sub(self.behind_seen);
+        self.behind_seen = behind;
+        let t = self.started.elapsed().as_millis() as u64;
+        let ms = encode.as_secs_f64() * 1000.0;
+        if let Some(e) = self.controller.update(t, ms, self.interval_ms, new) {
+            if let AdaptChange::Preset { to, .. } = e.change {
+                self.pending = Some(to);
+            }
+            self.events.push(e);
+        }
+    }
+}
+
+/// Frames dropped for falling behind: the signal of a machine that cannot keep up.
+fn behind(d: &crate::pipeline::Drops) -> u64 {
+    d.behind + d.queue_full + d.stale + d.late
 }
 
 /// Adaptive bitrate in the encoder's loop: the controller, the connection it watches, the
@@ -84,6 +135,24 @@ impl Adapting {
         self.skipping
     }
 
+    /// Sets `encoder`'s bitrate to the target now (after it was reopened).
+    fn apply(&self, encoder: &mut Encoder) {
+        let to = self.controller.target_kbps();
+        if to != self.configured.0 {
+            encoder.set_bitrate_kbps(to, self.buffer_kbits(to));
+        }
+    }
+
+    /// The rate-control buffer at target `to`, kbit.
+    fn buffer_kbits(&self, to: u32) -> u32 {
+        let (kbps, buffer) = self.configured;
+        let mut scaled = u64::from(buffer) * u64::from(to) / u64::from(kbps.max(1));
+        if to < kbps {
+            scaled = scaled.min(u64::from(to) * 2 / u64::from(self.fps));
+        }
+        scaled.max(16) as u32
+    }
+
     /// Feeds the connection's latest sample to the controller and applies what it changes.
     fn steer(&mut self, encoder: &mut Encoder) {
         let Some(q) = self.connection.latest() else {
@@ -92,12 +161,7 @@ impl Adapting {
         let t = self.started.elapsed().as_millis() as u64;
         for e in self.controller.update(t, &q) {
             if let AdaptChange::Bitrate { to, .. } = e.change {
-                let (kbps, buffer) = self.configured;
-                let mut scaled = u64::from(buffer) * u64::from(to) / u64::from(kbps.max(1));
-                if to < kbps {
-                    scaled = scaled.min(u64::from(to) * 2 / u64::from(self.fps));
-                }
-                encoder.set_bitrate_kbps(to, scaled.max(16) as u32);
+                encoder.set_bitrate_kbps(to, self.buffer_kbits(to));
             }
             self.events.push(e);
         }
@@ -141,11 +205,17 @@ impl Send<'_> {
                 continue;
             }
             let id = slot.id;
+            if let Some(to) = self.scaling.as_mut().and_then(|q| q.pending.take()) {
+                let global_header = self.scaling.as_ref().is_some_and(|q| q.global_header);
+                self.switch_preset(cfg, to, id, global_header, shared, probe)?;
+            }
             probe.mark(Point::EncodeStart, id);
             let ingested = ingest.ingest(&mut slot);
             let mut failed = None;
             let (sink, counters) = (&mut *self.sink, &mut *self.counters);
             let mut adapting = self.adapting.as_deref_mut();
+            let encode_started = Instant::now();
+            let mut sending = Duration::ZERO;
             let encoded = ingested
                 .map_err(|e| StreamError::Pipeline(e.to_string()))
                 .and_then(|()| {
@@ -155,10 +225,18 @@ impl Send<'_> {
                                 shared.drops.count(DropReason::Congestion);
                                 return;
                             }
-                            deliver(probe, sink, counters, pkt, &shared.cpu.send_ns, &mut failed)
+                            let t = Instant::now();
+                            deliver(probe, sink, counters, pkt, &shared.cpu.send_ns, &mut failed);
+                            sending += t.elapsed();
                         })
                         .map_err(StreamError::from)
                 });
+            if let Some(q) = self.scaling.as_deref_mut() {
+                q.observe(
+                    encode_started.elapsed().saturating_sub(sending),
+                    behind(&shared.drops.snapshot()),
+                );
+            }
             if let Some(a) = adapting {
                 self.sink.sample_quality();
                 a.steer(self.encoder);
@@ -181,6 +259,39 @@ impl Send<'_> {
                 return Err(e.into());
             }
         }
+        Ok(())
+    }
+}
+
+impl Send<'_> {
+    /// Reopens the encoder with `preset`, from frame `id` on (a keyframe: a new encoder starts
+    /// with one): what the old one still held is sent first, the output gets the new sequence
+    /// header, and the adaptive bitrate's target carries over.
+    fn switch_preset<P: Probe>(
+        &mut self,
+        cfg: &StreamConfig,
+        preset: Preset,
+        id: u64,
+        global_header: bool,
+        shared: &Shared,
+        probe: &P,
+    ) -> Result<(), StreamError> {
+        let mut c = cfg.clone();
+        c.encoder.preset = preset;
+        let mut next = Encoder::open(&EncodeSettings::of(&c), global_header)?;
+        let mut failed = None;
+        let (sink, counters) = (&mut *self.sink, &mut *self.counters);
+        self.encoder.finish(probe, |pkt| {
+            deliver(probe, sink, counters, pkt, &shared.cpu.send_ns, &mut failed)
+        })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        self.sink.new_encoder(&next, id)?;
+        if let Some(a) = self.adapting.as_deref() {
+            a.apply(&mut next);
+        }
+        *self.encoder = next;
         Ok(())
     }
 }
