@@ -178,6 +178,7 @@ pub fn versus_cli(
                     quality: false,
                     profile: None,
                     link: None,
+                    cpu: None,
                 };
                 let fps = run_in_child(exe, &job)?.fps;
                 whole.push(fps);
@@ -233,6 +234,7 @@ pub fn probe_overhead(
                 quality: false,
                 profile: None,
                 link: None,
+                cpu: None,
             };
             into.push(run_in_child(exe, &job)?.fps);
         }

@@ -11,6 +11,7 @@ pub mod allocs;
 pub mod cli_link;
 pub mod commands;
 pub mod compare;
+pub mod cpucap;
 pub mod gate;
 pub mod hot;
 pub mod peers;

@@ -5,8 +5,10 @@
 //! runs warm-up frames, opens the measurement window, runs the measured frames, flushes, and
 //! writes a [`PointRun`] as JSON to stdout.
 
+use crate::cpucap::{CpuCap, CpuFigures};
 use crate::profile::Profiling;
 use crate::record::{Recorder, SpanStats};
+use crate::scenario::CpuPlan;
 use crate::scenario::LinkPlan;
 use crate::scenario::RunSettings;
 use crate::shaped::{LinkFigures, LinkSample, ShapedLink};
@@ -50,6 +52,9 @@ pub struct PointJob {
     /// Publish through a link the kernel shapes on this schedule (needs root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<crate::scenario::LinkPlan>,
+    /// Run under a CPU quota on this schedule (needs root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<crate::scenario::CpuPlan>,
 }
 
 /// Where a profiled run writes its flame graph.
@@ -106,6 +111,9 @@ pub struct PointRun {
     /// Through a shaped link: the timeline and what it took to recover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<LinkFigures>,
+    /// Under a CPU quota: the schedule and the frame rate over time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuFigures>,
     /// What adaptation changed over the whole run (bitrate, drops, workers), in order; empty
     /// when it is off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -362,6 +370,7 @@ fn quality_run(job: &PointJob) -> Result<PointRun, RunError> {
         render: None,
         stage_cpu_ms: BTreeMap::new(),
         link: None,
+        cpu: None,
         adaptation: Vec::new(),
         profile: None,
     })
@@ -443,12 +452,22 @@ pub fn run_here(job: &PointJob) -> Result<PointRun, RunError> {
         .as_ref()
         .zip(job.link.as_ref())
         .map(|(s, p)| (s, p, &*recorder));
+    // A CPU quota: this process (the stream, and the server and players beside it) in a
+    // cgroup of its own.
+    let cap = match &job.cpu {
+        Some(plan) => Some(
+            CpuCap::create("point", plan.schedule[0].1)
+                .map_err(|e| RunError::Protocol(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let cpu = cap.as_ref().zip(job.cpu.as_ref());
     let mut run = if job.record {
-        measure(job, &*recorder, relay.as_ref(), link, |warmup| {
+        measure(job, &*recorder, relay.as_ref(), link, cpu, |warmup| {
             recorder.begin_measurement(warmup)
         })?
     } else {
-        measure(job, &NoProbe, relay.as_ref(), link, |_| {})?
+        measure(job, &NoProbe, relay.as_ref(), link, cpu, |_| {})?
     };
     if let (Some(relay), Some(net)) = (relay, run.network.as_mut()) {
         let (_, dropped) = relay.stop();
@@ -470,6 +489,7 @@ fn measure<P: Probe + Sync>(
     probe: &P,
     relay: Option<&LocalRelay>,
     link: Option<(&ShapedLink, &LinkPlan, &Recorder)>,
+    cpu: Option<(&CpuCap, &CpuPlan)>,
     begin: impl FnOnce(u64),
 ) -> Result<PointRun, RunError> {
     let s = &job.settings;
@@ -513,51 +533,71 @@ fn measure<P: Probe + Sync>(
         None => None,
     };
     let started = Instant::now();
-    let link_figures = match (link, relay) {
-        (Some((shaped, plan, recorder)), Some(relay)) => {
-            let live = stream.live();
-            let stop = AtomicBool::new(false);
-            let stalled_before: Vec<Duration> = relay.reports().iter().map(|p| p.stalled).collect();
-            let sampling_cpu =
-                |l: &streamer::stream::Live| l.snapshot().network.map(|q| q.sampling_cpu_ms);
-            let sampling_before = sampling_cpu(&live);
-            let (ran, sampled) = std::thread::scope(|sc| {
-                let sampler = sc.spawn(|| {
-                    sample_link(&live, relay, (shaped, plan, recorder), &stop, started, fps)
+    // Under a CPU quota, a thread steps it on schedule and samples the frame rate meanwhile.
+    let cpu_live = stream.live();
+    let cpu_stop = AtomicBool::new(false);
+    let (link_figures, cpu_figures) = std::thread::scope(|sc| {
+        let _stop = StopOnDrop(&cpu_stop);
+        let cpu_thread = cpu.map(|(cap, plan)| {
+            let (live, stop) = (&cpu_live, &cpu_stop);
+            sc.spawn(move || sample_cpu(live, cap, plan, stop, started, fps))
+        });
+        let link_figures = match (link, relay) {
+            (Some((shaped, plan, recorder)), Some(relay)) => {
+                let live = stream.live();
+                let stop = AtomicBool::new(false);
+                let stalled_before: Vec<Duration> =
+                    relay.reports().iter().map(|p| p.stalled).collect();
+                let sampling_cpu =
+                    |l: &streamer::stream::Live| l.snapshot().network.map(|q| q.sampling_cpu_ms);
+                let sampling_before = sampling_cpu(&live);
+                let (ran, sampled) = std::thread::scope(|sc| {
+                    let sampler = sc.spawn(|| {
+                        sample_link(&live, relay, (shaped, plan, recorder), &stop, started, fps)
+                    });
+                    let ran = stream.run(s.length.frames(fps), s.pacing);
+                    stop.store(true, Ordering::Relaxed);
+                    (ran, sampler.join())
                 });
-                let ran = stream.run(s.length.frames(fps), s.pacing);
-                stop.store(true, Ordering::Relaxed);
-                (ran, sampler.join())
-            });
-            ran?;
-            let window_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let stalled: Vec<f64> = relay
-                .reports()
-                .iter()
-                .zip(&stalled_before)
-                .map(|(p, before)| p.stalled.saturating_sub(*before).as_secs_f64() * 1000.0)
-                .collect();
-            let (timeline, capped) =
-                sampled.map_err(|_| RunError::Protocol("the link sampler panicked".into()))??;
-            let mut f = LinkFigures::of(
-                plan.schedule.clone(),
-                timeline,
-                job.config.encoder.rate_control.bitrate_kbps,
-                &stalled,
-                window_ms,
-            );
-            f.capped_e2e_ms = capped;
-            f.sampling_cpu_ms = sampling_cpu(&live)
-                .zip(sampling_before)
-                .map(|(after, before)| after - before);
-            f.window_start_ms = started.duration_since(opened).as_millis() as u64;
-            Some(f)
-        }
-        _ => {
-            stream.run(s.length.frames(fps), s.pacing)?;
-            None
-        }
-    };
+                ran?;
+                let window_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let stalled: Vec<f64> = relay
+                    .reports()
+                    .iter()
+                    .zip(&stalled_before)
+                    .map(|(p, before)| p.stalled.saturating_sub(*before).as_secs_f64() * 1000.0)
+                    .collect();
+                let (timeline, capped) = sampled
+                    .map_err(|_| RunError::Protocol("the link sampler panicked".into()))??;
+                let mut f = LinkFigures::of(
+                    plan.schedule.clone(),
+                    timeline,
+                    job.config.encoder.rate_control.bitrate_kbps,
+                    &stalled,
+                    window_ms,
+                );
+                f.capped_e2e_ms = capped;
+                f.sampling_cpu_ms = sampling_cpu(&live)
+                    .zip(sampling_before)
+                    .map(|(after, before)| after - before);
+                f.window_start_ms = started.duration_since(opened).as_millis() as u64;
+                Some(f)
+            }
+            _ => {
+                stream.run(s.length.frames(fps), s.pacing)?;
+                None
+            }
+        };
+        cpu_stop.store(true, Ordering::Relaxed);
+        let cpu_figures = match cpu_thread {
+            Some(t) => Some(
+                t.join()
+                    .map_err(|_| RunError::Protocol("the CPU sampler panicked".into()))??,
+            ),
+            None => None,
+        };
+        Ok::<_, RunError>((link_figures, cpu_figures))
+    })?;
     let stages = stream.stage_cpu().since(&stages_before);
     // Memory is the streaming window's: `finish` tears the stream down.
     sampler.end_memory_window();
@@ -657,6 +697,7 @@ fn measure<P: Probe + Sync>(
         stage_cpu_ms,
         adaptation: summary.adaptation,
         link: link_figures,
+        cpu: cpu_figures,
         profile,
     })
 }
@@ -733,6 +774,52 @@ fn sample_link(
         capped = at_cap.as_ref().and_then(|before| since(e2e(), before));
     }
     Ok((timeline, capped))
+}
+
+/// Sets its flag when dropped (a sampler's stop, on every way out of a window).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Every [`crate::cpucap::SAMPLE_MS`] while the window runs: steps the quota on schedule and
+/// records the frames sent since the last sample.
+fn sample_cpu(
+    live: &streamer::stream::Live,
+    cap: &CpuCap,
+    plan: &CpuPlan,
+    stop: &AtomicBool,
+    started: Instant,
+    fps: u32,
+) -> Result<CpuFigures, RunError> {
+    let mut timeline = Vec::new();
+    let mut next_step = 1;
+    let mut tick = 1;
+    let first = live.snapshot();
+    let mut last = (0.0, first.packets);
+    while !stop.load(Ordering::Relaxed) {
+        let due = started + Duration::from_millis(tick * crate::cpucap::SAMPLE_MS);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        tick += 1;
+        let t = started.elapsed().as_secs_f64();
+        while next_step < plan.schedule.len() && plan.schedule[next_step].0 <= t {
+            cap.set_cores(plan.schedule[next_step].1)
+                .map_err(|e| RunError::Protocol(e.to_string()))?;
+            next_step += 1;
+        }
+        let snap = live.snapshot();
+        timeline.push(crate::cpucap::CpuSample {
+            t_ms: (t * 1000.0) as u64,
+            cores: crate::cpucap::cores_at(&plan.schedule, t),
+            fps: (snap.packets - last.1) as f64 / (t - last.0).max(1e-3),
+            behind: crate::cpucap::behind(&snap.drops) - crate::cpucap::behind(&first.drops),
+        });
+        last = (t, snap.packets);
+    }
+    Ok(CpuFigures::of(plan.schedule.clone(), timeline, fps))
 }
 
 /// p50 and p99, ms.

@@ -26,6 +26,9 @@
 //! schedule = [[0, 8000], [10, 1500], [30, 8000]]   # [seconds into the window, kbit/s]
 //!                                  # (a network namespace per run: needs root)
 //!
+//! [cpu]                            # the stream process's CPU quota (a cgroup: needs root)
+//! schedule = [[0, 2.0], [5, 0.6], [20, 2.0]]       # [seconds into the window, cores]
+//!
 //! [quick]                          # what --quick changes: any of the run lengths, and axes
 //! frames = 60                      # whose values it narrows (by the same path)
 //! [[quick.sweep]]
@@ -142,6 +145,21 @@ struct RawScenario {
     quick: Option<RawQuick>,
     #[serde(default)]
     link: Option<Spanned<RawLink>>,
+    #[serde(default)]
+    cpu: Option<Spanned<RawCpu>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCpu {
+    schedule: Vec<(f64, f64)>,
+}
+
+/// A CPU quota over the measured window: `(seconds into the window, cores)`, the first at 0,
+/// in time order (see [`crate::cpucap`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuPlan {
+    pub schedule: Vec<(f64, f64)>,
 }
 
 #[derive(Deserialize)]
@@ -213,6 +231,8 @@ pub struct Scenario {
     pub exclude: Vec<Vec<(String, String)>>,
     /// The publisher's link, shaped on this schedule (None: plain loopback).
     pub link: Option<LinkPlan>,
+    /// The stream process's CPU quota, on this schedule (None: no quota).
+    pub cpu: Option<CpuPlan>,
 }
 
 /// What a scenario expands to for one invocation.
@@ -326,6 +346,17 @@ impl Scenario {
             }
             None => None,
         };
+        let cpu = match raw.cpu {
+            Some(c) => {
+                let offset = c.span().start;
+                let plan = CpuPlan {
+                    schedule: c.into_inner().schedule,
+                };
+                check_cpu(&plan).map_err(|e| at(offset, "cpu.schedule", e))?;
+                Some(plan)
+            }
+            None => None,
+        };
         let scenario = Scenario {
             file: file.to_path_buf(),
             suite: raw.suite,
@@ -338,6 +369,7 @@ impl Scenario {
             quick,
             exclude,
             link,
+            cpu,
         };
         // Each value was checked alone; a combination can still clash (dropThreshold above a
         // swept maxLatency): report it at the axis it belongs to.
@@ -384,6 +416,23 @@ fn check_link(plan: &LinkPlan) -> Result<(), String> {
     if let Some((t, kbps)) = s.iter().find(|(_, k)| !(16..=10_000_000).contains(k)) {
         return Err(format!(
             "the rate at {t} s is {kbps} kbit/s (expected 16..=10000000)"
+        ));
+    }
+    Ok(())
+}
+
+/// A schedule that starts at 0, goes forward in time, and names quotas a cgroup can have.
+fn check_cpu(plan: &CpuPlan) -> Result<(), String> {
+    let s = &plan.schedule;
+    if s.first().is_none_or(|(t, _)| *t != 0.0) {
+        return Err("the schedule must start with a step at 0 s, e.g. [[0, 2.0], …]".into());
+    }
+    if s.windows(2).any(|w| w[1].0 <= w[0].0) {
+        return Err("the steps' times must increase".into());
+    }
+    if let Some((t, cores)) = s.iter().find(|(_, c)| !(0.01..=1024.0).contains(c)) {
+        return Err(format!(
+            "the quota at {t} s is {cores} cores (expected 0.01..=1024)"
         ));
     }
     Ok(())
@@ -723,6 +772,17 @@ values = ["ultrafast"]
             "quick.sweep.path",
             "not an axis",
         );
+    }
+
+    #[test]
+    fn a_cpu_schedule_is_checked() {
+        let cpu = |schedule: &str| parse(&format!("{GOOD}\n[cpu]\nschedule = {schedule}\n"));
+        let ok = cpu("[[0, 2.0], [5, 0.6], [20, 2.0]]").unwrap();
+        assert_eq!(ok.cpu.unwrap().schedule[1], (5.0, 0.6));
+        let e = cpu("[[0, 2.0], [5, 0.0]]").unwrap_err();
+        assert_eq!(e.field, "cpu.schedule");
+        assert!(e.message.contains("0 cores (expected 0.01..=1024)"), "{e}");
+        assert!(cpu("[[1, 2.0]]").is_err());
     }
 
     #[test]

@@ -28,6 +28,7 @@ fn the_recorder_sees_every_span_of_the_path_once_per_frame() {
         quality: false,
         profile: None,
         link: None,
+        cpu: None,
     })
     .unwrap();
     assert_eq!(run.frames, 20);
@@ -182,6 +183,7 @@ fn a_point_with_players_measures_delivery_latency_and_join() {
         quality: false,
         profile: None,
         link: None,
+        cpu: None,
     })
     .unwrap();
     let net = run.network.expect("network figures with players");

@@ -286,10 +286,10 @@ pub struct QualityController {
 }
 
 /// The moving average's weight of each new frame.
-const LOAD_ALPHA: f64 = 0.05;
-/// After `holdMs`, the moving average settles on a new preset's load within this long (three
-/// of its time constants at 30 fps), ms.
-const SETTLE_MS: u64 = 2000;
+const LOAD_ALPHA: f64 = 0.1;
+/// After `holdMs`, the moving average settles on a new preset's load within this long (over
+/// three of its time constants at 30 fps), ms.
+const SETTLE_MS: u64 = 1500;
 
 fn index(p: Preset) -> usize {
     Preset::ALL.iter().position(|&q| q == p).unwrap_or(0)
@@ -692,7 +692,7 @@ mod tests {
             ],
             "{changes:?}"
         );
-        assert!(changes.windows(2).all(|w| w[1].t_ms - w[0].t_ms >= 1000));
+        assert!(changes.windows(2).all(|w| w[1].t_ms - w[0].t_ms >= 500));
         // 17.8 ms of 33.3 (53%), and medium would take 60 ms: it stays.
         assert_eq!(c.preset(), Preset::Veryfast);
     }

@@ -30,6 +30,15 @@ pub fn run(args: &RunOptions) -> Result<()> {
         );
         std::process::exit(2);
     }
+    // SAFETY: geteuid has no preconditions.
+    if scenario.cpu.is_some() && unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "{}: this suite runs the stream under a CPU quota in a cgroup of its own, which \
+             needs root: run it as root (e.g. `sudo cargo xtask perf adapt`)",
+            scenario.suite
+        );
+        std::process::exit(2);
+    }
     let plan = scenario.plan(args.quick);
     let all_points = plan.points.len();
     let shard = match args.shard {
@@ -157,6 +166,7 @@ fn measure_points(
             quality: scenario.table == GuideTable::Quality,
             profile: None,
             link: scenario.link.clone(),
+            cpu: scenario.cpu.clone(),
         };
         let mut runs = Vec::new();
         for _ in 0..reps {

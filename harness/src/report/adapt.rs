@@ -153,3 +153,69 @@ fn behind((worst, lift): &(Option<f64>, Option<f64>)) -> String {
     let s = |v: &Option<f64>| v.map_or("—".to_string(), |v| format!("{:.1} s", v / 1000.0));
     format!("{} / {}", s(worst), s(lift))
 }
+
+/// Quality scaling under a CPU quota: per point, the frame rate delivered and the frames
+/// dropped for falling behind while the quota was lowest, and the preset changes.
+pub(super) fn cpu_section(out: &mut String, r: &Results) {
+    let points: Vec<_> = r
+        .points
+        .iter()
+        .filter_map(|p| p.cpu.as_ref().map(|c| (p, c)))
+        .collect();
+    let Some((_, first)) = points.first() else {
+        return;
+    };
+    let schedule = first
+        .schedule
+        .iter()
+        .map(|(t, c)| format!("{c} cores at {t} s"))
+        .collect::<Vec<_>>()
+        .join(", then ");
+    let _ = writeln!(
+        out,
+        "### Quality scaling under a CPU quota\n\n\
+         The stream's process (with the embedded server and players beside it) in a cgroup \
+         whose CPU quota follows: {schedule}. Delivered is the frames sent per second while \
+         the quota was lowest ÷ the configured rate; behind is the frames dropped for falling \
+         behind then (behind, queue full, stale, late) ÷ the frames due.\n"
+    );
+    out.push_str(
+        "| Point | Preset | Delivered while capped | Dropped as behind while capped | FPS, whole \
+         window | Preset changes |\n|-------|------|---:|---:|---:|---:|\n",
+    );
+    let pct = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.1}%", v * 100.0));
+    for (p, c) in &points {
+        let changes = p
+            .adaptation
+            .iter()
+            .filter(|e| matches!(e.change, AdaptChange::Preset { .. }))
+            .count();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.1} | {changes} |",
+            p.id,
+            p.config.encoder.preset.as_str(),
+            pct(c.capped_fps_ratio),
+            pct(c.capped_behind_ratio),
+            p.fps
+        );
+    }
+    out.push('\n');
+    for (p, _) in points.iter().filter(|(p, _)| !p.adaptation.is_empty()) {
+        let _ = writeln!(
+            out,
+            "Changes, {} (seconds since the stream opened):\n",
+            p.id
+        );
+        for e in &p.adaptation {
+            let _ = writeln!(
+                out,
+                "- {:.1} s: {} ({})",
+                e.t_ms as f64 / 1000.0,
+                e.change,
+                e.signal
+            );
+        }
+        out.push('\n');
+    }
+}

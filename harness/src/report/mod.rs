@@ -33,7 +33,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Suites and the command that fills each.
-const SUITES: [(&str, &str); 12] = [
+const SUITES: [(&str, &str); 13] = [
     ("stream", "cargo xtask perf stream"),
     ("workers", "cargo xtask perf workers"),
     ("memory", "cargo xtask perf memory"),
@@ -45,7 +45,8 @@ const SUITES: [(&str, &str); 12] = [
     ("frames-buffer", "cargo xtask perf frames buffer"),
     ("frames-quality", "cargo xtask perf frames quality"),
     ("network", "cargo xtask perf network"),
-    ("adapt", "cargo xtask perf adapt (as root)"),
+    ("adapt", "cargo xtask perf adapt network (as root)"),
+    ("adapt-cpu", "cargo xtask perf adapt cpu (as root)"),
 ];
 
 /// Builds the report from every `results/<suite>/latest.json` under `root`, drawing its plots
@@ -82,6 +83,7 @@ pub fn build(root: &Path) -> String {
         }
         if !r.points.is_empty() {
             adapt::section(&mut out, r);
+            adapt::cpu_section(&mut out, r);
             spans::point_spans(&mut out, r);
             cpu::stage_cpu(&mut out, r);
             cpu::profiles(&mut out, r);

@@ -140,6 +140,7 @@ impl PointResult {
                 })
                 .collect(),
             link: runs.first().and_then(|r| r.link.clone()),
+            cpu: runs.first().and_then(|r| r.cpu.clone()),
             adaptation: runs
                 .first()
                 .map(|r| r.adaptation.clone())

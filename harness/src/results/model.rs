@@ -95,6 +95,9 @@ pub struct PointResult {
     /// Through a shaped link: the first repetition's timeline and recovery times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<crate::shaped::LinkFigures>,
+    /// Under a CPU quota: the first repetition's timeline and capped-window figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<crate::cpucap::CpuFigures>,
     /// What adaptation changed in the first repetition (bitrate, drops, workers: the pool
     /// size over time), in order; empty when it is off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

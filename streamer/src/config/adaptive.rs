@@ -46,7 +46,7 @@ impl Default for AdaptiveQuality {
             enabled: false,
             behind_percent: 85,
             headroom_percent: 60,
-            hold_ms: 1000,
+            hold_ms: 500,
             clear_ms: 5000,
         }
     }
