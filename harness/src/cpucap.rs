@@ -117,20 +117,8 @@ impl CpuCap {
 /// Removes `sm-<pid>-…` cgroups whose process no longer runs (a run killed before its
 /// `Drop`); a cgroup with nothing in it can be removed with `rmdir`.
 fn remove_orphans(root: &Path) {
-    let Ok(dir) = std::fs::read_dir(root) else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let pid = name
-            .strip_prefix("sm-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok());
-        if let Some(pid) = pid
-            && !Path::new(&format!("/proc/{pid}")).exists()
-        {
-            let _ = std::fs::remove_dir(entry.path());
-        }
+    for name in crate::shaped::orphans(root) {
+        let _ = std::fs::remove_dir(root.join(name));
     }
 }
 

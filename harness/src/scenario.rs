@@ -406,33 +406,47 @@ type At<'a> = dyn Fn(usize, &str, String) -> ScenarioError + 'a;
 
 /// A schedule that starts at 0, goes forward in time, and names rates a link can have.
 fn check_link(plan: &LinkPlan) -> Result<(), String> {
-    let s = &plan.schedule;
-    if s.first().is_none_or(|(t, _)| *t != 0.0) {
-        return Err("the schedule must start with a step at 0 s, e.g. [[0, 8000], …]".into());
-    }
-    if s.windows(2).any(|w| w[1].0 <= w[0].0) {
-        return Err("the steps' times must increase".into());
-    }
-    if let Some((t, kbps)) = s.iter().find(|(_, k)| !(16..=10_000_000).contains(k)) {
-        return Err(format!(
-            "the rate at {t} s is {kbps} kbit/s (expected 16..=10000000)"
-        ));
-    }
-    Ok(())
+    check_schedule(
+        &plan.schedule,
+        16..=10_000_000,
+        "rate",
+        "kbit/s",
+        "[[0, 8000], …]",
+    )
 }
 
 /// A schedule that starts at 0, goes forward in time, and names quotas a cgroup can have.
 fn check_cpu(plan: &CpuPlan) -> Result<(), String> {
-    let s = &plan.schedule;
+    check_schedule(
+        &plan.schedule,
+        0.01..=1024.0,
+        "quota",
+        "cores",
+        "[[0, 2.0], …]",
+    )
+}
+
+/// `[seconds, value]` steps: the first at 0, times increasing, every value in `range`.
+fn check_schedule<T: PartialOrd + std::fmt::Display>(
+    s: &[(f64, T)],
+    range: std::ops::RangeInclusive<T>,
+    what: &str,
+    unit: &str,
+    example: &str,
+) -> Result<(), String> {
     if s.first().is_none_or(|(t, _)| *t != 0.0) {
-        return Err("the schedule must start with a step at 0 s, e.g. [[0, 2.0], …]".into());
+        return Err(format!(
+            "the schedule must start with a step at 0 s, e.g. {example}"
+        ));
     }
     if s.windows(2).any(|w| w[1].0 <= w[0].0) {
         return Err("the steps' times must increase".into());
     }
-    if let Some((t, cores)) = s.iter().find(|(_, c)| !(0.01..=1024.0).contains(c)) {
+    if let Some((t, v)) = s.iter().find(|(_, v)| !range.contains(v)) {
         return Err(format!(
-            "the quota at {t} s is {cores} cores (expected 0.01..=1024)"
+            "the {what} at {t} s is {v} {unit} (expected {}..={})",
+            range.start(),
+            range.end()
         ));
     }
     Ok(())

@@ -164,21 +164,27 @@ impl ShapedLink {
 /// Removes the namespaces of processes that are gone (a run killed before its `Drop`, by
 /// Ctrl-C or a signal): `sm-<pid>-…` whose pid no longer runs.
 fn remove_orphans() {
-    let Ok(dir) = std::fs::read_dir("/run/netns") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let pid = name
-            .strip_prefix("sm-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok());
-        if let Some(pid) = pid
-            && !Path::new(&format!("/proc/{pid}")).exists()
-        {
-            let _ = run("ip", &["netns", "del", &name]);
-        }
+    for name in orphans(Path::new("/run/netns")) {
+        let _ = run("ip", &["netns", "del", &name]);
     }
+}
+
+/// The entries of `dir` named `sm-<pid>-…` (what a run makes for itself: a namespace, a
+/// cgroup) whose process no longer runs.
+pub(crate) fn orphans(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            name.strip_prefix("sm-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .collect()
 }
 
 impl Drop for ShapedLink {

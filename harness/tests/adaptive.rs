@@ -1,6 +1,6 @@
 //! Adaptive bitrate through a link the kernel shapes (a network namespace with `htb` on its
-//! loopback; root, as CI runs): the encoder's bitrate follows the cap and players keep
-//! receiving.
+//! loopback; root, as CI runs): the encoder's bitrate follows the cap, measured from what it
+//! sent and from the FLV the players received, and players keep receiving.
 
 use harness::shaped::ShapedLink;
 use std::sync::Arc;
@@ -67,6 +67,12 @@ fn through_a_shaped_link_the_encoders_bitrate_follows_the_cap_and_players_keep_r
     );
     for (a, b) in players_after.iter().zip(&players_before) {
         assert!(a.frames > b.frames, "a player stopped receiving: {a:?}");
+        // What reached the player: the FLV video tags' payload the server relayed.
+        let received = (a.bytes - b.bytes) as f64 * 8.0 / measured_s / 1000.0;
+        assert!(
+            received <= 1.3 * f64::from(CAP_KBPS),
+            "a player received {received:.0} kbit/s of FLV through a {CAP_KBPS} kbit/s link"
+        );
     }
     let q = summary.network.expect("the connection was sampled");
     assert!(q.rtt_ms > 0.0, "{q:?}");

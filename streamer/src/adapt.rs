@@ -263,7 +263,8 @@ fn throughput_kbps(q: &NetQuality) -> f64 {
 /// against the frame interval (`adaptive.quality`).
 ///
 /// The load is a moving average of the encode time per frame over the frame interval. Above
-/// `behindPercent` for `holdMs`, or with frames dropped as late, the preset steps one faster
+/// `behindPercent` for `holdMs` (at once above 1.5 times it), or with frames dropped for
+/// falling behind, the preset steps one faster
 /// (never faster than ultrafast), at most once per `holdMs`. The load each preset ran at is
 /// remembered when leaving it: stepping back to the slower one is predicted to cost the load
 /// now times what it cost over what this one cost when first measured, and happens when that
@@ -350,8 +351,11 @@ impl QualityController {
         let behind = load > f64::from(c.behind_percent) / 100.0;
         if behind || late > 0 {
             self.clear_since = None;
+            // Behind for holdMs, or at once with frames lost or the load past half as much
+            // again as the line (no point watching a stream fall further behind).
             let since = *self.over_since.get_or_insert(t_ms);
-            let long = late > 0 || t_ms.saturating_sub(since) >= u64::from(c.hold_ms);
+            let far = load > 1.5 * f64::from(c.behind_percent) / 100.0;
+            let long = late > 0 || far || t_ms.saturating_sub(since) >= u64::from(c.hold_ms);
             if !held && long && i > 0 {
                 let to = Preset::ALL[i - 1];
                 self.left_at[i] = Some(load);
@@ -360,6 +364,12 @@ impl QualityController {
                     format!(
                         "{late} frames dropped as late; encode load {:.0}%",
                         load * 100.0
+                    )
+                } else if far {
+                    format!(
+                        "encode load {:.0}% > 1.5 × {}%",
+                        load * 100.0,
+                        c.behind_percent
                     )
                 } else {
                     format!(

@@ -109,6 +109,17 @@ fn ffprobe_player(url: &str) -> Proc {
     ]))
 }
 
+/// The frames ffprobe read, from its `codec_name,nb_read_frames` line.
+fn probed_frames(probed: &str) -> usize {
+    probed
+        .trim()
+        .rsplit(',')
+        .next()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0)
+}
+
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
@@ -169,15 +180,8 @@ fn ffmpeg_publishes_to_our_server_and_ffmpeg_and_ffprobe_play_it() {
         decoded(&crc)
     );
     let (probed, err) = probe.finish(Duration::from_secs(10));
-    let n: usize = probed
-        .trim()
-        .rsplit(',')
-        .next()
-        .unwrap_or("0")
-        .parse()
-        .unwrap_or(0);
     assert!(
-        probed.starts_with("h264") && n >= 86,
+        probed.starts_with("h264") && probed_frames(&probed) >= 86,
         "ffprobe: {probed} {err}"
     );
 }
@@ -236,15 +240,8 @@ fn ffmpeg_and_ffprobe_decode_across_preset_switches() {
         decoded(&crc)
     );
     let (probed, err) = probe.finish(Duration::from_secs(10));
-    let n: usize = probed
-        .trim()
-        .rsplit(',')
-        .next()
-        .unwrap_or("0")
-        .parse()
-        .unwrap_or(0);
     assert!(
-        probed.starts_with("h264") && n >= 86 && err.trim().is_empty(),
+        probed.starts_with("h264") && probed_frames(&probed) >= 86 && err.trim().is_empty(),
         "ffprobe across {switches:?}: {probed} {err}"
     );
 }
