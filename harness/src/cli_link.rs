@@ -60,12 +60,7 @@ impl Drop for Reaped {
 /// Lag behind real time now, ms: wall time since `(t0, id0)` less the media time received
 /// since, from the players' latest frame ids (median).
 pub fn lag_ms(ids: &[Option<u64>], t_s: f64, t0_s: f64, id0: f64, fps: u32) -> Option<f64> {
-    let mut v: Vec<f64> = ids.iter().flatten().map(|&i| i as f64).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let id = v[v.len() / 2];
+    let id = median_id(ids)?;
     Some(((t_s - t0_s) - (id - id0) / f64::from(fps.max(1))) * 1000.0)
 }
 

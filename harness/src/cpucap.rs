@@ -157,36 +157,11 @@ pub struct CpuFigures {
     pub capped_behind_ratio: Option<f64>,
 }
 
-/// The quota `t_s` into the window.
-pub fn cores_at(schedule: &[(f64, f64)], t_s: f64) -> f64 {
-    schedule
-        .iter()
-        .take_while(|(at, _)| *at <= t_s)
-        .last()
-        .map_or(0.0, |(_, c)| *c)
-}
-
-/// Frames dropped for falling behind (behind, queue full, stale, late).
-pub fn behind(d: &streamer::pipeline::Drops) -> u64 {
-    d.behind + d.queue_full + d.stale + d.late
-}
-
 impl CpuFigures {
     /// The figures of a timeline at `fps` frames per second configured.
     pub fn of(schedule: Vec<(f64, f64)>, timeline: Vec<CpuSample>, fps: u32) -> Self {
-        let cap = schedule
-            .windows(2)
-            .find(|w| w[1].1 < w[0].1)
-            .map(|w| w[1].0);
-        let lift = cap.and_then(|t_cap| {
-            let low = cores_at(&schedule, t_cap);
-            schedule
-                .iter()
-                .find(|(t, c)| *t > t_cap && *c > low)
-                .map(|(t, _)| *t)
-        });
         let (mut capped_fps_ratio, mut capped_behind_ratio) = (None, None);
-        if let Some(t_cap) = cap {
+        if let Some((t_cap, lift)) = crate::shaped::cap_and_lift(&schedule) {
             let end = lift.unwrap_or(f64::INFINITY) * 1000.0;
             let inside: Vec<&CpuSample> = timeline
                 .iter()
@@ -226,7 +201,7 @@ mod tests {
         let schedule = vec![(0.0, 2.0), (1.0, 0.5), (2.0, 2.0)];
         let s = |t_ms, fps, behind| CpuSample {
             t_ms,
-            cores: cores_at(&schedule, t_ms as f64 / 1000.0),
+            cores: crate::shaped::rate_at(&schedule, t_ms as f64 / 1000.0),
             fps,
             behind,
         };

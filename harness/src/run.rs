@@ -715,12 +715,12 @@ fn sample_link(
 ) -> Result<(Vec<LinkSample>, Option<P50P99>), RunError> {
     let mut timeline = Vec::new();
     let mut next_step = 1;
-    let frames = |r: &LocalRelay| -> Vec<u64> { r.reports().iter().map(|p| p.frames).collect() };
-    let ids = |r: &LocalRelay| -> Vec<Option<u64>> {
-        r.reports().iter().map(|p| p.last_frame_id).collect()
+    let ids = |players: &[PlayerReport]| -> Vec<Option<u64>> {
+        players.iter().map(|p| p.last_frame_id).collect()
     };
-    let id0 = crate::cli_link::median_id(&ids(relay)).unwrap_or(0.0);
-    let mut last_frames = frames(relay);
+    let players = relay.reports();
+    let id0 = crate::cli_link::median_id(&ids(&players)).unwrap_or(0.0);
+    let mut last_frames: Vec<u64> = players.iter().map(|p| p.frames).collect();
     let mut last_bytes = live.snapshot().bytes;
     let mut last_t = 0.0;
     let mut tick = 1;
@@ -748,7 +748,8 @@ fn sample_link(
             capped = at_cap.as_ref().and_then(|before| since(e2e(), before));
         }
         let snap = live.snapshot();
-        let now_frames = frames(relay);
+        let players = relay.reports();
+        let now_frames: Vec<u64> = players.iter().map(|p| p.frames).collect();
         let players_stalled = now_frames
             .iter()
             .zip(&last_frames)
@@ -764,7 +765,7 @@ fn sample_link(
             acked_kbps: q.acked_rate_kbps,
             queued_ms: q.queued_media_ms,
             players_stalled,
-            lag_ms: crate::cli_link::lag_ms(&ids(relay), t, 0.0, id0, fps),
+            lag_ms: crate::cli_link::lag_ms(&ids(&players), t, 0.0, id0, fps),
         });
         last_bytes = snap.bytes;
         last_t = t;
@@ -813,9 +814,9 @@ fn sample_cpu(
         let snap = live.snapshot();
         timeline.push(crate::cpucap::CpuSample {
             t_ms: (t * 1000.0) as u64,
-            cores: crate::cpucap::cores_at(&plan.schedule, t),
+            cores: crate::shaped::rate_at(&plan.schedule, t),
             fps: (snap.packets - last.1) as f64 / (t - last.0).max(1e-3),
-            behind: crate::cpucap::behind(&snap.drops) - crate::cpucap::behind(&first.drops),
+            behind: snap.drops.falling_behind() - first.drops.falling_behind(),
         });
         last = (t, snap.packets);
     }

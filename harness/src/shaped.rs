@@ -259,7 +259,7 @@ pub const QUEUED_OK_MS: f64 = 500.0;
 
 /// When the schedule first cuts the link's rate, s, and when it next raises it again (None:
 /// it never does).
-pub fn cap_and_lift(schedule: &[(f64, u32)]) -> Option<(f64, Option<f64>)> {
+pub fn cap_and_lift<T: PartialOrd + Copy>(schedule: &[(f64, T)]) -> Option<(f64, Option<f64>)> {
     let (t_cap, k_cap) = schedule
         .windows(2)
         .find(|w| w[1].1 < w[0].1)
@@ -271,13 +271,14 @@ pub fn cap_and_lift(schedule: &[(f64, u32)]) -> Option<(f64, Option<f64>)> {
     Some((t_cap, lift))
 }
 
-/// The link's rate `t_s` into the window.
-pub fn rate_at(schedule: &[(f64, u32)], t_s: f64) -> u32 {
+/// A schedule's value `t_s` into the window (the link's rate, a CPU quota; the default before
+/// the first step).
+pub fn rate_at<T: Copy + Default>(schedule: &[(f64, T)], t_s: f64) -> T {
     schedule
         .iter()
         .take_while(|(at, _)| *at <= t_s)
         .last()
-        .map_or(0, |(_, k)| *k)
+        .map_or(T::default(), |(_, k)| *k)
 }
 
 impl LinkFigures {

@@ -17,12 +17,7 @@ pub(super) fn section(out: &mut String, r: &Results) {
     let Some((_, first)) = points.first() else {
         return;
     };
-    let schedule = first
-        .schedule
-        .iter()
-        .map(|(t, k)| format!("{k} kbit/s at {t} s"))
-        .collect::<Vec<_>>()
-        .join(", then ");
+    let schedule = steps(&first.schedule, "kbit/s");
     let _ = writeln!(
         out,
         "### Adaptation under a shaped link\n\n\
@@ -149,6 +144,15 @@ fn lag_at(lags: &[(u64, f64)], lift_s: Option<f64>) -> Option<f64> {
     lags.iter().find(|s| s.0 as f64 >= lift_ms).map(|s| s.1)
 }
 
+/// A schedule in words: `8000 kbit/s at 0 s, then 1500 kbit/s at 5 s, …`.
+fn steps<T: std::fmt::Display>(schedule: &[(f64, T)], unit: &str) -> String {
+    schedule
+        .iter()
+        .map(|(t, v)| format!("{v} {unit} at {t} s"))
+        .collect::<Vec<_>>()
+        .join(", then ")
+}
+
 fn behind((worst, lift): &(Option<f64>, Option<f64>)) -> String {
     let s = |v: &Option<f64>| v.map_or("—".to_string(), |v| format!("{:.1} s", v / 1000.0));
     format!("{} / {}", s(worst), s(lift))
@@ -165,12 +169,7 @@ pub(super) fn cpu_section(out: &mut String, r: &Results) {
     let Some((_, first)) = points.first() else {
         return;
     };
-    let schedule = first
-        .schedule
-        .iter()
-        .map(|(t, c)| format!("{c} cores at {t} s"))
-        .collect::<Vec<_>>()
-        .join(", then ");
+    let schedule = steps(&first.schedule, "cores");
     let _ = writeln!(
         out,
         "### Quality scaling under a CPU quota\n\n\

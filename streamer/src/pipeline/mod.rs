@@ -46,6 +46,12 @@ impl Drops {
         self.behind + self.queue_full + self.stale + self.late + self.pressure + self.congestion
     }
 
+    /// Drops for falling behind (behind, queue full, stale, late): a machine that cannot keep
+    /// up, as opposed to the network (congestion) or memory (pressure).
+    pub fn falling_behind(&self) -> u64 {
+        self.behind + self.queue_full + self.stale + self.late
+    }
+
     /// `self - earlier`, reason by reason.
     pub fn since(&self, earlier: &Drops) -> Drops {
         Drops {

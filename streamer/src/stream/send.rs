@@ -72,11 +72,6 @@ impl QualityScaling {
     }
 }
 
-/// Frames dropped for falling behind: the signal of a machine that cannot keep up.
-fn behind(d: &crate::pipeline::Drops) -> u64 {
-    d.behind + d.queue_full + d.stale + d.late
-}
-
 /// Adaptive bitrate in the encoder's loop: the controller, the connection it watches, the
 /// changes it made, and whether frames are being skipped until the next keyframe.
 pub struct Adapting {
@@ -234,7 +229,7 @@ impl Send<'_> {
             if let Some(q) = self.scaling.as_deref_mut() {
                 q.observe(
                     encode_started.elapsed().saturating_sub(sending),
-                    behind(&shared.drops.snapshot()),
+                    shared.drops.snapshot().falling_behind(),
                 );
             }
             if let Some(a) = adapting {
