@@ -244,6 +244,7 @@ fn every_table_from_the_full_fixtures_matches_the_expected_report() {
     assert_eq!(
         plots,
         [
+            "bitrate-vs-link-adapt-cliff.svg",
             "bitrate-vs-link.svg",
             "fps-preset-threads.svg",
             "latency-percentiles.svg",

@@ -306,7 +306,8 @@ impl Sink for RtmpSink {
     fn new_encoder(&mut self, encoder: &Encoder, frame: u64) -> Result<(), OutputError> {
         let record = avc_record(encoder).ok_or_else(|| OutputError::NoHeader(self.url.clone()))?;
         let dts_ms = flv::ms_of_frame(frame as i64, self.fps).max(0) as u32;
-        self.publisher.set_sequence_header(&record, dts_ms);
+        self.publisher
+            .set_sequence_header(&record, encoder.size(), dts_ms);
         Ok(())
     }
 

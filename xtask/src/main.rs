@@ -180,12 +180,15 @@ fn scenarios_of(suite: &str, part: Option<&str>) -> Option<Vec<PathBuf>> {
                     .collect()
             })
             .unwrap_or_default();
-        // The order: timing, drops, buffer, quality; others after, by name.
+        // The issues' order: timing, drops, buffer, quality; network, cliff, cpu; others
+        // after, by name.
         let rank = |p: &str| {
-            ["timing", "drops", "buffer", "quality"]
-                .iter()
-                .position(|k| *k == p)
-                .unwrap_or(usize::MAX)
+            [
+                "timing", "drops", "buffer", "quality", "network", "cliff", "cpu",
+            ]
+            .iter()
+            .position(|k| *k == p)
+            .unwrap_or(usize::MAX)
         };
         parts.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
         return match part {

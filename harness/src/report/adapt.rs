@@ -180,14 +180,19 @@ pub(super) fn cpu_section(out: &mut String, r: &Results) {
     );
     out.push_str(
         "| Point | Preset | Delivered while capped | Dropped as behind while capped | FPS, whole \
-         window | Preset changes |\n|-------|------|---:|---:|---:|---:|\n",
+         window | Preset and size changes |\n|-------|------|---:|---:|---:|---:|\n",
     );
     let pct = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.1}%", v * 100.0));
     for (p, c) in &points {
         let changes = p
             .adaptation
             .iter()
-            .filter(|e| matches!(e.change, AdaptChange::Preset { .. }))
+            .filter(|e| {
+                matches!(
+                    e.change,
+                    AdaptChange::Preset { .. } | AdaptChange::Resolution { .. }
+                )
+            })
             .count();
         let _ = writeln!(
             out,

@@ -33,7 +33,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Suites and the command that fills each.
-const SUITES: [(&str, &str); 13] = [
+const SUITES: [(&str, &str); 14] = [
     ("stream", "cargo xtask perf stream"),
     ("workers", "cargo xtask perf workers"),
     ("memory", "cargo xtask perf memory"),
@@ -46,6 +46,7 @@ const SUITES: [(&str, &str); 13] = [
     ("frames-quality", "cargo xtask perf frames quality"),
     ("network", "cargo xtask perf network"),
     ("adapt", "cargo xtask perf adapt network (as root)"),
+    ("adapt-cliff", "cargo xtask perf adapt cliff (as root)"),
     ("adapt-cpu", "cargo xtask perf adapt cpu (as root)"),
 ];
 

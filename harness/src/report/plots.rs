@@ -206,18 +206,23 @@ pub fn write(dir: &Path, loaded: &[Results]) -> Vec<(String, String)> {
             ),
         );
     }
-    if let Some(r) = loaded
+    for r in loaded
         .iter()
-        .find(|r| r.points.iter().any(|p| p.link.is_some()))
+        .filter(|r| r.points.iter().any(|p| p.link.is_some()))
     {
+        let name = if r.suite == "adapt" {
+            "bitrate-vs-link.svg".to_string()
+        } else {
+            format!("bitrate-vs-link-{}.svg", r.suite)
+        };
         keep(
             &format!(
                 "Bitrate against the link's capacity over time ({}): what the server \
                  acknowledged per point, and the link's rate",
                 r.suite
             ),
-            "bitrate-vs-link.svg",
-            bitrate_vs_link(&file("bitrate-vs-link.svg"), r),
+            &name,
+            bitrate_vs_link(&file(&name), r),
         );
     }
     // A plot the report no longer draws goes, so the folder holds exactly what it links.

@@ -22,8 +22,9 @@ pub struct AdaptiveConfig {
 }
 
 /// Quality scaling under load: when encoding cannot keep real time, the encoder steps to a
-/// faster preset (reopened at a keyframe, with a new sequence header), and back toward
-/// `encoder.preset` when headroom returns (see `streamer::adapt::QualityController`).
+/// faster preset and, below ultrafast, to a smaller picture (reopened at a keyframe, with a new
+/// sequence header), and back toward `encoder.preset` at full size when headroom returns (see
+/// `streamer::adapt::QualityController`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdaptiveQuality {
@@ -38,6 +39,9 @@ pub struct AdaptiveQuality {
     pub hold_ms: u32,
     /// Headroom this long before a step back, ms.
     pub clear_ms: u32,
+    /// Below ultrafast, the picture is encoded at 75 %, then 50 %, then 25 % of its width and
+    /// height, down to this size, percent (100: never scaled).
+    pub min_scale_percent: u32,
 }
 
 impl Default for AdaptiveQuality {
@@ -48,6 +52,7 @@ impl Default for AdaptiveQuality {
             headroom_percent: 60,
             hold_ms: 500,
             clear_ms: 5000,
+            min_scale_percent: 50,
         }
     }
 }
@@ -170,6 +175,12 @@ impl AdaptiveConfig {
         );
         c.range("adaptive.quality.holdMs", q.hold_ms.into(), 0, 60_000);
         c.range("adaptive.quality.clearMs", q.clear_ms.into(), 100, 600_000);
+        c.range(
+            "adaptive.quality.minScalePercent",
+            q.min_scale_percent.into(),
+            25,
+            100,
+        );
         let w = &self.workers;
         let most = if w.enabled { pool.max(1) } else { 64 };
         c.range("adaptive.workers.min", w.min.into(), 1, most.into());

@@ -277,6 +277,7 @@ const CHECK_ORDER: &[&str] = &[
     "adaptive.quality.headroomPercent",
     "adaptive.quality.holdMs",
     "adaptive.quality.clearMs",
+    "adaptive.quality.minScalePercent",
     "adaptive.workers.min",
     "adaptive.enabled",
 ];
@@ -330,6 +331,7 @@ fn every_bad_field_is_listed_in_check_order() {
     (a.bitrate.hold_ms, a.bitrate.drain_ms) = (60_001, 60_001);
     let q = &mut a.quality;
     (q.behind_percent, q.headroom_percent, q.hold_ms, q.clear_ms) = (5, 0, 60_001, 0);
+    q.min_scale_percent = 24;
     (a.workers.enabled, a.workers.min) = (true, 0);
     let err = c.validate().unwrap_err();
     let fields: Vec<&str> = err.invalid().iter().map(|i| i.field.as_str()).collect();

@@ -51,6 +51,13 @@ pub enum EncodeError {
     /// An encode call failed.
     #[error("encoder {encoder} failed: {source}")]
     Encode { encoder: String, source: ff::Error },
+    /// Scaling the picture to the encoder's size failed.
+    #[error("scaling {from} to {to} failed: {source}")]
+    Scale {
+        from: String,
+        to: String,
+        source: ff::Error,
+    },
 }
 
 /// Sets up FFmpeg once per process: registers codecs and keeps its log to errors, so x264's
@@ -468,6 +475,63 @@ fn open_codec(
         options: shown,
         source,
     })
+}
+
+/// Scales pictures down to the size the encoder was reopened at (quality scaling below
+/// ultrafast), with FFmpeg's bilinear scaler into a frame of its own.
+pub struct Downscale {
+    ctx: ff::software::scaling::Context,
+    frame: ff::frame::Video,
+}
+
+impl Downscale {
+    /// A scaler of YUV420P pictures from `from` to `to` (width, height).
+    ///
+    /// # Errors
+    /// libswscale refuses the sizes.
+    pub fn new(from: (u32, u32), to: (u32, u32)) -> Result<Self, EncodeError> {
+        let yuv = ff::format::Pixel::YUV420P;
+        let ctx = ff::software::scaling::Context::get(
+            yuv,
+            from.0,
+            from.1,
+            yuv,
+            to.0,
+            to.1,
+            ff::software::scaling::Flags::BILINEAR,
+        )
+        .map_err(|source| EncodeError::Scale {
+            from: format!("{}x{}", from.0, from.1),
+            to: format!("{}x{}", to.0, to.1),
+            source,
+        })?;
+        Ok(Downscale {
+            ctx,
+            frame: ff::frame::Video::new(yuv, to.0, to.1),
+        })
+    }
+
+    /// `picture` scaled, in the scaler's own frame (made writable first if libavcodec still
+    /// holds it).
+    ///
+    /// # Errors
+    /// `picture` is not at the size the scaler was made for.
+    pub fn run(
+        &mut self,
+        picture: &ff::frame::Video,
+    ) -> Result<&mut ff::frame::Video, EncodeError> {
+        make_writable(&mut self.frame);
+        let scaled = self.ctx.run(picture, &mut self.frame);
+        scaled.map_err(|source| {
+            let (i, o) = (self.ctx.input(), self.ctx.output());
+            EncodeError::Scale {
+                from: format!("{}x{}", i.width, i.height),
+                to: format!("{}x{}", o.width, o.height),
+                source,
+            }
+        })?;
+        Ok(&mut self.frame)
+    }
 }
 
 /// Copies a picture into a frame of the same geometry, row by row (strides differ).

@@ -172,28 +172,37 @@ impl Publisher {
         self.stats
     }
 
-    /// A new AVC sequence header (`record`, an `AVCDecoderConfigurationRecord`), as after the
-    /// encoder was reopened with other settings: sent now at `dts_ms`, before the keyframe
+    /// A new AVC sequence header (`record`, an `AVCDecoderConfigurationRecord`) for pictures of
+    /// `size` (width, height), as after the encoder was reopened with other settings: the
+    /// metadata (with the new size) and the header are sent now at `dts_ms`, before the keyframe
     /// that follows, and on every reconnect from now on.
-    pub fn set_sequence_header(&mut self, record: &[u8], dts_ms: u32) {
+    pub fn set_sequence_header(&mut self, record: &[u8], size: (u32, u32), dts_ms: u32) {
         self.sequence_header = Bytes::from(flv::sequence_header_tag(record));
         // Players that parse the stream as it comes (ffmpeg's parser does not take a sequence
         // header midway) find the new parameter sets in-band where the frames using them begin.
         self.in_band = Some(flv::record_parameter_sets(record));
+        let resized =
+            (self.metadata.video_width, self.metadata.video_height) != (Some(size.0), Some(size.1));
+        (self.metadata.video_width, self.metadata.video_height) = (Some(size.0), Some(size.1));
         let Some(conn) = &self.conn else {
             return;
         };
-        let packet = lock(&conn.session).publish_video_data(
-            self.sequence_header.clone(),
-            RtmpTimestamp::new(dts_ms),
-            false,
-        );
-        let sent = match packet {
+        let packets = {
+            let mut session = lock(&conn.session);
+            let meta = resized.then(|| session.publish_metadata(&self.metadata));
+            let head = session.publish_video_data(
+                self.sequence_header.clone(),
+                RtmpTimestamp::new(dts_ms),
+                false,
+            );
+            meta.into_iter().chain([head]).collect::<Vec<_>>()
+        };
+        let sent = packets.into_iter().all(|p| match p {
             Ok(ClientSessionResult::OutboundResponse(p)) => {
                 lock(&conn.writer).write_all(&p.bytes).is_ok()
             }
             _ => false,
-        };
+        });
         if !sent {
             self.disconnect();
         }

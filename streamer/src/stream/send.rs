@@ -5,9 +5,9 @@
 
 use super::shared::Shared;
 use super::{Counters, StreamError};
-use crate::adapt::{AdaptChange, AdaptEvent, BitrateController, QualityController};
-use crate::config::{Preset, StreamConfig};
-use crate::encode::{Encoder, Packet, Settings as EncodeSettings};
+use crate::adapt::{AdaptEvent, BitrateController, QualityController, Rung, Size};
+use crate::config::StreamConfig;
+use crate::encode::{Downscale, Encoder, Packet, Settings as EncodeSettings};
 use crate::output::{OutputError, Sink};
 use crate::pipeline::buffers::Slot;
 use crate::pipeline::format::Ingest;
@@ -29,7 +29,7 @@ pub(super) struct Send<'a> {
 }
 
 /// Quality scaling in the encoder's loop: the controller, what it watches, the changes it
-/// made, and the preset to switch to at the next frame.
+/// made, and the step (preset and picture size) to switch to at the next frame.
 pub struct QualityScaling {
     controller: QualityController,
     interval_ms: f64,
@@ -37,7 +37,7 @@ pub struct QualityScaling {
     behind_seen: u64,
     global_header: bool,
     started: Instant,
-    pending: Option<Preset>,
+    pending: Option<Rung>,
     /// Every change so far.
     pub events: Vec<AdaptEvent>,
 }
@@ -46,8 +46,13 @@ impl QualityScaling {
     /// Quality scaling for `cfg` (None when `adaptive.quality.enabled` is off).
     pub fn of(cfg: &StreamConfig, global_header: bool, epoch: Instant) -> Option<Self> {
         let q = &cfg.adaptive.quality;
+        let v = &cfg.core.viewport;
+        let size = Size {
+            width: v.width,
+            height: v.height,
+        };
         q.enabled.then(|| QualityScaling {
-            controller: QualityController::new(q, cfg.encoder.preset),
+            controller: QualityController::new(q, cfg.encoder.preset, size),
             interval_ms: 1000.0 / f64::from(cfg.core.viewport.fps.max(1)),
             behind_seen: 0,
             global_header,
@@ -63,11 +68,10 @@ impl QualityScaling {
         self.behind_seen = behind;
         let t = self.started.elapsed().as_millis() as u64;
         let ms = encode.as_secs_f64() * 1000.0;
-        if let Some(e) = self.controller.update(t, ms, self.interval_ms, new) {
-            if let AdaptChange::Preset { to, .. } = e.change {
-                self.pending = Some(to);
-            }
-            self.events.push(e);
+        let changes = self.controller.update(t, ms, self.interval_ms, new);
+        if !changes.is_empty() {
+            self.pending = Some(self.controller.rung());
+            self.events.extend(changes);
         }
     }
 }
@@ -155,7 +159,7 @@ impl Adapting {
         };
         let t = self.started.elapsed().as_millis() as u64;
         for e in self.controller.update(t, &q) {
-            if let AdaptChange::Bitrate { to, .. } = e.change {
+            if let crate::adapt::AdaptChange::Bitrate { to, .. } = e.change {
                 encoder.set_bitrate_kbps(to, self.buffer_kbits(to));
             }
             self.events.push(e);
@@ -182,6 +186,8 @@ impl Send<'_> {
         let copy = !cfg.encoder.pipeline.zero_copy;
         let mut ingest = Ingest::new(cfg.pipeline.format, v.width, v.height)
             .map_err(|e| StreamError::Pipeline(e.to_string()))?;
+        // Below ultrafast, quality scaling encodes a smaller picture.
+        let mut downscale: Option<Downscale> = None;
         while let Some(done) = reorder.take() {
             let mut slot = match done {
                 Done::Frame(s) => s,
@@ -202,7 +208,13 @@ impl Send<'_> {
             let id = slot.id;
             if let Some(to) = self.scaling.as_mut().and_then(|q| q.pending.take()) {
                 let global_header = self.scaling.as_ref().is_some_and(|q| q.global_header);
-                self.switch_preset(cfg, to, id, global_header, shared, probe)?;
+                self.switch(cfg, to, id, global_header, shared, probe)?;
+                downscale = if (to.size.width, to.size.height) == (v.width, v.height) {
+                    None
+                } else {
+                    let to = (to.size.width, to.size.height);
+                    Some(Downscale::new((v.width, v.height), to)?)
+                };
             }
             probe.mark(Point::EncodeStart, id);
             let ingested = ingest.ingest(&mut slot);
@@ -214,8 +226,12 @@ impl Send<'_> {
             let encoded = ingested
                 .map_err(|e| StreamError::Pipeline(e.to_string()))
                 .and_then(|()| {
+                    let picture = match downscale.as_mut() {
+                        Some(d) => d.run(&slot.picture)?,
+                        None => &mut slot.picture,
+                    };
                     self.encoder
-                        .encode_frame(id, &mut slot.picture, copy, probe, |pkt| {
+                        .encode_frame(id, picture, copy, probe, |pkt| {
                             if adapting.as_mut().is_some_and(|a| a.skip(pkt.is_key())) {
                                 shared.drops.count(DropReason::Congestion);
                                 return;
@@ -259,21 +275,26 @@ impl Send<'_> {
 }
 
 impl Send<'_> {
-    /// Reopens the encoder with `preset`, from frame `id` on (a keyframe: a new encoder starts
-    /// with one): what the old one still held is sent first, the output gets the new sequence
-    /// header, and the adaptive bitrate's target carries over.
-    fn switch_preset<P: Probe>(
+    /// Reopens the encoder with `to`'s preset at its picture size, from frame `id` on (a
+    /// keyframe: a new encoder starts with one): what the old one still held is sent first, the
+    /// output gets the new sequence header, and the adaptive bitrate's target carries over.
+    fn switch<P: Probe>(
         &mut self,
         cfg: &StreamConfig,
-        preset: Preset,
+        to: Rung,
         id: u64,
         global_header: bool,
         shared: &Shared,
         probe: &P,
     ) -> Result<(), StreamError> {
         let mut c = cfg.clone();
-        c.encoder.preset = preset;
-        let mut next = Encoder::open(&EncodeSettings::of(&c), global_header)?;
+        c.encoder.preset = to.preset;
+        let settings = EncodeSettings {
+            width: to.size.width,
+            height: to.size.height,
+            ..EncodeSettings::of(&c)
+        };
+        let mut next = Encoder::open(&settings, global_header)?;
         let mut failed = None;
         let (sink, counters) = (&mut *self.sink, &mut *self.counters);
         self.encoder.finish(probe, |pkt| {
