@@ -34,6 +34,8 @@
 //! [[quick.sweep]]
 //! path = "encoder.preset"
 //! values = ["ultrafast"]
+//! [quick.link]                     # and the link's or the CPU quota's schedule, compressed
+//! schedule = [[0, 8000], [2, 1500], [7, 8000]]
 //! ```
 //!
 //! Every mistake is reported with the file, the line and the field.
@@ -119,6 +121,8 @@ struct RawQuick {
     repetitions: Option<Spanned<u32>>,
     #[serde(default)]
     sweep: Vec<RawAxis>,
+    link: Option<Spanned<RawLink>>,
+    cpu: Option<Spanned<RawCpu>>,
 }
 
 #[derive(Deserialize)]
@@ -149,7 +153,7 @@ struct RawScenario {
     cpu: Option<Spanned<RawCpu>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawCpu {
     schedule: Vec<(f64, f64)>,
@@ -162,7 +166,7 @@ pub struct CpuPlan {
     pub schedule: Vec<(f64, f64)>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawLink {
     schedule: Vec<(f64, u32)>,
@@ -233,6 +237,10 @@ pub struct Scenario {
     pub link: Option<LinkPlan>,
     /// The stream process's CPU quota, on this schedule (None: no quota).
     pub cpu: Option<CpuPlan>,
+    /// The link's and the quota's schedules under `--quick` (`[quick.link]`, `[quick.cpu]`;
+    /// the full run's where not given).
+    pub quick_link: Option<LinkPlan>,
+    pub quick_cpu: Option<CpuPlan>,
 }
 
 /// What a scenario expands to for one invocation.
@@ -240,6 +248,9 @@ pub struct Scenario {
 pub struct Plan {
     pub settings: RunSettings,
     pub points: Vec<RunPoint>,
+    /// The link's and the CPU quota's schedules.
+    pub link: Option<LinkPlan>,
+    pub cpu: Option<CpuPlan>,
 }
 
 impl Scenario {
@@ -324,6 +335,10 @@ impl Scenario {
             None => 0,
         };
         let axes = axes(&at, &base, raw.sweep)?;
+        let (quick_link, quick_cpu) = match &raw.quick {
+            Some(q) => (q.link.clone(), q.cpu.clone()),
+            None => (None, None),
+        };
         let quick = quick(&at, &base, settings, &axes.0, raw.quick)?;
         let exclude = exclusions(&at, &axes.0, raw.exclude)?;
         let link = match raw.link {
@@ -357,6 +372,42 @@ impl Scenario {
             }
             None => None,
         };
+        let quick_link = match quick_link {
+            Some(l) if link.is_none() => {
+                return Err(at(
+                    l.span().start,
+                    "quick.link",
+                    "a quick schedule for a link the full run does not shape: add [link]".into(),
+                ));
+            }
+            Some(l) => {
+                let offset = l.span().start;
+                let plan = LinkPlan {
+                    schedule: l.into_inner().schedule,
+                };
+                check_link(&plan).map_err(|e| at(offset, "quick.link.schedule", e))?;
+                Some(plan)
+            }
+            None => link.clone(),
+        };
+        let quick_cpu = match quick_cpu {
+            Some(c) if cpu.is_none() => {
+                return Err(at(
+                    c.span().start,
+                    "quick.cpu",
+                    "a quick schedule for a CPU quota the full run does not set: add [cpu]".into(),
+                ));
+            }
+            Some(c) => {
+                let offset = c.span().start;
+                let plan = CpuPlan {
+                    schedule: c.into_inner().schedule,
+                };
+                check_cpu(&plan).map_err(|e| at(offset, "quick.cpu.schedule", e))?;
+                Some(plan)
+            }
+            None => cpu.clone(),
+        };
         let scenario = Scenario {
             file: file.to_path_buf(),
             suite: raw.suite,
@@ -370,6 +421,8 @@ impl Scenario {
             exclude,
             link,
             cpu,
+            quick_link,
+            quick_cpu,
         };
         // Each value was checked alone; a combination can still clash (dropThreshold above a
         // swept maxLatency): report it at the axis it belongs to.
@@ -385,10 +438,15 @@ impl Scenario {
 
     /// The points and run settings for a full (or `--quick`) run.
     pub fn plan(&self, quick: bool) -> Plan {
-        let (settings, axes) = if quick {
-            (self.quick.0, &self.quick.1)
+        let (settings, axes, link, cpu) = if quick {
+            (
+                self.quick.0,
+                &self.quick.1,
+                &self.quick_link,
+                &self.quick_cpu,
+            )
         } else {
-            (self.settings, &self.axes)
+            (self.settings, &self.axes, &self.link, &self.cpu)
         };
         let mut points =
             sweep::expand(&self.base, self.players, axes).expect("validated when loaded");
@@ -398,7 +456,12 @@ impl Scenario {
                 .iter()
                 .any(|rule| rule.iter().all(|pair| p.axes.contains(pair)))
         });
-        Plan { settings, points }
+        Plan {
+            settings,
+            points,
+            link: link.clone(),
+            cpu: cpu.clone(),
+        }
     }
 }
 
@@ -819,5 +882,24 @@ values = ["ultrafast"]
         );
         let e = top("schedule = [[0, 8000]]", 0).unwrap_err();
         assert_eq!(e.field, "link");
+    }
+
+    #[test]
+    fn quick_schedules_replace_the_full_runs_and_are_checked() {
+        let link = "[link]\nschedule = [[0, 8000], [5, 1500], [20, 8000]]\n";
+        let quick = "[quick.link]\nschedule = [[0, 8000], [2, 1500], [7, 8000]]\n";
+        let s = parse(&format!("players = 1\n{GOOD}{quick}{link}")).unwrap();
+        assert_eq!(s.plan(false).link.unwrap().schedule[1], (5.0, 1500));
+        assert_eq!(s.plan(true).link.unwrap().schedule[1], (2.0, 1500));
+        assert!(s.plan(true).cpu.is_none());
+        // Without [quick.link], --quick keeps the full run's schedule.
+        let s = parse(&format!("players = 1\n{GOOD}{link}")).unwrap();
+        assert_eq!(s.plan(true).link.unwrap().schedule[1], (5.0, 1500));
+        let e = parse(&format!("players = 1\n{GOOD}{quick}")).unwrap_err();
+        assert_eq!(e.field, "quick.link");
+        let bad = "[quick.cpu]\nschedule = [[0, 2.0], [2, 0.0]]\n";
+        let cpu = "[cpu]\nschedule = [[0, 2.0]]\n";
+        let e = parse(&format!("{GOOD}{bad}{cpu}")).unwrap_err();
+        assert_eq!(e.field, "quick.cpu.schedule", "{e}");
     }
 }

@@ -49,7 +49,12 @@ pub fn side_by_side(
     if args.peers {
         comparisons.peers = peer_rows(args, base, exe, progress)?;
     }
-    if let Some(plan) = &scenario.link {
+    let link = if args.quick {
+        &scenario.quick_link
+    } else {
+        &scenario.link
+    };
+    if let Some(plan) = link {
         progress.note("the ffmpeg CLI through the same link");
         let settings = if args.quick {
             &scenario.quick.0

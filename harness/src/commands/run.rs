@@ -165,8 +165,8 @@ fn measure_points(
             players: point.players,
             quality: scenario.table == GuideTable::Quality,
             profile: None,
-            link: scenario.link.clone(),
-            cpu: scenario.cpu.clone(),
+            link: plan.link.clone(),
+            cpu: plan.cpu.clone(),
         };
         let mut runs = Vec::new();
         for _ in 0..reps {
