@@ -365,7 +365,7 @@ const SKIP_FRAMES: u32 = 3;
 /// Frames measured on each side of a switch for the cost ratio of the two steps.
 const MEASURE: usize = 10;
 /// A measured cost ratio is half way back to the assumed one after this long, ms.
-const RATIO_HALF_LIFE_MS: u64 = 20_000;
+const RATIO_HALF_LIFE_MS: u64 = 10_000;
 /// A step up undone soon after doubles the wait before the next, up to 2^this times.
 const MAX_BACKOFF: u32 = 3;
 /// The cost of one preset over the next faster one, until measured.
@@ -1040,10 +1040,10 @@ mod tests {
             t += 33;
         }
         // Each step down measures medium at 4 times fast, which fades under the 2 times that
-        // fits in 44 s (two half-lives, toward the assumed 1.4); then the try waits 5 s of
-        // headroom the first time, and 10, 20, 40 s after each undone try.
-        assert_eq!(ups.first(), Some(&49_434));
+        // fits in 22 s (two half-lives, toward the assumed 1.4); then the try waits 5 s of
+        // headroom the first time, and 10, 20, 40, 40 s after each undone try.
+        assert_eq!(ups.first(), Some(&28_215));
         let waits: Vec<u64> = ups.windows(2).map(|w| (w[1] - w[0]) / 1000).collect();
-        assert_eq!(waits, [54, 64, 84], "{ups:?}");
+        assert_eq!(waits, [33, 43, 63, 63, 63], "{ups:?}");
     }
 }
