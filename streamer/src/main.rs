@@ -431,7 +431,7 @@ fn report(
     let mut server_dropped = 0;
     if let Some(relay) = relay {
         // Let the last frames reach the players before counting.
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        relay.settle(c.packets, std::time::Duration::from_secs(30));
         let stats = relay.server.stats();
         let direct = stats
             .direct_writes

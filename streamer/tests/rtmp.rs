@@ -608,3 +608,148 @@ fn the_publisher_reconnects_and_counts_the_gap_as_drops() {
     assert!(report.frames >= 30, "{report:?}");
     drop(second);
 }
+
+#[test]
+fn a_connection_over_max_connections_is_told_why_and_the_slot_comes_back() {
+    let cfg = RtmpConfig {
+        max_connections: 1,
+        ..RtmpConfig::default()
+    };
+    let server = server(&cfg);
+    let url = url(&server, "full");
+    let stats = server.stats();
+    // ffmpeg takes the only slot, waiting to play.
+    let first = ffmpeg_player(&url);
+    wait_for("the first player", Duration::from_secs(10), || {
+        stats.players_open.load(Ordering::Relaxed) == 1
+    });
+    // Our publisher is refused, and says which setting to change.
+    let refused = Stream::open(&small(), &Output::Rtmp(url.parse().unwrap()), &NoProbe)
+        .err()
+        .expect("a refusal at max_connections");
+    assert!(
+        refused.to_string().contains("rtmp.max_connections"),
+        "{refused}"
+    );
+    // So is a second ffmpeg, in RTMP terms it prints.
+    let (_, err) = ffmpeg_player(&url).finish(Duration::from_secs(10));
+    assert!(
+        err.contains("NetConnection.Connect.Rejected") || err.contains("rtmp.max_connections"),
+        "ffmpeg: {err}"
+    );
+    assert_eq!(stats.connections_refused.load(Ordering::Relaxed), 2);
+    // The refusals took no slot: the first player's ends, and then a publisher gets one.
+    drop(first);
+    wait_for("the slot back", Duration::from_secs(10), || {
+        stats.connections_open.load(Ordering::Relaxed) == 0
+    });
+    let summary = publish(&small(), &url, 10, Pacing::Max);
+    assert_eq!(summary.sink.dropped, 0);
+}
+
+#[test]
+fn the_embedded_relay_makes_room_for_every_player_it_is_asked_for() {
+    // `stream-manager run --players N`: the limit grows to fit N players and the publisher.
+    let cfg = RtmpConfig {
+        max_connections: 2,
+        ..RtmpConfig::default()
+    };
+    let relay = streamer::rtmp::LocalRelay::start(&cfg, 20, 30, Arc::new(NoProbe)).unwrap();
+    let summary = publish(&small(), &relay.url.to_string(), 30, Pacing::Max);
+    assert_eq!(summary.sink.dropped, 0);
+    relay.settle(30, Duration::from_secs(10));
+    let (players, _) = relay.stop();
+    let frames: Vec<u64> = players.iter().map(|p| p.frames).collect();
+    assert_eq!(frames, [30; 20]);
+}
+
+/// Resident memory of process `pid`, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_contained_panic_is_one_quiet_line_even_with_rust_backtrace_set() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stream-manager"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (pid, stderr) = (child.id(), child.stderr.take().unwrap());
+    let server = Proc(Some(child));
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let next = |limit: Duration| lines.recv_timeout(limit).ok();
+    let announce = next(Duration::from_secs(10)).expect("the server's first line");
+    let addr: SocketAddr = announce
+        .split("rtmp://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {announce:?}"));
+    // `@setDataFrame` with nothing after it: rml_rtmp panics on it.
+    let hostile = || {
+        let mut s = publishing_socket(addr, "amf");
+        let _ = s.write_all(&chunk(RtmpMessage::Amf0Data {
+            values: vec![Amf0Value::Utf8String("@setDataFrame".into())],
+        }));
+        // The server closes the connection: read to its end.
+        let _ = s.read_to_end(&mut Vec::new());
+    };
+    hostile();
+    let first = next(Duration::from_secs(5)).expect("a line for the first panic");
+    assert!(
+        first.contains("rml_rtmp panicked on what it sent (")
+            && first.contains(" bytes: ")
+            && first.contains("rml_rtmp-")
+            && first.contains(".rs:"),
+        "{first}"
+    );
+    let rss_before = rss_kib(pid);
+    for _ in 0..20 {
+        hostile();
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    hostile();
+    let mut rest = Vec::new();
+    while let Some(l) = next(Duration::from_millis(500)) {
+        rest.push(l);
+    }
+    let rss_after = rss_kib(pid);
+    drop(server);
+    // No backtrace, no default panic message: one line a second at most, which says how many
+    // it left out.
+    assert!(
+        rest.iter()
+            .all(|l| !l.contains("backtrace") && !l.contains("thread '")),
+        "{rest:#?}"
+    );
+    let panic_lines: Vec<&String> = rest.iter().filter(|l| l.contains("panicked")).collect();
+    assert!(
+        (1..=3).contains(&panic_lines.len())
+            && panic_lines
+                .iter()
+                .any(|l| l.contains("more since the last such line")),
+        "{rest:#?}"
+    );
+    assert!(
+        rss_after < rss_before + 1024,
+        "resident memory grew from {rss_before} KiB to {rss_after} KiB over 21 contained panics"
+    );
+}

@@ -49,7 +49,13 @@ impl LocalRelay {
         fps: u32,
         probe: Arc<P>,
     ) -> Result<Self, RelayError> {
-        let server = Server::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), cfg, 1, false)?;
+        // Room for every player asked for, the publisher, and a few more.
+        let mut cfg = cfg.clone();
+        let need = u32::try_from(players)
+            .unwrap_or(u32::MAX)
+            .saturating_add(16);
+        cfg.max_connections = cfg.max_connections.max(need);
+        let server = Server::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), &cfg, 1, false)?;
         let url = RtmpUrl {
             host: "127.0.0.1".into(),
             port: server.local_addr().port(),
@@ -74,6 +80,28 @@ impl LocalRelay {
             .as_ref()
             .map(PlayerLoad::reports)
             .unwrap_or_default()
+    }
+
+    /// Waits, at most `limit`, for the players to read what the server sent them: until each
+    /// has `frames` frames, or none has had a new frame for half a second (the rest were
+    /// dropped for a slow player, or lost with a connection). With many players on few cores
+    /// the players' own parsing trails the server by seconds.
+    pub fn settle(&self, frames: u64, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        let mut last = (0, std::time::Instant::now());
+        loop {
+            let reports = self.reports();
+            let total: u64 = reports.iter().map(|r| r.frames).sum();
+            let now = std::time::Instant::now();
+            if total != last.0 {
+                last = (total, now);
+            }
+            let done = reports.iter().all(|r| r.frames >= frames);
+            if done || now >= deadline || now - last.1 >= Duration::from_millis(500) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the players, then the server; returns the players' final counters and the frames

@@ -2,6 +2,7 @@
 //! does with it: publish into a channel, or play one from its queue; pings, timeouts and every
 //! write's deadline.
 
+use super::contain::{contained, sample};
 use super::handshake;
 use super::media::{Media, MediaKind};
 use super::notify::unpublish_notify;
@@ -13,7 +14,6 @@ use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult, StreamMetadata,
 };
 use rml_rtmp::time::RtmpTimestamp;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -48,6 +48,11 @@ pub(super) struct Connection {
     last_input: Instant,
     /// A player that has had its first media (its socket now follows `rtmp.tcp_nodelay`).
     settled: bool,
+    /// Over a limit: the peer's connect request is answered `NetConnection.Connect.Rejected`
+    /// with this description, and the connection ends.
+    refusal: Option<String>,
+    /// Set when the connection is to end once what is due is written.
+    ending: Option<Ended>,
 }
 
 /// How long a settled player's socket sends every frame at once after a ping, when
@@ -87,6 +92,27 @@ impl Clock {
     }
 }
 
+/// Ends a connection gently after its last answer: no more writes (a FIN), then what the peer
+/// still sends is read and discarded for up to a second. Closing with its bytes unread would
+/// reset the connection, and the peer could lose the answer before reading it.
+async fn linger(rd: &mut OwnedReadHalf, wr: &OwnedWriteHalf) {
+    let _ =
+        socket2::SockRef::from(AsRef::<TcpStream>::as_ref(wr)).shutdown(std::net::Shutdown::Write);
+    let mut buf = [0u8; 1024];
+    let drain = async {
+        while let Ok(n) = rd.read(&mut buf).await
+            && n > 0
+        {}
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
 impl Connection {
     pub(super) fn new(id: u64, shared: Arc<Shared>) -> Self {
         Connection {
@@ -95,7 +121,17 @@ impl Connection {
             role: Role::None,
             last_input: Instant::now(),
             settled: false,
+            refusal: None,
+            ending: None,
         }
+    }
+
+    /// A connection over a limit: it answers the peer's connect request with
+    /// `NetConnection.Connect.Rejected` and `why`, then ends.
+    pub(super) fn refusing(id: u64, shared: Arc<Shared>, why: String) -> Self {
+        let mut conn = Connection::new(id, shared);
+        conn.refusal = Some(why);
+        conn
     }
 
     fn set_nodelay(&self, wr: &OwnedWriteHalf, on: bool) {
@@ -149,11 +185,15 @@ impl Connection {
 
     pub(super) async fn serve(&mut self, mut socket: TcpStream) -> Ended {
         let timeout = Duration::from_secs(self.shared.cfg.handshake_timeout.into());
-        let rest = match handshake::run(&mut socket, timeout, &self.shared.stats).await {
+        let rest = match handshake::run(&mut socket, timeout, &self.shared, self.id).await {
             Ok(rest) => rest,
             Err(why) => return why,
         };
         match self.open_session(socket, &rest).await {
+            Ok((_, mut rd, wr)) if self.ending.is_some() => {
+                linger(&mut rd, &wr).await;
+                self.ending.take().unwrap_or_default()
+            }
             Ok((session, rd, wr)) => self.run(session, rd, wr).await,
             Err(why) => why,
         }
@@ -227,6 +267,10 @@ impl Connection {
             if let Err(why) = self.flush(&mut session, &wr, &mut out, &mut items).await {
                 return why;
             }
+            if let Some(why) = self.ending.take() {
+                linger(&mut rd, &wr).await;
+                return why;
+            }
         }
     }
 
@@ -272,9 +316,10 @@ impl Connection {
         }
         if now >= clock.next_ping {
             clock.next_ping = now + clock.ping;
-            match catch_unwind(AssertUnwindSafe(|| session.send_ping_request())) {
+            match contained(|| session.send_ping_request()) {
                 Ok(Ok((p, _))) => out.push(Bytes::from(p.bytes)),
-                _ => return Err("could not build a ping".into()),
+                Ok(Err(_)) => return Err("could not build a ping".into()),
+                Err(c) => return Err(self.shared.panicked(self.id, "building a ping", &c)),
             }
             if self.settled && !self.shared.cfg.tcp_nodelay {
                 // The player's answer to the ping puts its socket in "interactive"
@@ -370,16 +415,15 @@ impl Connection {
             Item::End => Ok(Bytes::from(
                 unpublish_notify(self.shared.cfg.chunk_size, stream_id).bytes,
             )),
-            Item::Metadata(m) => {
-                match catch_unwind(AssertUnwindSafe(|| session.send_metadata(stream_id, &m))) {
-                    Ok(Ok(p)) => Ok(Bytes::from(p.bytes)),
-                    Ok(Err(e)) => Err(format!("could not send to player: {e:?}")),
-                    Err(_) => {
-                        self.shared.stats.panics.fetch_add(1, Ordering::Relaxed);
-                        Err("rml_rtmp panicked serializing for a player".into())
-                    }
-                }
-            }
+            Item::Metadata(m) => match contained(|| session.send_metadata(stream_id, &m)) {
+                Ok(Ok(p)) => Ok(Bytes::from(p.bytes)),
+                Ok(Err(e)) => Err(format!("could not send to player: {e:?}")),
+                Err(c) => Err(self.shared.panicked(
+                    self.id,
+                    "serializing the stream's metadata for this player",
+                    &c,
+                )),
+            },
         }
     }
 
@@ -389,7 +433,7 @@ impl Connection {
         bytes: &[u8],
         out: &mut Vec<Bytes>,
     ) -> Result<(), Ended> {
-        match catch_unwind(AssertUnwindSafe(|| session.handle_input(bytes))) {
+        match contained(|| session.handle_input(bytes)) {
             Ok(Ok(results)) => self.handle(session, results, out),
             Ok(Err(e)) => {
                 self.shared
@@ -398,9 +442,10 @@ impl Connection {
                     .fetch_add(1, Ordering::Relaxed);
                 Err(format!("malformed input: {e:?}"))
             }
-            Err(_) => {
-                self.shared.stats.panics.fetch_add(1, Ordering::Relaxed);
-                Err("rml_rtmp panicked on malformed input; connection closed".into())
+            Err(c) => {
+                Err(self
+                    .shared
+                    .panicked(self.id, &format!("what it sent ({})", sample(bytes)), &c))
             }
         }
     }
@@ -432,13 +477,10 @@ impl Connection {
         )
             -> Result<Vec<ServerSessionResult>, rml_rtmp::sessions::ServerSessionError>,
     ) -> Result<Vec<ServerSessionResult>, Ended> {
-        match catch_unwind(AssertUnwindSafe(|| f(session))) {
+        match contained(|| f(session)) {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(format!("request failed: {e:?}")),
-            Err(_) => {
-                self.shared.stats.panics.fetch_add(1, Ordering::Relaxed);
-                Err("rml_rtmp panicked answering a request".into())
-            }
+            Err(c) => Err(self.shared.panicked(self.id, "answering its request", &c)),
         }
     }
 
@@ -449,7 +491,16 @@ impl Connection {
     ) -> Result<Vec<ServerSessionResult>, Ended> {
         match e {
             ServerSessionEvent::ConnectionRequested { request_id, .. } => {
-                self.answer(session, |s| s.accept_request(request_id))
+                match self.refusal.take() {
+                    Some(why) => {
+                        let answer = self.answer(session, |s| {
+                            s.reject_request(request_id, "NetConnection.Connect.Rejected", &why)
+                        });
+                        self.ending = Some(format!("refused: {why}"));
+                        answer
+                    }
+                    None => self.answer(session, |s| s.accept_request(request_id)),
+                }
             }
             ServerSessionEvent::PublishStreamRequested {
                 request_id,
@@ -602,7 +653,8 @@ impl Connection {
             .hand(&players, &media, &self.shared.stats);
     }
 
-    /// Leaves whatever role the connection had.
+    /// Leaves whatever role the connection had (also when dropped: a task that panicked
+    /// leaves its channel too).
     pub(super) fn leave(&mut self) {
         let role = std::mem::replace(&mut self.role, Role::None);
         let mut channels = lock(&self.shared.channels);

@@ -2,10 +2,10 @@
 //! connection's socket, with the `handshake_timeout` deadline, the server's error words, and a
 //! fault of `rml_rtmp` caught and counted.
 
-use super::stats::ServerStats;
+use super::contain::{contained, sample};
+use super::shared::Shared;
 use crate::rtmp::handshake::{self as driver, Transport};
 use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,12 +20,14 @@ type Ended = String;
 pub(super) async fn run(
     socket: &mut TcpStream,
     timeout: Duration,
-    stats: &ServerStats,
+    shared: &Shared,
+    id: u64,
 ) -> Result<Vec<u8>, Ended> {
     let mut io = Handshaking {
         socket,
         deadline: Instant::now() + timeout,
-        stats,
+        shared,
+        id,
     };
     driver::run(&mut io, PeerType::Server).await
 }
@@ -35,7 +37,8 @@ pub(super) async fn run(
 struct Handshaking<'a> {
     socket: &'a mut TcpStream,
     deadline: Instant,
-    stats: &'a ServerStats,
+    shared: &'a Shared,
+    id: u64,
 }
 
 impl Transport for Handshaking<'_> {
@@ -61,7 +64,10 @@ impl Transport for Handshaking<'_> {
     }
 
     fn refused(&mut self, e: HandshakeError) -> Ended {
-        self.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .protocol_errors
+            .fetch_add(1, Ordering::Relaxed);
         format!("bad handshake: {e:?}")
     }
 
@@ -70,12 +76,13 @@ impl Transport for Handshaking<'_> {
         hs: &mut Handshake,
         bytes: &[u8],
     ) -> Result<HandshakeProcessResult, Ended> {
-        match catch_unwind(AssertUnwindSafe(|| hs.process_bytes(bytes))) {
+        match contained(|| hs.process_bytes(bytes)) {
             Ok(result) => result.map_err(|e| self.refused(e)),
-            Err(_) => {
-                self.stats.panics.fetch_add(1, Ordering::Relaxed);
-                Err("rml_rtmp panicked on the handshake".into())
-            }
+            Err(c) => Err(self.shared.panicked(
+                self.id,
+                &format!("its handshake ({})", sample(bytes)),
+                &c,
+            )),
         }
     }
 }

@@ -17,7 +17,9 @@
 //!
 //! Faults stay inside their connection: malformed bytes end that connection with a log line,
 //! and so does a panic inside `rml_rtmp` (it panics on some malformed messages), caught around
-//! every call into the session. Every write has a deadline of `ping_timeout`, so a peer that
+//! every call into the session, logged as one line (no backtrace, whatever `RUST_BACKTRACE`
+//! says; at most one a second) and counted. The connection's slot is a guard, released on
+//! every way its task ends. Every write has a deadline of `ping_timeout`, so a peer that
 //! stops reading is closed just as one that stops sending is.
 //!
 //! # Layout
@@ -29,6 +31,7 @@
 //! accept loop.
 
 mod connection;
+mod contain;
 mod fanout;
 mod gop;
 mod handshake;
@@ -44,7 +47,7 @@ pub use stats::ServerStats;
 
 use crate::config::RtmpConfig;
 use connection::Connection;
-use shared::Shared;
+use shared::{Shared, Slot};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -225,43 +228,65 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let open = shared.stats.connections_open.load(Ordering::Relaxed);
-        if open >= u64::from(shared.cfg.max_connections) {
+        let max = u64::from(shared.cfg.max_connections);
+        let (slot, refusal) = if open >= max {
             shared
                 .stats
                 .connections_refused
                 .fetch_add(1, Ordering::Relaxed);
+            shared.refused(open);
             shared.log(
                 id,
                 format_args!("refused {peer}: {open} connections open (max_connections)"),
             );
-            drop(socket);
-            continue;
-        }
-        shared
-            .stats
-            .connections_accepted
-            .fetch_add(1, Ordering::Relaxed);
-        shared
-            .stats
-            .connections_open
-            .fetch_add(1, Ordering::Relaxed);
+            if shared.refusing.load(Ordering::Relaxed) >= shared::MAX_REFUSING {
+                drop(socket);
+                continue;
+            }
+            let why = format!(
+                "the server is at rtmp.max_connections ({max} connections open); raise \
+                 rtmp.max_connections"
+            );
+            (Slot::take(&shared, |s| &s.refusing), Some(why))
+        } else {
+            shared.accepting();
+            shared
+                .stats
+                .connections_accepted
+                .fetch_add(1, Ordering::Relaxed);
+            (Slot::take(&shared, |s| &s.stats.connections_open), None)
+        };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
+            // Released however this task ends.
+            let _slot = slot;
             // Setting up is request and answer: with Nagle's algorithm an answer can wait out
             // the peer's delayed acknowledgement (40 ms). A player's socket follows
             // `rtmp.tcp_nodelay` once it has had its first media (see `flush_player`).
             let _ = socket.set_nodelay(true);
-            // Room for a whole keyframe: a frame written in one piece goes out from the
-            // publisher's task; one that does not fit waits on the player's task and its wake-up.
-            let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER);
-            let mut conn = Connection::new(id, Arc::clone(&shared));
-            let why = conn.serve(socket).await;
-            conn.leave();
-            shared
-                .stats
-                .connections_open
-                .fetch_sub(1, Ordering::Relaxed);
-            shared.log(id, format_args!("closed: {why}"));
+            let why = match refusal {
+                Some(why) => {
+                    // Told why within the handshake's time, then closed.
+                    let limit = Duration::from_secs(shared.cfg.handshake_timeout.into());
+                    let mut conn = Connection::refusing(id, Arc::clone(&shared), why);
+                    tokio::time::timeout(limit, conn.serve(socket))
+                        .await
+                        .unwrap_or_else(|_| "refused; no connect request in time".into())
+                }
+                None => {
+                    // Room for a whole keyframe: a frame written in one piece goes out from
+                    // the publisher's task; one that does not fit waits on the player's task
+                    // and its wake-up.
+                    let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER);
+                    let mut conn = Connection::new(id, Arc::clone(&shared));
+                    let why = conn.serve(socket).await;
+                    conn.leave();
+                    why
+                }
+            };
+            if why != shared::PANICKED {
+                shared.log(id, format_args!("closed: {why}"));
+            }
         });
     }
 }
