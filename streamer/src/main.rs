@@ -197,18 +197,31 @@ fn serve(args: ServeArgs) -> Result<()> {
     let r = &cfg.rtmp;
     let announce = |addr| {
         eprintln!(
-            "serving RTMP on rtmp://{addr}/APP/KEY (chunk_size {}, gop_cache {}, ping {} s, ping_timeout {} s, {} thread(s)); Ctrl-C stops",
+            "serving RTMP on rtmp://{addr}/APP/KEY (chunk_size {}, gop_cache {}, ping {} s, ping_timeout {} s, {} thread(s)); Ctrl-C drains and stops",
             r.chunk_size, r.gop_cache, r.ping, r.ping_timeout, args.threads
         );
     };
-    if args.threads <= 1 {
+    let drained = if args.threads <= 1 {
         // The whole server on this thread (see `Server::serve_here`).
-        Server::serve_here(args.listen, r, true, announce)?;
-        return Ok(());
+        Server::serve_here(args.listen, r, true, announce)?
+    } else {
+        let server = Server::start(args.listen, r, args.threads, true)?;
+        announce(server.local_addr());
+        server.drain_on_signal()?
+    };
+    if drained.cut == 0 {
+        eprintln!(
+            "drained: {} players told the stream ended; every connection closed in {:.2} s",
+            drained.players_told,
+            drained.took.as_secs_f64()
+        );
+    } else {
+        eprintln!(
+            "drained: {} players told the stream ended; {} connections still open after {} s \
+             (rtmp.drain_timeout) were cut",
+            drained.players_told, drained.cut, r.drain_timeout
+        );
     }
-    let server = Server::start(args.listen, r, args.threads, true)?;
-    announce(server.local_addr());
-    server.wait();
     Ok(())
 }
 

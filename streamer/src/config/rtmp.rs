@@ -39,6 +39,10 @@ pub struct RtmpConfig {
     pub fanout_threads: u32,
     /// Stream keys allowed to publish; empty allows any (not in the guide).
     pub publish_keys: Vec<String>,
+    /// Seconds `stream-manager serve` gives its players, on SIGINT or SIGTERM, to receive what
+    /// is queued for them and the end of the stream before it exits; a second signal exits at
+    /// once (not in the guide).
+    pub drain_timeout: u32,
 }
 
 impl Default for RtmpConfig {
@@ -54,6 +58,7 @@ impl Default for RtmpConfig {
             fanout_threads: 2,
             tcp_nodelay: false,
             publish_keys: Vec::new(),
+            drain_timeout: 5,
         }
     }
 }
@@ -73,6 +78,7 @@ impl RtmpConfig {
         c.range("rtmp.max_connections", t.max_connections.into(), 1, 100_000);
         c.range("rtmp.player_queue", t.player_queue.into(), 2, 10_000);
         c.range("rtmp.fanout_threads", t.fanout_threads.into(), 1, 64);
+        c.range("rtmp.drain_timeout", t.drain_timeout.into(), 0, 600);
         for key in &t.publish_keys {
             if key.is_empty() || key.contains(['/', '?', ' ']) {
                 c.fail(

@@ -69,6 +69,7 @@ const BAD: &[(&str, &str, &str)] = &[
     ("rtmp.ping_timeout", "29", "30..=7200"),
     ("rtmp.handshake_timeout", "0", "1..=600"),
     ("rtmp.max_connections", "0", "1..=100000"),
+    ("rtmp.drain_timeout", "601", "0..=600"),
     ("rtmp.player_queue", "1", "2..=10000"),
     ("rtmp.fanout_threads", "0", "1..=64"),
     ("rtmp.publish_keys", "[\"a/b\"]", "without '/'"),
@@ -264,6 +265,7 @@ const CHECK_ORDER: &[&str] = &[
     "rtmp.max_connections",
     "rtmp.player_queue",
     "rtmp.fanout_threads",
+    "rtmp.drain_timeout",
     "rtmp.publish_keys",
     "adaptive.bitrate.triggerMs",
     "adaptive.bitrate.dropMs",
@@ -315,6 +317,7 @@ fn every_bad_field_is_listed_in_check_order() {
     let t = &mut c.rtmp;
     (t.chunk_size, t.ping, t.ping_timeout, t.handshake_timeout) = (0, 0, 0, 0);
     (t.max_connections, t.player_queue, t.fanout_threads) = (0, 0, 0);
+    t.drain_timeout = 601;
     t.publish_keys = vec![String::new()];
     let a = &mut c.adaptive;
     a.enabled = true;

@@ -46,6 +46,8 @@ pub struct PlayerCounters {
     pub stalled_us: AtomicU64,
     /// Id of the latest frame received (its presentation time in frame periods).
     pub last_frame_id: AtomicU64,
+    /// The server said the stream ended (`onStatus NetStream.Play.UnpublishNotify`).
+    pub told_ended: AtomicBool,
 }
 
 /// A snapshot of one player.
@@ -64,6 +66,8 @@ pub struct PlayerReport {
     pub stalled: Duration,
     /// Id of the latest frame received (None before any).
     pub last_frame_id: Option<u64>,
+    /// The server said the stream ended.
+    pub told_ended: bool,
 }
 
 impl PlayerCounters {
@@ -87,6 +91,7 @@ impl PlayerCounters {
             stalled: Duration::from_micros(self.stalled_us.load(Ordering::Relaxed)),
             last_frame_id: (self.frames.load(Ordering::Relaxed) > 0)
                 .then(|| self.last_frame_id.load(Ordering::Relaxed)),
+            told_ended: self.told_ended.load(Ordering::Relaxed),
         }
     }
 }
@@ -182,6 +187,11 @@ pub async fn play<P: Probe + Send + Sync + 'static>(
                     }
                     ClientSessionEvent::ConnectionRequestRejected { description } => {
                         return Err(format!("connection refused: {description}"));
+                    }
+                    ClientSessionEvent::UnhandleableOnStatusCode { code }
+                        if code == "NetStream.Play.UnpublishNotify" =>
+                    {
+                        counters.told_ended.store(true, Ordering::Relaxed);
                     }
                     _ => {}
                 }

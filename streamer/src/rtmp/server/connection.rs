@@ -237,6 +237,8 @@ impl Connection {
         let timer =
             tokio::time::sleep_until(clock.next_ping.min(self.last_input + self.ping_timeout()));
         tokio::pin!(timer);
+        let mut drain = self.shared.draining();
+        let mut draining = *drain.borrow();
         // Players send little; a publisher gets a larger buffer once it publishes.
         let mut buf = vec![0u8; 4 * 1024];
         let mut out = Vec::new();
@@ -260,6 +262,10 @@ impl Connection {
                 () = &mut timer => self
                     .on_timer(&mut session, &wr, &mut out, &mut clock)
                     .map(|wake| timer.as_mut().reset(wake)),
+                _ = drain.changed(), if !draining => {
+                    draining = true;
+                    Ok(())
+                }
             };
             if let Err(why) = turn {
                 return why;
@@ -270,6 +276,15 @@ impl Connection {
             if let Some(why) = self.ending.take() {
                 linger(&mut rd, &wr).await;
                 return why;
+            }
+            if draining {
+                // A player has written what was queued for it, the end of the stream last.
+                let why = match self.role {
+                    Role::Player { .. } => "stream ended: the server is draining",
+                    _ => "the server is draining",
+                };
+                linger(&mut rd, &wr).await;
+                return why.into();
             }
         }
     }
@@ -661,7 +676,10 @@ impl Connection {
         match role {
             Role::None => {}
             Role::Publisher { key } => {
-                if let Some(ch) = channels.get_mut(&key) {
+                // Unless the server already ended the stream (draining).
+                if let Some(ch) = channels.get_mut(&key)
+                    && ch.publisher == Some(self.id)
+                {
                     ch.unpublish(&self.shared.stats);
                 }
             }

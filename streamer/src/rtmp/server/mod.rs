@@ -81,6 +81,8 @@ const SEND_BUFFER: usize = 1 << 20;
 /// A running server; dropping it (or [`Server::stop`]) closes the listener and every connection.
 pub struct Server {
     addr: SocketAddr,
+    shared: Arc<Shared>,
+    accepting: tokio::task::JoinHandle<()>,
     runtime: Option<Arc<tokio::runtime::Runtime>>,
     /// With one thread: the thread driving the single-threaded runtime, and its stop signal.
     driver: Option<(Arc<Notify>, std::thread::JoinHandle<()>)>,
@@ -131,7 +133,7 @@ impl Server {
         let stats = Arc::new(ServerStats::default());
         let stopping = Arc::new(AtomicBool::new(false));
         let shared = Shared::new(cfg, Arc::clone(&stats), verbose);
-        runtime.spawn(accept_loop(listener, shared));
+        let accepting = runtime.spawn(accept_loop(listener, Arc::clone(&shared)));
         let runtime = Arc::new(runtime);
         let driver = if threads <= 1 {
             let stop = Arc::new(Notify::new());
@@ -146,6 +148,8 @@ impl Server {
         };
         Ok(Server {
             addr,
+            shared,
+            accepting,
             runtime: Some(runtime),
             driver,
             stats,
@@ -153,19 +157,20 @@ impl Server {
         })
     }
 
-    /// Binds `addr` and serves on the calling thread until the process ends: the whole server
-    /// in one thread. A process of one thread is cheaper in the kernel: with more than one,
-    /// every `send(2)` takes and drops a reference on the socket's file (the descriptor table is
-    /// shared), one more cache line per player per frame. `ready` is called once bound.
+    /// Binds `addr` and serves on the calling thread until SIGINT or SIGTERM, then drains (see
+    /// [`Drained`]): the whole server in one thread. A process of one thread is cheaper in the
+    /// kernel: with more than one, every `send(2)` takes and drops a reference on the socket's
+    /// file (the descriptor table is shared), one more cache line per player per frame. `ready`
+    /// is called once bound.
     ///
     /// # Errors
-    /// The address cannot be bound, or the runtime cannot start.
+    /// The address cannot be bound, or the runtime or the signal handlers cannot start.
     pub fn serve_here(
         addr: SocketAddr,
         cfg: &RtmpConfig,
         verbose: bool,
         ready: impl FnOnce(SocketAddr),
-    ) -> Result<(), ServerError> {
+    ) -> Result<Drained, ServerError> {
         let fail = |source| ServerError {
             addr: addr.to_string(),
             source,
@@ -177,8 +182,26 @@ impl Server {
         let listener = runtime.block_on(TcpListener::bind(addr)).map_err(fail)?;
         ready(listener.local_addr().map_err(fail)?);
         let shared = Shared::new(cfg, Arc::default(), verbose);
-        runtime.block_on(accept_loop(listener, shared));
-        Ok(())
+        runtime
+            .block_on(async {
+                let accepting = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+                drain_on_signal(&shared, &accepting).await
+            })
+            .map_err(fail)
+    }
+
+    /// Waits for SIGINT or SIGTERM, then drains (see [`Drained`]).
+    ///
+    /// # Errors
+    /// The signal handlers cannot be set up.
+    pub fn drain_on_signal(&self) -> Result<Drained, ServerError> {
+        let runtime = self.runtime.as_ref().expect("running until stopped");
+        runtime
+            .block_on(drain_on_signal(&self.shared, &self.accepting))
+            .map_err(|source| ServerError {
+                addr: self.addr.to_string(),
+                source,
+            })
     }
 
     /// The bound address (the real port when bound to port 0).
@@ -206,19 +229,62 @@ impl Server {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
     }
-
-    /// Blocks until the process is interrupted.
-    pub fn wait(&self) {
-        while !self.stopping.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// What a drain did: on the first SIGINT or SIGTERM the server stops accepting, tells every
+/// player the stream ended (`onStatus NetStream.Play.UnpublishNotify`, after what was queued
+/// for it), ends every other connection, and waits at most `rtmp.drain_timeout` for the
+/// players to take it all and close. A second signal exits at once (status 130).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Drained {
+    /// Players told the stream ended.
+    pub players_told: u64,
+    /// Connections still open when `rtmp.drain_timeout` ran out (0: all closed in time).
+    pub cut: u64,
+    /// From the signal to the last connection closed (or the timeout).
+    pub took: Duration,
+}
+
+async fn drain_on_signal(
+    shared: &Arc<Shared>,
+    accepting: &tokio::task::JoinHandle<()>,
+) -> std::io::Result<Drained> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let which = tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    };
+    accepting.abort();
+    let started = tokio::time::Instant::now();
+    let limit = Duration::from_secs(shared.cfg.drain_timeout.into());
+    let open = || shared.stats.connections_open.load(Ordering::Relaxed);
+    eprintln!(
+        "{which}: draining {} connections: no new ones; players get what is queued and the end \
+         of the stream, within {} s (rtmp.drain_timeout); another signal exits at once",
+        open(),
+        limit.as_secs()
+    );
+    let players_told = shared.begin_drain();
+    while open() > 0 && started.elapsed() < limit {
+        tokio::select! {
+            _ = interrupt.recv() => std::process::exit(130),
+            _ = terminate.recv() => std::process::exit(130),
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+    }
+    Ok(Drained {
+        players_told,
+        cut: open(),
+        took: started.elapsed(),
+    })
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {

@@ -23,6 +23,8 @@ pub(super) struct Shared {
     refusals: Mutex<Option<(Instant, u64)>>,
     /// When a contained panic was last logged, and how many since went unlogged.
     panic_log: Mutex<(Option<Instant>, u64)>,
+    /// Turns true when the server drains (see [`Shared::begin_drain`]).
+    drain: tokio::sync::watch::Sender<bool>,
     verbose: bool,
 }
 
@@ -69,6 +71,7 @@ impl Shared {
             refusing: AtomicU64::new(0),
             refusals: Mutex::new(None),
             panic_log: Mutex::new((None, 0)),
+            drain: tokio::sync::watch::Sender::new(false),
             verbose,
         })
     }
@@ -115,6 +118,27 @@ impl Shared {
             log.0 = Some(now);
         }
         PANICKED.to_string()
+    }
+
+    /// Turns true when the server starts draining.
+    pub(super) fn draining(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.drain.subscribe()
+    }
+
+    /// Starts draining: every channel's players are told the stream ended (after what is
+    /// queued for them), and every connection is told to end — a player once it has written
+    /// its queue, any other at once. Returns the players told.
+    pub(super) fn begin_drain(&self) -> u64 {
+        let mut told = 0;
+        {
+            let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+            for ch in channels.values_mut() {
+                told += ch.players.len() as u64;
+                ch.unpublish(&self.stats);
+            }
+        }
+        self.drain.send_replace(true);
+        told
     }
 
     /// A connection was accepted: a burst of refusals before it is over, and summed up.
