@@ -378,9 +378,65 @@ fn stream_to<P: streamer::probe::Probe + Sync>(
         }
     );
     let started = Instant::now();
+    let interrupt = Interrupt::watch(stream.live());
     stream.run(args.frames, args.pacing)?;
     let running_s = started.elapsed().as_secs_f64();
+    drop(interrupt);
     Ok((stream.finish()?, running_s))
+}
+
+/// Ctrl-C (SIGINT) during `run`: the first asks the stream to stop (the frames in flight are
+/// encoded and sent, the output closed properly, the summary printed); a second exits at once.
+struct Interrupt {
+    done: Arc<std::sync::atomic::AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+impl Interrupt {
+    fn watch(live: streamer::stream::Live) -> Self {
+        // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe.
+        unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = std::thread::Builder::new()
+            .name("interrupt".into())
+            .spawn({
+                let done = Arc::clone(&done);
+                move || {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    while !done.load(Relaxed) {
+                        if INTERRUPTED.load(Relaxed) {
+                            eprintln!(
+                                "interrupted: finishing the frames in flight and closing the \
+                                 stream (Ctrl-C again exits at once)"
+                            );
+                            live.stop();
+                            return;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                }
+            })
+            .ok();
+        Interrupt { done, watcher }
+    }
+}
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 /// Prints what a finished stream did (and what its players received); returns the frames the

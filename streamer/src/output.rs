@@ -292,6 +292,7 @@ impl Sink for RtmpSink {
     }
 
     fn finish(&mut self) -> Result<(), OutputError> {
+        self.publisher.close();
         Ok(())
     }
 

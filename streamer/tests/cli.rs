@@ -132,3 +132,40 @@ fn run_diagnoses_its_own_drops_and_stays_quiet_when_healthy() {
         "{stdout}"
     );
 }
+
+#[test]
+fn ctrl_c_during_run_sends_what_was_encoded_closes_the_stream_and_prints_the_summary() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stream-manager"))
+        .args(["run", "--frames", "900", "--players", "2"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.starts_with("streaming 900 frames") {
+        line.clear();
+    }
+    assert!(line.starts_with("streaming 900 frames"), "{line}");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: kill has no memory preconditions; the child is still running (30 s of frames).
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?} {stdout}", out.status);
+    let encoded: u64 = stdout
+        .split(" frames encoded")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!((1..900).contains(&encoded), "{stdout}");
+    // Every frame encoded reached both players.
+    assert!(
+        stdout.contains(&format!(
+            "players: 2 received {encoded}–{encoded} frames each"
+        )),
+        "{stdout}"
+    );
+}

@@ -664,6 +664,12 @@ fn the_embedded_relay_makes_room_for_every_player_it_is_asked_for() {
     let summary = publish(&small(), &relay.url.to_string(), 30, Pacing::Max);
     assert_eq!(summary.sink.dropped, 0);
     relay.settle(30, Duration::from_secs(10));
+    // The publisher closed the stream properly (deleteStream): every player was told.
+    wait_for(
+        "every player told the stream ended",
+        Duration::from_secs(5),
+        || relay.reports().iter().all(|r| r.told_ended),
+    );
     let (players, _) = relay.stop();
     let frames: Vec<u64> = players.iter().map(|p| p.frames).collect();
     assert_eq!(frames, [30; 20]);

@@ -273,6 +273,28 @@ impl Publisher {
         }
     }
 
+    /// Ends publishing properly: `deleteStream` for the stream (the server tells its players
+    /// the stream ended), then no more writes (a FIN), and the connection closes once the
+    /// server has closed its side (at most a second).
+    pub fn close(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let stop = lock(&conn.session).stop_publishing();
+        let mut writer = lock(&conn.writer);
+        for r in stop.into_iter().flatten() {
+            if let ClientSessionResult::OutboundResponse(p) = r {
+                let _ = writer.write_all(&p.bytes);
+            }
+        }
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+        drop(writer);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while conn.alive.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn disconnect(&mut self) {
         self.conn = None;
         self.waiting_for_key = true;

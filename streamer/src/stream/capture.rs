@@ -74,6 +74,9 @@ impl<P: Probe> Capture<'_, P> {
             if self.abort.load(Ordering::Relaxed) || !open {
                 break;
             }
+            if self.shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
             if self.live() && !self.on_time(id, &limits, core, renderer) {
                 continue;
             }

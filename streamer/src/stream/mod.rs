@@ -222,6 +222,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 scaler: scaler.map(std::sync::Mutex::new),
                 worker_events: std::sync::Mutex::new(Vec::new()),
                 epoch,
+                stop: std::sync::atomic::AtomicBool::new(false),
                 network,
             }),
             adapting,

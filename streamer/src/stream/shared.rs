@@ -68,6 +68,8 @@ pub(super) struct Shared {
     pub(super) worker_events: std::sync::Mutex<Vec<crate::adapt::AdaptEvent>>,
     /// When the stream opened: adaptation events count from here.
     pub(super) epoch: std::time::Instant,
+    /// Asked to stop (see [`Live::stop`]): no new frames are captured.
+    pub(super) stop: std::sync::atomic::AtomicBool,
 }
 
 /// A view of a running stream for another thread (the metrics endpoint): counters the stream
@@ -99,6 +101,18 @@ pub struct LiveSnapshot {
 }
 
 impl Live {
+    /// Asks the stream to stop early (on Ctrl-C, say): no new frame is captured, the frames in
+    /// flight are encoded and sent, and [`super::Stream::run`] returns as if done; then
+    /// [`super::Stream::finish`] flushes the encoder and closes the output properly.
+    pub fn stop(&self) {
+        self.0.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Live::stop`] was asked.
+    pub fn stopped(&self) -> bool {
+        self.0.stop.load(Ordering::Relaxed)
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> LiveSnapshot {
         let s = &self.0;
