@@ -99,6 +99,11 @@ struct ServeArgs {
     /// Address to listen on. Loopback by default; give 0.0.0.0:1935 to accept other hosts.
     #[arg(long, default_value = "127.0.0.1:1935")]
     listen: std::net::SocketAddr,
+    /// Serve the server's counters as Prometheus metrics at http://ADDR/metrics
+    /// (stream_manager_server_*: connections accepted, refused, open; players; contained
+    /// panics; protocol errors; timeouts; player frames dropped). Port 0 picks a free one.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Outgoing RTMP chunk size in bytes (rtmp.chunk_size).
     #[arg(long)]
     chunk_size: Option<u32>,
@@ -201,11 +206,20 @@ fn serve(args: ServeArgs) -> Result<()> {
             r.chunk_size, r.gop_cache, r.ping, r.ping_timeout, args.threads
         );
     };
+    let stats = Arc::new(streamer::rtmp::server::ServerStats::default());
+    let _endpoint = match &args.metrics {
+        Some(addr) => {
+            let e = streamer::metrics::serve_server(addr, Arc::clone(&stats))?;
+            eprintln!("metrics: http://{}/metrics", e.addr);
+            Some(e)
+        }
+        None => None,
+    };
     let drained = if args.threads <= 1 {
         // The whole server on this thread (see `Server::serve_here`).
-        Server::serve_here(args.listen, r, true, announce)?
+        Server::serve_here(args.listen, r, true, stats, announce)?
     } else {
-        let server = Server::start(args.listen, r, args.threads, true)?;
+        let server = Server::start_with(args.listen, r, args.threads, true, stats)?;
         announce(server.local_addr());
         server.drain_on_signal()?
     };
@@ -256,7 +270,9 @@ fn run(args: RunArgs) -> Result<()> {
         &*Arc::clone(&metrics),
         |s| match &args.metrics {
             Some(addr) => {
-                let endpoint = streamer::metrics::serve(addr, Arc::clone(&metrics), s.live())?;
+                let server = relay.as_ref().map(|r| r.server.stats_handle());
+                let endpoint =
+                    streamer::metrics::serve(addr, Arc::clone(&metrics), s.live(), server)?;
                 eprintln!("metrics: http://{}/metrics", endpoint.addr);
                 Ok(Some(endpoint))
             }

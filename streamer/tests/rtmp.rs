@@ -675,14 +675,17 @@ fn the_embedded_relay_makes_room_for_every_player_it_is_asked_for() {
     assert_eq!(frames, [30; 20]);
 }
 
-/// `stream-manager serve` on a free loopback port with `env` set: the process, its pid, its
-/// address, and its stderr's lines as they come.
+/// `stream-manager serve` on a free loopback port with `env` set and `args` added: the
+/// process, its pid, its address, and its stderr's lines as they come (after the announcement,
+/// and the metrics endpoint's line before it, which are read here).
 fn serve_binary(
     env: &[(&str, &str)],
+    args: &[&str],
 ) -> (Proc, u32, SocketAddr, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_stream-manager"))
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -700,9 +703,14 @@ fn serve_binary(
             let _ = lines_tx.send(line);
         }
     });
-    let announce = lines
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the server's first line");
+    let announce = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the server's announcement");
+        if line.starts_with("serving RTMP on") {
+            break line;
+        }
+    };
     let addr: SocketAddr = announce
         .split("rtmp://")
         .nth(1)
@@ -710,6 +718,17 @@ fn serve_binary(
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {announce:?}"));
     (server, pid, addr, lines)
+}
+
+/// `GET /metrics` from a metrics endpoint at `addr`: the body.
+fn scrape(addr: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(text)
 }
 
 /// Resident memory of process `pid`, KiB.
@@ -724,7 +743,10 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn a_contained_panic_is_one_quiet_line_even_with_rust_backtrace_set() {
-    let (server, pid, addr, lines) = serve_binary(&[("RUST_BACKTRACE", "1")]);
+    // A fixed metrics port would clash between runs: find a free one first.
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let (server, pid, addr, lines) =
+        serve_binary(&[("RUST_BACKTRACE", "1")], &["--metrics", &metrics]);
     let next = |limit: Duration| lines.recv_timeout(limit).ok();
     // `@setDataFrame` with nothing after it: rml_rtmp panics on it.
     let hostile = || {
@@ -755,6 +777,12 @@ fn a_contained_panic_is_one_quiet_line_even_with_rust_backtrace_set() {
         rest.push(l);
     }
     let rss_after = rss_kib(pid);
+    // Counted, and exported.
+    let exported = scrape(&metrics);
+    assert!(
+        exported.contains("\nstream_manager_server_panics_total 22\n"),
+        "{exported}"
+    );
     drop(server);
     // No backtrace, no default panic message: one line a second at most, which says how many
     // it left out.
@@ -779,7 +807,7 @@ fn a_contained_panic_is_one_quiet_line_even_with_rust_backtrace_set() {
 
 #[test]
 fn sigterm_drains_every_player_to_the_end_of_the_stream_and_exits_0() {
-    let (mut server, pid, addr, lines) = serve_binary(&[]);
+    let (mut server, pid, addr, lines) = serve_binary(&[], &[]);
     let target: RtmpUrl = format!("rtmp://{addr}/live/drain").parse().unwrap();
     let players = PlayerLoad::start(&target, 100, 30, Arc::new(NoProbe)).unwrap();
     assert!(players.wait_playing(Duration::from_secs(10)));

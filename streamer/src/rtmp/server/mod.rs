@@ -110,6 +110,20 @@ impl Server {
         threads: usize,
         verbose: bool,
     ) -> Result<Self, ServerError> {
+        Self::start_with(addr, cfg, threads, verbose, Arc::default())
+    }
+
+    /// As [`Server::start`], counting into `stats`.
+    ///
+    /// # Errors
+    /// The address cannot be bound, or the runtime cannot start.
+    pub fn start_with(
+        addr: SocketAddr,
+        cfg: &RtmpConfig,
+        threads: usize,
+        verbose: bool,
+        stats: Arc<ServerStats>,
+    ) -> Result<Self, ServerError> {
         let fail = |source| ServerError {
             addr: addr.to_string(),
             source,
@@ -130,7 +144,6 @@ impl Server {
         .map_err(fail)?;
         let listener = runtime.block_on(TcpListener::bind(addr)).map_err(fail)?;
         let addr = listener.local_addr().map_err(fail)?;
-        let stats = Arc::new(ServerStats::default());
         let stopping = Arc::new(AtomicBool::new(false));
         let shared = Shared::new(cfg, Arc::clone(&stats), verbose);
         let accepting = runtime.spawn(accept_loop(listener, Arc::clone(&shared)));
@@ -161,7 +174,7 @@ impl Server {
     /// [`Drained`]): the whole server in one thread. A process of one thread is cheaper in the
     /// kernel: with more than one, every `send(2)` takes and drops a reference on the socket's
     /// file (the descriptor table is shared), one more cache line per player per frame. `ready`
-    /// is called once bound.
+    /// is called once bound; the server counts into `stats`.
     ///
     /// # Errors
     /// The address cannot be bound, or the runtime or the signal handlers cannot start.
@@ -169,6 +182,7 @@ impl Server {
         addr: SocketAddr,
         cfg: &RtmpConfig,
         verbose: bool,
+        stats: Arc<ServerStats>,
         ready: impl FnOnce(SocketAddr),
     ) -> Result<Drained, ServerError> {
         let fail = |source| ServerError {
@@ -181,7 +195,7 @@ impl Server {
             .map_err(fail)?;
         let listener = runtime.block_on(TcpListener::bind(addr)).map_err(fail)?;
         ready(listener.local_addr().map_err(fail)?);
-        let shared = Shared::new(cfg, Arc::default(), verbose);
+        let shared = Shared::new(cfg, stats, verbose);
         runtime
             .block_on(async {
                 let accepting = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
@@ -212,6 +226,11 @@ impl Server {
     /// The server's counters.
     pub fn stats(&self) -> &ServerStats {
         &self.stats
+    }
+
+    /// The server's counters, to read from another thread (a metrics endpoint).
+    pub fn stats_handle(&self) -> Arc<ServerStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Closes every connection and stops.
