@@ -261,32 +261,67 @@ pub const GUNGRAUN: &str = "0.18.2";
 /// Makes sure `gungraun-runner` GUNGRAUN is installed (cargo install, about a minute).
 /// `Ok(Some(code))` when it could not be.
 pub fn gungraun_runner() -> Result<Option<ExitCode>> {
-    let installed = Command::new("gungraun-runner")
-        .arg("--version")
+    cargo_tool(
+        "gungraun-runner",
+        "gungraun-runner",
+        GUNGRAUN,
+        &["--version"],
+    )
+}
+
+/// The cargo-fuzz that `cargo xtask fuzz` runs (on stable Rust, with `--sanitizer none`).
+pub const CARGO_FUZZ: &str = "0.13.2";
+
+/// Makes sure `cargo fuzz` CARGO_FUZZ is installed (cargo install, a few minutes).
+/// `Ok(Some(code))` when it could not be.
+pub fn cargo_fuzz() -> Result<Option<ExitCode>> {
+    cargo_tool(
+        "cargo-fuzz",
+        "cargo-fuzz",
+        CARGO_FUZZ,
+        &["fuzz", "--version"],
+    )
+}
+
+/// Makes sure `program` (from crate `krate`) answers `version_args` with `version`, else
+/// installs that version with `cargo install --locked`. `Ok(Some(code))` when it could not.
+fn cargo_tool(
+    program: &str,
+    krate: &str,
+    version: &str,
+    version_args: &[&str],
+) -> Result<Option<ExitCode>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // `cargo fuzz` is run through cargo; other tools by name.
+    let mut check = if version_args.first() == Some(&"fuzz") {
+        let mut c = Command::new(&cargo);
+        c.args(version_args);
+        c
+    } else {
+        let mut c = Command::new(program);
+        c.args(version_args);
+        c
+    };
+    let installed = check
         .output()
         .ok()
+        .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-    if installed.as_deref().is_some_and(|v| v.contains(GUNGRAUN)) {
+    if installed.as_deref().is_some_and(|v| v.contains(version)) {
         return Ok(None);
     }
     eprintln!(
-        "xtask: installing gungraun-runner {GUNGRAUN} (found {}) with cargo install",
+        "xtask: installing {krate} {version} (found {}) with cargo install",
         installed.as_deref().map_or("none", str::trim)
     );
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "install",
-            "--locked",
-            "gungraun-runner",
-            "--version",
-            GUNGRAUN,
-        ])
+    let status = Command::new(&cargo)
+        .args(["install", "--locked", krate, "--version", version])
         .status()
-        .context("running cargo install gungraun-runner")?;
+        .with_context(|| format!("running cargo install {krate}"))?;
     if !status.success() {
         eprintln!(
-            "xtask: could not install gungraun-runner; install it with:\n  cargo install \
-             --locked gungraun-runner --version {GUNGRAUN}"
+            "xtask: could not install {krate}; install it with:\n  cargo install --locked \
+             {krate} --version {version}"
         );
         return Ok(Some(ExitCode::from(2)));
     }

@@ -28,6 +28,16 @@ enum Cmd {
     Test,
     /// Regenerate results/REPORT.md from the latest results of every suite.
     Report,
+    /// Fuzz every target in fuzz/ (cargo-fuzz on the stable toolchain with `--sanitizer none`;
+    /// installs cargo-fuzz) for --minutes each, starting from the committed corpus in
+    /// fuzz/corpus/<target>/. What the fuzzer learns goes to target/fuzz-corpus/<target>/;
+    /// a crash is saved in fuzz/artifacts/<target>/ and the run stops: fix it, and commit the
+    /// crashing input into fuzz/corpus/<target>/ (`cargo xtask test` replays the corpus).
+    Fuzz {
+        /// Minutes per target.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+    },
     /// Work on results files.
     #[command(subcommand)]
     Results(ResultsCmd),
@@ -309,6 +319,32 @@ fn main() -> Result<ExitCode> {
             let mut c = harness()?;
             c.arg("report");
             run(c)?;
+        }
+        Cmd::Fuzz { minutes } => {
+            if let Some(code) = deps::cargo_fuzz()? {
+                return Ok(code);
+            }
+            let targets = std::fs::read_dir(root().join("fuzz/fuzz_targets"))
+                .context("reading fuzz/fuzz_targets")?
+                .filter_map(|e| {
+                    let name = e.ok()?.file_name().into_string().ok()?;
+                    name.strip_suffix(".rs").map(String::from)
+                })
+                .collect::<Vec<_>>();
+            for target in targets {
+                let work = root().join("target/fuzz-corpus").join(&target);
+                std::fs::create_dir_all(&work)?;
+                eprintln!("xtask: fuzzing {target} for {minutes} min");
+                let mut c = cargo();
+                c.current_dir(root())
+                    .args(["fuzz", "run", "--sanitizer", "none", "--release", &target])
+                    .arg(&work)
+                    .arg(root().join("fuzz/corpus").join(&target))
+                    .arg("--")
+                    .arg(format!("-max_total_time={}", minutes * 60))
+                    .arg("-print_final_stats=1");
+                run(c)?;
+            }
         }
         Cmd::Test => {
             // Everything the tests run is installed first: rustfmt and clippy, and the

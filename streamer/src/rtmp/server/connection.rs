@@ -442,7 +442,7 @@ impl Connection {
         }
     }
 
-    fn feed(
+    pub(super) fn feed(
         &mut self,
         session: &mut ServerSession,
         bytes: &[u8],
@@ -465,7 +465,7 @@ impl Connection {
         }
     }
 
-    fn handle(
+    pub(super) fn handle(
         &mut self,
         session: &mut ServerSession,
         results: Vec<ServerSessionResult>,
@@ -666,6 +666,30 @@ impl Connection {
         self.shared
             .fanout
             .hand(&players, &media, &self.shared.stats);
+    }
+
+    /// Whether the connection publishes or plays yet.
+    pub(super) fn has_role(&self) -> bool {
+        !matches!(self.role, Role::None)
+    }
+
+    /// A player's queue serialized as its task would, without a socket (fuzzing); returns
+    /// the items.
+    pub(super) fn drain_queue(&self, session: &mut ServerSession) -> usize {
+        let Role::Player {
+            queue, stream_id, ..
+        } = &self.role
+        else {
+            return 0;
+        };
+        let mut items = Vec::new();
+        queue.take_for_writing(&mut items);
+        let n = items.len();
+        for item in items {
+            let _ = self.play_item(session, *stream_id, item);
+        }
+        queue.done_writing();
+        n
     }
 
     /// Leaves whatever role the connection had (also when dropped: a task that panicked

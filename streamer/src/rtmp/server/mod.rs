@@ -33,6 +33,8 @@
 mod connection;
 mod contain;
 mod fanout;
+#[doc(hidden)]
+pub mod fuzz;
 mod gop;
 mod handshake;
 mod media;

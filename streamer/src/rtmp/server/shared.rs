@@ -120,6 +120,12 @@ impl Shared {
         PANICKED.to_string()
     }
 
+    /// Whether any channel has a publisher now.
+    pub(super) fn published(&self) -> bool {
+        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels.values().any(|c| c.publisher.is_some())
+    }
+
     /// Turns true when the server starts draining.
     pub(super) fn draining(&self) -> tokio::sync::watch::Receiver<bool> {
         self.drain.subscribe()

@@ -1,0 +1,146 @@
+//! Records the fuzzing seeds for the server's input path (`fuzz/corpus/server_input/`): real
+//! sessions through a recording proxy in front of the embedded server — the ffmpeg CLI
+//! publishing and playing, and our own publisher and player — each seed a publisher's bytes
+//! and a player's bytes as `streamer::rtmp::server::fuzz::server_input` reads them.
+//!
+//! `cargo run --release -p streamer --example record_fuzz_seeds -- fuzz/corpus/server_input`
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use streamer::config::{RtmpConfig, StreamConfig};
+use streamer::output::Output;
+use streamer::probe::NoProbe;
+use streamer::rtmp::player::PlayerLoad;
+use streamer::rtmp::server::Server;
+use streamer::stream::{Pacing, Stream};
+
+/// What each connection through the proxy sent to the server, in order of connection.
+type Sent = Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>;
+
+/// A proxy on a free port in front of `upstream` that keeps what clients send.
+fn proxy(upstream: SocketAddr) -> (SocketAddr, Sent) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent: Sent = Arc::default();
+    let all = Arc::clone(&sent);
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            let server = TcpStream::connect(upstream).unwrap();
+            let record = Arc::new(Mutex::new(Vec::new()));
+            all.lock().unwrap().push(Arc::clone(&record));
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n) = c_in.read(&mut buf) {
+                    if n == 0 || s_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+                let _ = s_out.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut s_in, mut c_out) = (server, client);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_in, &mut c_out);
+                let _ = c_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr, sent)
+}
+
+/// A seed: the publisher's part's length (4 bytes, little-endian), then the publisher's and
+/// the player's bytes.
+fn seed(publisher: &[u8], player: &[u8]) -> Vec<u8> {
+    let mut out = (publisher.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(publisher);
+    out.extend_from_slice(player);
+    out
+}
+
+fn main() {
+    let dir = PathBuf::from(std::env::args().nth(1).expect("the corpus folder"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = Server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        &RtmpConfig::default(),
+        1,
+        false,
+    )
+    .unwrap();
+    let (addr, sent) = proxy(server.local_addr());
+    let url = format!("rtmp://{addr}/live/seed");
+    // The ffmpeg CLI as player (first connection) and publisher (second). The player is
+    // killed while the stream goes on, so its bytes end as a dropped connection's do, not
+    // with the `deleteStream` it sends when the stream ends (a replay could not keep it
+    // until the publisher's frames had reached it).
+    let mut player = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i", &url, "-f", "null", "-"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut publisher = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-nostdin",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=30",
+            "-frames:v",
+            "60",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "10",
+            "-f",
+            "flv",
+            &url,
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let _ = player.kill();
+    let _ = player.wait();
+    assert!(publisher.wait().unwrap().success());
+    // Our player (third connection) and our publisher (fourth).
+    let load = PlayerLoad::start(&url.parse().unwrap(), 1, 30, Arc::new(NoProbe)).unwrap();
+    load.wait_playing(Duration::from_secs(5));
+    let mut cfg = StreamConfig::default();
+    (cfg.core.viewport.width, cfg.core.viewport.height) = (160, 120);
+    cfg.encoder.gop = 10;
+    let mut stream = Stream::open(&cfg, &Output::Rtmp(url.parse().unwrap()), &NoProbe).unwrap();
+    stream.run(20, Pacing::Max).unwrap();
+    stream.finish().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    load.stop();
+    let sent: Vec<Vec<u8>> = sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.lock().unwrap().clone())
+        .collect();
+    assert!(sent.len() >= 4, "{} connections recorded", sent.len());
+    let (ffplay, ffpub, ours_play, ours_pub) = (&sent[0], &sent[1], &sent[2], &sent[3]);
+    for (name, bytes) in [
+        ("ffmpeg-publishes-ffmpeg-plays", seed(ffpub, ffplay)),
+        ("ours-publishes-ours-plays", seed(ours_pub, ours_play)),
+        ("ffmpeg-publishes-ours-plays", seed(ffpub, ours_play)),
+        ("ours-publishes-ffmpeg-plays", seed(ours_pub, ffplay)),
+        ("ffmpeg-publishes", seed(ffpub, &[])),
+        ("ffmpeg-plays", seed(&[], ffplay)),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        println!("{}: {} bytes", path.display(), bytes.len());
+    }
+}
