@@ -26,6 +26,8 @@ pub(super) struct Shared {
     /// Turns true when the server drains (see [`Shared::begin_drain`]).
     drain: tokio::sync::watch::Sender<bool>,
     verbose: bool,
+    /// Contained panics are logged (off only for the fuzzing harness, which makes thousands).
+    pub(super) log_panics: std::sync::atomic::AtomicBool,
 }
 
 /// How a connection closed by a contained panic ends (already logged by [`Shared::panicked`]).
@@ -73,6 +75,7 @@ impl Shared {
             panic_log: Mutex::new((None, 0)),
             drain: tokio::sync::watch::Sender::new(false),
             verbose,
+            log_panics: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -98,6 +101,9 @@ impl Shared {
     /// returns the connection's end, [`PANICKED`] (its close is not logged again).
     pub(super) fn panicked(&self, id: u64, doing: &str, c: &super::contain::Contained) -> String {
         self.stats.panics.fetch_add(1, Ordering::Relaxed);
+        if !self.log_panics.load(Ordering::Relaxed) {
+            return PANICKED.to_string();
+        }
         let mut log = self.panic_log.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if log
