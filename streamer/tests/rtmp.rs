@@ -791,9 +791,10 @@ fn a_contained_panic_is_one_quiet_line_even_with_rust_backtrace_set() {
             .all(|l| !l.contains("backtrace") && !l.contains("thread '")),
         "{rest:#?}"
     );
+    // 21 more panics, over about a second and a half (more on a slow machine): a few lines.
     let panic_lines: Vec<&String> = rest.iter().filter(|l| l.contains("panicked")).collect();
     assert!(
-        (1..=3).contains(&panic_lines.len())
+        (1..=10).contains(&panic_lines.len())
             && panic_lines
                 .iter()
                 .any(|l| l.contains("more since the last such line")),
