@@ -344,10 +344,7 @@ impl Scenario {
         let link = match raw.link {
             Some(l) => {
                 let offset = l.span().start;
-                let plan = LinkPlan {
-                    schedule: l.into_inner().schedule,
-                };
-                check_link(&plan).map_err(|e| at(offset, "link.schedule", e))?;
+                let plan = link_plan(&at, l, "link.schedule")?;
                 if players == 0 && !axes.0.iter().any(|a| a.path == sweep::PLAYERS) {
                     return Err(at(
                         offset,
@@ -361,51 +358,20 @@ impl Scenario {
             }
             None => None,
         };
-        let cpu = match raw.cpu {
-            Some(c) => {
-                let offset = c.span().start;
-                let plan = CpuPlan {
-                    schedule: c.into_inner().schedule,
-                };
-                check_cpu(&plan).map_err(|e| at(offset, "cpu.schedule", e))?;
-                Some(plan)
-            }
-            None => None,
-        };
+        let cpu = raw
+            .cpu
+            .map(|c| cpu_plan(&at, c, "cpu.schedule"))
+            .transpose()?;
+        // `--quick`'s schedules: its own where given (only for a table the full run has),
+        // else the full run's.
         let quick_link = match quick_link {
-            Some(l) if link.is_none() => {
-                return Err(at(
-                    l.span().start,
-                    "quick.link",
-                    "a quick schedule for a link the full run does not shape: add [link]".into(),
-                ));
-            }
-            Some(l) => {
-                let offset = l.span().start;
-                let plan = LinkPlan {
-                    schedule: l.into_inner().schedule,
-                };
-                check_link(&plan).map_err(|e| at(offset, "quick.link.schedule", e))?;
-                Some(plan)
-            }
+            Some(l) if link.is_none() => return Err(no_full(&at, l.span().start, "link")),
+            Some(l) => Some(link_plan(&at, l, "quick.link.schedule")?),
             None => link.clone(),
         };
         let quick_cpu = match quick_cpu {
-            Some(c) if cpu.is_none() => {
-                return Err(at(
-                    c.span().start,
-                    "quick.cpu",
-                    "a quick schedule for a CPU quota the full run does not set: add [cpu]".into(),
-                ));
-            }
-            Some(c) => {
-                let offset = c.span().start;
-                let plan = CpuPlan {
-                    schedule: c.into_inner().schedule,
-                };
-                check_cpu(&plan).map_err(|e| at(offset, "quick.cpu.schedule", e))?;
-                Some(plan)
-            }
+            Some(c) if cpu.is_none() => return Err(no_full(&at, c.span().start, "cpu")),
+            Some(c) => Some(cpu_plan(&at, c, "quick.cpu.schedule")?),
             None => cpu.clone(),
         };
         let scenario = Scenario {
@@ -466,6 +432,35 @@ impl Scenario {
 }
 
 type At<'a> = dyn Fn(usize, &str, String) -> ScenarioError + 'a;
+
+/// A `[link]` table's plan, its schedule checked (errors name `field`).
+fn link_plan(at: &At<'_>, raw: Spanned<RawLink>, field: &str) -> Result<LinkPlan, ScenarioError> {
+    let offset = raw.span().start;
+    let plan = LinkPlan {
+        schedule: raw.into_inner().schedule,
+    };
+    check_link(&plan).map_err(|e| at(offset, field, e))?;
+    Ok(plan)
+}
+
+/// A `[cpu]` table's plan, its schedule checked (errors name `field`).
+fn cpu_plan(at: &At<'_>, raw: Spanned<RawCpu>, field: &str) -> Result<CpuPlan, ScenarioError> {
+    let offset = raw.span().start;
+    let plan = CpuPlan {
+        schedule: raw.into_inner().schedule,
+    };
+    check_cpu(&plan).map_err(|e| at(offset, field, e))?;
+    Ok(plan)
+}
+
+/// `[quick.TABLE]` without the full run's `[TABLE]`.
+fn no_full(at: &At<'_>, offset: usize, table: &str) -> ScenarioError {
+    at(
+        offset,
+        &format!("quick.{table}"),
+        format!("a quick schedule for a [{table}] the full run does not have: add [{table}]"),
+    )
+}
 
 /// A schedule that starts at 0, goes forward in time, and names rates a link can have.
 fn check_link(plan: &LinkPlan) -> Result<(), String> {

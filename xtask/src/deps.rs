@@ -292,17 +292,8 @@ fn cargo_tool(
     version_args: &[&str],
 ) -> Result<Option<ExitCode>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // `cargo fuzz` is run through cargo; other tools by name.
-    let mut check = if version_args.first() == Some(&"fuzz") {
-        let mut c = Command::new(&cargo);
-        c.args(version_args);
-        c
-    } else {
-        let mut c = Command::new(program);
-        c.args(version_args);
-        c
-    };
-    let installed = check
+    let installed = Command::new(program)
+        .args(version_args)
         .output()
         .ok()
         .filter(|o| o.status.success())
