@@ -127,8 +127,8 @@ struct RunArgs {
     /// Also measure the recorder's cost: the baseline point with the recorder vs the no-op probe.
     #[arg(long)]
     probe_overhead: bool,
-    /// Also run the same publisher and player load against our server, nginx-rtmp and
-    /// node-media-server 2.7, each in its own process, and compare server CPU, RSS, real-time
+    /// Also run the same publisher and player load against our server (over RTMP and over
+    /// RTMPS), nginx-rtmp and node-media-server 2.7, each in its own process, and compare server CPU, RSS, real-time
     /// players, latency and join time.
     #[arg(long)]
     peers: bool,
@@ -145,7 +145,7 @@ struct RunArgs {
     /// differ.
     #[arg(long)]
     peer_reps: Option<u32>,
-    /// Servers for --peers (comma-separated; all three by default).
+    /// Servers for --peers (comma-separated; every one by default).
     #[arg(long, value_delimiter = ',', value_enum)]
     peer_servers: Vec<PeerKind>,
     /// A folder whose node_modules holds node-media-server 2.7 (xtask installs it).

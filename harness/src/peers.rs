@@ -1,6 +1,7 @@
 //! The same publisher and player load against three RTMP servers, each its own process so its
-//! CPU and memory are its own: our server (`stream-manager serve`), nginx-rtmp, and
-//! node-media-server 2.7. Everything listens on loopback; every process started is stopped.
+//! CPU and memory are its own: our server (`stream-manager serve`, over plain RTMP and over
+//! RTMPS), nginx-rtmp, and node-media-server 2.7. Everything listens on loopback; every process
+//! started is stopped.
 
 use crate::record::Recorder;
 use crate::results::{PeerRow, median};
@@ -24,6 +25,9 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, System};
 pub enum PeerKind {
     /// Our server, `stream-manager serve` on one worker thread.
     Embedded,
+    /// The same, with the publisher and every player on RTMPS (TLS, a certificate made for
+    /// the run): what TLS costs per player.
+    EmbeddedTls,
     Nginx,
     NodeMediaServer,
 }
@@ -33,6 +37,7 @@ impl PeerKind {
     pub fn name(self) -> &'static str {
         match self {
             PeerKind::Embedded => "stream-manager (embedded)",
+            PeerKind::EmbeddedTls => "stream-manager (embedded, RTMPS)",
             PeerKind::Nginx => "nginx-rtmp",
             PeerKind::NodeMediaServer => "node-media-server 2.7",
         }
@@ -61,7 +66,9 @@ pub enum PeerError {
 /// A server process, killed when dropped.
 struct ServerProc {
     child: Child,
+    /// The port clients use (RTMPS for [`PeerKind::EmbeddedTls`]).
     port: u16,
+    tls: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -99,8 +106,9 @@ fn start(
     let port = free_port().map_err(|e| fail(e.to_string()))?;
     let dir = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
     let r = &cfg.rtmp;
+    let mut client = (port, false);
     let mut cmd = match kind {
-        PeerKind::Embedded => {
+        PeerKind::Embedded | PeerKind::EmbeddedTls => {
             let mut c = Command::new(&programs.stream_manager);
             c.args(["serve", "--threads", "1", "--listen"])
                 .arg(format!("127.0.0.1:{port}"))
@@ -112,6 +120,18 @@ fn start(
                     "--set",
                     &format!("rtmp.fanout_threads={}", r.fanout_threads),
                 ]);
+            if kind == PeerKind::EmbeddedTls {
+                let tls_port = free_port().map_err(|e| fail(e.to_string()))?;
+                let ca = certificates(dir.path()).map_err(fail)?;
+                streamer::rtmp::tls::trust_pem(ca.as_bytes()).map_err(|e| fail(e.to_string()))?;
+                c.arg("--tls-cert")
+                    .arg(dir.path().join("cert.pem"))
+                    .arg("--tls-key")
+                    .arg(dir.path().join("key.pem"))
+                    .arg("--tls-listen")
+                    .arg(format!("127.0.0.1:{tls_port}"));
+                client = (tls_port, true);
+            }
             c
         }
         PeerKind::Nginx => {
@@ -165,11 +185,14 @@ fn start(
         .map_err(|e| fail(format!("cannot start: {e}")))?;
     let mut server = ServerProc {
         child,
-        port,
+        port: client.0,
+        tls: client.1,
         _dir: dir,
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while TcpStream::connect(("127.0.0.1", port)).is_err()
+        || TcpStream::connect(("127.0.0.1", client.0)).is_err()
+    {
         if let Ok(Some(status)) = server.child.try_wait() {
             return Err(fail(format!("exited before listening ({status})")));
         }
@@ -180,6 +203,28 @@ fn start(
     }
     let _ = &mut server;
     Ok(server)
+}
+
+/// A CA and a server certificate it signed for 127.0.0.1, written to `dir` as `cert.pem` and
+/// `key.pem`; returns the CA's PEM (for the clients to trust).
+fn certificates(dir: &Path) -> Result<String, String> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let e = |e: rcgen::Error| format!("a certificate for the run: {e}");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "stream-manager bench CA");
+    let ca_key = KeyPair::generate().map_err(e)?;
+    let ca = ca.self_signed(&ca_key).map_err(e)?;
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).map_err(e)?;
+    let key = KeyPair::generate().map_err(e)?;
+    let leaf = leaf.signed_by(&key, &ca, &ca_key).map_err(e)?;
+    let write = |name: &str, text: String| {
+        std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))
+    };
+    write("cert.pem", leaf.pem())?;
+    write("key.pem", key.serialize_pem())?;
+    Ok(ca.pem())
 }
 
 /// CPU time of a process (all its threads, exited ones included), in nanoseconds, read from
@@ -234,6 +279,7 @@ pub fn measure(
     let (_, rss_idle) = usage(&mut sys, pid);
     let fps = cfg.core.viewport.fps;
     let url = RtmpUrl {
+        tls: server.tls,
         host: "127.0.0.1".into(),
         port: server.port,
         app: "live".into(),

@@ -70,10 +70,16 @@ struct ConfigArgs {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Where the stream goes: rtmp://HOST[:PORT]/APP/KEY (any RTMP server), a file ending in
-    /// .flv, or `null` to encode and discard. Default: an embedded server with --players players.
+    /// Where the stream goes: rtmp://HOST[:PORT]/APP/KEY (any RTMP server), rtmps://… (RTMP
+    /// over TLS, port 443 unless given), a file ending in .flv, or `null` to encode and
+    /// discard. Default: an embedded server with --players players.
     #[arg(long, short)]
     output: Option<Output>,
+    /// Trust the certificates in this PEM file for an rtmps:// output, beside the system's
+    /// trusted roots (a private CA, or a server's self-signed certificate). SSL_CERT_FILE
+    /// replaces the system's roots, as for OpenSSL.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
     /// Players attached to the embedded server when there is no --output; each counts frames
     /// and the summary shows what they received.
     #[arg(long, default_value_t = 1)]
@@ -116,6 +122,17 @@ struct ServeArgs {
     /// Seconds of silence after which a peer is closed (rtmp.ping_timeout).
     #[arg(long)]
     ping_timeout: Option<u32>,
+    /// Offer RTMPS (RTMP over TLS) too, with this certificate chain (PEM), on --tls-listen.
+    /// Needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Address for RTMPS. Default: --listen's address on port 1936 (port 0 when --listen's is
+    /// 0). Clients use rtmps://HOST:PORT/APP/KEY.
+    #[arg(long, value_name = "ADDR", requires = "tls_cert")]
+    tls_listen: Option<std::net::SocketAddr>,
     /// Threads serving connections. 1 (the default) runs the whole server on one thread, which
     /// costs the least CPU per player; large frames still go out on rtmp.fanout_threads.
     #[arg(long, default_value_t = 1)]
@@ -200,9 +217,23 @@ fn serve(args: ServeArgs) -> Result<()> {
     r.ping_timeout = args.ping_timeout.unwrap_or(r.ping_timeout);
     cfg.validate()?;
     let r = &cfg.rtmp;
-    let announce = |addr| {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let config = streamer::rtmp::tls::server_config(cert, key)?;
+            let addr = args.tls_listen.unwrap_or_else(|| {
+                let port = if args.listen.port() == 0 { 0 } else { 1936 };
+                std::net::SocketAddr::new(args.listen.ip(), port)
+            });
+            Some((addr, config))
+        }
+        _ => None,
+    };
+    let announce = |addr, tls: Option<std::net::SocketAddr>| {
+        let also = tls.map_or(String::new(), |t| {
+            format!(" and RTMPS on rtmps://{t}/APP/KEY")
+        });
         eprintln!(
-            "serving RTMP on rtmp://{addr}/APP/KEY (chunk_size {}, gop_cache {}, ping {} s, ping_timeout {} s, {} thread(s)); Ctrl-C drains and stops",
+            "serving RTMP on rtmp://{addr}/APP/KEY{also} (chunk_size {}, gop_cache {}, ping {} s, ping_timeout {} s, {} thread(s)); Ctrl-C drains and stops",
             r.chunk_size, r.gop_cache, r.ping, r.ping_timeout, args.threads
         );
     };
@@ -217,10 +248,13 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     let drained = if args.threads <= 1 {
         // The whole server on this thread (see `Server::serve_here`).
-        Server::serve_here(args.listen, r, true, stats, announce)?
+        Server::serve_here(args.listen, r, true, stats, tls, announce)?
     } else {
-        let server = Server::start_with(args.listen, r, args.threads, true, stats)?;
-        announce(server.local_addr());
+        let mut server = Server::start_with(args.listen, r, args.threads, true, stats)?;
+        let tls = tls
+            .map(|(addr, config)| server.offer_tls(addr, config))
+            .transpose()?;
+        announce(server.local_addr(), tls);
         server.drain_on_signal()?
     };
     if drained.cut == 0 {
@@ -241,6 +275,9 @@ fn serve(args: ServeArgs) -> Result<()> {
 
 fn run(args: RunArgs) -> Result<()> {
     let cfg = args.config.load()?;
+    if let Some(ca) = &args.tls_ca {
+        streamer::rtmp::tls::trust(ca)?;
+    }
     if args.frames == 0 {
         bail!("--frames must be at least 1");
     }

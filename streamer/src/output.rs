@@ -19,7 +19,7 @@ pub enum Output {
     Null,
     /// An FLV file.
     Flv(PathBuf),
-    /// An RTMP server, `rtmp://host[:port]/app/key`.
+    /// An RTMP server, `rtmp://host[:port]/app/key` (or `rtmps://`, over TLS).
     Rtmp(RtmpUrl),
 }
 
@@ -29,13 +29,13 @@ impl FromStr for Output {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "null" {
             Ok(Output::Null)
-        } else if s.starts_with("rtmp://") {
+        } else if s.starts_with("rtmp://") || s.starts_with("rtmps://") {
             s.parse().map(Output::Rtmp)
         } else if s.ends_with(".flv") {
             Ok(Output::Flv(PathBuf::from(s)))
         } else {
             Err(format!(
-                "output {s:?}: expected `null`, rtmp://host[:port]/app/key, or a path ending in .flv"
+                "output {s:?}: expected `null`, rtmp[s]://host[:port]/app/key, or a path ending in .flv"
             ))
         }
     }

@@ -118,6 +118,11 @@ fn needs() -> Vec<Need> {
             present: || Path::new("/usr/lib/nginx/modules/ngx_rtmp_module.so").exists(),
         },
         Need {
+            what: "nginx's stream module (TLS in front of nginx-rtmp, in the RTMPS tests)",
+            package: "libnginx-mod-stream",
+            present: || Path::new("/usr/lib/nginx/modules/ngx_stream_module.so").exists(),
+        },
+        Need {
             what: "the ffprobe CLI",
             package: "ffmpeg",
             present: || has_command("ffprobe"),

@@ -86,9 +86,9 @@ struct PerfArgs {
     /// Also measure the recorder's cost on the full path against the no-op probe.
     #[arg(long)]
     probe_overhead: bool,
-    /// (network) Also run the same publisher and players against nginx-rtmp and
-    /// node-media-server 2.7 (installed with npm into target/peers), each server in its own
-    /// process, and compare CPU, memory, latency and join time.
+    /// (network) Also run the same publisher and players against our server over RTMPS,
+    /// nginx-rtmp and node-media-server 2.7 (installed with npm into target/peers), each
+    /// server in its own process, and compare CPU, memory, latency and join time.
     #[arg(long)]
     peers: bool,
     /// Print the results as JSON on stdout.

@@ -2,6 +2,7 @@
 //! the same load on other RTMP servers, and the recorder's overhead.
 
 use super::format::mib;
+use crate::peers::PeerKind;
 use crate::results::Results;
 use std::fmt::Write as _;
 
@@ -99,6 +100,7 @@ pub(super) fn comparisons(out: &mut String, r: &Results) {
             );
         }
         out.push('\n');
+        tls_cost(out, &c.peers);
     }
     if let Some(o) = &c.probe_overhead {
         let _ = writeln!(out, "### Recorder overhead\n");
@@ -107,6 +109,40 @@ pub(super) fn comparisons(out: &mut String, r: &Results) {
             "Full path at `{}`, {} interleaved runs each: recorder {:.1} fps, no-op probe {:.1} fps, \
              median ratio of back-to-back pairs {:.3}.\n",
             o.point, o.runs, o.recorder_fps, o.noop_fps, o.ratio
+        );
+    }
+}
+
+/// What RTMPS costs our server beside plain RTMP, at each player count both ran.
+fn tls_cost(out: &mut String, peers: &[crate::results::PeerRow]) {
+    let find = |kind: PeerKind, n: u32| {
+        peers
+            .iter()
+            .find(|p| p.server == kind.name() && p.players == n)
+    };
+    let pairs: Vec<String> = peers
+        .iter()
+        .filter(|p| p.server == PeerKind::Embedded.name())
+        .filter_map(|plain| {
+            let tls = find(PeerKind::EmbeddedTls, plain.players)?;
+            (plain.cpu_per_player > 0.0).then(|| {
+                format!(
+                    "{} players {:.3} vs {:.3} % per player ({:.2}×)",
+                    plain.players,
+                    tls.cpu_per_player,
+                    plain.cpu_per_player,
+                    tls.cpu_per_player / plain.cpu_per_player
+                )
+            })
+        })
+        .collect();
+    if !pairs.is_empty() {
+        let _ = writeln!(
+            out,
+            "RTMPS against plain RTMP on our server, same run: {}. RTMPS is a TLS terminator in \
+             the server's process relaying to its plain listener over loopback, so this is TLS \
+             plus one loopback hop per player.\n",
+            pairs.join("; ")
         );
     }
 }

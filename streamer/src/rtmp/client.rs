@@ -5,7 +5,11 @@
 //! loop writes. When the connection drops, frames are counted as dropped while the publisher
 //! reconnects with exponential backoff (100 ms doubling to 2 s); after reconnecting it sends the
 //! headers again and resumes at the next keyframe, so players never see a broken GOP.
+//!
+//! `rtmps://` addresses publish over TLS (see [`super::tls`]): the same session over a
+//! [`Wire`] that encrypts what the encode loop writes and decrypts what the reader thread reads.
 
+use super::tls::Wire;
 use super::{flv, handshake};
 use bytes::Bytes;
 use rml_rtmp::handshake::{HandshakeError, PeerType};
@@ -28,9 +32,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// An `rtmp://host[:port]/app/key` address.
+/// An `rtmp://host[:port]/app/key` address, or `rtmps://` (RTMP over TLS; port 443 unless
+/// given).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtmpUrl {
+    /// `rtmps://`: TLS to the server, verified against the trusted roots.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     pub app: String,
@@ -41,8 +48,12 @@ impl std::str::FromStr for RtmpUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("{s:?} is not rtmp://host[:port]/app/stream-key");
-        let rest = s.strip_prefix("rtmp://").ok_or_else(bad)?;
+        let bad = || format!("{s:?} is not rtmp[s]://host[:port]/app/stream-key");
+        let (tls, rest) = match (s.strip_prefix("rtmp://"), s.strip_prefix("rtmps://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(bad()),
+        };
         let (hostport, path) = rest.split_once('/').ok_or_else(bad)?;
         let (app, key) = path.split_once('/').ok_or_else(bad)?;
         if app.is_empty() || key.is_empty() || key.contains('/') {
@@ -50,9 +61,10 @@ impl std::str::FromStr for RtmpUrl {
         }
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) => (h, p.parse().map_err(|_| bad())?),
-            None => (hostport, 1935),
+            None => (hostport, if tls { 443 } else { 1935 }),
         };
         Ok(RtmpUrl {
+            tls,
             host: host.to_string(),
             port,
             app: app.to_string(),
@@ -63,11 +75,15 @@ impl std::str::FromStr for RtmpUrl {
 
 impl std::fmt::Display for RtmpUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "rtmp://{}:{}/{}/{}",
-            self.host, self.port, self.app, self.key
-        )
+        write!(f, "{}/{}", self.app_url(), self.key)
+    }
+}
+
+impl RtmpUrl {
+    /// `rtmp[s]://host:port/app`: the address without the stream key (RTMP's `tcUrl`).
+    pub fn app_url(&self) -> String {
+        let scheme = if self.tls { "rtmps" } else { "rtmp" };
+        format!("{scheme}://{}:{}/{}", self.host, self.port, self.app)
     }
 }
 
@@ -96,14 +112,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 struct Conn {
     session: Arc<Mutex<ClientSession>>,
-    writer: Arc<Mutex<TcpStream>>,
+    writer: Arc<Mutex<Wire>>,
     alive: Arc<AtomicBool>,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         self.alive.store(false, Ordering::Relaxed);
-        let _ = lock(&self.writer).shutdown(std::net::Shutdown::Both);
+        lock(&self.writer).shutdown();
     }
 }
 
@@ -287,7 +303,7 @@ impl Publisher {
                 let _ = writer.write_all(&p.bytes);
             }
         }
-        let _ = writer.shutdown(std::net::Shutdown::Write);
+        writer.finish();
         drop(writer);
         let deadline = Instant::now() + Duration::from_secs(1);
         while conn.alive.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -307,14 +323,14 @@ fn monitor_of(
     conn: &Conn,
     view: &super::quality::NetQualityView,
 ) -> Option<super::quality::Monitor> {
-    let socket = lock(&conn.writer).try_clone().ok()?;
+    let socket = lock(&conn.writer).socket().try_clone().ok()?;
     Some(super::quality::Monitor::new(socket, view.clone()))
 }
 
 /// Sends everything `results` asks to send; returns the events.
 fn dispatch(
     results: Vec<ClientSessionResult>,
-    writer: &mut TcpStream,
+    writer: &mut impl Write,
 ) -> std::io::Result<Vec<ClientSessionEvent>> {
     let mut events = Vec::new();
     for r in results {
@@ -327,17 +343,17 @@ fn dispatch(
     Ok(events)
 }
 
-/// Runs the RTMP handshake on a blocking socket; returns bytes that followed it.
-pub fn handshake(socket: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+/// Runs the RTMP handshake on a blocking connection; returns bytes that followed it.
+pub fn handshake(socket: &mut (impl Read + Write + Send)) -> std::io::Result<Vec<u8>> {
     // Every step finishes on its first poll: the socket blocks, not the future.
     pollster::block_on(handshake::run(&mut Blocking(socket), PeerType::Client))
 }
 
-/// A blocking socket as a handshake transport: each call does its I/O at once and hands back
-/// a future that is already ready.
-struct Blocking<'a>(&'a mut TcpStream);
+/// A blocking connection as a handshake transport: each call does its I/O at once and hands
+/// back a future that is already ready.
+struct Blocking<'a, S>(&'a mut S);
 
-impl handshake::Transport for Blocking<'_> {
+impl<S: Read + Write + Send> handshake::Transport for Blocking<'_, S> {
     type Error = std::io::Error;
 
     fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = std::io::Result<usize>> + Send {
@@ -370,16 +386,21 @@ fn open(url: &RtmpUrl, metadata: &StreamMetadata, header: &Bytes) -> Result<Conn
         .map_err(|e| fail(format!("cannot resolve: {e}")))?
         .next()
         .ok_or_else(|| fail("no address".into()))?;
-    let mut socket = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+    let socket = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
         .map_err(|e| fail(format!("cannot connect: {e}")))?;
     socket.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
     socket
         .set_read_timeout(Some(CONNECT_TIMEOUT))
         .map_err(|e| fail(e.to_string()))?;
+    let mut socket = if url.tls {
+        Wire::tls(socket, &url.host).map_err(|e| fail(format!("TLS: {e}")))?
+    } else {
+        Wire::plain(socket)
+    };
     let rest = handshake(&mut socket).map_err(|e| fail(format!("handshake: {e}")))?;
     let mut config = ClientSessionConfig::new();
     config.chunk_size = CHUNK_SIZE;
-    config.tc_url = Some(format!("rtmp://{}:{}/{}", url.host, url.port, url.app));
+    config.tc_url = Some(url.app_url());
     let session_err = |e: ClientSessionError| fail(format!("{e:?}"));
     let (mut session, initial) = ClientSession::new(config).map_err(session_err)?;
     let mut events = dispatch(initial, &mut socket).map_err(|e| fail(e.to_string()))?;
@@ -466,9 +487,9 @@ fn open(url: &RtmpUrl, metadata: &StreamMetadata, header: &Bytes) -> Result<Conn
 }
 
 /// Moves the socket's reading side to a thread that answers the server.
-fn start_reader(socket: TcpStream, session: ClientSession) -> std::io::Result<Conn> {
-    socket.set_read_timeout(None)?;
-    let mut reader = socket.try_clone()?;
+fn start_reader(mut socket: Wire, session: ClientSession) -> std::io::Result<Conn> {
+    socket.socket().set_read_timeout(None)?;
+    let mut reader = socket.split_reader()?;
     let writer = Arc::new(Mutex::new(socket));
     let session = Arc::new(Mutex::new(session));
     let alive = Arc::new(AtomicBool::new(true));
@@ -519,7 +540,13 @@ mod tests {
             (u.host.as_str(), u.port, u.app.as_str(), u.key.as_str()),
             ("127.0.0.1", 1936, "live", "abc")
         );
+        assert!(!u.tls);
+        assert_eq!(u.to_string(), "rtmp://127.0.0.1:1936/live/abc");
         assert_eq!("rtmp://h/live/k".parse::<RtmpUrl>().unwrap().port, 1935);
+        let s: RtmpUrl = "rtmps://a.example/live/k".parse().unwrap();
+        assert!(s.tls);
+        assert_eq!(s.port, 443);
+        assert_eq!(s.to_string(), "rtmps://a.example:443/live/k");
         for bad in [
             "http://h/a/b",
             "rtmp://h/live",

@@ -7,6 +7,7 @@ mod handshake;
 pub mod player;
 pub mod quality;
 pub mod server;
+pub mod tls;
 
 use crate::config::RtmpConfig;
 use crate::probe::Probe;
@@ -57,6 +58,7 @@ impl LocalRelay {
         cfg.max_connections = cfg.max_connections.max(need);
         let server = Server::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), &cfg, 1, false)?;
         let url = RtmpUrl {
+            tls: false,
             host: "127.0.0.1".into(),
             port: server.local_addr().port(),
             app: "live".into(),

@@ -8,6 +8,9 @@
 //! socket (`SO_TIMESTAMPNS`), not the moment this player got round to parsing it: hundreds of
 //! players share two threads here, and their queueing is the instrument's, not the server's.
 //! Join time is connect → first complete keyframe received.
+//!
+//! `rtmps://` players speak TLS through [`super::tls::ClientTls`] over the same reads, so their
+//! arrival stamps are still the kernel's.
 
 use super::client::RtmpUrl;
 use super::{flv, handshake};
@@ -114,9 +117,29 @@ pub async fn play<P: Probe + Send + Sync + 'static>(
             .map_err(|e| e.to_string())?;
         socket.set_nodelay(true).map_err(|e| e.to_string())?;
         stamp_arrivals(&socket).map_err(|e| format!("SO_TIMESTAMPNS: {e}"))?;
-        let rest = handshake(&mut socket).await?;
+        let mut tls = match url.tls {
+            true => {
+                let mut tls = super::tls::ClientTls::new(&url.host).map_err(|e| e.to_string())?;
+                let early = tls
+                    .handshake_async(&mut socket)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                Some((tls, early))
+            }
+            false => None,
+        };
+        let rest = handshake(&mut Handshaking {
+            socket: &mut socket,
+            tls: tls.as_mut(),
+        })
+        .await?;
+        // Plaintext the RTMP handshake did not take comes after what it returned.
+        let (mut tls, leftover) = match tls {
+            Some((t, plain)) => (Some(t), plain),
+            None => (None, Vec::new()),
+        };
         let mut config = ClientSessionConfig::new();
-        config.tc_url = Some(format!("rtmp://{}:{}/{}", url.host, url.port, url.app));
+        config.tc_url = Some(url.app_url());
         let (mut session, initial) = ClientSession::new(config).map_err(|e| format!("{e:?}"))?;
         let mut out = Vec::new();
         let mut events = Vec::new();
@@ -126,10 +149,12 @@ pub async fn play<P: Probe + Send + Sync + 'static>(
             .map_err(|e| format!("{e:?}"))?;
         collect(vec![r], &mut out, &mut events);
         let mut input = rest;
+        input.extend_from_slice(&leftover);
         let mut arrived = Instant::now();
         let mut last_frame: Option<Instant> = None;
         let stall_after = Duration::from_secs(2) / fps.max(1);
         let mut buf = vec![0u8; 64 * 1024];
+        let mut sealed = Vec::new();
         loop {
             if !input.is_empty() {
                 let results = session.handle_input(&input).map_err(|e| format!("{e:?}"))?;
@@ -197,7 +222,15 @@ pub async fn play<P: Probe + Send + Sync + 'static>(
                 }
             }
             if !out.is_empty() {
-                socket.write_all(&out).await.map_err(|e| e.to_string())?;
+                let bytes = match &mut tls {
+                    Some(tls) => {
+                        sealed.clear();
+                        tls.seal(&out, &mut sealed).map_err(|e| e.to_string())?;
+                        &sealed
+                    }
+                    None => &out,
+                };
+                socket.write_all(bytes).await.map_err(|e| e.to_string())?;
                 out.clear();
             }
             tokio::select! {
@@ -206,7 +239,14 @@ pub async fn play<P: Probe + Send + Sync + 'static>(
                     match socket.try_io(Interest::READABLE, || recv_stamped(&socket, &mut buf)) {
                         Ok((0, _)) => return Err("server closed the connection".to_string()),
                         Ok((n, at)) => {
-                            input.extend_from_slice(&buf[..n]);
+                            match &mut tls {
+                                Some(tls) => {
+                                    if !tls.open(&buf[..n], &mut input).map_err(|e| format!("TLS: {e}"))? {
+                                        return Err("server closed the TLS session".to_string());
+                                    }
+                                }
+                                None => input.extend_from_slice(&buf[..n]),
+                            }
                             arrived = at;
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -298,22 +338,60 @@ fn collect(
     }
 }
 
-async fn handshake(socket: &mut TcpStream) -> Result<Vec<u8>, String> {
-    handshake::run(&mut Handshaking(socket), PeerType::Client).await
+async fn handshake(link: &mut Handshaking<'_>) -> Result<Vec<u8>, String> {
+    handshake::run(link, PeerType::Client).await
 }
 
-/// A player's socket as a handshake transport.
-struct Handshaking<'a>(&'a mut TcpStream);
+/// A player's connection as a handshake transport: the socket, and its TLS session with the
+/// plaintext that came with the end of the TLS handshake.
+struct Handshaking<'a> {
+    socket: &'a mut TcpStream,
+    tls: Option<&'a mut (super::tls::ClientTls, Vec<u8>)>,
+}
 
 impl handshake::Transport for Handshaking<'_> {
     type Error = String;
 
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, String> {
-        self.0.read(buf).await.map_err(|e| e.to_string())
+        let Some((tls, plain)) = self.tls.as_deref_mut() else {
+            return self.socket.read(buf).await.map_err(|e| e.to_string());
+        };
+        let mut raw = vec![0u8; 16 * 1024];
+        while plain.is_empty() {
+            let n = self
+                .socket
+                .read(&mut raw)
+                .await
+                .map_err(|e| e.to_string())?;
+            if n == 0
+                || !tls
+                    .open(&raw[..n], plain)
+                    .map_err(|e| format!("TLS: {e}"))?
+            {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(plain.len());
+        buf[..n].copy_from_slice(&plain[..n]);
+        plain.drain(..n);
+        Ok(n)
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.0.write_all(bytes).await.map_err(|e| e.to_string())
+        let sealed;
+        let bytes = match self.tls.as_deref_mut() {
+            Some((tls, _)) => {
+                let mut out = Vec::new();
+                tls.seal(bytes, &mut out).map_err(|e| format!("TLS: {e}"))?;
+                sealed = out;
+                &sealed
+            }
+            None => bytes,
+        };
+        self.socket
+            .write_all(bytes)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn closed(&mut self) -> String {

@@ -22,6 +22,9 @@
 //! every way its task ends. Every write has a deadline of `ping_timeout`, so a peer that
 //! stops reading is closed just as one that stops sending is.
 //!
+//! RTMPS is offered on a port of its own ([`Server::offer_tls`], `serve --tls-cert`): a TLS
+//! terminator relays each connection to the plain listener (see [`crate::rtmp::tls`]).
+//!
 //! # Layout
 //!
 //! From the bottom up: `media` (a message and its chunks), `stats` (the counters),
@@ -85,6 +88,8 @@ pub struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
     accepting: tokio::task::JoinHandle<()>,
+    /// The RTMPS port's accept loop, when offered.
+    tls_accepting: Option<tokio::task::JoinHandle<()>>,
     runtime: Option<Arc<tokio::runtime::Runtime>>,
     /// With one thread: the thread driving the single-threaded runtime, and its stop signal.
     driver: Option<(Arc<Notify>, std::thread::JoinHandle<()>)>,
@@ -165,6 +170,7 @@ impl Server {
             addr,
             shared,
             accepting,
+            tls_accepting: None,
             runtime: Some(runtime),
             driver,
             stats,
@@ -172,11 +178,32 @@ impl Server {
         })
     }
 
+    /// Offers RTMPS on `addr` with `config` beside plain RTMP: a TLS terminator relaying to
+    /// this server's plain listener. Returns the bound address.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub fn offer_tls(
+        &mut self,
+        addr: SocketAddr,
+        config: Arc<rustls::ServerConfig>,
+    ) -> Result<SocketAddr, ServerError> {
+        let runtime = self.runtime.as_ref().expect("running until stopped");
+        let _inside = runtime.enter();
+        let (tls_addr, task) = offer_tls(addr, config, self.addr, &self.shared)?;
+        if let Some(old) = self.tls_accepting.replace(task) {
+            old.abort();
+        }
+        Ok(tls_addr)
+    }
+
     /// Binds `addr` and serves on the calling thread until SIGINT or SIGTERM, then drains (see
-    /// [`Drained`]): the whole server in one thread. A process of one thread is cheaper in the
+    /// [`Drained`]): the whole server in one thread. With `tls` (an address and a
+    /// configuration), RTMPS too (see [`Server::offer_tls`]). A process of one thread is cheaper in the
     /// kernel: with more than one, every `send(2)` takes and drops a reference on the socket's
     /// file (the descriptor table is shared), one more cache line per player per frame. `ready`
-    /// is called once bound; the server counts into `stats`.
+    /// is called once bound, with the plain and the RTMPS address; the server counts into
+    /// `stats`.
     ///
     /// # Errors
     /// The address cannot be bound, or the runtime or the signal handlers cannot start.
@@ -185,7 +212,8 @@ impl Server {
         cfg: &RtmpConfig,
         verbose: bool,
         stats: Arc<ServerStats>,
-        ready: impl FnOnce(SocketAddr),
+        tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+        ready: impl FnOnce(SocketAddr, Option<SocketAddr>),
     ) -> Result<Drained, ServerError> {
         let fail = |source| ServerError {
             addr: addr.to_string(),
@@ -196,12 +224,21 @@ impl Server {
             .build()
             .map_err(fail)?;
         let listener = runtime.block_on(TcpListener::bind(addr)).map_err(fail)?;
-        ready(listener.local_addr().map_err(fail)?);
+        let plain = listener.local_addr().map_err(fail)?;
         let shared = Shared::new(cfg, stats, verbose);
+        let _inside = runtime.enter();
+        let tls = tls
+            .map(|(tls_addr, config)| offer_tls(tls_addr, config, plain, &shared))
+            .transpose()?;
+        ready(plain, tls.as_ref().map(|t| t.0));
         runtime
             .block_on(async {
                 let accepting = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
-                drain_on_signal(&shared, &accepting).await
+                let drained = drain_on_signal(&shared, &accepting).await;
+                if let Some((_, task)) = &tls {
+                    task.abort();
+                }
+                drained
             })
             .map_err(fail)
     }
@@ -213,7 +250,13 @@ impl Server {
     pub fn drain_on_signal(&self) -> Result<Drained, ServerError> {
         let runtime = self.runtime.as_ref().expect("running until stopped");
         runtime
-            .block_on(drain_on_signal(&self.shared, &self.accepting))
+            .block_on(async {
+                let drained = drain_on_signal(&self.shared, &self.accepting).await;
+                if let Some(t) = &self.tls_accepting {
+                    t.abort();
+                }
+                drained
+            })
             .map_err(|source| ServerError {
                 addr: self.addr.to_string(),
                 source,
@@ -306,6 +349,24 @@ async fn drain_on_signal(
         cut: open(),
         took: started.elapsed(),
     })
+}
+
+/// Binds the RTMPS port and starts its accept loop (inside the runtime).
+fn offer_tls(
+    addr: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+    plain: SocketAddr,
+    shared: &Arc<Shared>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServerError> {
+    let fail = |source| ServerError {
+        addr: addr.to_string(),
+        source,
+    };
+    let terminator = crate::rtmp::tls::Terminator::bind(addr, config, plain).map_err(fail)?;
+    let bound = terminator.local_addr().map_err(fail)?;
+    let timeout = Duration::from_secs(shared.cfg.handshake_timeout.into());
+    let task = tokio::spawn(terminator.run(timeout, shared.verbose));
+    Ok((bound, task))
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {

@@ -25,7 +25,7 @@ pub(super) struct Shared {
     panic_log: Mutex<(Option<Instant>, u64)>,
     /// Turns true when the server drains (see [`Shared::begin_drain`]).
     drain: tokio::sync::watch::Sender<bool>,
-    verbose: bool,
+    pub(super) verbose: bool,
     /// Contained panics are logged (off only for the fuzzing harness, which makes thousands).
     pub(super) log_panics: std::sync::atomic::AtomicBool,
 }
