@@ -1,9 +1,11 @@
-//! Records the fuzzing seeds for the server's input path (`fuzz/corpus/server_input/`): real
-//! sessions through a recording proxy in front of the embedded server — the ffmpeg CLI
-//! publishing and playing, and our own publisher and player — each seed a publisher's bytes
-//! and a player's bytes as `streamer::rtmp::server::fuzz::server_input` reads them.
+//! Records the fuzzing seeds for the server's input path (`fuzz/corpus/server_input/`) and for
+//! the publisher's and player's (`fuzz/corpus/client_input/`): real sessions through a
+//! recording proxy in front of the embedded server — the ffmpeg CLI publishing and playing,
+//! and our own publisher and player. A server seed is a publisher's bytes and a player's
+//! bytes as `streamer::rtmp::server::fuzz::server_input` reads them; a client seed is what the
+//! server sent a publisher and a player, as `streamer::rtmp::fuzz::client_input` reads them.
 //!
-//! `cargo run --release -p streamer --example record_fuzz_seeds -- fuzz/corpus/server_input`
+//! `cargo run --release -p streamer --example record_fuzz_seeds -- fuzz/corpus`
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -18,10 +20,11 @@ use streamer::rtmp::player::PlayerLoad;
 use streamer::rtmp::server::Server;
 use streamer::stream::{Pacing, Stream};
 
-/// What each connection through the proxy sent to the server, in order of connection.
-type Sent = Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>;
+/// What each connection through the proxy sent to the server and what the server sent it, in
+/// order of connection.
+type Sent = Arc<Mutex<Vec<(Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<u8>>>)>>>;
 
-/// A proxy on a free port in front of `upstream` that keeps what clients send.
+/// A proxy on a free port in front of `upstream` that keeps what clients and the server send.
 fn proxy(upstream: SocketAddr) -> (SocketAddr, Sent) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -31,7 +34,10 @@ fn proxy(upstream: SocketAddr) -> (SocketAddr, Sent) {
         for client in listener.incoming().map_while(Result::ok) {
             let server = TcpStream::connect(upstream).unwrap();
             let record = Arc::new(Mutex::new(Vec::new()));
-            all.lock().unwrap().push(Arc::clone(&record));
+            let answers = Arc::new(Mutex::new(Vec::new()));
+            all.lock()
+                .unwrap()
+                .push((Arc::clone(&record), Arc::clone(&answers)));
             let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
             std::thread::spawn(move || {
                 let mut buf = [0u8; 16 * 1024];
@@ -45,7 +51,13 @@ fn proxy(upstream: SocketAddr) -> (SocketAddr, Sent) {
             });
             let (mut s_in, mut c_out) = (server, client);
             std::thread::spawn(move || {
-                let _ = std::io::copy(&mut s_in, &mut c_out);
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n) = s_in.read(&mut buf) {
+                    if n == 0 || c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    answers.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
                 let _ = c_out.shutdown(std::net::Shutdown::Write);
             });
         }
@@ -63,8 +75,10 @@ fn seed(publisher: &[u8], player: &[u8]) -> Vec<u8> {
 }
 
 fn main() {
-    let dir = PathBuf::from(std::env::args().nth(1).expect("the corpus folder"));
+    let corpus = PathBuf::from(std::env::args().nth(1).expect("the corpus folder"));
+    let (dir, client_dir) = (corpus.join("server_input"), corpus.join("client_input"));
     std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&client_dir).unwrap();
     let server = Server::start(
         "127.0.0.1:0".parse().unwrap(),
         &RtmpConfig::default(),
@@ -123,12 +137,14 @@ fn main() {
     stream.finish().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     load.stop();
-    let sent: Vec<Vec<u8>> = sent
+    let both: Vec<(Vec<u8>, Vec<u8>)> = sent
         .lock()
         .unwrap()
         .iter()
-        .map(|r| r.lock().unwrap().clone())
+        .map(|(to, from)| (to.lock().unwrap().clone(), from.lock().unwrap().clone()))
         .collect();
+    let sent: Vec<Vec<u8>> = both.iter().map(|b| b.0.clone()).collect();
+    let got: Vec<Vec<u8>> = both.iter().map(|b| b.1.clone()).collect();
     assert!(sent.len() >= 4, "{} connections recorded", sent.len());
     let (ffplay, ffpub, ours_play, ours_pub) = (&sent[0], &sent[1], &sent[2], &sent[3]);
     for (name, bytes) in [
@@ -140,6 +156,25 @@ fn main() {
         ("ffmpeg-plays", seed(&[], ffplay)),
     ] {
         let path = dir.join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        println!("{}: {} bytes", path.display(), bytes.len());
+    }
+    // What the server answered each client: to ffmpeg's player, ffmpeg's publisher, our
+    // player and our publisher.
+    let (to_ffplay, to_ffpub, to_ours_play, to_ours_pub) = (&got[0], &got[1], &got[2], &got[3]);
+    for (name, bytes) in [
+        (
+            "server-to-ours-publishing-and-playing",
+            seed(to_ours_pub, to_ours_play),
+        ),
+        (
+            "server-to-ffmpeg-publishing-and-playing",
+            seed(to_ffpub, to_ffplay),
+        ),
+        ("server-to-ours-publishing", seed(to_ours_pub, &[])),
+        ("server-to-ffmpeg-playing", seed(&[], to_ffplay)),
+    ] {
+        let path = client_dir.join(name);
         std::fs::write(&path, &bytes).unwrap();
         println!("{}: {} bytes", path.display(), bytes.len());
     }

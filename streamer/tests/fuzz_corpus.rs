@@ -1,9 +1,10 @@
 //! Every input in the fuzzing corpora (`fuzz/corpus/*`, seeds recorded from real sessions and
 //! every crash the fuzzer found) replayed through its target as a regression test: none may
-//! panic past the server's containment, and the recorded seeds reach what they were recorded
+//! panic past the containment of `rml_rtmp`'s panics, and the recorded seeds reach what they were recorded
 //! for.
 
 use std::path::PathBuf;
+use streamer::rtmp::fuzz::{ClientReached, client_input};
 use streamer::rtmp::server::fuzz::{Reached, server_input};
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -42,4 +43,33 @@ fn the_server_input_corpus_replays_without_a_panic() {
     }
     assert_eq!(server_input(&[]), Reached::default());
     assert_eq!(server_input(&[1, 0, 0]), Reached::default());
+}
+
+#[test]
+fn the_client_input_corpus_replays_without_a_panic() {
+    let inputs = corpus("client_input");
+    assert!(inputs.len() >= 4, "{} inputs", inputs.len());
+    for (name, data) in &inputs {
+        let reached = client_input(data);
+        // The server's recorded answers to our publisher and player take them to
+        // publishing and frames, and to playing and frames. (Its answers to ffmpeg name
+        // ffmpeg's transactions, which our sessions never started: seeds for the parsing.)
+        if !name.contains("-ours-") {
+            continue;
+        }
+        if name.contains("publishing") {
+            assert!(
+                reached.published && reached.frames_sent > 0,
+                "{name}: {reached:?}"
+            );
+        }
+        if name.contains("playing") {
+            assert!(
+                reached.playing && reached.frames_received > 5,
+                "{name}: {reached:?}"
+            );
+        }
+    }
+    assert_eq!(client_input(&[]), ClientReached::default());
+    assert_eq!(client_input(&[1, 0, 0]), ClientReached::default());
 }

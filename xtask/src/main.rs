@@ -34,6 +34,9 @@ enum Cmd {
     /// a crash is saved in fuzz/artifacts/<target>/ and the run stops: fix it, and commit the
     /// crashing input into fuzz/corpus/<target>/ (`cargo xtask test` replays the corpus).
     Fuzz {
+        /// The targets to run (fuzz/fuzz_targets/*.rs: server_input, client_input); all by
+        /// default.
+        targets: Vec<String>,
         /// Minutes per target.
         #[arg(long, default_value_t = 10)]
         minutes: u64,
@@ -320,17 +323,22 @@ fn main() -> Result<ExitCode> {
             c.arg("report");
             run(c)?;
         }
-        Cmd::Fuzz { minutes } => {
-            if let Some(code) = deps::cargo_fuzz()? {
-                return Ok(code);
-            }
-            let targets = std::fs::read_dir(root().join("fuzz/fuzz_targets"))
+        Cmd::Fuzz { targets, minutes } => {
+            let mut all = std::fs::read_dir(root().join("fuzz/fuzz_targets"))
                 .context("reading fuzz/fuzz_targets")?
                 .filter_map(|e| {
                     let name = e.ok()?.file_name().into_string().ok()?;
                     name.strip_suffix(".rs").map(String::from)
                 })
                 .collect::<Vec<_>>();
+            all.sort();
+            if let Some(bad) = targets.iter().find(|t| !all.contains(t)) {
+                bail!("no fuzz target {bad:?}; the targets are {}", all.join(", "));
+            }
+            let targets = if targets.is_empty() { all } else { targets };
+            if let Some(code) = deps::cargo_fuzz()? {
+                return Ok(code);
+            }
             for target in targets {
                 let work = root().join("target/fuzz-corpus").join(&target);
                 std::fs::create_dir_all(&work)?;

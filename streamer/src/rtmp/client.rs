@@ -327,22 +327,6 @@ fn monitor_of(
     Some(super::quality::Monitor::new(socket, view.clone()))
 }
 
-/// Sends everything `results` asks to send; returns the events.
-fn dispatch(
-    results: Vec<ClientSessionResult>,
-    writer: &mut impl Write,
-) -> std::io::Result<Vec<ClientSessionEvent>> {
-    let mut events = Vec::new();
-    for r in results {
-        match r {
-            ClientSessionResult::OutboundResponse(p) => writer.write_all(&p.bytes)?,
-            ClientSessionResult::RaisedEvent(e) => events.push(e),
-            ClientSessionResult::UnhandleableMessageReceived(_) => {}
-        }
-    }
-    Ok(events)
-}
-
 /// Runs the RTMP handshake on a blocking connection; returns bytes that followed it.
 pub fn handshake(socket: &mut (impl Read + Write + Send)) -> std::io::Result<Vec<u8>> {
     // Every step finishes on its first poll: the socket blocks, not the future.
@@ -398,39 +382,120 @@ fn open(url: &RtmpUrl, metadata: &StreamMetadata, header: &Bytes) -> Result<Conn
         Wire::plain(socket)
     };
     let rest = handshake(&mut socket).map_err(|e| fail(format!("handshake: {e}")))?;
-    let mut config = ClientSessionConfig::new();
-    config.chunk_size = CHUNK_SIZE;
-    config.tc_url = Some(url.app_url());
-    let session_err = |e: ClientSessionError| fail(format!("{e:?}"));
-    let (mut session, initial) = ClientSession::new(config).map_err(session_err)?;
-    let mut events = dispatch(initial, &mut socket).map_err(|e| fail(e.to_string()))?;
-    let first = session
-        .request_connection(url.app.clone())
-        .map_err(session_err)?;
-    events.extend(dispatch(vec![first], &mut socket).map_err(|e| fail(e.to_string()))?);
+    let mut out = Vec::new();
+    let mut negotiation = Negotiation::start(url, metadata, header, &mut out)?;
     let mut input = rest;
     let mut buf = vec![0u8; 64 * 1024];
-    let mut connected = false;
     loop {
-        if !input.is_empty() {
-            let results = session.handle_input(&input).map_err(session_err)?;
-            input.clear();
-            events.extend(dispatch(results, &mut socket).map_err(|e| fail(e.to_string()))?);
+        let publishing = negotiation.take(&input, &mut out)?;
+        input.clear();
+        if !out.is_empty() {
+            socket.write_all(&out).map_err(|e| fail(e.to_string()))?;
+            out.clear();
         }
-        for e in events.drain(..) {
+        if publishing {
+            return start_reader(socket, negotiation.session).map_err(|e| fail(e.to_string()));
+        }
+        let n = socket
+            .read(&mut buf)
+            .map_err(|e| fail(format!("waiting for the server: {e}")))?;
+        if n == 0 {
+            return Err(fail(
+                "the server closed the connection before publishing started".into(),
+            ));
+        }
+        input.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Publishing set up without the socket: `connect`, then `publish` once it is accepted, then
+/// the metadata and the sequence header; the server's bytes in, what to send out. [`open`]
+/// runs it over a socket; the fuzzing harness ([`super::fuzz::client_input`]) over arbitrary
+/// bytes.
+pub(crate) struct Negotiation<'a> {
+    url: &'a RtmpUrl,
+    metadata: &'a StreamMetadata,
+    header: &'a Bytes,
+    pub(crate) session: ClientSession,
+    connected: bool,
+}
+
+impl<'a> Negotiation<'a> {
+    /// A session that asks to connect to `url`'s app (appended to `out`).
+    pub(crate) fn start(
+        url: &'a RtmpUrl,
+        metadata: &'a StreamMetadata,
+        header: &'a Bytes,
+        out: &mut Vec<u8>,
+    ) -> Result<Self, PublishError> {
+        let mut config = ClientSessionConfig::new();
+        config.chunk_size = CHUNK_SIZE;
+        config.tc_url = Some(url.app_url());
+        let fail = |e: ClientSessionError| PublishError::Connect {
+            url: url.to_string(),
+            what: format!("{e:?}"),
+        };
+        let (mut session, initial) = ClientSession::new(config).map_err(fail)?;
+        let first = session.request_connection(url.app.clone()).map_err(fail)?;
+        let mut negotiation = Negotiation {
+            url,
+            metadata,
+            header,
+            session,
+            connected: false,
+        };
+        let events = gather(initial.into_iter().chain([first]), out);
+        negotiation.handle(events, out)?;
+        Ok(negotiation)
+    }
+
+    /// Takes the server's bytes; appends what to send to `out`. Ok(true) once publishing has
+    /// started (the metadata and the sequence header are then in `out`).
+    ///
+    /// # Errors
+    /// The server refused, or its bytes are not RTMP (a panic of `rml_rtmp` on them included).
+    pub(crate) fn take(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<bool, PublishError> {
+        if input.is_empty() {
+            return Ok(false);
+        }
+        let results = super::server::contain::contained(|| self.session.handle_input(input))
+            .map_err(|p| self.fail(format!("the server's bytes made rml_rtmp panic: {p}")))?
+            .map_err(|e| self.fail(format!("{e:?}")))?;
+        let events = gather(results, out);
+        self.handle(events, out)
+    }
+
+    fn fail(&self, what: String) -> PublishError {
+        PublishError::Connect {
+            url: self.url.to_string(),
+            what,
+        }
+    }
+
+    fn refused(&self, reason: String) -> PublishError {
+        PublishError::Refused {
+            url: self.url.to_string(),
+            reason,
+        }
+    }
+
+    fn handle(
+        &mut self,
+        events: Vec<ClientSessionEvent>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, PublishError> {
+        for e in events {
             match e {
-                ClientSessionEvent::ConnectionRequestAccepted if !connected => {
-                    connected = true;
-                    let r = session
-                        .request_publishing(url.key.clone(), PublishRequestType::Live)
-                        .map_err(session_err)?;
-                    dispatch(vec![r], &mut socket).map_err(|e| fail(e.to_string()))?;
+                ClientSessionEvent::ConnectionRequestAccepted if !self.connected => {
+                    self.connected = true;
+                    let r = self
+                        .session
+                        .request_publishing(self.url.key.clone(), PublishRequestType::Live)
+                        .map_err(|e| self.fail(format!("{e:?}")))?;
+                    gather([r], out);
                 }
                 ClientSessionEvent::ConnectionRequestRejected { description } => {
-                    return Err(PublishError::Refused {
-                        url: url.to_string(),
-                        reason: description,
-                    });
+                    return Err(self.refused(description));
                 }
                 ClientSessionEvent::UnknownTransactionResultReceived {
                     additional_values, ..
@@ -452,38 +517,61 @@ fn open(url: &RtmpUrl, metadata: &StreamMetadata, header: &Bytes) -> Result<Conn
                             _ => None,
                         })
                         .unwrap_or_else(|| "an error result".to_string());
-                    return Err(PublishError::Refused {
-                        url: url.to_string(),
-                        reason,
-                    });
+                    return Err(self.refused(reason));
                 }
                 ClientSessionEvent::UnhandleableOnStatusCode { code } => {
-                    return Err(PublishError::Refused {
-                        url: url.to_string(),
-                        reason: code,
-                    });
+                    return Err(self.refused(code));
                 }
                 ClientSessionEvent::PublishRequestAccepted => {
-                    let meta = session.publish_metadata(metadata).map_err(session_err)?;
-                    let head = session
-                        .publish_video_data(header.clone(), RtmpTimestamp::new(0), false)
-                        .map_err(session_err)?;
-                    dispatch(vec![meta, head], &mut socket).map_err(|e| fail(e.to_string()))?;
-                    return start_reader(socket, session).map_err(|e| fail(e.to_string()));
+                    let meta = self
+                        .session
+                        .publish_metadata(self.metadata)
+                        .map_err(|e| self.fail(format!("{e:?}")))?;
+                    let head = self
+                        .session
+                        .publish_video_data(self.header.clone(), RtmpTimestamp::new(0), false)
+                        .map_err(|e| self.fail(format!("{e:?}")))?;
+                    gather([meta, head], out);
+                    return Ok(true);
                 }
                 _ => {}
             }
         }
-        let n = socket
-            .read(&mut buf)
-            .map_err(|e| fail(format!("waiting for the server: {e}")))?;
-        if n == 0 {
-            return Err(fail(
-                "the server closed the connection before publishing started".into(),
-            ));
-        }
-        input.extend_from_slice(&buf[..n]);
+        Ok(false)
     }
+}
+
+/// Appends what `results` asks to send to `out`; returns the events.
+fn gather(
+    results: impl IntoIterator<Item = ClientSessionResult>,
+    out: &mut Vec<u8>,
+) -> Vec<ClientSessionEvent> {
+    let mut events = Vec::new();
+    for r in results {
+        match r {
+            ClientSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
+            ClientSessionResult::RaisedEvent(e) => events.push(e),
+            ClientSessionResult::UnhandleableMessageReceived(_) => {}
+        }
+    }
+    events
+}
+
+/// What the reader thread does with the server's bytes once publishing: answers (pings,
+/// acknowledgements) appended to `out`. Err when the connection must end (a panic of
+/// `rml_rtmp` on them included).
+pub(crate) fn answer(
+    session: &Mutex<ClientSession>,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), ()> {
+    let mut session = lock(session);
+    let results = super::server::contain::contained(|| session.handle_input(input))
+        .map_err(|_| ())?
+        .map_err(|_| ())?;
+    drop(session);
+    gather(results, out);
+    Ok(())
 }
 
 /// Moves the socket's reading side to a thread that answers the server.
@@ -507,14 +595,9 @@ fn start_reader(mut socket: Wire, session: ClientSession) -> std::io::Result<Con
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                let Ok(results) = lock(&s).handle_input(&buf[..n]) else {
-                    break;
-                };
                 let mut out = Vec::new();
-                for r in results {
-                    if let ClientSessionResult::OutboundResponse(p) = r {
-                        out.extend_from_slice(&p.bytes);
-                    }
+                if answer(&s, &buf[..n], &mut out).is_err() {
+                    break;
                 }
                 if !out.is_empty() && lock(&w).write_all(&out).is_err() {
                     break;

@@ -3,6 +3,8 @@
 
 pub mod client;
 pub mod flv;
+#[doc(hidden)]
+pub mod fuzz;
 mod handshake;
 pub mod player;
 pub mod quality;

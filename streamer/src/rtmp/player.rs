@@ -138,88 +138,17 @@ pub async fn play<P: Probe + Send + Sync + 'static>(
             Some((t, plain)) => (Some(t), plain),
             None => (None, Vec::new()),
         };
-        let mut config = ClientSessionConfig::new();
-        config.tc_url = Some(url.app_url());
-        let (mut session, initial) = ClientSession::new(config).map_err(|e| format!("{e:?}"))?;
         let mut out = Vec::new();
-        let mut events = Vec::new();
-        collect(initial, &mut out, &mut events);
-        let r = session
-            .request_connection(url.app.clone())
-            .map_err(|e| format!("{e:?}"))?;
-        collect(vec![r], &mut out, &mut events);
+        let mut playing = Playing::new(&url, fps, probe, Arc::clone(&counters), started, &mut out)?;
         let mut input = rest;
         input.extend_from_slice(&leftover);
         let mut arrived = Instant::now();
-        let mut last_frame: Option<Instant> = None;
-        let stall_after = Duration::from_secs(2) / fps.max(1);
         let mut buf = vec![0u8; 64 * 1024];
         let mut sealed = Vec::new();
         loop {
             if !input.is_empty() {
-                let results = session.handle_input(&input).map_err(|e| format!("{e:?}"))?;
+                playing.take(&input, arrived, &mut out)?;
                 input.clear();
-                collect(results, &mut out, &mut events);
-            }
-            for e in events.drain(..) {
-                match e {
-                    ClientSessionEvent::ConnectionRequestAccepted => {
-                        let r = session
-                            .request_playback(url.key.clone())
-                            .map_err(|e| format!("{e:?}"))?;
-                        collect(vec![r], &mut out, &mut Vec::new());
-                    }
-                    ClientSessionEvent::PlaybackRequestAccepted => {
-                        counters.playing.store(true, Ordering::Relaxed);
-                    }
-                    ClientSessionEvent::VideoDataReceived { timestamp, data } => {
-                        counters
-                            .bytes
-                            .fetch_add(data.len() as u64, Ordering::Relaxed);
-                        let Some(tag) = flv::parse_video_tag(&data) else {
-                            continue;
-                        };
-                        if tag.sequence_header {
-                            continue;
-                        }
-                        let pts = i64::from(timestamp.value) + i64::from(tag.composition_ms);
-                        let id = flv::frame_of_ms(pts, fps).max(0) as u64;
-                        probe.mark_at(Point::PlayerReceive, id, arrived);
-                        if counters.frames.load(Ordering::Relaxed) == 0 {
-                            counters.first_frame_id.store(id, Ordering::Relaxed);
-                            counters
-                                .first_frame
-                                .store(if tag.key { 1 } else { 2 }, Ordering::Relaxed);
-                        }
-                        counters.last_frame_id.store(id, Ordering::Relaxed);
-                        counters.frames.fetch_add(1, Ordering::Relaxed);
-                        if let Some(gap) = last_frame.map(|l| arrived.saturating_duration_since(l))
-                            && gap > stall_after
-                        {
-                            let us = (gap - stall_after).as_micros() as u64;
-                            counters.stalled_us.fetch_add(us, Ordering::Relaxed);
-                        }
-                        last_frame = Some(arrived);
-                        if tag.key && counters.keyframes.fetch_add(1, Ordering::Relaxed) == 0 {
-                            let us = started.elapsed().as_micros().max(1) as u64;
-                            counters.join_us.store(us, Ordering::Relaxed);
-                        }
-                    }
-                    ClientSessionEvent::AudioDataReceived { data, .. } => {
-                        counters
-                            .bytes
-                            .fetch_add(data.len() as u64, Ordering::Relaxed);
-                    }
-                    ClientSessionEvent::ConnectionRequestRejected { description } => {
-                        return Err(format!("connection refused: {description}"));
-                    }
-                    ClientSessionEvent::UnhandleableOnStatusCode { code }
-                        if code == "NetStream.Play.UnpublishNotify" =>
-                    {
-                        counters.told_ended.store(true, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
             }
             if !out.is_empty() {
                 let bytes = match &mut tls {
@@ -260,6 +189,147 @@ pub async fn play<P: Probe + Send + Sync + 'static>(
     .await;
     counters.ended.store(true, Ordering::Relaxed);
     result
+}
+
+/// A player's session without its socket: the server's bytes in, what to send back out, and
+/// the counters and probe marks for what arrived. [`play`] runs it over a socket; the fuzzing
+/// harness ([`super::fuzz::client_input`]) runs it over arbitrary bytes.
+pub(crate) struct Playing<P> {
+    session: ClientSession,
+    key: String,
+    fps: u32,
+    probe: Arc<P>,
+    counters: Arc<PlayerCounters>,
+    started: Instant,
+    last_frame: Option<Instant>,
+    stall_after: Duration,
+}
+
+impl<P: Probe> Playing<P> {
+    /// A session that asks to connect to `url`'s app (the request appended to `out`) and then
+    /// to play its key.
+    pub(crate) fn new(
+        url: &RtmpUrl,
+        fps: u32,
+        probe: Arc<P>,
+        counters: Arc<PlayerCounters>,
+        started: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<Self, String> {
+        let mut config = ClientSessionConfig::new();
+        config.tc_url = Some(url.app_url());
+        let (mut session, initial) = ClientSession::new(config).map_err(|e| format!("{e:?}"))?;
+        let mut events = Vec::new();
+        collect(initial, out, &mut events);
+        let r = session
+            .request_connection(url.app.clone())
+            .map_err(|e| format!("{e:?}"))?;
+        collect(vec![r], out, &mut events);
+        let mut playing = Playing {
+            session,
+            key: url.key.clone(),
+            fps,
+            probe,
+            counters,
+            started,
+            last_frame: None,
+            stall_after: Duration::from_secs(2) / fps.max(1),
+        };
+        playing.handle(events, Instant::now(), out)?;
+        Ok(playing)
+    }
+
+    /// Takes bytes from the server that arrived at `arrived`; appends what to answer to `out`.
+    ///
+    /// # Errors
+    /// Why the connection must end: the server refused, or its bytes are not RTMP (a panic
+    /// of `rml_rtmp` on them included, contained to this player).
+    pub(crate) fn take(
+        &mut self,
+        input: &[u8],
+        arrived: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let results = super::server::contain::contained(|| self.session.handle_input(input))
+            .map_err(|p| format!("the server's bytes made rml_rtmp panic: {p}"))?
+            .map_err(|e| format!("{e:?}"))?;
+        let mut events = Vec::new();
+        collect(results, out, &mut events);
+        self.handle(events, arrived, out)
+    }
+
+    fn handle(
+        &mut self,
+        events: Vec<ClientSessionEvent>,
+        arrived: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let counters = &self.counters;
+        for e in events {
+            match e {
+                ClientSessionEvent::ConnectionRequestAccepted => {
+                    let r = self
+                        .session
+                        .request_playback(self.key.clone())
+                        .map_err(|e| format!("{e:?}"))?;
+                    collect(vec![r], out, &mut Vec::new());
+                }
+                ClientSessionEvent::PlaybackRequestAccepted => {
+                    counters.playing.store(true, Ordering::Relaxed);
+                }
+                ClientSessionEvent::VideoDataReceived { timestamp, data } => {
+                    counters
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    let Some(tag) = flv::parse_video_tag(&data) else {
+                        continue;
+                    };
+                    if tag.sequence_header {
+                        continue;
+                    }
+                    let pts = i64::from(timestamp.value) + i64::from(tag.composition_ms);
+                    let id = flv::frame_of_ms(pts, self.fps).max(0) as u64;
+                    self.probe.mark_at(Point::PlayerReceive, id, arrived);
+                    if counters.frames.load(Ordering::Relaxed) == 0 {
+                        counters.first_frame_id.store(id, Ordering::Relaxed);
+                        counters
+                            .first_frame
+                            .store(if tag.key { 1 } else { 2 }, Ordering::Relaxed);
+                    }
+                    counters.last_frame_id.store(id, Ordering::Relaxed);
+                    counters.frames.fetch_add(1, Ordering::Relaxed);
+                    if let Some(gap) = self
+                        .last_frame
+                        .map(|l| arrived.saturating_duration_since(l))
+                        && gap > self.stall_after
+                    {
+                        let us = (gap - self.stall_after).as_micros() as u64;
+                        counters.stalled_us.fetch_add(us, Ordering::Relaxed);
+                    }
+                    self.last_frame = Some(arrived);
+                    if tag.key && counters.keyframes.fetch_add(1, Ordering::Relaxed) == 0 {
+                        let us = self.started.elapsed().as_micros().max(1) as u64;
+                        counters.join_us.store(us, Ordering::Relaxed);
+                    }
+                }
+                ClientSessionEvent::AudioDataReceived { data, .. } => {
+                    counters
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                ClientSessionEvent::ConnectionRequestRejected { description } => {
+                    return Err(format!("connection refused: {description}"));
+                }
+                ClientSessionEvent::UnhandleableOnStatusCode { code }
+                    if code == "NetStream.Play.UnpublishNotify" =>
+                {
+                    counters.told_ended.store(true, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Asks the kernel to stamp each received segment with its arrival time (`SO_TIMESTAMPNS`).

@@ -34,7 +34,7 @@
 //! accept loop.
 
 mod connection;
-mod contain;
+pub(crate) mod contain;
 mod fanout;
 #[doc(hidden)]
 pub mod fuzz;
