@@ -23,5 +23,6 @@ pub mod results;
 pub mod run;
 pub mod scenario;
 pub mod shaped;
+pub mod soak;
 pub mod sweep;
 pub mod system;

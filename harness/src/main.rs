@@ -28,6 +28,12 @@ enum Cmd {
         #[arg(long, default_value = "results")]
         results: PathBuf,
     },
+    /// Soak the embedded server (`stream-manager serve`, its own process) under churn: a
+    /// publisher that drops and comes back, players joining and leaving in waves, players
+    /// that stop reading, hostile connections; samples its memory, descriptors, threads and
+    /// queues every second and fails on a leak, a missed frame or an exit. Writes
+    /// <results>/soak/latest.json and refreshes the report.
+    Soak(SoakArgs),
     /// Show the points a scenario expands to, without running them.
     Plan {
         scenario: PathBuf,
@@ -53,6 +59,28 @@ enum Cmd {
     /// Internal: one side of the gate's timed figures (runs work on request from stdin).
     #[command(hide = true)]
     GateSide,
+}
+
+#[derive(clap::Args)]
+struct SoakArgs {
+    /// Minutes to run.
+    #[arg(long, default_value_t = 30.0)]
+    minutes: f64,
+    /// Players at the top of each wave.
+    #[arg(long, default_value_t = 200)]
+    max_players: usize,
+    /// Seconds per wave (up, down, and a rest at none).
+    #[arg(long, default_value_t = 120.0)]
+    wave_seconds: f64,
+    /// Seed of the random intervals (default: from the clock; printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Resident-memory slope allowed after the first minute, MiB per 10 minutes.
+    #[arg(long, default_value_t = 1.0)]
+    rss_bound: f64,
+    /// Results folder.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -209,6 +237,48 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Gate(args) => harness::gate::check(&args.into()),
+        Cmd::Soak(a) => {
+            let seed = a.seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+            let opts = harness::soak::SoakOptions {
+                duration: std::time::Duration::from_secs_f64(a.minutes * 60.0),
+                max_players: a.max_players,
+                wave_s: a.wave_seconds,
+                seed,
+                rss_bound_mib: a.rss_bound,
+                warmup_s: 60.0,
+                stream_manager: std::env::current_exe()?.with_file_name("stream-manager"),
+            };
+            eprintln!(
+                "soak: {} min, waves of up to {} players every {} s, seed {seed}",
+                a.minutes, a.max_players, a.wave_seconds
+            );
+            let r = harness::soak::run(&opts, |line| eprintln!("{line}"))
+                .map_err(|e| anyhow::anyhow!("soak: {e}"))?;
+            let path = harness::soak::save(&a.results, &r).map_err(|e| anyhow::anyhow!(e))?;
+            let report = report::write(&a.results)?;
+            for c in &r.checks {
+                eprintln!(
+                    "{} {}: {}",
+                    if c.passed { "pass" } else { "FAIL" },
+                    c.what,
+                    c.measured
+                );
+            }
+            eprintln!(
+                "results: {}
+report:  {}",
+                path.display(),
+                report.display()
+            );
+            if !r.passed {
+                anyhow::bail!("the soak failed (see above)");
+            }
+            Ok(())
+        }
         Cmd::Report { results } => {
             let path = report::write(&results)?;
             println!("wrote {}", path.display());

@@ -508,6 +508,11 @@ pub fn render_server(s: &ServerStats) -> String {
             "Players playing now",
             load(&s.players_open),
         ),
+        (
+            "stream_manager_server_player_queue_items",
+            "Frames and headers waiting in the players' queues, all players (summed each second)",
+            load(&s.queued),
+        ),
     ] {
         let g = IntGauge::new(name, help).expect("a valid gauge");
         g.set(i64::try_from(v).unwrap_or(i64::MAX));

@@ -28,6 +28,19 @@ enum Cmd {
     Test,
     /// Regenerate results/REPORT.md from the latest results of every suite.
     Report,
+    /// Soak the embedded server under churn for --minutes (default 30): a publisher that
+    /// drops and reconnects, players joining and leaving in waves (up to 200), players that
+    /// stop reading, hostile connections; its memory, descriptors, threads and queues sampled
+    /// every second. Fails on an upward memory trend, descriptors or threads not back to idle
+    /// after a wave, a frame missed by a player that kept reading, or a server exit. Writes
+    /// results/soak/latest.json and its section of results/REPORT.md.
+    Soak {
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+        /// Further `harness soak` options (--max-players, --wave-seconds, --seed, --rss-bound).
+        #[arg(last = true)]
+        rest: Vec<String>,
+    },
     /// Fuzz every target in fuzz/ (cargo-fuzz on the stable toolchain with `--sanitizer none`;
     /// installs cargo-fuzz) for --minutes each, starting from the committed corpus in
     /// fuzz/corpus/<target>/. What the fuzzer learns goes to target/fuzz-corpus/<target>/;
@@ -316,6 +329,14 @@ fn main() -> Result<ExitCode> {
             if update {
                 c.arg("--update");
             }
+            run(c)?;
+        }
+        Cmd::Soak { minutes, rest } => {
+            let mut c = harness()?;
+            c.arg("soak")
+                .arg("--minutes")
+                .arg(minutes.to_string())
+                .args(rest);
             run(c)?;
         }
         Cmd::Report => {

@@ -93,7 +93,11 @@ pub fn build(root: &Path) -> String {
     recommend::section(&mut out, &loaded);
     diagnosis::section(&mut out, &loaded);
     gate_power(&mut out, root);
-    let plots = plots::write(&root.join("plots"), &loaded);
+    let soak = crate::soak::SoakResults::load(root);
+    if let Some(s) = &soak {
+        soak_section(&mut out, s);
+    }
+    let plots = plots::write(&root.join("plots"), &loaded, soak.as_ref());
     if !plots.is_empty() {
         out.push_str("## Plots\n\n");
         for (caption, file) in plots {
@@ -188,6 +192,80 @@ fn gate_power(out: &mut String, root: &Path) {
         let _ = writeln!(out, "- `{}`: {}.", f.name, f.what);
     }
     out.push('\n');
+}
+
+/// The soak's verdict and figures (`cargo xtask soak`, `root/soak/latest.json`).
+fn soak_section(out: &mut String, s: &crate::soak::SoakResults) {
+    let _ = writeln!(
+        out,
+        "## Soak\n\n\
+         From `cargo xtask soak` on commit `{}`, {}, {}: {:.1} minutes of the embedded server \
+         (`stream-manager serve`, one thread, its own process) with one publisher that drops \
+         and comes back ({} sessions, {} frames sent, {} dropped by the publisher itself), \
+         players joining and leaving in waves of up to {} every {:.0} s ({} players in all, \
+         {} frames received), {} players that stopped reading and {} hostile connections \
+         (the server closed {} for silence, {} for malformed input, {} on a contained panic). \
+         Seed {}. **{}**\n",
+        s.commit,
+        s.machine.short(),
+        s.started,
+        s.seconds / 60.0,
+        s.publisher_sessions,
+        s.publisher_frames,
+        s.publisher_dropped,
+        s.max_players,
+        s.wave_s,
+        s.players,
+        s.frames_received,
+        s.stalled_readers,
+        s.hostile,
+        s.server_timed_out,
+        s.server_protocol_errors,
+        s.server_panics,
+        s.seed,
+        if s.passed { "Passed." } else { "Failed." }
+    );
+    out.push_str("| Check | Result | Measured |\n|-------|--------|----------|\n");
+    for c in &s.checks {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            c.what,
+            if c.passed { "pass" } else { "**fail**" },
+            c.measured.replace('\n', " ")
+        );
+    }
+    let first = s
+        .samples
+        .iter()
+        .find(|x| x.t_s >= 60.0)
+        .or(s.samples.first());
+    let peak = |f: fn(&crate::soak::SoakSample) -> u64| s.samples.iter().map(f).max().unwrap_or(0);
+    if let (Some(f), Some(l)) = (first, s.samples.last()) {
+        let _ = writeln!(
+            out,
+            "\n| Server | Idle | After the first minute | At the end | Peak |\n\
+             |--------|------|------------------------|------------|------|\n\
+             | Resident memory | — | {} | {} | {} |\n\
+             | Open file descriptors | {} | {} | {} | {} |\n\
+             | Threads | {} | {} | {} | {} |\n\
+             | Items in players' queues | 0 | {} | {} | {} |\n",
+            mib(f.rss_bytes),
+            mib(l.rss_bytes),
+            mib(peak(|x| x.rss_bytes)),
+            s.idle_fds,
+            f.fds,
+            l.fds,
+            peak(|x| x.fds),
+            s.idle_threads,
+            f.threads,
+            l.threads,
+            peak(|x| x.threads),
+            f.queued_items,
+            l.queued_items,
+            peak(|x| x.queued_items),
+        );
+    }
 }
 
 /// Writes `root/REPORT.md` (atomically) and returns its path.

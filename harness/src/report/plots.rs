@@ -136,7 +136,11 @@ fn line_chart(
 
 /// Every plot the loaded results allow, written under `dir` (any other `.svg` there removed);
 /// returns (caption, file name) of each, for the report to link. A plot that fails is left out with a note on stderr.
-pub fn write(dir: &Path, loaded: &[Results]) -> Vec<(String, String)> {
+pub fn write(
+    dir: &Path,
+    loaded: &[Results],
+    soak: Option<&crate::soak::SoakResults>,
+) -> Vec<(String, String)> {
     let _ = std::fs::create_dir_all(dir);
     let mut made = Vec::new();
     let mut keep = |caption: &str, file: &str, r: Result<bool, String>| match r {
@@ -225,6 +229,35 @@ pub fn write(dir: &Path, loaded: &[Results]) -> Vec<(String, String)> {
             bitrate_vs_link(&file(&name), r),
         );
     }
+    if let Some(s) = soak {
+        keep(
+            "Soak: the server's resident memory over the run",
+            "soak-rss.svg",
+            soak_series(
+                &file("soak-rss.svg"),
+                s,
+                ("Soak: server resident memory", "MiB"),
+                &[("RSS (MiB)", |x| x.rss_bytes as f64 / 1048576.0)],
+            ),
+        );
+        keep(
+            "Soak: the server's descriptors, threads, connections, players and queued items \
+             over the run",
+            "soak-load.svg",
+            soak_series(
+                &file("soak-load.svg"),
+                s,
+                ("Soak: server load and resources", "count"),
+                &[
+                    ("open file descriptors", |x| x.fds as f64),
+                    ("threads", |x| x.threads as f64),
+                    ("connections open", |x| x.connections_open as f64),
+                    ("players open", |x| x.players_open as f64),
+                    ("items in players' queues", |x| x.queued_items as f64),
+                ],
+            ),
+        );
+    }
     // A plot the report no longer draws goes, so the folder holds exactly what it links.
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -233,6 +266,26 @@ pub fn write(dir: &Path, loaded: &[Results]) -> Vec<(String, String)> {
         }
     }
     made
+}
+
+/// A named figure of a soak's samples.
+type SoakLine<'a> = (&'a str, fn(&crate::soak::SoakSample) -> f64);
+
+/// Lines of a soak's samples against minutes.
+fn soak_series(
+    path: &Path,
+    s: &crate::soak::SoakResults,
+    (title, y_label): (&str, &str),
+    lines: &[SoakLine<'_>],
+) -> Result<bool, String> {
+    let mut series: Vec<Series> = Vec::new();
+    for (name, f) in lines {
+        for x in &s.samples {
+            add(&mut series, name, (x.t_s / 60.0, f(x)));
+        }
+    }
+    line_chart(path, title, ("minutes", y_label), &series, None)?;
+    Ok(!series.is_empty())
 }
 
 fn fps_by_preset(path: &Path, r: &Results) -> Result<bool, String> {

@@ -447,7 +447,7 @@ mod tests {
     #[test]
     fn plots_are_written_as_svg() {
         let dir = tempfile::tempdir().unwrap();
-        let made = crate::report::plots::write(dir.path(), &[sample()]);
+        let made = crate::report::plots::write(dir.path(), &[sample()], None);
         assert!(made.len() >= 2, "{made:?}");
         for (_, file) in made {
             let svg = std::fs::read_to_string(dir.path().join(file)).unwrap();

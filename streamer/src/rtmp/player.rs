@@ -51,6 +51,9 @@ pub struct PlayerCounters {
     pub last_frame_id: AtomicU64,
     /// The server said the stream ended (`onStatus NetStream.Play.UnpublishNotify`).
     pub told_ended: AtomicBool,
+    /// Frames missing between two frames received: gaps in their decode timestamps (in frame
+    /// periods) within one publish (a timestamp that goes back starts a new one).
+    pub missed: AtomicU64,
 }
 
 /// A snapshot of one player.
@@ -71,6 +74,8 @@ pub struct PlayerReport {
     pub last_frame_id: Option<u64>,
     /// The server said the stream ended.
     pub told_ended: bool,
+    /// Frames missing between frames received (see [`PlayerCounters::missed`]).
+    pub missed: u64,
 }
 
 impl PlayerCounters {
@@ -95,6 +100,7 @@ impl PlayerCounters {
             last_frame_id: (self.frames.load(Ordering::Relaxed) > 0)
                 .then(|| self.last_frame_id.load(Ordering::Relaxed)),
             told_ended: self.told_ended.load(Ordering::Relaxed),
+            missed: self.missed.load(Ordering::Relaxed),
         }
     }
 }
@@ -203,6 +209,8 @@ pub(crate) struct Playing<P> {
     started: Instant,
     last_frame: Option<Instant>,
     stall_after: Duration,
+    /// The latest frame's decode timestamp in frame periods.
+    last_dts: Option<i64>,
 }
 
 impl<P: Probe> Playing<P> {
@@ -234,6 +242,7 @@ impl<P: Probe> Playing<P> {
             started,
             last_frame: None,
             stall_after: Duration::from_secs(2) / fps.max(1),
+            last_dts: None,
         };
         playing.handle(events, Instant::now(), out)?;
         Ok(playing)
@@ -286,6 +295,13 @@ impl<P: Probe> Playing<P> {
                     };
                     if tag.sequence_header {
                         continue;
+                    }
+                    let dts = flv::frame_of_ms(i64::from(timestamp.value), self.fps);
+                    if let Some(last) = self.last_dts.replace(dts)
+                        && dts > last + 1
+                    {
+                        let gap = (dts - last - 1) as u64;
+                        counters.missed.fetch_add(gap, Ordering::Relaxed);
                     }
                     let pts = i64::from(timestamp.value) + i64::from(tag.composition_ms);
                     let id = flv::frame_of_ms(pts, self.fps).max(0) as u64;
@@ -578,6 +594,37 @@ impl Drop for PlayerLoad {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gaps_in_the_frames_timestamps_count_as_missed_and_a_new_publish_does_not() {
+        let url: RtmpUrl = "rtmp://h/live/k".parse().unwrap();
+        let counters = Arc::new(PlayerCounters::default());
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut p = Playing::new(
+            &url,
+            30,
+            Arc::new(crate::probe::NoProbe),
+            Arc::clone(&counters),
+            now,
+            &mut out,
+        )
+        .unwrap();
+        let frame = |ms: u32, key: bool| ClientSessionEvent::VideoDataReceived {
+            timestamp: rml_rtmp::time::RtmpTimestamp::new(ms),
+            data: bytes::Bytes::from(vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 1]),
+        };
+        // Frames 0, 1, 2, then 5 (3 and 4 missing), then a new publish from 0.
+        let events = [0, 33, 67, 167, 0, 33]
+            .iter()
+            .enumerate()
+            .map(|(i, &ms)| frame(ms, i == 0 || i == 4))
+            .collect();
+        p.handle(events, now, &mut out).unwrap();
+        let r = counters.report();
+        assert_eq!(r.frames, 6);
+        assert_eq!(r.missed, 2);
+    }
 
     #[tokio::test]
     async fn the_arrival_stamp_is_when_the_bytes_came_not_when_they_were_read() {

@@ -369,7 +369,23 @@ fn offer_tls(
     Ok((bound, task))
 }
 
+/// Sums the players' queues into [`ServerStats::queued`] once a second, until the server is
+/// gone.
+async fn sample_queues(shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let n = shared.queued_items();
+        shared.stats.queued.store(n, Ordering::Relaxed);
+    }
+}
+
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    tokio::spawn(sample_queues(Arc::downgrade(&shared)));
     loop {
         let Ok((socket, peer)) = listener.accept().await else {
             continue;

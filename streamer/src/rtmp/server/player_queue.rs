@@ -228,6 +228,11 @@ impl PlayerQueue {
         }
     }
 
+    /// Items waiting in this queue now.
+    pub(super) fn len(&self) -> usize {
+        lock(&self.state).items.len()
+    }
+
     /// Frames dropped for this player so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

@@ -63,6 +63,16 @@ impl Drop for Slot {
 }
 
 impl Shared {
+    /// Items waiting in every player's queue now.
+    pub(super) fn queued_items(&self) -> u64 {
+        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels
+            .values()
+            .flat_map(|c| c.players.iter())
+            .map(|(_, q)| q.len() as u64)
+            .sum()
+    }
+
     pub(super) fn new(cfg: &RtmpConfig, stats: Arc<ServerStats>, verbose: bool) -> Arc<Self> {
         Arc::new(Shared {
             cfg: cfg.clone(),

@@ -22,4 +22,7 @@ pub struct ServerStats {
     pub direct_writes: AtomicU64,
     /// Frames that went through a player's queue.
     pub queued_writes: AtomicU64,
+    /// Items (frames, headers) waiting in the players' queues now, all players: summed once a
+    /// second while the server runs.
+    pub queued: AtomicU64,
 }
