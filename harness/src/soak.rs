@@ -77,9 +77,11 @@ pub struct SoakSample {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Trough {
     pub t_s: f64,
-    /// Descriptors beyond the idle count and one per open connection.
+    /// Descriptors beyond the idle count and one per open connection, the least over the
+    /// bottom's samples: a connection caught between its accept and its count, or between
+    /// its slot's release and its close, is there for one sample; a leak stays.
     pub fd_excess: i64,
-    /// Threads beyond the idle count.
+    /// Threads beyond the idle count (the least over the bottom's samples).
     pub thread_excess: i64,
     pub connections_open: u64,
 }
@@ -483,7 +485,7 @@ pub fn run(opts: &SoakOptions, progress: impl Fn(&str)) -> Result<SoakResults, S
     let mut hostiles: Vec<(Instant, TcpStream)> = Vec::new();
     let (mut stalled_n, mut hostile_n) = (0u64, 0u64);
     let mut samples = Vec::new();
-    let mut troughs = Vec::new();
+    let mut troughs: Vec<Trough> = Vec::new();
     let mut empty_since: Option<f64> = None;
     let mut trough_taken = false;
     let mut server_exit = None;
@@ -534,12 +536,18 @@ pub fn run(opts: &SoakOptions, progress: impl Fn(&str)) -> Result<SoakResults, S
             server_exit = Some(format!("{status}; its last lines:\n{lines}"));
             break;
         }
+        // The process first, then its metrics (whose connection would count as a descriptor).
+        let (rss, fds, threads) = (
+            status_field(pid, "VmRSS") * 1024,
+            open_fds(pid),
+            status_field(pid, "Threads"),
+        );
         let text = scrape(&server.metrics);
         let sample = SoakSample {
             t_s: t,
-            rss_bytes: status_field(pid, "VmRSS") * 1024,
-            fds: open_fds(pid),
-            threads: status_field(pid, "Threads"),
+            rss_bytes: rss,
+            fds,
+            threads,
             connections_open: metric(&text, "stream_manager_server_connections_open"),
             players_open: metric(&text, "stream_manager_server_players_open"),
             queued_items: metric(&text, "stream_manager_server_player_queue_items"),
@@ -549,14 +557,21 @@ pub fn run(opts: &SoakOptions, progress: impl Fn(&str)) -> Result<SoakResults, S
         // The bottom of a wave: none of our players for 3 s and the server agrees.
         if groups.is_empty() {
             let since = *empty_since.get_or_insert(t);
-            if !trough_taken && t - since >= 3.0 && sample.players_open == 0 {
-                trough_taken = true;
-                troughs.push(Trough {
+            if t - since >= 3.0 && sample.players_open == 0 {
+                let now = Trough {
                     t_s: t,
                     fd_excess: sample.fds as i64 - sample.connections_open as i64 - idle_fds as i64,
                     thread_excess: sample.threads as i64 - idle_threads as i64,
                     connections_open: sample.connections_open,
-                });
+                };
+                match troughs.last_mut() {
+                    Some(last) if trough_taken => {
+                        last.fd_excess = last.fd_excess.min(now.fd_excess);
+                        last.thread_excess = last.thread_excess.min(now.thread_excess);
+                    }
+                    _ => troughs.push(now),
+                }
+                trough_taken = true;
             }
         } else {
             empty_since = None;

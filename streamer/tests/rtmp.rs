@@ -93,6 +93,34 @@ fn decoded(framecrc: &str) -> usize {
         .count()
 }
 
+/// The ffmpeg CLI publishing 90 frames of 320x240 at 30 fps (real time, x264 ultrafast,
+/// a keyframe a second) to `url`.
+fn ffmpeg_publisher(url: &str) -> Proc {
+    Proc::spawn(Command::new("ffmpeg").args([
+        "-v",
+        "error",
+        "-nostdin",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-frames:v",
+        "90",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        "30",
+        "-f",
+        "flv",
+        url,
+    ]))
+}
+
 /// ffprobe decoding every frame of `url`.
 fn ffprobe_player(url: &str) -> Proc {
     Proc::spawn(Command::new("ffprobe").args([
@@ -148,29 +176,7 @@ fn ffmpeg_publishes_to_our_server_and_ffmpeg_and_ffprobe_play_it() {
     wait_for("two players", Duration::from_secs(10), || {
         server.stats().players_open.load(Ordering::Relaxed) == 2
     });
-    let publisher = Proc::spawn(Command::new("ffmpeg").args([
-        "-v",
-        "error",
-        "-nostdin",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=30",
-        "-frames:v",
-        "90",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-        "-g",
-        "30",
-        "-f",
-        "flv",
-        &url,
-    ]));
+    let publisher = ffmpeg_publisher(&url);
     let (_, err) = publisher.finish(Duration::from_secs(20));
     assert!(err.is_empty(), "publisher: {err}");
     let (crc, err) = player.finish(Duration::from_secs(10));
@@ -681,7 +687,12 @@ fn the_embedded_relay_makes_room_for_every_player_it_is_asked_for() {
 fn serve_binary(
     env: &[(&str, &str)],
     args: &[&str],
-) -> (Proc, u32, SocketAddr, std::sync::mpsc::Receiver<String>) {
+) -> (
+    Proc,
+    u32,
+    (SocketAddr, Option<SocketAddr>),
+    std::sync::mpsc::Receiver<String>,
+) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_stream-manager"))
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -717,7 +728,12 @@ fn serve_binary(
         .and_then(|r| r.split('/').next())
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {announce:?}"));
-    (server, pid, addr, lines)
+    let tls = announce
+        .split("rtmps://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|a| a.parse().ok());
+    (server, pid, (addr, tls), lines)
 }
 
 /// `GET /metrics` from a metrics endpoint at `addr`: the body.
@@ -745,7 +761,7 @@ fn rss_kib(pid: u32) -> u64 {
 fn a_contained_panic_is_one_quiet_line_even_with_rust_backtrace_set() {
     // A fixed metrics port would clash between runs: find a free one first.
     let metrics = format!("127.0.0.1:{}", free_port());
-    let (server, pid, addr, lines) =
+    let (server, pid, (addr, _), lines) =
         serve_binary(&[("RUST_BACKTRACE", "1")], &["--metrics", &metrics]);
     let next = |limit: Duration| lines.recv_timeout(limit).ok();
     // `@setDataFrame` with nothing after it: rml_rtmp panics on it.
@@ -808,9 +824,39 @@ fn a_contained_panic_is_one_quiet_line_even_with_rust_backtrace_set() {
 
 #[test]
 fn sigterm_drains_every_player_to_the_end_of_the_stream_and_exits_0() {
-    let (mut server, pid, addr, lines) = serve_binary(&[], &[]);
+    sigterm_drain(&[], false);
+}
+
+#[test]
+fn sigterm_drains_a_server_on_two_threads_and_its_rtmps_players_too() {
+    sigterm_drain(&["--threads", "2"], true);
+}
+
+/// 100 players and a publisher on `serve ARGS` (the players over RTMPS when `tls`), then
+/// SIGTERM: every player is told the stream ended, and the server exits 0 within
+/// `rtmp.drain_timeout`.
+fn sigterm_drain(args: &[&str], tls: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if tls {
+        let ca = certificates(dir.path());
+        streamer::rtmp::tls::trust_pem(ca.as_bytes()).unwrap();
+        for (flag, file) in [("--tls-cert", "cert.pem"), ("--tls-key", "key.pem")] {
+            args.push(flag.into());
+            args.push(dir.path().join(file).display().to_string());
+        }
+        args.extend(["--tls-listen".into(), "127.0.0.1:0".into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut server, pid, (addr, tls_addr), lines) = serve_binary(&[], &args);
     let target: RtmpUrl = format!("rtmp://{addr}/live/drain").parse().unwrap();
-    let players = PlayerLoad::start(&target, 100, 30, Arc::new(NoProbe)).unwrap();
+    let watched = match tls {
+        true => format!("rtmps://{}/live/drain", tls_addr.expect("an RTMPS address"))
+            .parse()
+            .unwrap(),
+        false => target.clone(),
+    };
+    let players = PlayerLoad::start(&watched, 100, 30, Arc::new(NoProbe)).unwrap();
     assert!(players.wait_playing(Duration::from_secs(10)));
     let publisher = std::thread::spawn({
         let url = target.to_string();
@@ -894,29 +940,7 @@ fn ffmpeg_publishes_and_plays_over_rtmps_on_our_server_and_so_do_our_players() {
     wait_for("three players over TLS", Duration::from_secs(10), || {
         server.stats().players_open.load(Ordering::Relaxed) == 3
     });
-    let publisher = Proc::spawn(Command::new("ffmpeg").args([
-        "-v",
-        "error",
-        "-nostdin",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=30",
-        "-frames:v",
-        "90",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-        "-g",
-        "30",
-        "-f",
-        "flv",
-        &url,
-    ]));
+    let publisher = ffmpeg_publisher(&url);
     let (_, err) = publisher.finish(Duration::from_secs(20));
     assert!(err.is_empty(), "publisher over rtmps: {err}");
     let (crc, err) = player.finish(Duration::from_secs(10));

@@ -151,10 +151,15 @@ pub async fn play<P: Probe + Send + Sync + 'static>(
         let mut arrived = Instant::now();
         let mut buf = vec![0u8; 64 * 1024];
         let mut sealed = Vec::new();
+        // The server ended the TLS session: what came with its end is taken first.
+        let mut tls_closed = false;
         loop {
             if !input.is_empty() {
                 playing.take(&input, arrived, &mut out)?;
                 input.clear();
+            }
+            if tls_closed {
+                return Err("server closed the TLS session".to_string());
             }
             if !out.is_empty() {
                 let bytes = match &mut tls {
@@ -176,9 +181,9 @@ pub async fn play<P: Probe + Send + Sync + 'static>(
                         Ok((n, at)) => {
                             match &mut tls {
                                 Some(tls) => {
-                                    if !tls.open(&buf[..n], &mut input).map_err(|e| format!("TLS: {e}"))? {
-                                        return Err("server closed the TLS session".to_string());
-                                    }
+                                    tls_closed = !tls
+                                        .open(&buf[..n], &mut input)
+                                        .map_err(|e| format!("TLS: {e}"))?;
                                 }
                                 None => input.extend_from_slice(&buf[..n]),
                             }
