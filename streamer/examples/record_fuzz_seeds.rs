@@ -1,9 +1,10 @@
 //! Records the fuzzing seeds for the server's input path (`fuzz/corpus/server_input/`) and for
 //! the publisher's and player's (`fuzz/corpus/client_input/`): real sessions through a
 //! recording proxy in front of the embedded server — the ffmpeg CLI publishing and playing,
-//! and our own publisher and player. A server seed is a publisher's bytes and a player's
-//! bytes as `streamer::rtmp::server::fuzz::server_input` reads them; a client seed is what the
-//! server sent a publisher and a player, as `streamer::rtmp::fuzz::client_input` reads them.
+//! our own publisher and player, and GStreamer's (`rtmp2sink`, `rtmp2src`). A server seed is
+//! a publisher's bytes and a player's bytes as `streamer::rtmp::server::fuzz::server_input`
+//! reads them; a client seed is what the server sent a publisher and a player, as
+//! `streamer::rtmp::fuzz::client_input` reads them.
 //!
 //! `cargo run --release -p streamer --example record_fuzz_seeds -- fuzz/corpus`
 
@@ -137,6 +138,34 @@ fn main() {
     stream.finish().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     load.stop();
+    // GStreamer as player (fifth connection) and publisher (sixth): rtmp2src and rtmp2sink, a
+    // client written apart from both ffmpeg and us. The player is killed mid-stream as
+    // ffmpeg's was.
+    let gst = |args: &str| {
+        Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(args.split_whitespace())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "gst-launch-1.0: {e} (Debian: apt-get install gstreamer1.0-tools \
+                     gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)"
+                )
+            })
+    };
+    let mut gst_player = gst(&format!("rtmp2src location={url} ! flvdemux ! fakesink"));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut gst_publisher = gst(&format!(
+        "videotestsrc num-buffers=60 is-live=true ! video/x-raw,width=160,height=120,framerate=30/1 \
+         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! h264parse \
+         ! flvmux streamable=true ! rtmp2sink location={url}"
+    ));
+    std::thread::sleep(Duration::from_millis(1200));
+    let _ = gst_player.kill();
+    let _ = gst_player.wait();
+    assert!(gst_publisher.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
     let both: Vec<(Vec<u8>, Vec<u8>)> = sent
         .lock()
         .unwrap()
@@ -145,8 +174,9 @@ fn main() {
         .collect();
     let sent: Vec<Vec<u8>> = both.iter().map(|b| b.0.clone()).collect();
     let got: Vec<Vec<u8>> = both.iter().map(|b| b.1.clone()).collect();
-    assert!(sent.len() >= 4, "{} connections recorded", sent.len());
+    assert!(sent.len() >= 6, "{} connections recorded", sent.len());
     let (ffplay, ffpub, ours_play, ours_pub) = (&sent[0], &sent[1], &sent[2], &sent[3]);
+    let (gst_play, gst_pub) = (&sent[4], &sent[5]);
     for (name, bytes) in [
         ("ffmpeg-publishes-ffmpeg-plays", seed(ffpub, ffplay)),
         ("ours-publishes-ours-plays", seed(ours_pub, ours_play)),
@@ -154,6 +184,12 @@ fn main() {
         ("ours-publishes-ffmpeg-plays", seed(ours_pub, ffplay)),
         ("ffmpeg-publishes", seed(ffpub, &[])),
         ("ffmpeg-plays", seed(&[], ffplay)),
+        (
+            "gstreamer-publishes-gstreamer-plays",
+            seed(gst_pub, gst_play),
+        ),
+        ("gstreamer-publishes-ours-plays", seed(gst_pub, ours_play)),
+        ("ours-publishes-gstreamer-plays", seed(ours_pub, gst_play)),
     ] {
         let path = dir.join(name);
         std::fs::write(&path, &bytes).unwrap();
@@ -162,6 +198,7 @@ fn main() {
     // What the server answered each client: to ffmpeg's player, ffmpeg's publisher, our
     // player and our publisher.
     let (to_ffplay, to_ffpub, to_ours_play, to_ours_pub) = (&got[0], &got[1], &got[2], &got[3]);
+    let (to_gst_play, to_gst_pub) = (&got[4], &got[5]);
     for (name, bytes) in [
         (
             "server-to-ours-publishing-and-playing",
@@ -173,6 +210,10 @@ fn main() {
         ),
         ("server-to-ours-publishing", seed(to_ours_pub, &[])),
         ("server-to-ffmpeg-playing", seed(&[], to_ffplay)),
+        (
+            "server-to-gstreamer-publishing-and-playing",
+            seed(to_gst_pub, to_gst_play),
+        ),
     ] {
         let path = client_dir.join(name);
         std::fs::write(&path, &bytes).unwrap();

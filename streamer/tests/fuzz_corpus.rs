@@ -26,7 +26,7 @@ fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn the_server_input_corpus_replays_without_a_panic() {
     let inputs = corpus("server_input");
-    assert!(inputs.len() >= 6, "{} inputs", inputs.len());
+    assert!(inputs.len() >= 9, "{} inputs", inputs.len());
     for (name, data) in &inputs {
         let reached = server_input(data);
         // The recorded sessions go all the way: both handshakes, a publish, a play, and the
@@ -48,7 +48,7 @@ fn the_server_input_corpus_replays_without_a_panic() {
 #[test]
 fn the_client_input_corpus_replays_without_a_panic() {
     let inputs = corpus("client_input");
-    assert!(inputs.len() >= 4, "{} inputs", inputs.len());
+    assert!(inputs.len() >= 5, "{} inputs", inputs.len());
     for (name, data) in &inputs {
         let reached = client_input(data);
         // The server's recorded answers to our publisher and player take them to

@@ -266,6 +266,7 @@ impl Publisher {
             RtmpTimestamp::new(dts_ms),
             false,
         );
+        let writing = Instant::now();
         let sent = match packet {
             Ok(ClientSessionResult::OutboundResponse(p)) => lock(&conn.writer)
                 .write_all(&p.bytes)
@@ -279,7 +280,7 @@ impl Publisher {
                 self.stats.frames_sent += 1;
                 self.stats.bytes_sent += n as u64;
                 if let Some(m) = &mut self.monitor {
-                    m.wrote(n, dts_ms);
+                    m.wrote(n, dts_ms, writing.elapsed());
                 }
             }
             None => {

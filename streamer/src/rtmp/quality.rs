@@ -33,9 +33,11 @@ pub struct NetQuality {
     /// Bytes written by the publisher that the kernel has not sent yet (`tcpi_notsent_bytes`).
     pub unsent_bytes: u64,
     /// Media written but not yet delivered, ms: from the oldest frame the server has not
-    /// wholly acknowledged to the newest written (0 when everything has arrived). Counting
-    /// from the acknowledgements rather than from what the kernel sent also sees the media
-    /// waiting in a queue past the socket (a shaper's, a router's).
+    /// wholly acknowledged to the newest written (0 when everything has arrived) or, while
+    /// the publisher's writes wait for room in the socket, to the media time now (the frames
+    /// held up before the socket count too: captured, not yet written). Counting from the
+    /// acknowledgements rather than from what the kernel sent also sees the media waiting in
+    /// a queue past the socket (a shaper's, a router's).
     pub queued_media_ms: f64,
     /// The most `queued_media_ms` has been on this connection.
     pub queued_media_peak_ms: f64,
@@ -118,6 +120,11 @@ pub(crate) struct Monitor {
     acked_base: u64,
     /// CPU spent sampling, ns.
     cpu_ns: u64,
+    /// When media time 0 was, as the writes show it: the earliest of (a write's end − its
+    /// frame's time), so the least delay from a frame's time to its write.
+    origin: Option<Instant>,
+    /// The last write waited for room in the socket.
+    blocked: bool,
 }
 
 impl Monitor {
@@ -133,13 +140,19 @@ impl Monitor {
             frames: VecDeque::new(),
             rate: VecDeque::new(),
             peak_ms: 0.0,
+            origin: None,
+            blocked: false,
         }
     }
 
-    /// A frame of `bytes` with time `ms` was written: take a sample.
-    pub(crate) fn wrote(&mut self, bytes: usize, ms: u32) {
+    /// A frame of `bytes` with time `ms` was written, the write taking `took`: take a sample.
+    pub(crate) fn wrote(&mut self, bytes: usize, ms: u32, took: Duration) {
         self.written += bytes as u64;
         self.frames.push_back((self.written, ms));
+        if let Some(at) = Instant::now().checked_sub(Duration::from_millis(ms.into())) {
+            self.origin = Some(self.origin.map_or(at, |o| o.min(at)));
+        }
+        self.blocked = took > BLOCKED;
         self.sample();
     }
 
@@ -162,7 +175,11 @@ impl Monitor {
         }
         let unsent = u64::from(info.tcpi_notsent_bytes);
         let acked = info.tcpi_bytes_acked.saturating_sub(self.acked_base);
-        let queued_ms = queued_media_ms(&mut self.frames, acked);
+        // A write that waited, with bytes still unsent: the socket is full, and the frames
+        // captured since wait before it (a CPU-starved thread's slow write leaves none unsent).
+        let held_up = self.origin.filter(|_| self.blocked && unsent > 0);
+        let now_ms = held_up.map(|o| now.duration_since(o).as_millis() as u32);
+        let queued_ms = queued_media_ms(&mut self.frames, acked, now_ms);
         self.peak_ms = self.peak_ms.max(queued_ms);
         let (send_rate_kbps, acked_rate_kbps) = match (self.rate.front(), self.rate.back()) {
             (Some(a), Some(b)) if b.0 > a.0 => {
@@ -201,15 +218,21 @@ impl Monitor {
     }
 }
 
+/// A write that takes longer than this waited for room in the socket.
+const BLOCKED: Duration = Duration::from_millis(2);
+
 /// Drops the frames wholly delivered (their end at or before `sent` bytes) from `frames` and
-/// returns the media still queued: the newest frame's time − the oldest undelivered frame's,
-/// ms.
-fn queued_media_ms(frames: &mut VecDeque<(u64, u32)>, sent: u64) -> f64 {
+/// returns the media still queued: the newest frame's time (or `now_ms`, the media time now,
+/// when later: frames wait before the socket) − the oldest undelivered frame's, ms.
+fn queued_media_ms(frames: &mut VecDeque<(u64, u32)>, sent: u64, now_ms: Option<u32>) -> f64 {
     while frames.front().is_some_and(|(end, _)| *end <= sent) {
         frames.pop_front();
     }
     match (frames.front(), frames.back()) {
-        (Some(first), Some(last)) => f64::from(last.1.saturating_sub(first.1)),
+        (Some(first), Some(last)) => {
+            let newest = last.1.max(now_ms.unwrap_or(0));
+            f64::from(newest.saturating_sub(first.1))
+        }
         _ => 0.0,
     }
 }
@@ -224,9 +247,14 @@ mod tests {
     fn queued_media_is_the_span_of_the_frames_not_wholly_sent() {
         let mut frames: VecDeque<(u64, u32)> = [(100, 0), (200, 33), (300, 66), (400, 100)].into();
         // 250 bytes out: the frame ending at 300 is partly sent, so 66..100 is queued.
-        assert_eq!(queued_media_ms(&mut frames, 250), 34.0);
+        assert_eq!(queued_media_ms(&mut frames, 250, None), 34.0);
         assert_eq!(frames.len(), 2);
-        assert_eq!(queued_media_ms(&mut frames, 400), 0.0);
+        // The writer is held up and the media time is 400 ms: the frames captured since
+        // the last one written wait too.
+        assert_eq!(queued_media_ms(&mut frames, 250, Some(400)), 334.0);
+        // … but never less than what was written.
+        assert_eq!(queued_media_ms(&mut frames, 250, Some(50)), 34.0);
+        assert_eq!(queued_media_ms(&mut frames, 400, Some(400)), 0.0);
         assert!(frames.is_empty());
     }
 
@@ -242,7 +270,7 @@ mod tests {
         // The peer never reads: write until the socket's buffers are full (bounded).
         for n in 0..2000u32 {
             match out.write(&frame) {
-                Ok(k) => m.wrote(k, n * 33),
+                Ok(k) => m.wrote(k, n * 33, Duration::ZERO),
                 Err(_) => break,
             }
         }
