@@ -103,8 +103,9 @@ const NETWORK: [(&str, &str); 8] = [
     ),
     (
         "stream_manager_network_queued_media_seconds",
-        "Media written by the publisher but not yet on the wire (oldest unsent frame to \
-         newest), seconds: the congestion signal",
+        "Media the publisher has not delivered (from the oldest frame the server has not \
+         acknowledged to the newest written, or to now while writes wait for room), seconds: \
+         the congestion signal",
     ),
     (
         "stream_manager_network_send_rate_kbps",

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// CPU seconds per stage since the stream opened.
@@ -67,6 +68,11 @@ pub(super) struct CpuCounters {
     /// The encoder's thread while it runs the encode loop, output included.
     pub(super) encode_ns: AtomicU64,
     pub(super) send_ns: AtomicU64,
+    /// libx264's threads: those of the encoder open now …
+    x264: Mutex<BTreeSet<u32>>,
+    /// … and what those of the encoders closed before used (quality scaling reopens the
+    /// encoder, and a thread that has exited reads 0).
+    x264_closed_ns: AtomicU64,
 }
 
 /// Adds the calling thread's CPU time from now until it is dropped to a counter (on every
@@ -132,16 +138,26 @@ pub(super) fn threads_cpu_ns(ids: &BTreeSet<u32>) -> u64 {
 }
 
 impl CpuCounters {
-    /// The stages so far; the renderer's helper threads (`render`) and libx264's (`x264`)
-    /// read now.
-    pub(super) fn snapshot(&self, render: &BTreeSet<u32>, x264: &BTreeSet<u32>) -> StageCpu {
+    /// The encoder open from now on started `threads` (named `x264-<n>`): what the previous
+    /// encoder's threads used so far is kept, as they are about to exit.
+    pub(super) fn x264_opened(&self, threads: BTreeSet<u32>) {
+        name_threads(&threads, "x264");
+        let mut open = self.x264.lock().unwrap_or_else(|e| e.into_inner());
+        self.x264_closed_ns
+            .fetch_add(threads_cpu_ns(&open), Ordering::Relaxed);
+        *open = threads;
+    }
+
+    /// The stages so far; the renderer's helper threads (`render`) and libx264's read now.
+    pub(super) fn snapshot(&self, render: &BTreeSet<u32>) -> StageCpu {
         let s = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 * 1e-9;
         let send = s(&self.send_ns);
+        let x264 = threads_cpu_ns(&self.x264.lock().unwrap_or_else(|e| e.into_inner()));
         StageCpu {
             render_s: s(&self.render_ns) + threads_cpu_ns(render) as f64 * 1e-9,
             workers_s: s(&self.workers_ns),
             encode_s: (s(&self.encode_ns) - send).max(0.0),
-            x264_threads_s: threads_cpu_ns(x264) as f64 * 1e-9,
+            x264_threads_s: (x264 + self.x264_closed_ns.load(Ordering::Relaxed)) as f64 * 1e-9,
             send_s: send,
         }
     }
@@ -150,6 +166,42 @@ impl CpuCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cpu_of_a_closed_encoders_threads_is_kept_when_it_is_reopened() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let cpu = CpuCounters::default();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        // A thread that works, then waits: an open encoder's thread.
+        let worker = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            let mut x = 1u64;
+            for i in 0..20_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            let _ = stop_rx.recv();
+        });
+        cpu.x264_opened([tid_rx.recv().unwrap()].into());
+        let mut open = 0.0;
+        for _ in 0..400 {
+            open = cpu.snapshot(&BTreeSet::new()).x264_threads_s;
+            if open > 0.005 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(open > 0.0, "{open} s");
+        // The encoder is reopened without threads of its own; the old one's thread exits.
+        cpu.x264_opened(BTreeSet::new());
+        stop_tx.send(()).unwrap();
+        worker.join().unwrap();
+        let after = cpu.snapshot(&BTreeSet::new()).x264_threads_s;
+        assert!(after >= open, "{after} s after the reopen, {open} s before");
+    }
 
     #[test]
     fn a_thread_clock_charges_its_threads_work_on_every_exit() {

@@ -145,7 +145,6 @@ pub struct Stream<'p, P: Probe> {
     /// opening the renderer started.
     render_threads: std::collections::BTreeSet<u32>,
     /// libx264's own threads: those that opening the encoder started.
-    x264_threads: std::collections::BTreeSet<u32>,
     /// Adaptive bitrate (`adaptive.enabled` with a network output).
     adapting: Option<send::Adapting>,
     scaling: Option<send::QualityScaling>,
@@ -175,7 +174,6 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let threads_before = cpu::thread_ids();
         let encoder = Encoder::open(&EncodeSettings::of(cfg), output.needs_global_header())?;
         let x264_threads = &cpu::thread_ids() - &threads_before;
-        cpu::name_threads(&x264_threads, "x264");
         // Slots in use at once: the queue, one per worker, the reorder window, the renderer's
         // round.
         let slots = (p.max_queue_size + 3 * p.pool_size + 1) as usize + renderer.round_size();
@@ -191,6 +189,8 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let scaler = scaling
             .enabled
             .then(|| crate::pipeline::scaling::WorkerScaler::new(scaling.min, p.pool_size));
+        let cpu = cpu::CpuCounters::default();
+        cpu.x264_opened(x264_threads);
         Ok(Stream {
             cfg: cfg.clone(),
             probe,
@@ -211,7 +211,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 sent_bytes: AtomicU64::new(0),
                 queue_depth: AtomicU64::new(0),
                 queue_capacity: p.max_queue_size.into(),
-                cpu: cpu::CpuCounters::default(),
+                cpu,
                 target_kbps: AtomicU64::new(
                     adapting.as_ref().map_or(0, |a| a.target_kbps().into()),
                 ),
@@ -228,7 +228,6 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
             adapting,
             scaling: quality_scaling,
             render_threads,
-            x264_threads,
             next_frame: 0,
             clock: None,
             counters: Counters::default(),
@@ -399,9 +398,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
     /// CPU time per stage so far ([`StageCpu`]); take two and [`StageCpu::since`] for a
     /// window's.
     pub fn stage_cpu(&self) -> StageCpu {
-        self.shared
-            .cpu
-            .snapshot(&self.render_threads, &self.x264_threads)
+        self.shared.cpu.snapshot(&self.render_threads)
     }
 
     /// The configuration the stream runs.

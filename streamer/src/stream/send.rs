@@ -294,7 +294,9 @@ impl Send<'_> {
             height: to.size.height,
             ..EncodeSettings::of(&c)
         };
+        let threads_before = super::cpu::thread_ids();
         let mut next = Encoder::open(&settings, global_header)?;
+        let x264_threads = &super::cpu::thread_ids() - &threads_before;
         let mut failed = None;
         let (sink, counters) = (&mut *self.sink, &mut *self.counters);
         self.encoder.finish(probe, |pkt| {
@@ -307,6 +309,8 @@ impl Send<'_> {
         if let Some(a) = self.adapting.as_deref() {
             a.apply(&mut next);
         }
+        // The old encoder's threads exit with it: their CPU so far is kept.
+        shared.cpu.x264_opened(x264_threads);
         *self.encoder = next;
         Ok(())
     }
