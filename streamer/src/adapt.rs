@@ -2,10 +2,14 @@
 //! connection (`adaptive.bitrate`; see [`crate::config::AdaptiveBitrate`]).
 //!
 //! The signal is the media written but not yet delivered ([`NetQuality::queued_media_ms`]),
-//! as in OBS's dynamic bitrate. Above `triggerMs` the target drops to the measured
+//! as in OBS's dynamic bitrate. Above `triggerMs` (above half of it while the server
+//! acknowledges less than the target less `marginPercent`: a link that fell shows in the
+//! acknowledgements before its queue reaches the trigger, and every frame sent at the old rate
+//! meanwhile crosses slower than real time) the target drops to the measured
 //! throughput (what the server acknowledged lately) less `marginPercent`, less the rate that
-//! drains the bytes already queued within `drainMs`, at most once per `holdMs`, never below
-//! `minKbps`, and only ever down. With queued media under a quarter of `triggerMs` for `clearMs`, the target steps up
+//! drains the bytes already queued within `drainMs`, at most once per `holdMs` (after an early
+//! cut, once the throughput is measured wholly after it), never below `minKbps`, and only ever
+//! down. With queued media under a quarter of `triggerMs` for `clearMs`, the target steps up
 //! by `stepUpPercent` of the configured bitrate, up to it. Between the two, it holds, so a
 //! steady link never makes it move. Above `dropMs` non-keyframes are dropped before they are
 //! sent until the queue is back under `triggerMs`.
@@ -77,6 +81,9 @@ pub struct BitrateController {
     streak: u32,
     /// The bytes queued at the last cut (while fewer are, the queue is draining).
     unacked_at_cut: Option<u64>,
+    /// The last cut came at half the trigger, on a throughput measured partly before the
+    /// link changed: the next may follow once the measure is all after it.
+    early_cut: bool,
 }
 
 /// At the knee, the link must be clear this many times `clearMs` before a probe above the
@@ -96,6 +103,7 @@ impl BitrateController {
             ceiling_kbps: None,
             streak: 0,
             unacked_at_cut: None,
+            early_cut: false,
         }
     }
 
@@ -150,12 +158,26 @@ impl BitrateController {
                 format!("queued media {queued:.0} ms < {} ms", c.trigger_ms),
             );
         }
-        if queued > trigger {
+        // Half the trigger is enough while the link carries clearly less than the target (what
+        // the server acknowledged lately under the target less the margin): a cut link shows in
+        // the acknowledgements at once, well before its queue reaches the trigger, and every
+        // frame sent at the old rate meanwhile crosses slower than real time.
+        let margin = 1.0 - f64::from(c.margin_percent) / 100.0;
+        let early = queued > trigger / 2.0
+            && q.recent_acked_kbps > 0.0
+            && q.recent_acked_kbps < f64::from(self.target_kbps) * margin;
+        if queued > trigger || early {
             self.clear_since_ms = None;
-            // Within holdMs of a cut, or while what was queued at the cut drains, no more.
+            // Within holdMs of a cut (of an early cut, once the throughput measured is all
+            // after it), or while what was queued at the cut drains, no more.
+            let hold = if self.early_cut {
+                u64::from(c.hold_ms).min(crate::rtmp::quality::RECENT.as_millis() as u64)
+            } else {
+                u64::from(c.hold_ms)
+            };
             let held = self
                 .last_cut_ms
-                .is_some_and(|at| t_ms.saturating_sub(at) < u64::from(c.hold_ms))
+                .is_some_and(|at| t_ms.saturating_sub(at) < hold)
                 || self
                     .unacked_at_cut
                     .is_some_and(|before| q.unacked_bytes < before);
@@ -167,8 +189,7 @@ impl BitrateController {
                 } else {
                     0.0
                 };
-                let to = ((throughput * (1.0 - f64::from(c.margin_percent) / 100.0) - drain)
-                    .max(0.0) as u32)
+                let to = ((throughput * margin - drain).max(0.0) as u32)
                     .max(c.min_kbps)
                     .min(self.configured_kbps);
                 if to < self.target_kbps {
@@ -178,9 +199,17 @@ impl BitrateController {
                             to,
                         },
                         format!(
-                            "queued media {queued:.0} ms > {} ms; throughput {throughput:.0} kbit/s; \
-                             {:.0} kB queued",
-                            c.trigger_ms,
+                            "queued media {queued:.0} ms > {}; throughput {throughput:.0} \
+                             kbit/s; {:.0} kB queued",
+                            if queued > trigger {
+                                format!("{} ms", c.trigger_ms)
+                            } else {
+                                format!(
+                                    "{:.0} ms with the link under {}% of the target",
+                                    trigger / 2.0,
+                                    100 - c.margin_percent
+                                )
+                            },
                             q.unacked_bytes as f64 / 1000.0
                         ),
                     );
@@ -188,6 +217,7 @@ impl BitrateController {
                     self.last_cut_ms = Some(t_ms);
                     self.ceiling_kbps = Some(throughput as u32);
                     self.unacked_at_cut = Some(q.unacked_bytes);
+                    self.early_cut = queued <= trigger;
                     self.streak = 0;
                 }
             }
@@ -669,6 +699,47 @@ mod tests {
             }
         );
         assert!(e[0].signal.contains("62 kB queued"), "{e:?}");
+    }
+
+    #[test]
+    fn a_link_carrying_clearly_less_than_the_target_cuts_at_half_the_trigger() {
+        let mut c = controller();
+        let q = |queued_media_ms, recent_acked_kbps| NetQuality {
+            queued_media_ms,
+            recent_acked_kbps,
+            ..NetQuality::default()
+        };
+        // Half the trigger, but the link carries about the target: a keyframe's queue.
+        assert!(c.update(0, &q(300.0, 5800.0)).is_empty());
+        // Under half the trigger: nothing, whatever the link carries.
+        assert!(c.update(33, &q(200.0, 2000.0)).is_empty());
+        // Over half, with the link under the target less the margin: cut.
+        let e = c.update(66, &q(300.0, 2000.0));
+        assert_eq!(
+            e[0].change,
+            AdaptChange::Bitrate {
+                from: 6000,
+                to: 1700
+            }
+        );
+        assert!(
+            e[0].signal
+                .contains("300 ms > 250 ms with the link under 85% of the target"),
+            "{e:?}"
+        );
+        // Its throughput was measured partly before the link fell: the next cut needs no
+        // holdMs, only a measure that is all after it.
+        assert!(c.update(166, &q(400.0, 1500.0)).is_empty());
+        let e = c.update(400, &q(550.0, 1500.0));
+        assert_eq!(
+            e[0].change,
+            AdaptChange::Bitrate {
+                from: 1700,
+                to: 1275
+            }
+        );
+        // That one was not early: holdMs again.
+        assert!(c.update(800, &q(600.0, 1000.0)).is_empty());
     }
 
     #[test]

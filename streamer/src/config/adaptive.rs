@@ -84,7 +84,8 @@ impl Default for AdaptiveWorkers {
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdaptiveBitrate {
     /// Media queued undelivered (written, not yet acknowledged by the server), beyond the
-    /// connection's least round trip, above which the bitrate drops, ms.
+    /// connection's least round trip, above which the bitrate drops, ms; half of it is enough
+    /// while the server acknowledges less than the target less `marginPercent`.
     pub trigger_ms: u32,
     /// Media queued unsent above which non-keyframes are dropped before they are sent, ms
     /// (above `triggerMs`).
