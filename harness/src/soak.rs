@@ -624,6 +624,14 @@ pub fn run(opts: &SoakOptions, progress: impl Fn(&str)) -> Result<SoakResults, S
     let missed: Vec<&(PlayerReport, bool)> = reports.iter().filter(|(r, _)| r.missed > 0).collect();
     let players_missed = missed.iter().filter(|(_, excused)| !excused).count() as u64;
     let players_excused = missed.iter().filter(|(_, excused)| *excused).count() as u64;
+    // Each wave bottom's excess of one kind, in order.
+    let excesses = |of: fn(&Trough) -> i64| {
+        troughs
+            .iter()
+            .map(|t| of(t).to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let mut checks = vec![
         Check {
             what: format!(
@@ -648,11 +656,7 @@ pub fn run(opts: &SoakOptions, progress: impl Fn(&str)) -> Result<SoakResults, S
             measured: format!(
                 "{} wave bottoms, excess {}",
                 troughs.len(),
-                troughs
-                    .iter()
-                    .map(|t| t.fd_excess.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                excesses(|t| t.fd_excess)
             ),
         },
         Check {
@@ -660,11 +664,7 @@ pub fn run(opts: &SoakOptions, progress: impl Fn(&str)) -> Result<SoakResults, S
             passed: !troughs.is_empty() && troughs.iter().all(|t| t.thread_excess <= 0),
             measured: format!(
                 "idle {idle_threads}; excess {}",
-                troughs
-                    .iter()
-                    .map(|t| t.thread_excess.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                excesses(|t| t.thread_excess)
             ),
         },
         Check {

@@ -100,6 +100,14 @@ impl Drop for ThreadClock<'_> {
     }
 }
 
+/// Runs `open` and returns what it returned with the threads it started (a library's: the
+/// renderer's helpers, libx264's).
+pub(super) fn started_by<T>(open: impl FnOnce() -> T) -> (T, BTreeSet<u32>) {
+    let before = thread_ids();
+    let opened = open();
+    (opened, &thread_ids() - &before)
+}
+
 /// The ids of this process's threads (empty off Linux).
 pub(super) fn thread_ids() -> BTreeSet<u32> {
     std::fs::read_dir("/proc/self/task")

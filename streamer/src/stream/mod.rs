@@ -166,14 +166,14 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         probe.mark(Point::RenderSetupStart, 0);
         let scene = Scene::new(v.width, v.height);
         let mut core = Core::new(&cfg.core)?;
-        let before_renderer = cpu::thread_ids();
-        let renderer = crate::render::open(cfg)?;
-        let render_threads = &cpu::thread_ids() - &before_renderer;
+        let (renderer, render_threads) = cpu::started_by(|| crate::render::open(cfg));
+        let renderer = renderer?;
         core.setup(probe)?;
         probe.mark(Point::RenderSetupEnd, 0);
-        let threads_before = cpu::thread_ids();
-        let encoder = Encoder::open(&EncodeSettings::of(cfg), output.needs_global_header())?;
-        let x264_threads = &cpu::thread_ids() - &threads_before;
+        let (encoder, x264_threads) = cpu::started_by(|| {
+            Encoder::open(&EncodeSettings::of(cfg), output.needs_global_header())
+        });
+        let encoder = encoder?;
         // Slots in use at once: the queue, one per worker, the reorder window, the renderer's
         // round.
         let slots = (p.max_queue_size + 3 * p.pool_size + 1) as usize + renderer.round_size();

@@ -294,9 +294,9 @@ impl Send<'_> {
             height: to.size.height,
             ..EncodeSettings::of(&c)
         };
-        let threads_before = super::cpu::thread_ids();
-        let mut next = Encoder::open(&settings, global_header)?;
-        let x264_threads = &super::cpu::thread_ids() - &threads_before;
+        let (next, x264_threads) =
+            super::cpu::started_by(|| Encoder::open(&settings, global_header));
+        let mut next = next?;
         let mut failed = None;
         let (sink, counters) = (&mut *self.sink, &mut *self.counters);
         self.encoder.finish(probe, |pkt| {
