@@ -22,11 +22,15 @@ struct Cli {
 enum Cmd {
     /// Run a scenario file's sweep.
     Run(RunArgs),
-    /// Regenerate results/REPORT.md from every suite's latest.json.
+    /// Regenerate results/REPORT.md from every suite's results: the newer of its full run
+    /// (latest.json) and its quick run (quick.json, marked as quick).
     Report {
         /// Results folder.
         #[arg(long, default_value = "results")]
         results: PathBuf,
+        /// From full runs only (each suite's latest.json): the report that is committed.
+        #[arg(long)]
+        full: bool,
     },
     /// Soak the embedded server (`stream-manager serve`, its own process) under churn: a
     /// publisher that drops and comes back, players joining and leaving in waves, players
@@ -279,8 +283,8 @@ report:  {}",
             }
             Ok(())
         }
-        Cmd::Report { results } => {
-            let path = report::write(&results)?;
+        Cmd::Report { results, full } => {
+            let path = report::write_from(&results, full)?;
             println!("wrote {}", path.display());
             Ok(())
         }

@@ -316,15 +316,22 @@ fn with_no_results_every_suite_is_listed_as_not_measured() {
     assert!(!b.report.contains("## Plots"));
 }
 
-/// The repository's own `results/`: what git tracks there (each suite's `latest.json` and the
-/// gate's `gate-power.json`) regenerates the committed `REPORT.md` and plots byte for byte, so
-/// `cargo xtask report` on a clean checkout leaves `git diff --exit-code results/` clean and
-/// the committed report is never stale. After a change to the report's code, run
-/// `cargo xtask report` and commit what it rewrites.
+/// The repository's root.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The repository's own `results/` as git's index holds it (never the working tree, which
+/// `cargo xtask perf …` rewrites: the README's first command): what is committed there (each
+/// suite's `latest.json` and the gate's `gate-power.json`) regenerates the committed
+/// `REPORT.md` and plots byte for byte, so `cargo xtask report` on a clean checkout leaves
+/// `git diff --exit-code results/` clean and the committed report is never stale. After a
+/// change to the report's code, run `cargo xtask report` and commit what it rewrites.
 #[test]
 fn the_committed_report_regenerates_byte_for_byte() {
-    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
     let dir = tempfile::tempdir().unwrap();
+    let committed = dir.path().join("committed");
+    harness::results::committed::export(&repo(), "results", &committed).unwrap();
     let results = dir.path().join("results");
     std::fs::create_dir_all(&results).unwrap();
     for entry in std::fs::read_dir(&committed).unwrap() {
@@ -384,13 +391,16 @@ fn the_committed_report_regenerates_byte_for_byte() {
 }
 
 /// The README shows no hand-copied figures: every table row in its example (the fenced block
-/// under "What you get") is a line of the committed report, and it names the date of the run
-/// it quotes.
+/// under "What you get") is a line of the committed report (as git's index holds it), and it
+/// names the date of the run it quotes.
 #[test]
 fn the_readme_quotes_the_committed_report() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let report = std::fs::read_to_string(root.join("results/REPORT.md")).unwrap();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let report = String::from_utf8(
+        harness::results::committed::read(&repo(), "results/REPORT.md")
+            .expect("the committed report (git's index)"),
+    )
+    .unwrap();
     let section = readme
         .split("## What you get")
         .nth(1)

@@ -26,8 +26,14 @@ enum Cmd {
     /// the benchmarks once each in test mode. Installs what they run first (system packages,
     /// the rustfmt and clippy components, gungraun-runner).
     Test,
-    /// Regenerate results/REPORT.md from the latest results of every suite.
-    Report,
+    /// Regenerate results/REPORT.md from the latest results of every suite (a `--quick` run
+    /// shows, marked, where it is newer than the suite's full run).
+    Report {
+        /// From full runs only (each suite's latest.json, never quick.json): the report that
+        /// is committed.
+        #[arg(long)]
+        full: bool,
+    },
     /// Soak the embedded server under churn for --minutes (default 30): a publisher that
     /// drops and reconnects, players joining and leaving in waves (up to 200), players that
     /// stop reading, hostile connections; its memory, descriptors, threads and queues sampled
@@ -92,7 +98,9 @@ struct PerfArgs {
     suite: String,
     /// One part of a suite that has parts (`cargo xtask perf frames timing`); all by default.
     part: Option<String>,
-    /// The short form (about a minute): fewer points, fewer frames, one run each.
+    /// The short form (about a minute): fewer points, fewer frames, one run each. Written to
+    /// results/<SUITE>/quick.json beside the full run's latest.json, which it never replaces;
+    /// the report shows it, marked as quick, while it is the newer of the two.
     #[arg(long)]
     quick: bool,
     /// Also compare the in-process encoder with the ffmpeg CLI on the same raw frames
@@ -339,9 +347,12 @@ fn main() -> Result<ExitCode> {
                 .args(rest);
             run(c)?;
         }
-        Cmd::Report => {
+        Cmd::Report { full } => {
             let mut c = harness()?;
             c.arg("report");
+            if full {
+                c.arg("--full");
+            }
             run(c)?;
         }
         Cmd::Fuzz { targets, minutes } => {

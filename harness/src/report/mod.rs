@@ -50,15 +50,16 @@ const SUITES: [(&str, &str); 14] = [
     ("adapt-cpu", "cargo xtask perf adapt cpu (as root)"),
 ];
 
-/// Builds the report from every `results/<suite>/latest.json` under `root`, drawing its plots
-/// into `root/plots/`.
-pub fn build(root: &Path) -> String {
+/// Builds the report from every suite's results under `root` (the newer of
+/// `results/<suite>/latest.json` and a `--quick` run's `quick.json`; with `full_only`, only
+/// `latest.json`: what is committed), drawing its plots into `root/plots/`.
+pub fn build(root: &Path, full_only: bool) -> String {
     let mut loaded = Vec::new();
     let mut missing = Vec::new();
     for (suite, command) in SUITES {
-        match Results::load(&Results::dir(root, suite).join("latest.json")) {
-            Ok(r) => loaded.push(r),
-            Err(_) => missing.push((suite, command)),
+        match Results::load_suite(root, suite, full_only) {
+            Some(r) => loaded.push(r),
+            None => missing.push((suite, command)),
         }
     }
     let mut out = String::from("# Stream Manager — measured results\n\n");
@@ -67,6 +68,7 @@ pub fn build(root: &Path) -> String {
          run regenerates it. Tables follow the optimization guide's \"Tested Configurations\".\n\n",
     );
     provenance(&mut out, &loaded);
+    quick_sets(&mut out, &loaded);
     for r in &loaded {
         match r.table {
             GuideTable::Encoder => encoder::encoder_table(&mut out, r),
@@ -162,6 +164,26 @@ fn provenance(out: &mut String, loaded: &[Results]) {
         );
     }
     out.push('\n');
+}
+
+/// The suites shown from a `--quick` run (`quick.json`, newer than the full run or without
+/// one): said once at the top, since their figures are not the full sweep's.
+fn quick_sets(out: &mut String, loaded: &[Results]) {
+    let quick: Vec<String> = loaded
+        .iter()
+        .filter(|r| r.quick)
+        .map(|r| format!("`{}`", r.suite))
+        .collect();
+    if quick.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "**Quick runs shown** ({}): fewer points, fewer frames and one run each, a first look \
+         rather than a basis for choosing a setting; run the suite without `--quick` for its \
+         full table.\n",
+        quick.join(", ")
+    );
 }
 
 /// The gate's measured resolution (`cargo xtask gate --power`, `root/gate-power.json`), if it
@@ -268,12 +290,21 @@ fn soak_section(out: &mut String, s: &crate::soak::SoakResults) {
     }
 }
 
-/// Writes `root/REPORT.md` (atomically) and returns its path.
+/// Writes `root/REPORT.md` (atomically) and returns its path: the newest results of each
+/// suite, quick runs included (marked).
 ///
 /// # Errors
 /// The file could not be written.
 pub fn write(root: &Path) -> Result<PathBuf, ResultsError> {
+    write_from(root, false)
+}
+
+/// [`write`], from full runs only when `full_only` (the report that is committed).
+///
+/// # Errors
+/// The file could not be written.
+pub fn write_from(root: &Path, full_only: bool) -> Result<PathBuf, ResultsError> {
     let path = root.join("REPORT.md");
-    write_atomic(&path, build(root).as_bytes())?;
+    write_atomic(&path, build(root, full_only).as_bytes())?;
     Ok(path)
 }

@@ -20,10 +20,12 @@
 //!
 //! The parts: [`model`] (the types serialized), [`aggregate`] (repetitions into a point),
 //! [`store`] (reading and writing a suite's files), [`to_csv`] (the CSV), [`files`] (atomic
-//! writes and the errors), and the sharding of a sweep: [`shard`] (which points a shard runs)
+//! writes and the errors), [`committed`] (the files as git's index holds them, for checks that
+//! must not see what a `perf` run left in the working tree), and the sharding of a sweep: [`shard`] (which points a shard runs)
 //! and [`merge`] (joining shard files).
 
 pub mod aggregate;
+pub mod committed;
 pub mod files;
 pub mod merge;
 pub mod model;
