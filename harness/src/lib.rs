@@ -24,5 +24,6 @@ pub mod run;
 pub mod scenario;
 pub mod shaped;
 pub mod soak;
+pub mod stats;
 pub mod sweep;
 pub mod system;

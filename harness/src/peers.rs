@@ -227,25 +227,6 @@ fn certificates(dir: &Path) -> Result<String, String> {
     Ok(ca.pem())
 }
 
-/// CPU time of a process (all its threads, exited ones included), in nanoseconds, read from
-/// its CPU-time clock. The scheduler keeps it exactly; the tick-sampled utime/stime in
-/// /proc/PID/stat (10 ms ticks) are too coarse for a server that runs in ~1 ms bursts 30 times
-/// a second: over 8 s they scatter by ±15% from run to run.
-fn cpu_ns(pid: u32) -> Option<u64> {
-    let mut clock: libc::clockid_t = 0;
-    // SAFETY: plain FFI calls with valid out-pointers.
-    unsafe {
-        if libc::clock_getcpuclockid(pid as libc::pid_t, &raw mut clock) != 0 {
-            return None;
-        }
-        let mut ts: libc::timespec = std::mem::zeroed();
-        if libc::clock_gettime(clock, &raw mut ts) != 0 {
-            return None;
-        }
-        Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
-    }
-}
-
 /// CPU time (ms) and RSS (bytes) of a process.
 fn usage(sys: &mut System, pid: u32) -> (u64, u64) {
     let pid = Pid::from_u32(pid);
@@ -304,7 +285,7 @@ pub fn measure(
     let late =
         PlayerLoad::start(&url, 1, fps, Arc::new(NoProbe)).map_err(|e| fail(e.to_string()))?;
     let (cpu0, _) = usage(&mut sys, pid);
-    let cpu_ns0 = cpu_ns(pid);
+    let cpu_ns0 = streamer::clock::process_cpu_ns_of(pid);
     let started = Instant::now();
     let frames = (seconds * f64::from(fps)).round() as u64;
     let mut rss_peak = rss_idle;
@@ -321,7 +302,7 @@ pub fn measure(
     }
     let wall = started.elapsed().as_secs_f64();
     let (cpu1, rss_end) = usage(&mut sys, pid);
-    let cpu_ns1 = cpu_ns(pid);
+    let cpu_ns1 = streamer::clock::process_cpu_ns_of(pid);
     let summary = stream.finish().map_err(|e| fail(e.to_string()))?;
     std::thread::sleep(Duration::from_millis(150));
     let after = load.stop();
@@ -446,24 +427,5 @@ mod tests {
         assert_eq!(c.repetitions, 3);
         assert_eq!(c.cpu_percent_runs, vec![6.0, 9.0, 5.0]);
         assert!(combine(&[]).is_none());
-    }
-
-    #[test]
-    fn the_cpu_clock_of_a_process_counts_its_work() {
-        let me = std::process::id();
-        let before = cpu_ns(me).expect("our own CPU clock");
-        // Work until the clock has counted 20 ms of it (bounded by wall time, in case it never does).
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut x = 0u64;
-        let counted = loop {
-            for _ in 0..100_000 {
-                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-            }
-            let spent = cpu_ns(me).expect("our own CPU clock") - before;
-            if spent >= 20_000_000 || Instant::now() > deadline {
-                break spent;
-            }
-        };
-        assert!(counted >= 20_000_000, "busy work counted as {counted} ns");
     }
 }

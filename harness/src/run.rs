@@ -310,7 +310,7 @@ pub struct NetworkFigures {
     /// The publisher's connection at the end of the window (round-trip time, retransmits,
     /// delivery rate, media queued unsent and its peak, send rate); None in older results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quality: Option<streamer::rtmp::quality::NetQuality>,
+    pub quality: Option<streamer::adapt::network::NetQuality>,
 }
 
 /// The embedded server's threads, by name.

@@ -243,7 +243,7 @@ pub struct LinkFigures {
     #[serde(default)]
     pub capped_e2e_ms: Option<(f64, f64)>,
     /// CPU the publisher spent sampling its connection over the window, ms (see
-    /// [`streamer::rtmp::quality::NetQuality::sampling_cpu_ms`]).
+    /// [`streamer::adapt::network::NetQuality::sampling_cpu_ms`]).
     #[serde(default)]
     pub sampling_cpu_ms: Option<f64>,
     /// The window's length, ms.

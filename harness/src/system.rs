@@ -65,24 +65,7 @@ pub fn commit() -> String {
 /// how a stage that shares the process with others (the embedded RTMP server and its players)
 /// is charged its own CPU.
 pub fn threads_cpu_seconds(prefixes: &[&str]) -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let mut ns = 0u64;
-    for task in tasks.flatten() {
-        let path = task.path();
-        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
-            continue;
-        };
-        if !prefixes.iter().any(|p| comm.trim_end().starts_with(p)) {
-            continue;
-        }
-        ns += std::fs::read_to_string(path.join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    ns as f64 * 1e-9
+    streamer::clock::named_threads_cpu_ns(prefixes) as f64 * 1e-9
 }
 
 impl Machine {
@@ -154,16 +137,7 @@ fn own_rss(sys: &mut System) -> Option<u64> {
 
 /// CPU time this process has used, all threads.
 fn process_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec; CLOCK_PROCESS_CPUTIME_ID always exists on Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    Duration::from_nanos(streamer::clock::process_cpu_ns())
 }
 
 impl Sampler {
@@ -241,24 +215,6 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_named_threads_cpu_is_counted_and_no_other() {
-        let spin = std::thread::Builder::new()
-            .name("cpu-probe-test".into())
-            .spawn(|| {
-                let start = std::time::Instant::now();
-                let mut x = 1u64;
-                while start.elapsed() < Duration::from_millis(50) {
-                    x = std::hint::black_box(x.wrapping_mul(3));
-                }
-                threads_cpu_seconds(&["cpu-probe-test"])
-            })
-            .unwrap();
-        let counted = spin.join().unwrap();
-        assert!(counted >= 0.02, "{counted}");
-        assert_eq!(threads_cpu_seconds(&["no-such-thread"]), 0.0);
-    }
 
     /// Memory held only after the memory window closed (as a stream's teardown would free or
     /// touch it) is not in the timeline nor the peak; the CPU window still runs to `stop`.

@@ -16,6 +16,7 @@
 //! ```
 
 pub mod adapt;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod diagnose;

@@ -297,7 +297,7 @@ fn run(args: RunArgs) -> Result<()> {
     // The metrics probe always runs: its span means feed the diagnosis; the endpoint serves
     // them only with --metrics.
     let metrics = Arc::new(streamer::metrics::Metrics::new());
-    let cpu_before = process_cpu_s();
+    let cpu_before = streamer::clock::process_cpu_ns() as f64 * 1e-9;
     let started = Instant::now();
     let (summary, streaming_s) = stream_to(
         &args,
@@ -317,7 +317,8 @@ fn run(args: RunArgs) -> Result<()> {
         },
     )?;
     let secs = started.elapsed().as_secs_f64();
-    let cpu_percent = (process_cpu_s() - cpu_before) / secs * 100.0;
+    let cpu_percent =
+        ((streamer::clock::process_cpu_ns() as f64 * 1e-9) - cpu_before) / secs * 100.0;
     let server_dropped = report(&summary, &output, relay, secs)?;
     let observed = observed(
         &args,
@@ -332,19 +333,6 @@ fn run(args: RunArgs) -> Result<()> {
         println!("diagnosis: {}: {}", f.symptom, f.cause);
     }
     Ok(())
-}
-
-/// This process's user + system CPU seconds so far.
-fn process_cpu_s() -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
-        return 0.0;
-    }
-    // SAFETY: filled on success.
-    let u = unsafe { usage.assume_init() };
-    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    s(u.ru_utime) + s(u.ru_stime)
 }
 
 /// Peak RSS of this process so far, bytes.

@@ -70,7 +70,7 @@ pub struct Metrics {
     buffer_health: Gauge,
     cpu: Gauge,
     frames: IntCounter,
-    /// The publisher's connection (RTMP outputs): see [`crate::rtmp::quality`].
+    /// The publisher's connection (RTMP outputs): see [`crate::adapt::network`].
     network: [Gauge; 8],
     /// Adaptive bitrate: the encoder's target now, and the changes made.
     target: Gauge,
@@ -605,7 +605,7 @@ mod tests {
             bytes: 5000,
             queue_depth: 3,
             queue_capacity: 30,
-            network: Some(crate::rtmp::quality::NetQuality {
+            network: Some(crate::adapt::network::NetQuality {
                 rtt_ms: 2.5,
                 queued_media_ms: 250.0,
                 ..Default::default()

@@ -110,7 +110,7 @@ pub trait Sink {
     }
 
     /// The network connection's quality, where the sink has one (RTMP).
-    fn quality(&self) -> Option<crate::rtmp::quality::NetQualityView> {
+    fn quality(&self) -> Option<crate::adapt::network::NetQualityView> {
         None
     }
 
@@ -296,7 +296,7 @@ impl Sink for RtmpSink {
         Ok(())
     }
 
-    fn quality(&self) -> Option<crate::rtmp::quality::NetQualityView> {
+    fn quality(&self) -> Option<crate::adapt::network::NetQualityView> {
         Some(self.publisher.quality())
     }
 

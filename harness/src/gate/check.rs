@@ -3,12 +3,13 @@
 
 use super::baselines::{InstructionBaselines, RatioBaseline, RatioBaselines, Updated, cpu};
 use super::gungraun::parse_gungraun;
-use super::ratios::{Pair, figures, measure_ratios};
+use super::ratios::{figures, measure_ratios};
 use super::verdict::{
     Row, Verdict, compare_instructions_on, compare_ratios, failed, instruction_reference_note,
-    paired_ratio, table,
+    table,
 };
 use crate::results::write_atomic;
+use crate::stats::{Pair, paired_ratio};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

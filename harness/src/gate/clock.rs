@@ -8,25 +8,14 @@
 
 use std::hint::black_box;
 
-fn clock(id: libc::clockid_t) -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; both clock ids exist on every Linux.
-    let rc = unsafe { libc::clock_gettime(id, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime({id}) failed");
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
 /// Seconds of CPU the calling thread has used.
 pub fn thread_cpu() -> f64 {
-    streamer::stream::thread_cpu_ns() as f64 * 1e-9
+    streamer::clock::thread_cpu_ns() as f64 * 1e-9
 }
 
 /// Seconds of CPU the whole process (every thread, user and system) has used.
 pub fn process_cpu() -> f64 {
-    clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+    streamer::clock::process_cpu_ns() as f64 * 1e-9
 }
 
 /// `units` rounds of a xorshift: plain integer work that no compiler removes and that costs the

@@ -33,11 +33,12 @@ pub mod power;
 pub mod ratios;
 pub mod verdict;
 
+pub use crate::stats::{median, paired_ratio, ratio_interval};
 pub use baselines::{Counts, InstructionBaselines, RatioBaseline, RatioBaselines, Reference, cpu};
 pub use check::{GateOptions, check};
 pub use gungraun::parse_gungraun;
 pub use ratios::measure_ratios;
 pub use verdict::{
     Row, Verdict, compare_instructions, compare_instructions_on, compare_ratios, failed,
-    instruction_reference_note, median, paired_ratio, ratio_interval, table,
+    instruction_reference_note, table,
 };

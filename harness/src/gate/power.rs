@@ -10,9 +10,10 @@
 
 use super::baselines::{RatioBaselines, cpu};
 use super::clock::seconds_per_unit;
-use super::ratios::{Figure, Pair, figures, repetition, settled};
-use super::verdict::{Verdict, compare_ratios, median, paired_ratio};
+use super::ratios::{Figure, figures, repetition, settled};
+use super::verdict::{Verdict, compare_ratios};
 use crate::results::write_atomic;
+use crate::stats::{Pair, median, paired_ratio};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

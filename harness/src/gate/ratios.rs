@@ -13,7 +13,7 @@
 //!
 //! Both sides of a repetition run on the same processor, one right after the other, and a
 //! figure is the median of the repetitions' base ÷ head ratios
-//! ([`verdict::paired_ratio`](super::verdict::paired_ratio)): on this project's 2-core
+//! ([`paired_ratio`](crate::stats::paired_ratio)): on this project's 2-core
 //! virtual machine one side's CPU time moves by ±20% from one repetition to the next (a
 //! neighbour on the caches, a slower clock), and the side beside it moves with it.
 //!
@@ -30,8 +30,8 @@
 //! start.
 
 use super::clock::{burn, process_cpu, thread_cpu};
-use super::verdict::{paired_ratio, ratio_interval};
 use crate::hot::Compose;
+use crate::stats::{Pair, paired_ratio, ratio_interval};
 use anyhow::{Context, Result, bail};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -329,9 +329,6 @@ pub fn figures(base: &Path, head: &Path) -> Result<Figures> {
     }
     Ok(Figures { figures, head_only })
 }
-
-/// One repetition of a figure: CPU seconds of its reference side and of its measured side.
-pub type Pair = [f64; 2];
 
 /// One repetition of `fig`: the reference side once and the measured side once per entry of
 /// `levels` (burn units per call), in an order that rotates with `rep` so that no side always

@@ -225,8 +225,8 @@ fn aggregate_network(runs: &[PointRun]) -> Option<NetworkFigures> {
 
 /// The repetitions' connection samples: medians, with the peak of queued media and the most
 /// retransmissions over all of them.
-fn network_quality(nets: &[&NetworkFigures]) -> Option<streamer::rtmp::quality::NetQuality> {
-    use streamer::rtmp::quality::NetQuality;
+fn network_quality(nets: &[&NetworkFigures]) -> Option<streamer::adapt::network::NetQuality> {
+    use streamer::adapt::network::NetQuality;
     let all: Vec<&NetQuality> = nets.iter().filter_map(|n| n.quality.as_ref()).collect();
     all.first()?;
     let med = |f: fn(&NetQuality) -> f64| median(&mut all.iter().map(|q| f(q)).collect::<Vec<_>>());

@@ -58,7 +58,7 @@ impl Default for AdaptiveQuality {
 }
 
 /// Smart worker scaling: between `min` and `pipeline.poolSize` workers take frames, as many as
-/// keep the queue short (see `streamer::pipeline::scaling`).
+/// keep the queue short (see `streamer::adapt::worker_scaling`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdaptiveWorkers {

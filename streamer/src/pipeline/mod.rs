@@ -19,7 +19,6 @@
 pub mod buffers;
 pub mod format;
 pub mod queue;
-pub mod scaling;
 pub mod worker;
 
 use serde::{Deserialize, Serialize};

@@ -5,8 +5,8 @@
 use super::buffers::Slot;
 use super::format::Converter;
 use super::queue::FrameQueue;
-use super::scaling::WorkerGate;
 use super::{Done, DropCounters, DropReason, Reorder};
+use crate::adapt::worker_scaling::WorkerGate;
 use crate::config::{FrameFormat, StreamConfig};
 use crate::probe::{Point, Probe};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -135,8 +135,8 @@ pub struct Publisher {
     stats: PublishStats,
     tag: Vec<u8>,
     /// The connection's quality, sampled after every frame written.
-    monitor: Option<super::quality::Monitor>,
-    quality: super::quality::NetQualityView,
+    monitor: Option<crate::adapt::network::Monitor>,
+    quality: crate::adapt::network::NetQualityView,
     /// Parameter sets to send in-band with the next keyframe (after a new sequence header).
     in_band: Option<Vec<u8>>,
 }
@@ -153,7 +153,7 @@ impl Publisher {
     ) -> Result<Self, PublishError> {
         let sequence_header = Bytes::from(flv::sequence_header_tag(record));
         let conn = open(&url, &metadata, &sequence_header)?;
-        let quality = super::quality::NetQualityView::default();
+        let quality = crate::adapt::network::NetQualityView::default();
         let monitor = monitor_of(&conn, &quality);
         Ok(Publisher {
             url,
@@ -179,7 +179,7 @@ impl Publisher {
     }
 
     /// The connection's latest quality sample, readable from any thread.
-    pub fn quality(&self) -> super::quality::NetQualityView {
+    pub fn quality(&self) -> crate::adapt::network::NetQualityView {
         self.quality.clone()
     }
 
@@ -322,10 +322,10 @@ impl Publisher {
 /// A monitor on a second handle of `conn`'s socket (None if it cannot be cloned).
 fn monitor_of(
     conn: &Conn,
-    view: &super::quality::NetQualityView,
-) -> Option<super::quality::Monitor> {
+    view: &crate::adapt::network::NetQualityView,
+) -> Option<crate::adapt::network::Monitor> {
     let socket = lock(&conn.writer).socket().try_clone().ok()?;
-    Some(super::quality::Monitor::new(socket, view.clone()))
+    Some(crate::adapt::network::Monitor::new(socket, view.clone()))
 }
 
 /// Runs the RTMP handshake on a blocking connection; returns bytes that followed it.

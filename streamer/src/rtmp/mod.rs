@@ -7,7 +7,6 @@ pub mod flv;
 pub mod fuzz;
 mod handshake;
 pub mod player;
-pub mod quality;
 pub mod server;
 pub mod tls;
 

@@ -5,6 +5,7 @@
 
 use super::Pacing;
 use super::shared::Shared;
+use crate::adapt::worker_scaling::WorkerScaler;
 use crate::adapt::{AdaptChange, AdaptEvent};
 use crate::config::{DropPolicy, StreamConfig};
 use crate::core::Core;
@@ -12,7 +13,6 @@ use crate::frame::Planes;
 use crate::pipeline::DropReason;
 use crate::pipeline::buffers::Slot;
 use crate::pipeline::queue::{FrameQueue, Pushed};
-use crate::pipeline::scaling::WorkerScaler;
 use crate::probe::{Point, Probe};
 use crate::render::{RenderError, Renderer};
 use crate::source::Scene;

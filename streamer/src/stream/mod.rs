@@ -16,27 +16,27 @@
 //! `shared` holds what the threads share and the figures read from it.
 
 mod capture;
-mod cpu;
 mod send;
 mod shared;
+mod stage_cpu;
 
+use crate::adapt::worker_scaling::WorkerGate;
 use crate::config::{ConfigError, StreamConfig};
 use crate::core::{Core, CoreError, CoreMetrics};
 use crate::encode::{EncodeError, Encoder, Settings as EncodeSettings};
 use crate::output::{self, Output, OutputError, Sink};
 use crate::pipeline::buffers::{BufferPool, Slot};
 use crate::pipeline::queue::FrameQueue;
-use crate::pipeline::scaling::WorkerGate;
 use crate::pipeline::worker::{self, WorkerCounters, WorkerSettings};
 use crate::pipeline::{Done, DropCounters, Drops, Reorder, RssWatch};
 use crate::probe::{Point, Probe};
 use crate::render::{RenderError, Renderer};
 use crate::source::Scene;
 use capture::Capture;
-pub use cpu::{StageCpu, thread_cpu_ns};
 use send::{Send, deliver};
 use shared::Shared;
 pub use shared::{Live, LiveSnapshot, PipelineStats};
+pub use stage_cpu::StageCpu;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -126,7 +126,7 @@ pub struct Summary {
     /// Things a reader of the results should know.
     pub notes: Vec<String>,
     /// The output connection's last quality sample (RTMP outputs).
-    pub network: Option<crate::rtmp::quality::NetQuality>,
+    pub network: Option<crate::adapt::network::NetQuality>,
     /// Every change adaptive bitrate made, in order (empty when off).
     pub adaptation: Vec<crate::adapt::AdaptEvent>,
 }
@@ -166,11 +166,11 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         probe.mark(Point::RenderSetupStart, 0);
         let scene = Scene::new(v.width, v.height);
         let mut core = Core::new(&cfg.core)?;
-        let (renderer, render_threads) = cpu::started_by(|| crate::render::open(cfg));
+        let (renderer, render_threads) = crate::clock::started_by(|| crate::render::open(cfg));
         let renderer = renderer?;
         core.setup(probe)?;
         probe.mark(Point::RenderSetupEnd, 0);
-        let (encoder, x264_threads) = cpu::started_by(|| {
+        let (encoder, x264_threads) = crate::clock::started_by(|| {
             Encoder::open(&EncodeSettings::of(cfg), output.needs_global_header())
         });
         let encoder = encoder?;
@@ -188,8 +188,8 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let scaling = &cfg.adaptive.workers;
         let scaler = scaling
             .enabled
-            .then(|| crate::pipeline::scaling::WorkerScaler::new(scaling.min, p.pool_size));
-        let cpu = cpu::CpuCounters::default();
+            .then(|| crate::adapt::worker_scaling::WorkerScaler::new(scaling.min, p.pool_size));
+        let cpu = stage_cpu::CpuCounters::default();
         cpu.x264_opened(x264_threads);
         Ok(Stream {
             cfg: cfg.clone(),
@@ -216,7 +216,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                     adapting.as_ref().map_or(0, |a| a.target_kbps().into()),
                 ),
                 adapt_changes: AtomicU64::new(0),
-                gate: crate::pipeline::scaling::WorkerGate::new(
+                gate: crate::adapt::worker_scaling::WorkerGate::new(
                     scaler.as_ref().map_or(p.pool_size, |s| s.active()),
                 ),
                 scaler: scaler.map(std::sync::Mutex::new),
@@ -278,7 +278,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                         }
                     }
                     let _close = CloseOnExit(queue, &shared.gate);
-                    let _cpu = cpu::ThreadClock::start(&shared.cpu.render_ns);
+                    let _cpu = stage_cpu::ThreadClock::start(&shared.cpu.render_ns);
                     let capture = Capture {
                         scene,
                         shared,
@@ -296,7 +296,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 let started = std::thread::Builder::new()
                     .name(format!("pipeline-{w}"))
                     .spawn_scoped(sc, move || {
-                        let _cpu = cpu::ThreadClock::start(&shared.cpu.workers_ns);
+                        let _cpu = stage_cpu::ThreadClock::start(&shared.cpu.workers_ns);
                         worker::work(w as u32, settings, tally, queue, reorder, probe);
                         reorder.worker_done();
                     });
@@ -319,7 +319,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 scaling: scaling.as_mut(),
             };
             let result = {
-                let _cpu = cpu::ThreadClock::start(&shared.cpu.encode_ns);
+                let _cpu = stage_cpu::ThreadClock::start(&shared.cpu.encode_ns);
                 send.run(cfg, shared, reorder, probe, live)
             };
             if result.is_err() {
@@ -415,7 +415,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         let (probe, sink, counters) = (self.probe, &mut self.sink, &mut self.counters);
         let cpu = &self.shared.cpu;
         {
-            let _cpu = cpu::ThreadClock::start(&cpu.encode_ns);
+            let _cpu = stage_cpu::ThreadClock::start(&cpu.encode_ns);
             self.encoder.finish(probe, |p| {
                 deliver(probe, sink, counters, p, &cpu.send_ns, &mut failed)
             })?;

@@ -5,6 +5,7 @@
 
 use super::shared::Shared;
 use super::{Counters, StreamError};
+use crate::adapt::network::NetQualityView;
 use crate::adapt::{AdaptEvent, BitrateController, QualityController, Rung, Size};
 use crate::config::StreamConfig;
 use crate::encode::{Downscale, Encoder, Packet, Settings as EncodeSettings};
@@ -13,7 +14,6 @@ use crate::pipeline::buffers::Slot;
 use crate::pipeline::format::Ingest;
 use crate::pipeline::{Done, DropReason, Reorder};
 use crate::probe::{Point, Probe};
-use crate::rtmp::quality::NetQualityView;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -295,7 +295,7 @@ impl Send<'_> {
             ..EncodeSettings::of(&c)
         };
         let (next, x264_threads) =
-            super::cpu::started_by(|| Encoder::open(&settings, global_header));
+            crate::clock::started_by(|| Encoder::open(&settings, global_header));
         let mut next = next?;
         let mut failed = None;
         let (sink, counters) = (&mut *self.sink, &mut *self.counters);
@@ -332,7 +332,7 @@ pub(super) fn deliver<P: Probe>(
     let (id, size, key) = (packet.frame, packet.data().len() as u64, packet.is_key());
     probe.mark(Point::NetworkSendStart, id);
     let sent = {
-        let _cpu = super::cpu::ThreadClock::start(cpu);
+        let _cpu = super::stage_cpu::ThreadClock::start(cpu);
         sink.send(packet)
     };
     match sent {

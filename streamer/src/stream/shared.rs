@@ -56,15 +56,15 @@ pub(super) struct Shared {
     pub(super) queue_depth: AtomicU64,
     pub(super) queue_capacity: u64,
     /// CPU time per stage.
-    pub(super) cpu: super::cpu::CpuCounters,
+    pub(super) cpu: super::stage_cpu::CpuCounters,
     /// The output connection's quality (RTMP).
-    pub(super) network: Option<crate::rtmp::quality::NetQualityView>,
+    pub(super) network: Option<crate::adapt::network::NetQualityView>,
     /// With adaptive bitrate: the encoder's target now (kbit/s) and the changes made so far.
     pub(super) target_kbps: AtomicU64,
     pub(super) adapt_changes: AtomicU64,
     /// Which workers take frames, and (`adaptive.workers`) what decides it and what it did.
-    pub(super) gate: crate::pipeline::scaling::WorkerGate,
-    pub(super) scaler: Option<std::sync::Mutex<crate::pipeline::scaling::WorkerScaler>>,
+    pub(super) gate: crate::adapt::worker_scaling::WorkerGate,
+    pub(super) scaler: Option<std::sync::Mutex<crate::adapt::worker_scaling::WorkerScaler>>,
     pub(super) worker_events: std::sync::Mutex<Vec<crate::adapt::AdaptEvent>>,
     /// When the stream opened: adaptation events count from here.
     pub(super) epoch: std::time::Instant,
@@ -91,7 +91,7 @@ pub struct LiveSnapshot {
     /// Resident memory now, bytes.
     pub rss_bytes: u64,
     /// The output connection's latest quality sample (RTMP, after its first frame).
-    pub network: Option<crate::rtmp::quality::NetQuality>,
+    pub network: Option<crate::adapt::network::NetQuality>,
     /// With adaptive bitrate: the encoder's target bitrate now (kbit/s; 0 without) and the
     /// changes the controller has made.
     pub target_kbps: u64,

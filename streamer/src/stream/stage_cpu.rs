@@ -6,6 +6,7 @@
 //! that opening the encoder started), and the output (`network:send`: FLV and RTMP packing and
 //! the socket writes, on the encoder's thread, taken out of its share).
 
+use crate::clock::{name_threads, thread_cpu_ns, threads_cpu_ns};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -44,20 +45,6 @@ impl StageCpu {
             send_s: self.send_s - before.send_s,
         }
     }
-}
-
-/// Nanoseconds of CPU the calling thread has used.
-pub fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock exists on every Linux and macOS.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The stages' counters the stream's threads add to.
@@ -100,51 +87,6 @@ impl Drop for ThreadClock<'_> {
     }
 }
 
-/// Runs `open` and returns what it returned with the threads it started (a library's: the
-/// renderer's helpers, libx264's).
-pub(super) fn started_by<T>(open: impl FnOnce() -> T) -> (T, BTreeSet<u32>) {
-    let before = thread_ids();
-    let opened = open();
-    (opened, &thread_ids() - &before)
-}
-
-/// The ids of this process's threads (empty off Linux).
-pub(super) fn thread_ids() -> BTreeSet<u32> {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Names the threads `ids` `<prefix>-<n>`, as `top -H`, profilers and debuggers show them
-/// (threads a library starts inherit their creator's name otherwise). Best effort.
-pub(super) fn name_threads(ids: &BTreeSet<u32>, prefix: &str) {
-    for (n, id) in ids.iter().enumerate() {
-        let _ = std::fs::write(
-            format!("/proc/self/task/{id}/comm"),
-            format!("{prefix}-{n}"),
-        );
-    }
-}
-
-/// CPU nanoseconds the threads `ids` have used, from the scheduler's per-thread counter (a
-/// thread that has exited counts 0).
-pub(super) fn threads_cpu_ns(ids: &BTreeSet<u32>) -> u64 {
-    ids.iter()
-        .filter_map(|id| {
-            std::fs::read_to_string(format!("/proc/self/task/{id}/schedstat"))
-                .ok()?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
-
 impl CpuCounters {
     /// The encoder open from now on started `threads` (named `x264-<n>`): what the previous
     /// encoder's threads used so far is kept, as they are about to exit.
@@ -174,6 +116,7 @@ impl CpuCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::thread_ids;
 
     #[test]
     fn the_cpu_of_a_closed_encoders_threads_is_kept_when_it_is_reopened() {

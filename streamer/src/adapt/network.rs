@@ -159,7 +159,7 @@ impl Monitor {
     /// Takes a sample now (also between frames written: while frames are dropped or the
     /// publisher waits, the connection still drains).
     pub(crate) fn sample(&mut self) {
-        let cpu_before = crate::stream::thread_cpu_ns();
+        let cpu_before = crate::clock::thread_cpu_ns();
         let Some(info) = tcp_info(&self.socket) else {
             return;
         };
@@ -214,7 +214,7 @@ impl Monitor {
             recent_acked_kbps,
             sampling_cpu_ms: self.cpu_ns as f64 / 1e6,
         });
-        self.cpu_ns += crate::stream::thread_cpu_ns().saturating_sub(cpu_before);
+        self.cpu_ns += crate::clock::thread_cpu_ns().saturating_sub(cpu_before);
     }
 }
 
