@@ -10,7 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -75,26 +75,13 @@ fn seed(publisher: &[u8], player: &[u8]) -> Vec<u8> {
     out
 }
 
-fn main() {
-    let corpus = PathBuf::from(std::env::args().nth(1).expect("the corpus folder"));
-    let (dir, client_dir) = (corpus.join("server_input"), corpus.join("client_input"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::create_dir_all(&client_dir).unwrap();
-    let server = Server::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &RtmpConfig::default(),
-        1,
-        false,
-    )
-    .unwrap();
-    let (addr, sent) = proxy(server.local_addr());
-    let url = format!("rtmp://{addr}/live/seed");
-    // The ffmpeg CLI as player (first connection) and publisher (second). The player is
-    // killed while the stream goes on, so its bytes end as a dropped connection's do, not
-    // with the `deleteStream` it sends when the stream ends (a replay could not keep it
-    // until the publisher's frames had reached it).
+/// The ffmpeg CLI as player (first connection) and publisher (second). The player is killed
+/// while the stream goes on, so its bytes end as a dropped connection's do, not with the
+/// `deleteStream` it sends when the stream ends (a replay could not keep it until the
+/// publisher's frames had reached it).
+fn ffmpeg_sessions(url: &str) {
     let mut player = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-i", &url, "-f", "null", "-"])
+        .args(["-v", "error", "-nostdin", "-i", url, "-f", "null", "-"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -119,7 +106,7 @@ fn main() {
             "10",
             "-f",
             "flv",
-            &url,
+            url,
         ])
         .spawn()
         .unwrap();
@@ -127,7 +114,10 @@ fn main() {
     let _ = player.kill();
     let _ = player.wait();
     assert!(publisher.wait().unwrap().success());
-    // Our player (third connection) and our publisher (fourth).
+}
+
+/// Our player (third connection) and our publisher (fourth).
+fn our_sessions(url: &str) {
     let load = PlayerLoad::start(&url.parse().unwrap(), 1, 30, Arc::new(NoProbe)).unwrap();
     load.wait_playing(Duration::from_secs(5));
     let mut cfg = StreamConfig::default();
@@ -138,9 +128,12 @@ fn main() {
     stream.finish().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     load.stop();
-    // GStreamer as player (fifth connection) and publisher (sixth): rtmp2src and rtmp2sink, a
-    // client written apart from both ffmpeg and us. The player is killed mid-stream as
-    // ffmpeg's was.
+}
+
+/// GStreamer as player (fifth connection) and publisher (sixth): rtmp2src and rtmp2sink, a
+/// client written apart from both ffmpeg and us. The player is killed mid-stream as ffmpeg's
+/// was.
+fn gstreamer_sessions(url: &str) {
     let gst = |args: &str| {
         Command::new("gst-launch-1.0")
             .arg("-q")
@@ -165,6 +158,33 @@ fn main() {
     let _ = gst_player.kill();
     let _ = gst_player.wait();
     assert!(gst_publisher.wait().unwrap().success());
+}
+
+fn write_seeds(dir: &Path, seeds: &[(&str, Vec<u8>)]) {
+    for (name, bytes) in seeds {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        println!("{}: {} bytes", path.display(), bytes.len());
+    }
+}
+
+fn main() {
+    let corpus = PathBuf::from(std::env::args().nth(1).expect("the corpus folder"));
+    let (dir, client_dir) = (corpus.join("server_input"), corpus.join("client_input"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&client_dir).unwrap();
+    let server = Server::start(
+        "127.0.0.1:0".parse().unwrap(),
+        &RtmpConfig::default(),
+        1,
+        false,
+    )
+    .unwrap();
+    let (addr, sent) = proxy(server.local_addr());
+    let url = format!("rtmp://{addr}/live/seed");
+    ffmpeg_sessions(&url);
+    our_sessions(&url);
+    gstreamer_sessions(&url);
     std::thread::sleep(Duration::from_millis(300));
     let both: Vec<(Vec<u8>, Vec<u8>)> = sent
         .lock()
@@ -177,46 +197,44 @@ fn main() {
     assert!(sent.len() >= 6, "{} connections recorded", sent.len());
     let (ffplay, ffpub, ours_play, ours_pub) = (&sent[0], &sent[1], &sent[2], &sent[3]);
     let (gst_play, gst_pub) = (&sent[4], &sent[5]);
-    for (name, bytes) in [
-        ("ffmpeg-publishes-ffmpeg-plays", seed(ffpub, ffplay)),
-        ("ours-publishes-ours-plays", seed(ours_pub, ours_play)),
-        ("ffmpeg-publishes-ours-plays", seed(ffpub, ours_play)),
-        ("ours-publishes-ffmpeg-plays", seed(ours_pub, ffplay)),
-        ("ffmpeg-publishes", seed(ffpub, &[])),
-        ("ffmpeg-plays", seed(&[], ffplay)),
-        (
-            "gstreamer-publishes-gstreamer-plays",
-            seed(gst_pub, gst_play),
-        ),
-        ("gstreamer-publishes-ours-plays", seed(gst_pub, ours_play)),
-        ("ours-publishes-gstreamer-plays", seed(ours_pub, gst_play)),
-    ] {
-        let path = dir.join(name);
-        std::fs::write(&path, &bytes).unwrap();
-        println!("{}: {} bytes", path.display(), bytes.len());
-    }
+    write_seeds(
+        &dir,
+        &[
+            ("ffmpeg-publishes-ffmpeg-plays", seed(ffpub, ffplay)),
+            ("ours-publishes-ours-plays", seed(ours_pub, ours_play)),
+            ("ffmpeg-publishes-ours-plays", seed(ffpub, ours_play)),
+            ("ours-publishes-ffmpeg-plays", seed(ours_pub, ffplay)),
+            ("ffmpeg-publishes", seed(ffpub, &[])),
+            ("ffmpeg-plays", seed(&[], ffplay)),
+            (
+                "gstreamer-publishes-gstreamer-plays",
+                seed(gst_pub, gst_play),
+            ),
+            ("gstreamer-publishes-ours-plays", seed(gst_pub, ours_play)),
+            ("ours-publishes-gstreamer-plays", seed(ours_pub, gst_play)),
+        ],
+    );
     // What the server answered each client: to ffmpeg's player, ffmpeg's publisher, our
     // player and our publisher.
     let (to_ffplay, to_ffpub, to_ours_play, to_ours_pub) = (&got[0], &got[1], &got[2], &got[3]);
     let (to_gst_play, to_gst_pub) = (&got[4], &got[5]);
-    for (name, bytes) in [
-        (
-            "server-to-ours-publishing-and-playing",
-            seed(to_ours_pub, to_ours_play),
-        ),
-        (
-            "server-to-ffmpeg-publishing-and-playing",
-            seed(to_ffpub, to_ffplay),
-        ),
-        ("server-to-ours-publishing", seed(to_ours_pub, &[])),
-        ("server-to-ffmpeg-playing", seed(&[], to_ffplay)),
-        (
-            "server-to-gstreamer-publishing-and-playing",
-            seed(to_gst_pub, to_gst_play),
-        ),
-    ] {
-        let path = client_dir.join(name);
-        std::fs::write(&path, &bytes).unwrap();
-        println!("{}: {} bytes", path.display(), bytes.len());
-    }
+    write_seeds(
+        &client_dir,
+        &[
+            (
+                "server-to-ours-publishing-and-playing",
+                seed(to_ours_pub, to_ours_play),
+            ),
+            (
+                "server-to-ffmpeg-publishing-and-playing",
+                seed(to_ffpub, to_ffplay),
+            ),
+            ("server-to-ours-publishing", seed(to_ours_pub, &[])),
+            ("server-to-ffmpeg-playing", seed(&[], to_ffplay)),
+            (
+                "server-to-gstreamer-publishing-and-playing",
+                seed(to_gst_pub, to_gst_play),
+            ),
+        ],
+    );
 }

@@ -131,41 +131,87 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registr
     metric
 }
 
+/// The guide's encoding-time histogram and one histogram per monitoring-point span.
+fn span_histograms(r: &Registry) -> (Histogram, Vec<Histogram>) {
+    let histogram = |name: &str, help: &str, per_second: f64| {
+        HistogramOpts::new(name, help).buckets(buckets(per_second))
+    };
+    let encoding = register(
+        r,
+        Histogram::with_opts(histogram(
+            "stream_manager_encoding_time_ms",
+            "Frame encoding time (encode:start to encode:end), milliseconds (the guide's \
+             name; the other durations here are in seconds, as Prometheus prefers)",
+            1000.0,
+        ))
+        .expect("valid histogram"),
+    );
+    let family = register(
+        r,
+        HistogramVec::new(
+            histogram(
+                "stream_manager_span_duration_seconds",
+                "Duration of each monitoring-point span (start mark to end mark of a \
+                 frame), seconds",
+                1.0,
+            ),
+            &["span"],
+        )
+        .expect("valid histogram"),
+    );
+    let spans = SPANS
+        .iter()
+        .map(|s| family.with_label_values(&[s.name]))
+        .collect();
+    (encoding, spans)
+}
+
+/// Drops by reason, frames sent, the queue's length and the process's memory.
+fn counts(r: &Registry) -> (IntCounterVec, IntCounter, IntGauge, IntGauge) {
+    let dropped = register(
+        r,
+        IntCounterVec::new(
+            Opts::new(
+                "stream_manager_dropped_frames_total",
+                "Frames dropped, by reason (behind, queue_full, stale, late, pressure, congestion)",
+            ),
+            &["reason"],
+        )
+        .expect("valid counter"),
+    );
+    let frames = register(
+        r,
+        IntCounter::new(
+            "stream_manager_frames_sent_total",
+            "Frames encoded and sent",
+        )
+        .expect("valid counter"),
+    );
+    let queue = register(
+        r,
+        IntGauge::new(
+            "stream_manager_queue_size",
+            "Frames in the frame queue as the last frame arrived",
+        )
+        .expect("valid gauge"),
+    );
+    let memory = register(
+        r,
+        IntGauge::new(
+            "stream_manager_memory_bytes",
+            "Resident memory of the process, bytes (StreamMetrics memoryUsage)",
+        )
+        .expect("valid gauge"),
+    );
+    (dropped, frames, queue, memory)
+}
+
 impl Metrics {
     /// Every metric registered, all zero.
     pub fn new() -> Self {
         let registry = Registry::new();
         let r = &registry;
-        let histogram = |name: &str, help: &str, per_second: f64| {
-            HistogramOpts::new(name, help).buckets(buckets(per_second))
-        };
-        let encoding = register(
-            r,
-            Histogram::with_opts(histogram(
-                "stream_manager_encoding_time_ms",
-                "Frame encoding time (encode:start to encode:end), milliseconds (the guide's \
-                 name; the other durations here are in seconds, as Prometheus prefers)",
-                1000.0,
-            ))
-            .expect("valid histogram"),
-        );
-        let family = register(
-            r,
-            HistogramVec::new(
-                histogram(
-                    "stream_manager_span_duration_seconds",
-                    "Duration of each monitoring-point span (start mark to end mark of a \
-                     frame), seconds",
-                    1.0,
-                ),
-                &["span"],
-            )
-            .expect("valid histogram"),
-        );
-        let spans = SPANS
-            .iter()
-            .map(|s| family.with_label_values(&[s.name]))
-            .collect();
+        let (encoding, spans) = span_histograms(r);
         let gauge =
             |name: &str, help: &str| register(r, Gauge::new(name, help).expect("valid gauge"));
         let fps = gauge(
@@ -189,41 +235,7 @@ impl Metrics {
             "stream_manager_cpu_usage_percent",
             "Process CPU since the previous scrape, percent of one core (StreamMetrics cpuUsage)",
         );
-        let dropped = register(
-            r,
-            IntCounterVec::new(
-                Opts::new(
-                    "stream_manager_dropped_frames_total",
-                    "Frames dropped, by reason (behind, queue_full, stale, late, pressure, congestion)",
-                ),
-                &["reason"],
-            )
-            .expect("valid counter"),
-        );
-        let frames = register(
-            r,
-            IntCounter::new(
-                "stream_manager_frames_sent_total",
-                "Frames encoded and sent",
-            )
-            .expect("valid counter"),
-        );
-        let queue = register(
-            r,
-            IntGauge::new(
-                "stream_manager_queue_size",
-                "Frames in the frame queue as the last frame arrived",
-            )
-            .expect("valid gauge"),
-        );
-        let memory = register(
-            r,
-            IntGauge::new(
-                "stream_manager_memory_bytes",
-                "Resident memory of the process, bytes (StreamMetrics memoryUsage)",
-            )
-            .expect("valid gauge"),
-        );
+        let (dropped, frames, queue, memory) = counts(r);
         let network = NETWORK.map(|(name, help)| gauge(name, help));
         let target = gauge(
             "stream_manager_target_bitrate_kbps",

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod flv;
 #[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzz;
 mod handshake;
 pub mod player;

@@ -37,6 +37,7 @@ mod connection;
 pub(crate) mod contain;
 mod fanout;
 #[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzz;
 mod gop;
 mod handshake;

@@ -137,6 +137,7 @@ impl Shared {
     }
 
     /// Whether any channel has a publisher now.
+    #[cfg(feature = "fuzzing")]
     pub(super) fn published(&self) -> bool {
         let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         channels.values().any(|c| c.publisher.is_some())
