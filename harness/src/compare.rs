@@ -6,8 +6,8 @@
 //! The in-process encoder takes the clip from frames loaded in memory once (its zero-copy
 //! input); the CLI reads the same pictures from a raw file, which the page cache holds.
 
+use crate::point::{PointJob, RunError, run_in_child};
 use crate::results::{CliComparison, ProbeOverhead, median};
-use crate::run::{PointJob, RunError, run_in_child};
 use crate::scenario::{Length, RunSettings};
 use std::io::Write;
 use std::path::Path;
@@ -175,10 +175,10 @@ pub fn versus_cli(
                     },
                     record: false,
                     players: 0,
-                    quality: false,
+                    fidelity: false,
                     profile: None,
                     link: None,
-                    cpu: None,
+                    quota: None,
                 };
                 let fps = run_in_child(exe, &job)?.fps;
                 whole.push(fps);
@@ -231,10 +231,10 @@ pub fn probe_overhead(
                 settings,
                 record,
                 players: 0,
-                quality: false,
+                fidelity: false,
                 profile: None,
                 link: None,
-                cpu: None,
+                quota: None,
             };
             into.push(run_in_child(exe, &job)?.fps);
         }

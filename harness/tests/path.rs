@@ -1,8 +1,8 @@
 //! The harness end to end: the real stream with the recorder, a scenario run through the
 //! binary, and the report it fills.
 
+use harness::point::{PointJob, run_here};
 use harness::results::Results;
-use harness::run::{PointJob, run_here};
 use harness::scenario::{Length, RunSettings, Scenario};
 use std::path::Path;
 use std::process::Command;
@@ -25,10 +25,10 @@ fn the_recorder_sees_every_span_of_the_path_once_per_frame() {
         settings,
         record: true,
         players: 0,
-        quality: false,
+        fidelity: false,
         profile: None,
         link: None,
-        cpu: None,
+        quota: None,
     })
     .unwrap();
     assert_eq!(run.frames, 20);
@@ -180,13 +180,13 @@ fn a_point_with_players_measures_delivery_latency_and_join() {
         settings,
         record: true,
         players: 3,
-        quality: false,
+        fidelity: false,
         profile: None,
         link: None,
-        cpu: None,
+        quota: None,
     })
     .unwrap();
-    let net = run.network.expect("network figures with players");
+    let net = run.network.clone().expect("network figures with players");
     assert_eq!(net.players, 3);
     let q = net.quality.expect("the publisher's connection was sampled");
     assert!(q.rtt_ms > 0.0 && q.send_rate_kbps > 0.0, "{q:?}");

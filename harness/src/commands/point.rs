@@ -1,7 +1,7 @@
 //! The internal `harness point` command: one point from a JSON job on stdin, its result as
-//! JSON on stdout (what [`crate::run::run_in_child`] starts).
+//! JSON on stdout (what [`crate::point::run_in_child`] starts).
 
-use crate::run::{PointJob, run_here};
+use crate::point::{PointJob, run_here};
 use anyhow::{Context, Result};
 use std::io::Read;
 

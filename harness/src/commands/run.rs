@@ -6,9 +6,9 @@ use super::comparisons::side_by_side;
 use super::options::RunOptions;
 use super::progress::Progress;
 use super::summary::summarize;
+use crate::point::{PointJob, ProfileTarget, run_in_child};
 use crate::profile::ProfileFigures;
 use crate::results::{AxisValue, PointResult, Results, now_rfc3339};
-use crate::run::{PointJob, ProfileTarget, run_in_child};
 use crate::scenario::{GuideTable, Plan, Scenario};
 use crate::system::Machine;
 use anyhow::{Context, Result, bail};
@@ -163,10 +163,10 @@ fn measure_points(
             settings: plan.settings,
             record: true,
             players: point.players,
-            quality: scenario.table == GuideTable::Quality,
+            fidelity: scenario.table == GuideTable::Quality,
             profile: None,
             link: plan.link.clone(),
-            cpu: plan.cpu.clone(),
+            quota: plan.cpu.clone(),
         };
         let mut runs = Vec::new();
         for _ in 0..reps {
@@ -175,7 +175,7 @@ fn measure_points(
             runs.push(r);
         }
         let profiled = match profile {
-            Some(p) if (p.has)(i) && !job.quality => {
+            Some(p) if (p.has)(i) && !job.fidelity => {
                 let file = format!("{:02}.svg", i + 1);
                 let job = PointJob {
                     profile: Some(ProfileTarget {
@@ -187,7 +187,8 @@ fn measure_points(
                 let r = run_in_child(exe, &job)
                     .with_context(|| format!("profiling point {}", point.id()))?;
                 progress.note(&format!("{}: profiled at {:.1} fps", point.id(), r.fps));
-                r.profile.map(|f| ProfileFigures { fps: r.fps, ..f })
+                let fps = r.fps;
+                r.figures.profile.map(|f| ProfileFigures { fps, ..f })
             }
             _ => None,
         };

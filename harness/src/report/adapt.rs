@@ -164,7 +164,7 @@ pub(super) fn cpu_section(out: &mut String, r: &Results) {
     let points: Vec<_> = r
         .points
         .iter()
-        .filter_map(|p| p.cpu.as_ref().map(|c| (p, c)))
+        .filter_map(|p| p.quota.as_ref().map(|c| (p, c)))
         .collect();
     let Some((_, first)) = points.first() else {
         return;

@@ -2,8 +2,8 @@
 //! threads' own clocks, beside the wall time a frame took, under every suite's table whose
 //! results carry them.
 
+use crate::point::STAGES;
 use crate::results::Results;
-use crate::run::STAGES;
 use std::fmt::Write as _;
 
 pub(super) fn stage_cpu(out: &mut String, r: &Results) {

@@ -185,7 +185,7 @@ pub(super) fn quality_table(out: &mut String, r: &Results) {
         ],
     );
     for p in &r.points {
-        let Some(q) = &p.quality else { continue };
+        let Some(q) = &p.fidelity else { continue };
         let c = &p.config;
         let agree = match (q.cli_psnr_db, q.cli_ssim) {
             (Some(cp), Some(cs)) => {

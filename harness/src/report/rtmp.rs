@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 /// Publisher → server on the wire; server → each player on the wire (chunk headers included)
 /// and its payload. Results from before the per-player wire bytes were measured show the
 /// payload only.
-fn bandwidth(n: &crate::run::NetworkFigures) -> String {
+fn bandwidth(n: &crate::point::NetworkFigures) -> String {
     if n.wire_kbps_per_player > 0.0 {
         format!(
             "sent {:.0} / per player {:.0} on the wire ({:.0} payload) kbit/s",

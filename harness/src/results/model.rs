@@ -2,12 +2,10 @@
 //! with the side-by-side [`Comparisons`]. Their field names are the contract other tools read.
 
 use super::shard::Shard;
-use crate::record::SpanStats;
-use crate::run::{CoreFigures, NetworkFigures, PipelineFigures};
+use crate::point::Figures;
 use crate::scenario::{GuideTable, RunSettings};
 use crate::system::Machine;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use streamer::config::StreamConfig;
 
 /// A whole suite's run.
@@ -51,61 +49,32 @@ pub struct AxisValue {
     pub value: String,
 }
 
-/// One run point, aggregated over its repetitions.
+/// One run point: its [`Figures`] over its repetitions (read as its own fields; see
+/// [`Figures::aggregate`] for how each is joined), and each repetition's headline figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PointResult {
     pub id: String,
     pub axes: Vec<AxisValue>,
     pub config: StreamConfig,
-    pub fps: f64,
     pub fps_min: f64,
     pub fps_max: f64,
-    pub cpu_percent: f64,
-    pub rss_bytes: u64,
-    pub dropped_frames: u64,
-    pub bitrate_kbps: f64,
-    pub encoder: String,
-    pub notes: Vec<String>,
-    pub unmatched_marks: u64,
-    pub spans: BTreeMap<String, SpanStats>,
+    #[serde(flatten)]
+    pub figures: Figures,
     pub repetitions: Vec<Repetition>,
-    /// `(ms, RSS bytes)` of the first repetition.
-    pub rss_timeline: Vec<(u64, u64)>,
-    /// With players: medians of the kbit/s and join time, the fewest players that kept real
-    /// time, and drop totals over the repetitions.
-    #[serde(default)]
-    pub network: Option<NetworkFigures>,
-    /// The frame pipeline: drops by reason and queue occupancy summed over the repetitions,
-    /// rates and per-frame figures their medians.
-    #[serde(default)]
-    pub pipeline: Option<PipelineFigures>,
-    /// The core stage: CoreMetrics of the first repetition, timings the medians.
-    #[serde(default)]
-    pub core: Option<CoreFigures>,
-    /// PSNR/SSIM of the first repetition (encoding is deterministic).
-    #[serde(default)]
-    pub quality: Option<crate::quality::QualityFigures>,
-    /// RenderMetrics of the first repetition.
-    #[serde(default)]
-    pub render: Option<streamer::render::RenderMetrics>,
-    /// CPU milliseconds per frame by stage (medians over the repetitions; see
-    /// [`crate::run::STAGES`]).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub stage_cpu_ms: BTreeMap<String, f64>,
-    /// Through a shaped link: the first repetition's timeline and recovery times.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub link: Option<crate::shaped::LinkFigures>,
-    /// Under a CPU quota: the first repetition's timeline and capped-window figures.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<crate::cpucap::CpuFigures>,
-    /// What adaptation changed in the first repetition (bitrate, drops, workers: the pool
-    /// size over time), in order; empty when it is off.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub adaptation: Vec<streamer::adapt::AdaptEvent>,
-    /// With `--profile`: an extra, profiled run's flame graph and hottest functions (its fps
-    /// is not in the point's figures).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<crate::profile::ProfileFigures>,
+}
+
+impl std::ops::Deref for PointResult {
+    type Target = Figures;
+
+    fn deref(&self) -> &Figures {
+        &self.figures
+    }
+}
+
+impl std::ops::DerefMut for PointResult {
+    fn deref_mut(&mut self) -> &mut Figures {
+        &mut self.figures
+    }
 }
 
 /// One repetition's figures.

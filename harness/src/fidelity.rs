@@ -22,7 +22,7 @@ use streamer::stream::{Pacing, Stream};
 
 /// The quality of one encoded stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QualityFigures {
+pub struct FidelityFigures {
     pub frames: u64,
     /// In process (libavfilter through ffmpeg-next).
     pub psnr_db: f64,
@@ -36,10 +36,10 @@ pub struct QualityFigures {
 /// Why quality could not be measured.
 #[derive(Debug, thiserror::Error)]
 #[error("quality: {0}")]
-pub struct QualityError(pub String);
+pub struct FidelityError(pub String);
 
-fn err(what: &str) -> impl Fn(ff::Error) -> QualityError + '_ {
-    move |e| QualityError(format!("{what}: {e}"))
+fn err(what: &str) -> impl Fn(ff::Error) -> FidelityError + '_ {
+    move |e| FidelityError(format!("{what}: {e}"))
 }
 
 /// The filter graph: two buffer sources (encoded, source), psnr and ssim into two sinks.
@@ -50,14 +50,14 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn new(width: u32, height: u32) -> Result<Self, QualityError> {
+    fn new(width: u32, height: u32) -> Result<Self, FidelityError> {
         let mut graph = ff::filter::Graph::new();
         let args = format!(
             "video_size={width}x{height}:pix_fmt={}:time_base=1/30:pixel_aspect=1/1",
             ff::ffi::AVPixelFormat::AV_PIX_FMT_YUV420P as i32
         );
         let find = |name: &str| {
-            ff::filter::find(name).ok_or_else(|| QualityError(format!("no {name} filter")))
+            ff::filter::find(name).ok_or_else(|| FidelityError(format!("no {name} filter")))
         };
         graph
             .add(&find("buffer")?, "encoded", &args)
@@ -92,12 +92,12 @@ impl Metrics {
         &mut self,
         encoded: Option<&ff::frame::Video>,
         source: Option<&ff::frame::Video>,
-    ) -> Result<(), QualityError> {
+    ) -> Result<(), FidelityError> {
         for (name, frame) in [("encoded", encoded), ("source", source)] {
             let mut ctx = self
                 .graph
                 .get(name)
-                .ok_or_else(|| QualityError(format!("no {name} in the graph")))?;
+                .ok_or_else(|| FidelityError(format!("no {name} in the graph")))?;
             match frame {
                 Some(f) => ctx.source().add(f).map_err(err("feeding the graph"))?,
                 None => ctx.source().flush().map_err(err("flushing the graph"))?,
@@ -106,7 +106,7 @@ impl Metrics {
         self.pull()
     }
 
-    fn pull(&mut self) -> Result<(), QualityError> {
+    fn pull(&mut self) -> Result<(), FidelityError> {
         for (sink, key) in [
             ("psnr_out", "lavfi.psnr.mse_avg"),
             ("ssim_out", "lavfi.ssim.All"),
@@ -116,7 +116,7 @@ impl Metrics {
                 let mut ctx = self
                     .graph
                     .get(sink)
-                    .ok_or_else(|| QualityError(format!("no {sink} in the graph")))?;
+                    .ok_or_else(|| FidelityError(format!("no {sink} in the graph")))?;
                 if ctx.sink().frame(&mut out).is_err() {
                     break;
                 }
@@ -124,7 +124,7 @@ impl Metrics {
                     .metadata()
                     .get(key)
                     .and_then(|v| v.parse::<f64>().ok())
-                    .ok_or_else(|| QualityError(format!("{sink}: no {key} on a frame")))?;
+                    .ok_or_else(|| FidelityError(format!("{sink}: no {key} on a frame")))?;
                 if sink == "psnr_out" {
                     self.mse.push(value);
                 } else {
@@ -157,36 +157,36 @@ pub fn measure<P: Probe>(
     cfg: &StreamConfig,
     frames: u64,
     probe: &P,
-) -> Result<QualityFigures, QualityError> {
-    let dir = tempfile::tempdir().map_err(|e| QualityError(e.to_string()))?;
+) -> Result<FidelityFigures, FidelityError> {
+    let dir = tempfile::tempdir().map_err(|e| FidelityError(e.to_string()))?;
     let flv = dir.path().join("encoded.flv");
     let yuv = dir.path().join("source.yuv");
     let mut stream = Stream::open(cfg, &Output::Flv(flv.clone()), probe)
-        .map_err(|e| QualityError(e.to_string()))?;
+        .map_err(|e| FidelityError(e.to_string()))?;
     stream
         .run(frames, Pacing::Max)
-        .map_err(|e| QualityError(e.to_string()))?;
-    let summary = stream.finish().map_err(|e| QualityError(e.to_string()))?;
+        .map_err(|e| FidelityError(e.to_string()))?;
+    let summary = stream.finish().map_err(|e| FidelityError(e.to_string()))?;
 
     let (w, h) = (cfg.core.viewport.width, cfg.core.viewport.height);
     let mut metrics = Metrics::new(w, h)?;
     let scene = Scene::new(w, h);
-    let mut core = Core::new(&cfg.core).map_err(|e| QualityError(e.to_string()))?;
-    let mut renderer = streamer::render::open(cfg).map_err(|e| QualityError(e.to_string()))?;
+    let mut core = Core::new(&cfg.core).map_err(|e| FidelityError(e.to_string()))?;
+    let mut renderer = streamer::render::open(cfg).map_err(|e| FidelityError(e.to_string()))?;
     core.setup(&NoProbe)
-        .map_err(|e| QualityError(e.to_string()))?;
+        .map_err(|e| FidelityError(e.to_string()))?;
     let mut raw = std::io::BufWriter::new(
-        std::fs::File::create(&yuv).map_err(|e| QualityError(e.to_string()))?,
+        std::fs::File::create(&yuv).map_err(|e| FidelityError(e.to_string()))?,
     );
     let mut picture = RawPicture::new(w, h);
     let mut next = 0u64;
-    let mut on_decoded = |decoded: &ff::frame::Video| -> Result<(), QualityError> {
+    let mut on_decoded = |decoded: &ff::frame::Video| -> Result<(), FidelityError> {
         scene.draw(next, picture.planes());
         renderer
             .render(&mut core, next, &mut picture.planes(), &NoProbe)
-            .map_err(|e| QualityError(e.to_string()))?;
+            .map_err(|e| FidelityError(e.to_string()))?;
         raw.write_all(&picture.data)
-            .map_err(|e| QualityError(e.to_string()))?;
+            .map_err(|e| FidelityError(e.to_string()))?;
         // The buffer source takes the frame's reference: a fresh frame each time.
         let mut source = ff::frame::Video::new(ff::format::Pixel::YUV420P, w, h);
         streamer::encode::copy_into(&picture, &mut source);
@@ -196,15 +196,15 @@ pub fn measure<P: Probe>(
     };
     decode(&flv, &mut on_decoded)?;
     metrics.push(None, None)?;
-    raw.flush().map_err(|e| QualityError(e.to_string()))?;
+    raw.flush().map_err(|e| FidelityError(e.to_string()))?;
     drop(raw);
     if metrics.mse.is_empty() {
-        return Err(QualityError("no frame was compared".into()));
+        return Err(FidelityError("no frame was compared".into()));
     }
     let mse = metrics.mse.iter().sum::<f64>() / metrics.mse.len() as f64;
     let ssim = metrics.ssim.iter().sum::<f64>() / metrics.ssim.len().max(1) as f64;
     let (cli_psnr_db, cli_ssim) = cli(&flv, &yuv, w, h);
-    Ok(QualityFigures {
+    Ok(FidelityFigures {
         frames: metrics.mse.len() as u64,
         psnr_db: psnr(mse),
         ssim,
@@ -217,19 +217,19 @@ pub fn measure<P: Probe>(
 /// Decodes every video frame of `path`, in display order.
 fn decode(
     path: &Path,
-    on_frame: &mut dyn FnMut(&ff::frame::Video) -> Result<(), QualityError>,
-) -> Result<(), QualityError> {
+    on_frame: &mut dyn FnMut(&ff::frame::Video) -> Result<(), FidelityError>,
+) -> Result<(), FidelityError> {
     let mut input = ff::format::input(path).map_err(err("opening the encoded file"))?;
     let stream = input
         .streams()
         .best(ff::media::Type::Video)
-        .ok_or_else(|| QualityError("no video stream in the encoded file".into()))?;
+        .ok_or_else(|| FidelityError("no video stream in the encoded file".into()))?;
     let index = stream.index();
     let mut decoder = ff::codec::Context::from_parameters(stream.parameters())
         .and_then(|c| c.decoder().video())
         .map_err(err("opening the decoder"))?;
     let mut frame = ff::frame::Video::empty();
-    let mut drain = |decoder: &mut ff::decoder::Video| -> Result<(), QualityError> {
+    let mut drain = |decoder: &mut ff::decoder::Video| -> Result<(), FidelityError> {
         while decoder.receive_frame(&mut frame).is_ok() {
             on_frame(&frame)?;
         }

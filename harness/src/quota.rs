@@ -33,7 +33,7 @@ const PERIOD_US: u64 = 100_000;
 /// This process in a cgroup with a CPU quota; dropping it moves the process back and removes
 /// the cgroup.
 #[derive(Debug)]
-pub struct CpuCap {
+pub struct CpuQuota {
     dir: PathBuf,
     /// Where the process was (its `cgroup.procs`).
     home: PathBuf,
@@ -55,7 +55,7 @@ fn write(path: &Path, value: &str) -> Result<(), CpuCapError> {
     })
 }
 
-impl CpuCap {
+impl CpuQuota {
     /// Moves this process into a new cgroup `sm-<pid>-<tag>` at `cores`.
     ///
     /// # Errors
@@ -80,7 +80,7 @@ impl CpuCap {
             path: dir.display().to_string(),
             why: e.to_string(),
         })?;
-        let cap = CpuCap {
+        let cap = CpuQuota {
             home: root.join("cgroup.procs"),
             dir,
             version,
@@ -122,7 +122,7 @@ fn remove_orphans(root: &Path) {
     }
 }
 
-impl Drop for CpuCap {
+impl Drop for CpuQuota {
     fn drop(&mut self) {
         let _ = std::fs::write(&self.home, std::process::id().to_string());
         let _ = std::fs::remove_dir(&self.dir);
@@ -134,7 +134,7 @@ pub const SAMPLE_MS: u64 = 500;
 
 /// One sample of a stream under a quota (every [`SAMPLE_MS`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CpuSample {
+pub struct QuotaSample {
     /// Since the measured window began.
     pub t_ms: u64,
     /// The quota then, cores.
@@ -147,9 +147,9 @@ pub struct CpuSample {
 
 /// What a stream under a quota did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CpuFigures {
+pub struct QuotaFigures {
     pub schedule: Vec<(f64, f64)>,
-    pub timeline: Vec<CpuSample>,
+    pub timeline: Vec<QuotaSample>,
     /// While the quota was at its lowest (from the first step down to the next step up, or
     /// the window's end): frames sent per second ÷ the configured rate.
     pub capped_fps_ratio: Option<f64>,
@@ -157,13 +157,13 @@ pub struct CpuFigures {
     pub capped_behind_ratio: Option<f64>,
 }
 
-impl CpuFigures {
+impl QuotaFigures {
     /// The figures of a timeline at `fps` frames per second configured.
-    pub fn of(schedule: Vec<(f64, f64)>, timeline: Vec<CpuSample>, fps: u32) -> Self {
+    pub fn of(schedule: Vec<(f64, f64)>, timeline: Vec<QuotaSample>, fps: u32) -> Self {
         let (mut capped_fps_ratio, mut capped_behind_ratio) = (None, None);
         if let Some((t_cap, lift)) = crate::shaped::cap_and_lift(&schedule) {
             let end = lift.unwrap_or(f64::INFINITY) * 1000.0;
-            let inside: Vec<&CpuSample> = timeline
+            let inside: Vec<&QuotaSample> = timeline
                 .iter()
                 .filter(|s| s.t_ms as f64 > t_cap * 1000.0 && (s.t_ms as f64) <= end)
                 .collect();
@@ -183,7 +183,7 @@ impl CpuFigures {
                 capped_behind_ratio = Some(last.behind.saturating_sub(before) as f64 / expected);
             }
         }
-        CpuFigures {
+        QuotaFigures {
             schedule,
             timeline,
             capped_fps_ratio,
@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn the_capped_window_is_from_the_step_down_to_the_step_up() {
         let schedule = vec![(0.0, 2.0), (1.0, 0.5), (2.0, 2.0)];
-        let s = |t_ms, fps, behind| CpuSample {
+        let s = |t_ms, fps, behind| QuotaSample {
             t_ms,
             cores: crate::shaped::rate_at(&schedule, t_ms as f64 / 1000.0),
             fps,
@@ -212,7 +212,7 @@ mod tests {
             s(2000, 27.0, 6),
             s(2500, 30.0, 6),
         ];
-        let f = CpuFigures::of(schedule, timeline, 30);
+        let f = QuotaFigures::of(schedule, timeline, 30);
         assert_eq!(f.timeline[2].cores, 0.5);
         assert!((f.capped_fps_ratio.unwrap() - 0.85).abs() < 1e-9);
         assert!((f.capped_behind_ratio.unwrap() - 0.2).abs() < 1e-9);
@@ -224,12 +224,12 @@ mod tests {
         if unsafe { libc::geteuid() } != 0 {
             // The harness's root suites cover it where root is not had (CI runs as root).
             assert!(matches!(
-                CpuCap::create("test", 1.0),
+                CpuQuota::create("test", 1.0),
                 Err(CpuCapError::NotRoot)
             ));
             return;
         }
-        let cap = CpuCap::create("test", 0.5).unwrap();
+        let cap = CpuQuota::create("test", 0.5).unwrap();
         let dir = cap.dir().to_path_buf();
         let me = std::process::id().to_string();
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();

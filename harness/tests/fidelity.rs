@@ -1,6 +1,6 @@
 //! PSNR/SSIM in process (libavfilter through ffmpeg-next) agree with the ffmpeg CLI's filters.
 
-use harness::quality::measure;
+use harness::fidelity::measure;
 use streamer::config::{FrameFormat, StreamConfig};
 
 #[test]
