@@ -88,6 +88,67 @@ pub fn run(
         .map_err(|_| CliLinkError::Ffmpeg("the CLI arm panicked".into()))?
 }
 
+/// The ffmpeg CLI publishing `testsrc2` at the stream's size, rate, preset, GOP and fixed
+/// bitrate (its VBV as configured) for `seconds` to `url`.
+fn ffmpeg_args(base: &StreamConfig, fps: u32, seconds: f64, url: &str) -> Vec<String> {
+    let v = &base.core.viewport;
+    let rc = &base.encoder.rate_control;
+    let kbps = rc.bitrate_kbps;
+    [
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size={}x{}:rate={fps}", v.width, v.height),
+        "-t",
+        &format!("{seconds:.1}"),
+        "-c:v",
+        "libx264",
+        "-preset",
+        base.encoder.preset.as_str(),
+        "-tune",
+        "zerolatency",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        &base.encoder.gop.to_string(),
+        "-b:v",
+        &format!("{kbps}k"),
+        "-maxrate",
+        &format!("{kbps}k"),
+        "-bufsize",
+        &format!("{}k", rc.vbv_buffer_kbits),
+        "-f",
+        "flv",
+        url,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Waits (at most 15 s) until a frame has reached the players.
+fn first_frames(relay: &LocalRelay, child: &mut Reaped) -> Result<(), CliLinkError> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while relay.reports().iter().all(|r| r.frames == 0) {
+        if Instant::now() > deadline {
+            return Err(CliLinkError::Ffmpeg(
+                "no frame reached the players within 15 s".into(),
+            ));
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            return Err(CliLinkError::Ffmpeg(format!(
+                "exited with {status} before publishing"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 fn run_here(
     base: &StreamConfig,
     plan: &LinkPlan,
@@ -106,40 +167,7 @@ fn run_here(
     let preset = base.encoder.preset.as_str();
     let warmup_s = settings.warmup_frames as f64 / f64::from(fps);
     let window_s = settings.length.frames(fps) as f64 / f64::from(fps);
-    let args: Vec<String> = [
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc2=size={}x{}:rate={fps}", v.width, v.height),
-        "-t",
-        &format!("{:.1}", warmup_s + window_s + 2.0),
-        "-c:v",
-        "libx264",
-        "-preset",
-        preset,
-        "-tune",
-        "zerolatency",
-        "-pix_fmt",
-        "yuv420p",
-        "-g",
-        &base.encoder.gop.to_string(),
-        "-b:v",
-        &format!("{kbps}k"),
-        "-maxrate",
-        &format!("{kbps}k"),
-        "-bufsize",
-        &format!("{}k", rc.vbv_buffer_kbits),
-        "-f",
-        "flv",
-        &relay.url.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = ffmpeg_args(base, fps, warmup_s + window_s + 2.0, &relay.url.to_string());
     let child = Command::new("ffmpeg")
         .args(&args)
         .stdin(Stdio::null())
@@ -149,20 +177,7 @@ fn run_here(
         .map_err(|e| CliLinkError::Ffmpeg(format!("cannot run ffmpeg: {e}")))?;
     let mut child = Reaped(child);
     // The warm-up: until the players have frames, then the configured warm-up time.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while relay.reports().iter().all(|r| r.frames == 0) {
-        if Instant::now() > deadline {
-            return Err(CliLinkError::Ffmpeg(
-                "no frame reached the players within 15 s".into(),
-            ));
-        }
-        if let Ok(Some(status)) = child.0.try_wait() {
-            return Err(CliLinkError::Ffmpeg(format!(
-                "exited with {status} before publishing"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    first_frames(&relay, &mut child)?;
     std::thread::sleep(Duration::from_secs_f64(warmup_s));
     let before = relay.reports();
     let started = Instant::now();

@@ -262,7 +262,7 @@ fn main() -> Result<()> {
             );
             let r = harness::soak::run(&opts, |line| eprintln!("{line}"))
                 .map_err(|e| anyhow::anyhow!("soak: {e}"))?;
-            let path = harness::soak::save(&a.results, &r).map_err(|e| anyhow::anyhow!(e))?;
+            let path = harness::soak::save(&a.results, &r)?;
             let report = report::write(&a.results)?;
             for c in &r.checks {
                 eprintln!(

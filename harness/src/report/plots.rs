@@ -6,6 +6,7 @@
 
 use crate::results::Results;
 use crate::scenario::GuideTable;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use streamer::stream::Pacing;
@@ -82,13 +83,60 @@ where
         .draw()
 }
 
-/// Draws `series` as lines with markers into `path`.
+/// How a chart is laid out: its title, its axes' names and how the x axis's values are
+/// labelled, whether its points are marked, and where its legend goes.
+struct Layout<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    x_format: &'a dyn Fn(&f64) -> String,
+    markers: bool,
+    legend: SeriesLabelPosition,
+}
+
+/// Draws `series` into `path` over the `x` and `y` ranges (linear or log): the one chart
+/// every plot here is.
+fn chart<X, Y>(
+    path: &Path,
+    x: X,
+    y: Y,
+    layout: &Layout<'_>,
+    series: &[Series],
+) -> Result<(), String>
+where
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(layout.title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(layout.x_label)
+        .y_desc(layout.y_label)
+        .x_label_formatter(layout.x_format)
+        .draw()
+        .map_err(|e| err(&e))?;
+    draw_lines(&mut chart, series, layout.markers, layout.legend.clone()).map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// Draws `series` as lines with markers into `path`, on linear axes from their points.
 fn line_chart(
     path: &Path,
     title: &str,
     (x_label, y_label): (&str, &str),
     series: &[Series],
-    x_names: Option<&[&str]>,
 ) -> Result<(), String> {
     let all = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, 0.0f64);
@@ -103,35 +151,15 @@ fn line_chart(
     if x0 == x1 {
         x1 = x0 + 1.0;
     }
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1, 0.0..y1 * 1.1 + f64::EPSILON)
-        .map_err(|e| err(&e))?;
-    let names: Vec<String> = x_names
-        .map(|n| n.iter().map(|s| s.to_string()).collect())
-        .unwrap_or_default();
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
-        .x_label_formatter(&|x| {
-            if names.is_empty() {
-                format!("{x}")
-            } else {
-                names.get(x.round() as usize).cloned().unwrap_or_default()
-            }
-        })
-        .draw()
-        .map_err(|e| err(&e))?;
-    draw_lines(&mut chart, series, true, SeriesLabelPosition::UpperRight).map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
+    let layout = Layout {
+        title,
+        x_label,
+        y_label,
+        x_format: &|x| format!("{x}"),
+        markers: true,
+        legend: SeriesLabelPosition::UpperRight,
+    };
+    chart(path, x0..x1, 0.0..y1 * 1.1 + f64::EPSILON, &layout, series)
 }
 
 /// Every plot the loaded results allow, written under `dir` (any other `.svg` there removed);
@@ -185,6 +213,28 @@ pub fn write(
             rss_over_time(&file("rss-over-time.svg"), r),
         );
     }
+    server_plots(loaded, soak, &file, &mut keep);
+    // A plot the report no longer draws goes, so the folder holds exactly what it links.
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".svg") && !made.iter().any(|(_, f)| *f == name) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    made
+}
+
+/// Whether a plot was drawn (false: nothing to draw), or why it failed.
+type Drawn = Result<bool, String>;
+
+/// The plots of the servers' side-by-side comparison, the adaptation suites' links and the
+/// soak.
+fn server_plots(
+    loaded: &[Results],
+    soak: Option<&crate::soak::SoakResults>,
+    file: &dyn Fn(&str) -> PathBuf,
+    keep: &mut dyn FnMut(&str, &str, Drawn),
+) {
     if let Some(r) = loaded
         .iter()
         .find(|r| r.table == GuideTable::Rtmp && !r.comparisons.peers.is_empty())
@@ -258,14 +308,6 @@ pub fn write(
             ),
         );
     }
-    // A plot the report no longer draws goes, so the folder holds exactly what it links.
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".svg") && !made.iter().any(|(_, f)| *f == name) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-    made
 }
 
 /// A named figure of a soak's samples.
@@ -284,7 +326,7 @@ fn soak_series(
             add(&mut series, name, (x.t_s / 60.0, f(x)));
         }
     }
-    line_chart(path, title, ("minutes", y_label), &series, None)?;
+    line_chart(path, title, ("minutes", y_label), &series)?;
     Ok(!series.is_empty())
 }
 
@@ -306,7 +348,6 @@ fn fps_by_preset(path: &Path, r: &Results) -> Result<bool, String> {
         "FPS per preset × threads",
         ("encoder threads", "frames per second"),
         &series,
-        None,
     )?;
     Ok(!series.is_empty())
 }
@@ -352,34 +393,26 @@ fn latency_percentiles(path: &Path, r: &Results) -> Result<bool, String> {
 fn log_chart(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
     let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
     let (y0, y1) = ys.fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(
-            (1.5f64..15_000.0).log_scale(),
-            (y0 / 2.0..y1 * 2.0).log_scale(),
-        )
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("percentile")
-        .y_desc("ms")
-        .x_label_formatter(&|x| {
+    let layout = Layout {
+        title,
+        x_label: "percentile",
+        y_label: "ms",
+        x_format: &|x| {
             let p = (1.0 - 1.0 / x) * 100.0;
             let shown = format!("{p:.4}");
             let shown = shown.trim_end_matches('0').trim_end_matches('.');
             format!("{shown}%")
-        })
-        .draw()
-        .map_err(|e| err(&e))?;
-    draw_lines(&mut chart, series, false, SeriesLabelPosition::UpperLeft).map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
+        },
+        markers: false,
+        legend: SeriesLabelPosition::UpperLeft,
+    };
+    chart(
+        path,
+        (1.5f64..15_000.0).log_scale(),
+        (y0 / 2.0..y1 * 2.0).log_scale(),
+        &layout,
+        series,
+    )
 }
 
 fn rss_over_time(path: &Path, r: &Results) -> Result<bool, String> {
@@ -407,7 +440,6 @@ fn rss_over_time(path: &Path, r: &Results) -> Result<bool, String> {
         &format!("RSS over time ({})", r.suite),
         ("seconds", "MiB"),
         &series,
-        None,
     )?;
     Ok(!series.is_empty())
 }
@@ -449,7 +481,6 @@ fn bitrate_vs_link(path: &Path, r: &Results) -> Result<bool, String> {
         &format!("Bitrate through a shaped link ({})", r.suite),
         ("seconds into the window", "kbit/s"),
         &series,
-        None,
     )?;
     Ok(!series.is_empty())
 }
@@ -469,6 +500,6 @@ fn per_server(
             (f64::from(row.players), figure(row)),
         );
     }
-    line_chart(path, title, ("players connected", y_label), &series, None)?;
+    line_chart(path, title, ("players connected", y_label), &series)?;
     Ok(!series.is_empty())
 }
