@@ -122,7 +122,7 @@ fn start(
                 ]);
             if kind == PeerKind::EmbeddedTls {
                 let tls_port = free_port().map_err(|e| fail(e.to_string()))?;
-                let ca = certificates(dir.path()).map_err(fail)?;
+                let ca = certificates(dir.path())?;
                 streamer::rtmp::tls::trust_pem(ca.as_bytes()).map_err(|e| fail(e.to_string()))?;
                 c.arg("--tls-cert")
                     .arg(dir.path().join("cert.pem"))
@@ -207,9 +207,9 @@ fn start(
 
 /// A CA and a server certificate it signed for 127.0.0.1, written to `dir` as `cert.pem` and
 /// `key.pem`; returns the CA's PEM (for the clients to trust).
-fn certificates(dir: &Path) -> Result<String, String> {
+fn certificates(dir: &Path) -> Result<String, PeerError> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let e = |e: rcgen::Error| format!("a certificate for the run: {e}");
+    let e = |e: rcgen::Error| PeerError::Start("a certificate for the run", e.to_string());
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
@@ -220,7 +220,8 @@ fn certificates(dir: &Path) -> Result<String, String> {
     let key = KeyPair::generate().map_err(e)?;
     let leaf = leaf.signed_by(&key, &ca, &ca_key).map_err(e)?;
     let write = |name: &str, text: String| {
-        std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))
+        std::fs::write(dir.join(name), text)
+            .map_err(|e| PeerError::Start("a certificate for the run", format!("{name}: {e}")))
     };
     write("cert.pem", leaf.pem())?;
     write("key.pem", key.serialize_pem())?;

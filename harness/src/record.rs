@@ -216,14 +216,21 @@ impl SpanStats {
     ///
     /// # Errors
     /// The text is not a serialized histogram.
-    pub fn histogram(&self) -> Result<Histogram<u64>, String> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(&self.histogram)
-            .map_err(|e| e.to_string())?;
+    pub fn histogram(&self) -> Result<Histogram<u64>, HistogramError> {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(&self.histogram)?;
         Deserializer::new()
             .deserialize(&mut bytes.as_slice())
-            .map_err(|e| format!("{e:?}"))
+            .map_err(|e| HistogramError::Decode(format!("{e:?}")))
     }
+}
+
+/// A span's serialized histogram that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum HistogramError {
+    #[error("{0}")]
+    Base64(#[from] base64::DecodeError),
+    #[error("{0}")]
+    Decode(String),
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub enum Output {
 }
 
 impl FromStr for Output {
-    type Err = String;
+    type Err = crate::config::ParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "null" {
@@ -34,9 +34,9 @@ impl FromStr for Output {
         } else if s.ends_with(".flv") {
             Ok(Output::Flv(PathBuf::from(s)))
         } else {
-            Err(format!(
+            Err(crate::config::ParseError(format!(
                 "output {s:?}: expected `null`, rtmp[s]://host[:port]/app/key, or a path ending in .flv"
-            ))
+            )))
         }
     }
 }

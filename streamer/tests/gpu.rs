@@ -44,9 +44,8 @@ fn config(backend: RenderBackend, api: Api) -> StreamConfig {
 }
 
 /// The core of `cfg`'s stream and its renderer.
-fn stage(cfg: &StreamConfig) -> Result<(Core, Renderer), String> {
-    let core = Core::new(&cfg.core).map_err(|e| e.to_string())?;
-    Ok((core, open(cfg).map_err(|e| e.to_string())?))
+fn stage(cfg: &StreamConfig) -> Result<(Core, Renderer), Box<dyn std::error::Error>> {
+    Ok((Core::new(&cfg.core)?, open(cfg)?))
 }
 
 /// Frame `id` of `cfg`'s stream: the scene's background with the core's layers over it.

@@ -254,91 +254,22 @@ fn main() -> Result<ExitCode> {
     if let Some(code) = deps::ensure()? {
         return Ok(code);
     }
-    match cli.command {
-        Cmd::Perf(args) => {
-            let Some(scenarios) = scenarios_of(&args.suite, args.part.as_deref()) else {
-                return Ok(ExitCode::from(2));
-            };
-            if args.peers
-                && let Some(code) = deps::node_media_server(&root().join("target/peers"))?
-            {
-                return Ok(code);
-            }
-            for scenario in scenarios {
-                let mut c = harness()?;
-                c.arg("run").arg(&scenario);
-                for (on, flag) in [
-                    (args.quick, "--quick"),
-                    (args.compare_cli, "--compare-cli"),
-                    (args.probe_overhead, "--probe-overhead"),
-                    (args.json, "--json"),
-                    (args.peers, "--peers"),
-                    (args.profile, "--profile"),
-                ] {
-                    if on {
-                        c.arg(flag);
-                    }
-                }
-                if args.peers {
-                    c.arg("--nms-dir").arg(root().join("target/peers"));
-                }
-                if let Some(shard) = &args.shard {
-                    c.arg("--shard").arg(shard);
-                }
-                run(c)?;
-            }
-        }
+    let code = match cli.command {
+        Cmd::Perf(args) => perf(&args)?,
         Cmd::Results(ResultsCmd::Merge { suites }) => {
             let mut c = harness()?;
             c.arg("merge").args(&suites);
             run(c)?;
+            None
         }
         Cmd::Gate { power: true, .. } => {
             let samples = root().join("target/gate/power-samples.json");
             let mut c = harness()?;
             c.args(["gate", "--power", "--samples"]).arg(samples);
             run(c)?;
+            None
         }
-        Cmd::Gate { update, .. } => {
-            if let Some(code) = deps::gungraun_runner()? {
-                return Ok(code);
-            }
-            let out_dir = root().join("target/gate");
-            std::fs::create_dir_all(&out_dir)?;
-            let counts = out_dir.join("instructions.jsonl");
-            let mut bench = cargo();
-            bench.args([
-                "bench",
-                "--quiet",
-                "-p",
-                "benches",
-                "--bench",
-                "instructions",
-                "--",
-                "--output-format=json",
-            ]);
-            bench.stdout(std::fs::File::create(&counts)?);
-            run(bench)?;
-            // The base first: its build leaves this tree's harness to be linked again.
-            let head = root().join("target/release/harness");
-            let (base, base_commit) = base::harness(&root(), cargo, &head)?;
-            let mut c = harness()?;
-            c.arg("gate")
-                .arg("--base")
-                .arg(base)
-                .arg("--base-commit")
-                .arg(base_commit)
-                .arg("--instructions")
-                .arg(&counts)
-                .arg("--markdown")
-                .arg(out_dir.join("gate.md"))
-                .arg("--samples")
-                .arg(out_dir.join("ratio-samples.json"));
-            if update {
-                c.arg("--update");
-            }
-            run(c)?;
-        }
+        Cmd::Gate { update, .. } => gate(update)?,
         Cmd::Soak { minutes, rest } => {
             let mut c = harness()?;
             c.arg("soak")
@@ -346,6 +277,7 @@ fn main() -> Result<ExitCode> {
                 .arg(minutes.to_string())
                 .args(rest);
             run(c)?;
+            None
         }
         Cmd::Report { full } => {
             let mut c = harness()?;
@@ -354,67 +286,157 @@ fn main() -> Result<ExitCode> {
                 c.arg("--full");
             }
             run(c)?;
+            None
         }
-        Cmd::Fuzz { targets, minutes } => {
-            let mut all = std::fs::read_dir(root().join("fuzz/fuzz_targets"))
-                .context("reading fuzz/fuzz_targets")?
-                .filter_map(|e| {
-                    let name = e.ok()?.file_name().into_string().ok()?;
-                    name.strip_suffix(".rs").map(String::from)
-                })
-                .collect::<Vec<_>>();
-            all.sort();
-            if let Some(bad) = targets.iter().find(|t| !all.contains(t)) {
-                bail!("no fuzz target {bad:?}; the targets are {}", all.join(", "));
-            }
-            let targets = if targets.is_empty() { all } else { targets };
-            if let Some(code) = deps::cargo_fuzz()? {
-                return Ok(code);
-            }
-            for target in targets {
-                let work = root().join("target/fuzz-corpus").join(&target);
-                std::fs::create_dir_all(&work)?;
-                eprintln!("xtask: fuzzing {target} for {minutes} min");
-                let mut c = cargo();
-                c.current_dir(root())
-                    .args(["fuzz", "run", "--sanitizer", "none", "--release", &target])
-                    .arg(&work)
-                    .arg(root().join("fuzz/corpus").join(&target))
-                    .arg("--")
-                    .arg(format!("-max_total_time={}", minutes * 60))
-                    .arg("-print_final_stats=1");
-                run(c)?;
+        Cmd::Fuzz { targets, minutes } => fuzz(targets, minutes)?,
+        Cmd::Test => test()?,
+    };
+    Ok(code.unwrap_or(ExitCode::SUCCESS))
+}
+
+/// `cargo xtask perf`: each of the suite's scenarios through `harness run`. Returns an exit
+/// code where it stops early.
+fn perf(args: &PerfArgs) -> Result<Option<ExitCode>> {
+    let Some(scenarios) = scenarios_of(&args.suite, args.part.as_deref()) else {
+        return Ok(Some(ExitCode::from(2)));
+    };
+    if args.peers
+        && let Some(code) = deps::node_media_server(&root().join("target/peers"))?
+    {
+        return Ok(Some(code));
+    }
+    for scenario in scenarios {
+        let mut c = harness()?;
+        c.arg("run").arg(&scenario);
+        for (on, flag) in [
+            (args.quick, "--quick"),
+            (args.compare_cli, "--compare-cli"),
+            (args.probe_overhead, "--probe-overhead"),
+            (args.json, "--json"),
+            (args.peers, "--peers"),
+            (args.profile, "--profile"),
+        ] {
+            if on {
+                c.arg(flag);
             }
         }
-        Cmd::Test => {
-            // Everything the tests run is installed first: rustfmt and clippy, and the
-            // gungraun runner that the `instructions` bench needs even in test mode.
-            for install in [deps::components, deps::gungraun_runner] {
-                if let Some(code) = install()? {
-                    return Ok(code);
-                }
-            }
-            let mut fmt = cargo();
-            fmt.args(["fmt", "--all", "--", "--check"]);
-            run(fmt)?;
-            let mut clippy = cargo();
-            clippy.args([
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--quiet",
-                "--",
-                "-D",
-                "warnings",
-            ]);
-            run(clippy)?;
-            let mut test = cargo();
-            test.args(["test", "--workspace"]);
-            run(test)?;
-            let mut benches = cargo();
-            benches.args(["test", "-p", "benches", "--benches"]);
-            run(benches)?;
+        if args.peers {
+            c.arg("--nms-dir").arg(root().join("target/peers"));
+        }
+        if let Some(shard) = &args.shard {
+            c.arg("--shard").arg(shard);
+        }
+        run(c)?;
+    }
+    Ok(None)
+}
+
+/// `cargo xtask gate`: the instruction counts under valgrind, then `harness gate` against the
+/// base's `harness` (built first).
+fn gate(update: bool) -> Result<Option<ExitCode>> {
+    if let Some(code) = deps::gungraun_runner()? {
+        return Ok(Some(code));
+    }
+    let out_dir = root().join("target/gate");
+    std::fs::create_dir_all(&out_dir)?;
+    let counts = out_dir.join("instructions.jsonl");
+    let mut bench = cargo();
+    bench.args([
+        "bench",
+        "--quiet",
+        "-p",
+        "benches",
+        "--bench",
+        "instructions",
+        "--",
+        "--output-format=json",
+    ]);
+    bench.stdout(std::fs::File::create(&counts)?);
+    run(bench)?;
+    // The base first: its build leaves this tree's harness to be linked again.
+    let head = root().join("target/release/harness");
+    let (base, base_commit) = base::harness(&root(), cargo, &head)?;
+    let mut c = harness()?;
+    c.arg("gate")
+        .arg("--base")
+        .arg(base)
+        .arg("--base-commit")
+        .arg(base_commit)
+        .arg("--instructions")
+        .arg(&counts)
+        .arg("--markdown")
+        .arg(out_dir.join("gate.md"))
+        .arg("--samples")
+        .arg(out_dir.join("ratio-samples.json"));
+    if update {
+        c.arg("--update");
+    }
+    run(c)?;
+    Ok(None)
+}
+
+/// `cargo xtask fuzz`: each target for `minutes` from the committed corpus.
+fn fuzz(targets: Vec<String>, minutes: u64) -> Result<Option<ExitCode>> {
+    let mut all = std::fs::read_dir(root().join("fuzz/fuzz_targets"))
+        .context("reading fuzz/fuzz_targets")?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".rs").map(String::from)
+        })
+        .collect::<Vec<_>>();
+    all.sort();
+    if let Some(bad) = targets.iter().find(|t| !all.contains(t)) {
+        bail!("no fuzz target {bad:?}; the targets are {}", all.join(", "));
+    }
+    let targets = if targets.is_empty() { all } else { targets };
+    if let Some(code) = deps::cargo_fuzz()? {
+        return Ok(Some(code));
+    }
+    for target in targets {
+        let work = root().join("target/fuzz-corpus").join(&target);
+        std::fs::create_dir_all(&work)?;
+        eprintln!("xtask: fuzzing {target} for {minutes} min");
+        let mut c = cargo();
+        c.current_dir(root())
+            .args(["fuzz", "run", "--sanitizer", "none", "--release", &target])
+            .arg(&work)
+            .arg(root().join("fuzz/corpus").join(&target))
+            .arg("--")
+            .arg(format!("-max_total_time={}", minutes * 60))
+            .arg("-print_final_stats=1");
+        run(c)?;
+    }
+    Ok(None)
+}
+
+/// `cargo xtask test`: what the tests run installed first (rustfmt and clippy, and the
+/// gungraun runner that the `instructions` bench needs even in test mode), then formatting,
+/// clippy, every test, and the benches once each.
+fn test() -> Result<Option<ExitCode>> {
+    for install in [deps::components, deps::gungraun_runner] {
+        if let Some(code) = install()? {
+            return Ok(Some(code));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run(fmt)?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--quiet",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy)?;
+    let mut test = cargo();
+    test.args(["test", "--workspace"]);
+    run(test)?;
+    let mut benches = cargo();
+    benches.args(["test", "-p", "benches", "--benches"]);
+    run(benches)?;
+    Ok(None)
 }

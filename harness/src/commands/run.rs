@@ -44,12 +44,10 @@ pub fn run(args: &RunOptions) -> Result<()> {
     let shard = match args.shard {
         Some(s) => Some(s),
         // An array job's index, from the engine's environment.
-        None => crate::results::Shard::from_env(|k| std::env::var(k).ok())
-            .map_err(anyhow::Error::msg)?
-            .map(|(s, from)| {
-                eprintln!("{}: shard {s} from {from}", scenario.suite);
-                s
-            }),
+        None => crate::results::Shard::from_env(|k| std::env::var(k).ok())?.map(|(s, from)| {
+            eprintln!("{}: shard {s} from {from}", scenario.suite);
+            s
+        }),
     };
     let reps = plan.settings.repetitions;
     let sweep: Vec<String> = plan.points.iter().map(|p| p.id()).collect();

@@ -48,7 +48,7 @@ pub fn check(args: &GateOptions) -> Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let counts = parse_gungraun(&text).map_err(anyhow::Error::msg)?;
+            let counts = parse_gungraun(&text)?;
             if counts.is_empty() {
                 bail!("{}: no gungraun summaries", path.display());
             }

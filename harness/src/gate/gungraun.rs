@@ -2,16 +2,25 @@
 
 use std::collections::BTreeMap;
 
+/// gungraun's output could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum GungraunError {
+    #[error("gungraun output: {0}: {1}")]
+    Json(serde_json::Error, String),
+    #[error("gungraun output: no Ir for {0}")]
+    NoIr(String),
+}
+
 /// Instruction counts from gungraun's JSON output (`--output-format=json`, one summary per
 /// line): the `Ir` of each benchmark, named `function/id`.
 ///
 /// # Errors
 /// A line that is not a gungraun summary.
-pub fn parse_gungraun(text: &str) -> Result<BTreeMap<String, u64>, String> {
+pub fn parse_gungraun(text: &str) -> Result<BTreeMap<String, u64>, GungraunError> {
     let mut out = BTreeMap::new();
     for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
         let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("gungraun output: {e}: {line}"))?;
+            serde_json::from_str(line).map_err(|e| GungraunError::Json(e, line.to_string()))?;
         let function = v["function_name"].as_str().unwrap_or("?");
         let id = v["id"].as_str().unwrap_or("");
         let name = if id.is_empty() {
@@ -19,7 +28,7 @@ pub fn parse_gungraun(text: &str) -> Result<BTreeMap<String, u64>, String> {
         } else {
             format!("{function}/{id}")
         };
-        let ir = find_ir(&v).ok_or_else(|| format!("gungraun output: no Ir for {name}"))?;
+        let ir = find_ir(&v).ok_or_else(|| GungraunError::NoIr(name.clone()))?;
         out.insert(name, ir);
     }
     Ok(out)

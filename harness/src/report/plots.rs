@@ -29,6 +29,11 @@ const COLORS: [RGBColor; 12] = [
     RGBColor(174, 199, 232),
 ];
 
+/// A plot that could not be drawn: its file and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PlotError(String);
+
 /// One line of a chart.
 struct Series {
     name: String,
@@ -102,7 +107,7 @@ fn chart<X, Y>(
     y: Y,
     layout: &Layout<'_>,
     series: &[Series],
-) -> Result<(), String>
+) -> Result<(), PlotError>
 where
     X: AsRangedCoord<Value = f64>,
     Y: AsRangedCoord<Value = f64>,
@@ -110,7 +115,7 @@ where
     Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let err = |e: &dyn std::fmt::Display| PlotError(format!("{}: {e}", path.display()));
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(layout.title, ("sans-serif", 20))
@@ -137,7 +142,7 @@ fn line_chart(
     title: &str,
     (x_label, y_label): (&str, &str),
     series: &[Series],
-) -> Result<(), String> {
+) -> Result<(), PlotError> {
     let all = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, 0.0f64);
     for &(x, y) in all {
@@ -171,7 +176,7 @@ pub fn write(
 ) -> Vec<(String, String)> {
     let _ = std::fs::create_dir_all(dir);
     let mut made = Vec::new();
-    let mut keep = |caption: &str, file: &str, r: Result<bool, String>| match r {
+    let mut keep = |caption: &str, file: &str, r: Result<bool, PlotError>| match r {
         Ok(true) => made.push((caption.to_string(), file.to_string())),
         Ok(false) => {}
         Err(e) => eprintln!("report: plot {file}: {e}"),
@@ -225,7 +230,7 @@ pub fn write(
 }
 
 /// Whether a plot was drawn (false: nothing to draw), or why it failed.
-type Drawn = Result<bool, String>;
+type Drawn = Result<bool, PlotError>;
 
 /// The plots of the servers' side-by-side comparison, the adaptation suites' links and the
 /// soak.
@@ -319,7 +324,7 @@ fn soak_series(
     s: &crate::soak::SoakResults,
     (title, y_label): (&str, &str),
     lines: &[SoakLine<'_>],
-) -> Result<bool, String> {
+) -> Result<bool, PlotError> {
     let mut series: Vec<Series> = Vec::new();
     for (name, f) in lines {
         for x in &s.samples {
@@ -330,7 +335,7 @@ fn soak_series(
     Ok(!series.is_empty())
 }
 
-fn fps_by_preset(path: &Path, r: &Results) -> Result<bool, String> {
+fn fps_by_preset(path: &Path, r: &Results) -> Result<bool, PlotError> {
     let mut series: Vec<Series> = Vec::new();
     for p in r
         .points
@@ -363,7 +368,7 @@ const PERCENTILES: [(f64, Percentile); 4] = [
     (0.999, |s| s.p999_us),
 ];
 
-fn latency_percentiles(path: &Path, r: &Results) -> Result<bool, String> {
+fn latency_percentiles(path: &Path, r: &Results) -> Result<bool, PlotError> {
     let Some(p) = r.points.first() else {
         return Ok(false);
     };
@@ -390,7 +395,7 @@ fn latency_percentiles(path: &Path, r: &Results) -> Result<bool, String> {
 
 /// Draws `series` on a log percentile axis (x = 1 ÷ (1 − p), labelled as percentiles) against
 /// log milliseconds.
-fn log_chart(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
+fn log_chart(path: &Path, title: &str, series: &[Series]) -> Result<(), PlotError> {
     let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
     let (y0, y1) = ys.fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
     let layout = Layout {
@@ -415,7 +420,7 @@ fn log_chart(path: &Path, title: &str, series: &[Series]) -> Result<(), String> 
     )
 }
 
-fn rss_over_time(path: &Path, r: &Results) -> Result<bool, String> {
+fn rss_over_time(path: &Path, r: &Results) -> Result<bool, PlotError> {
     let series: Vec<Series> = r
         .points
         .iter()
@@ -446,7 +451,7 @@ fn rss_over_time(path: &Path, r: &Results) -> Result<bool, String> {
 
 /// Through a shaped link: the link's rate, and each point's acknowledged bitrate (and its
 /// encoder target where adaptive bitrate set one), against time.
-fn bitrate_vs_link(path: &Path, r: &Results) -> Result<bool, String> {
+fn bitrate_vs_link(path: &Path, r: &Results) -> Result<bool, PlotError> {
     let mut series: Vec<Series> = Vec::new();
     let label = |p: &crate::results::PointResult| {
         p.axes
@@ -491,7 +496,7 @@ fn per_server(
     r: &Results,
     (title, y_label): (&str, &str),
     figure: fn(&crate::results::PeerRow) -> f64,
-) -> Result<bool, String> {
+) -> Result<bool, PlotError> {
     let mut series: Vec<Series> = Vec::new();
     for row in &r.comparisons.peers {
         add(

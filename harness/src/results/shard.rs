@@ -27,12 +27,20 @@ pub struct Shard {
     pub n: usize,
 }
 
+/// A shard that is not one: what was given, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ShardError(pub String);
+
 impl FromStr for Shard {
-    type Err = String;
+    type Err = ShardError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad =
-            |why: &str| format!("--shard {s:?}: {why} (expected K/N with 1 <= K <= N, e.g. 2/4)");
+        let bad = |why: &str| {
+            ShardError(format!(
+                "--shard {s:?}: {why} (expected K/N with 1 <= K <= N, e.g. 2/4)"
+            ))
+        };
         let (k, n) = s.split_once('/').ok_or_else(|| bad("no '/'"))?;
         let k: usize = k.trim().parse().map_err(|_| bad("K is not a number"))?;
         let n: usize = n.trim().parse().map_err(|_| bad("N is not a number"))?;
@@ -67,22 +75,24 @@ impl Shard {
     /// A variable is set but its value is not a shard (named, with its value).
     pub fn from_env(
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<(Shard, &'static str)>, String> {
-        let num = |k: &str| -> Result<Option<usize>, String> {
+    ) -> Result<Option<(Shard, &'static str)>, ShardError> {
+        let num = |k: &str| -> Result<Option<usize>, ShardError> {
             env(k)
                 .map(|v| {
                     v.trim()
                         .parse::<usize>()
-                        .map_err(|_| format!("{k}={v:?} is not a whole number"))
+                        .map_err(|_| ShardError(format!("{k}={v:?} is not a whole number")))
                 })
                 .transpose()
         };
-        let need = |k: &str, for_: &str| -> Result<usize, String> {
-            num(k)?.ok_or_else(|| format!("{for_} is set but {k} is not"))
+        let need = |k: &str, for_: &str| -> Result<usize, ShardError> {
+            num(k)?.ok_or_else(|| ShardError(format!("{for_} is set but {k} is not")))
         };
         let make = |k: usize, n: usize, from: &'static str| {
             if n == 0 || k == 0 || k > n {
-                Err(format!("{from}: shard {k} of {n} is not in 1..={n}"))
+                Err(ShardError(format!(
+                    "{from}: shard {k} of {n} is not in 1..={n}"
+                )))
             } else {
                 Ok(Some((Shard { k, n }, from)))
             }
@@ -90,7 +100,7 @@ impl Shard {
         if let Some(v) = env("STREAM_MANAGER_SHARD") {
             let s = v
                 .parse::<Shard>()
-                .map_err(|e| format!("STREAM_MANAGER_SHARD: {e}"))?;
+                .map_err(|e| ShardError(format!("STREAM_MANAGER_SHARD: {e}")))?;
             return Ok(Some((s, "STREAM_MANAGER_SHARD")));
         }
         if let Some(i) = num("JOB_COMPLETION_INDEX")? {
@@ -101,7 +111,9 @@ impl Shard {
             let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
             let n = need("SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_ID")?;
             let k = id.checked_sub(min).ok_or_else(|| {
-                format!("SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}")
+                ShardError(format!(
+                    "SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}"
+                ))
             })?;
             return make(k + 1, n, "SLURM_ARRAY_TASK_ID (Slurm job array)");
         }
@@ -188,7 +200,7 @@ mod tests {
             ),
         ] {
             let e = from(&vars).unwrap_err();
-            assert!(e.contains(names), "{e}");
+            assert!(e.0.contains(names), "{e}");
         }
     }
 
@@ -197,7 +209,7 @@ mod tests {
         assert_eq!("2/4".parse::<Shard>(), Ok(Shard { k: 2, n: 4 }));
         for bad in ["0/4", "5/4", "1/0", "x/2", "3"] {
             let e = bad.parse::<Shard>().unwrap_err();
-            assert!(e.contains(bad) && e.contains("K/N"), "{e}");
+            assert!(e.0.contains(bad) && e.0.contains("K/N"), "{e}");
         }
         let n = 3;
         let mut seen = vec![0; 10];

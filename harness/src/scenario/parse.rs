@@ -80,7 +80,9 @@ pub(super) fn link_plan(
     let plan = LinkPlan {
         schedule: raw.into_inner().schedule,
     };
-    check_link(&plan).map_err(|e| at(offset, field, e))?;
+    if let Some(problem) = link_problem(&plan) {
+        return Err(at(offset, field, problem));
+    }
     Ok(plan)
 }
 
@@ -94,7 +96,9 @@ pub(super) fn cpu_plan(
     let plan = CpuPlan {
         schedule: raw.into_inner().schedule,
     };
-    check_cpu(&plan).map_err(|e| at(offset, field, e))?;
+    if let Some(problem) = cpu_problem(&plan) {
+        return Err(at(offset, field, problem));
+    }
     Ok(plan)
 }
 
@@ -107,9 +111,10 @@ pub(super) fn no_full(at: &At<'_>, offset: usize, table: &str) -> ScenarioError 
     )
 }
 
-/// A schedule that starts at 0, goes forward in time, and names rates a link can have.
-pub(super) fn check_link(plan: &LinkPlan) -> Result<(), String> {
-    check_schedule(
+/// What is wrong with a link's schedule, if anything: it must start at 0, go forward in
+/// time, and name rates a link can have.
+pub(super) fn link_problem(plan: &LinkPlan) -> Option<String> {
+    schedule_problem(
         &plan.schedule,
         16..=10_000_000,
         "rate",
@@ -118,9 +123,10 @@ pub(super) fn check_link(plan: &LinkPlan) -> Result<(), String> {
     )
 }
 
-/// A schedule that starts at 0, goes forward in time, and names quotas a cgroup can have.
-pub(super) fn check_cpu(plan: &CpuPlan) -> Result<(), String> {
-    check_schedule(
+/// What is wrong with a CPU quota's schedule, if anything: it must start at 0, go forward in
+/// time, and name quotas a cgroup can have.
+pub(super) fn cpu_problem(plan: &CpuPlan) -> Option<String> {
+    schedule_problem(
         &plan.schedule,
         0.01..=1024.0,
         "quota",
@@ -129,30 +135,31 @@ pub(super) fn check_cpu(plan: &CpuPlan) -> Result<(), String> {
     )
 }
 
-/// `[seconds, value]` steps: the first at 0, times increasing, every value in `range`.
-pub(super) fn check_schedule<T: PartialOrd + std::fmt::Display>(
+/// What is wrong with `[seconds, value]` steps, if anything: the first must be at 0, times
+/// must increase, every value must be in `range`.
+pub(super) fn schedule_problem<T: PartialOrd + std::fmt::Display>(
     s: &[(f64, T)],
     range: std::ops::RangeInclusive<T>,
     what: &str,
     unit: &str,
     example: &str,
-) -> Result<(), String> {
+) -> Option<String> {
     if s.first().is_none_or(|(t, _)| *t != 0.0) {
-        return Err(format!(
+        return Some(format!(
             "the schedule must start with a step at 0 s, e.g. {example}"
         ));
     }
     if s.windows(2).any(|w| w[1].0 <= w[0].0) {
-        return Err("the steps' times must increase".into());
+        return Some("the steps' times must increase".into());
     }
     if let Some((t, v)) = s.iter().find(|(_, v)| !range.contains(v)) {
-        return Err(format!(
+        return Some(format!(
             "the {what} at {t} s is {v} {unit} (expected {}..={})",
             range.start(),
             range.end()
         ));
     }
-    Ok(())
+    None
 }
 
 /// The settings and axes of `--quick`: the full run's, with what `[quick]` changes.

@@ -31,38 +31,57 @@ pub struct Renderer {
     render_ns: u64,
 }
 
+/// Why `renderer.backend = auto` renders on the CPU.
+#[derive(Debug, thiserror::Error)]
+pub enum CpuFallback {
+    /// No GPU device node: no hardware adapter (no driver loaded to find out).
+    #[cfg(feature = "gpu")]
+    #[error("{0}")]
+    NoDevice(String),
+    /// Only a software adapter (lavapipe, llvmpipe), slower than the CPU compositor.
+    #[cfg(feature = "gpu")]
+    #[error("only a software adapter, {0}, which is slower than the CPU compositor")]
+    Software(String),
+    /// The GPU renderer could not be set up.
+    #[cfg(feature = "gpu")]
+    #[error("{0}")]
+    Gpu(String),
+    /// A build without the `gpu` feature.
+    #[cfg(not(feature = "gpu"))]
+    #[error("{}", super::error::NO_GPU)]
+    NotBuilt,
+}
+
 /// Why `auto` should not use the GPU on `cfg`'s API, if it should not: there is no hardware
 /// adapter. A software one (lavapipe, llvmpipe) renders slower than the CPU compositor, so
 /// `auto` passes it by. On Linux a machine with no GPU device node has no hardware adapter,
 /// and `auto` decides so without loading a driver: a software driver, once loaded, stays
 /// mapped (about 50 MiB of llvmpipe) for the rest of the process.
 #[cfg(feature = "gpu")]
-fn auto_gpu(cfg: &StreamConfig) -> Result<(), String> {
+fn auto_gpu(cfg: &StreamConfig) -> Result<(), CpuFallback> {
     if let Some(why) = super::gpu::no_gpu_device() {
-        return Err(why);
+        return Err(CpuFallback::NoDevice(why));
     }
     match super::gpu::pick(cfg.renderer.api) {
-        Ok((_, info)) if info.device_type == "cpu" => Err(format!(
-            "only a software adapter, {info}, which is slower than the CPU compositor"
-        )),
+        Ok((_, info)) if info.device_type == "cpu" => Err(CpuFallback::Software(info.to_string())),
         Ok(_) => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(CpuFallback::Gpu(e.to_string())),
     }
 }
 
 /// `auto`: the GPU where it has a hardware adapter and sets up, else the CPU and why.
 #[cfg(feature = "gpu")]
-fn auto(cfg: &StreamConfig) -> Result<Backend, String> {
+fn auto(cfg: &StreamConfig) -> Result<Backend, CpuFallback> {
     auto_gpu(cfg)?;
     GpuBackend::new(cfg)
         .map(|g| Backend::Gpu(Box::new(g)))
-        .map_err(|e| e.to_string())
+        .map_err(|e| CpuFallback::Gpu(e.to_string()))
 }
 
 /// `auto` in a build without the GPU renderer: the CPU, and why.
 #[cfg(not(feature = "gpu"))]
-fn auto(_: &StreamConfig) -> Result<Backend, String> {
-    Err(super::error::NO_GPU.to_string())
+fn auto(_: &StreamConfig) -> Result<Backend, CpuFallback> {
+    Err(CpuFallback::NotBuilt)
 }
 
 /// `gpu`: the GPU renderer.
@@ -94,7 +113,7 @@ pub fn open(cfg: &StreamConfig) -> Result<Renderer, RenderError> {
                 eprintln!(
                     "stream-manager: renderer.backend = auto: using the CPU compositor ({why})"
                 );
-                (cpu()?, Some(why))
+                (cpu()?, Some(why.to_string()))
             }
         },
     };

@@ -45,10 +45,12 @@ pub struct RtmpUrl {
 }
 
 impl std::str::FromStr for RtmpUrl {
-    type Err = String;
+    type Err = crate::config::ParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("{s:?} is not rtmp[s]://host[:port]/app/stream-key");
+        let bad = || {
+            crate::config::ParseError(format!("{s:?} is not rtmp[s]://host[:port]/app/stream-key"))
+        };
         let (tls, rest) = match (s.strip_prefix("rtmp://"), s.strip_prefix("rtmps://")) {
             (Some(rest), _) => (false, rest),
             (_, Some(rest)) => (true, rest),

@@ -105,31 +105,68 @@ impl PlayerCounters {
     }
 }
 
+/// Why a player's connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum PlayerError {
+    /// Connecting, reading or writing.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Kernel arrival stamps could not be turned on.
+    #[error("SO_TIMESTAMPNS: {0}")]
+    Timestamps(std::io::Error),
+    /// The TLS session failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The TLS client could not be set up, or could not seal what was to be sent.
+    #[error("{0}")]
+    TlsSetup(String),
+    #[error("server closed the TLS session")]
+    TlsClosed,
+    #[error("server closed the connection")]
+    Closed,
+    #[error("server closed during handshake")]
+    ClosedInHandshake,
+    /// The server refused the connection or the stream.
+    #[error("connection refused: {0}")]
+    Refused(String),
+    /// `rml_rtmp` refused the server's bytes or our request (its error as it prints itself).
+    #[error("{0}")]
+    Session(String),
+    /// The server's bytes made `rml_rtmp` panic (contained to this player).
+    #[error("the server's bytes made rml_rtmp panic: {0}")]
+    Panic(String),
+}
+
+impl PlayerError {
+    fn session(e: impl std::fmt::Debug) -> Self {
+        PlayerError::Session(format!("{e:?}"))
+    }
+}
+
 /// Plays `url` until `stop` turns true or the connection ends.
 ///
 /// # Errors
-/// A description of why the connection ended early.
+/// Why the connection ended early ([`PlayerError`]).
 pub async fn play<P: Probe + Send + Sync + 'static>(
     url: RtmpUrl,
     fps: u32,
     probe: Arc<P>,
     counters: Arc<PlayerCounters>,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), PlayerError> {
     let started = Instant::now();
     let result = async {
-        let mut socket = TcpStream::connect((url.host.as_str(), url.port))
-            .await
-            .map_err(|e| e.to_string())?;
-        socket.set_nodelay(true).map_err(|e| e.to_string())?;
-        stamp_arrivals(&socket).map_err(|e| format!("SO_TIMESTAMPNS: {e}"))?;
+        let mut socket = TcpStream::connect((url.host.as_str(), url.port)).await?;
+        socket.set_nodelay(true)?;
+        stamp_arrivals(&socket).map_err(PlayerError::Timestamps)?;
         let mut tls = match url.tls {
             true => {
-                let mut tls = super::tls::ClientTls::new(&url.host).map_err(|e| e.to_string())?;
+                let mut tls = super::tls::ClientTls::new(&url.host)
+                    .map_err(|e| PlayerError::TlsSetup(e.to_string()))?;
                 let early = tls
                     .handshake_async(&mut socket)
                     .await
-                    .map_err(|e| format!("TLS: {e}"))?;
+                    .map_err(|e| PlayerError::Tls(e.to_string()))?;
                 Some((tls, early))
             }
             false => None,
@@ -159,38 +196,39 @@ pub async fn play<P: Probe + Send + Sync + 'static>(
                 input.clear();
             }
             if tls_closed {
-                return Err("server closed the TLS session".to_string());
+                return Err(PlayerError::TlsClosed);
             }
             if !out.is_empty() {
                 let bytes = match &mut tls {
                     Some(tls) => {
                         sealed.clear();
-                        tls.seal(&out, &mut sealed).map_err(|e| e.to_string())?;
+                        tls.seal(&out, &mut sealed)
+                            .map_err(|e| PlayerError::TlsSetup(e.to_string()))?;
                         &sealed
                     }
                     None => &out,
                 };
-                socket.write_all(bytes).await.map_err(|e| e.to_string())?;
+                socket.write_all(bytes).await?;
                 out.clear();
             }
             tokio::select! {
                 ready = socket.readable() => {
-                    ready.map_err(|e| e.to_string())?;
+                    ready?;
                     match socket.try_io(Interest::READABLE, || recv_stamped(&socket, &mut buf)) {
-                        Ok((0, _)) => return Err("server closed the connection".to_string()),
+                        Ok((0, _)) => return Err(PlayerError::Closed),
                         Ok((n, at)) => {
                             match &mut tls {
                                 Some(tls) => {
                                     tls_closed = !tls
                                         .open(&buf[..n], &mut input)
-                                        .map_err(|e| format!("TLS: {e}"))?;
+                                        .map_err(|e| PlayerError::Tls(e.to_string()))?;
                                 }
                                 None => input.extend_from_slice(&buf[..n]),
                             }
                             arrived = at;
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e.to_string()),
+                        Err(e) => return Err(e.into()),
                     }
                 },
                 _ = stop.changed() => return Ok(()),
@@ -228,15 +266,15 @@ impl<P: Probe> Playing<P> {
         counters: Arc<PlayerCounters>,
         started: Instant,
         out: &mut Vec<u8>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PlayerError> {
         let mut config = ClientSessionConfig::new();
         config.tc_url = Some(url.app_url());
-        let (mut session, initial) = ClientSession::new(config).map_err(|e| format!("{e:?}"))?;
+        let (mut session, initial) = ClientSession::new(config).map_err(PlayerError::session)?;
         let mut events = Vec::new();
         collect(initial, out, &mut events);
         let r = session
             .request_connection(url.app.clone())
-            .map_err(|e| format!("{e:?}"))?;
+            .map_err(PlayerError::session)?;
         collect(vec![r], out, &mut events);
         let mut playing = Playing {
             session,
@@ -263,10 +301,10 @@ impl<P: Probe> Playing<P> {
         input: &[u8],
         arrived: Instant,
         out: &mut Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PlayerError> {
         let results = super::server::contain::contained(|| self.session.handle_input(input))
-            .map_err(|p| format!("the server's bytes made rml_rtmp panic: {p}"))?
-            .map_err(|e| format!("{e:?}"))?;
+            .map_err(|p| PlayerError::Panic(p.to_string()))?
+            .map_err(PlayerError::session)?;
         let mut events = Vec::new();
         collect(results, out, &mut events);
         self.handle(events, arrived, out)
@@ -277,7 +315,7 @@ impl<P: Probe> Playing<P> {
         events: Vec<ClientSessionEvent>,
         arrived: Instant,
         out: &mut Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PlayerError> {
         let counters = &self.counters;
         for e in events {
             match e {
@@ -285,7 +323,7 @@ impl<P: Probe> Playing<P> {
                     let r = self
                         .session
                         .request_playback(self.key.clone())
-                        .map_err(|e| format!("{e:?}"))?;
+                        .map_err(PlayerError::session)?;
                     collect(vec![r], out, &mut Vec::new());
                 }
                 ClientSessionEvent::PlaybackRequestAccepted => {
@@ -339,7 +377,7 @@ impl<P: Probe> Playing<P> {
                         .fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
                 ClientSessionEvent::ConnectionRequestRejected { description } => {
-                    return Err(format!("connection refused: {description}"));
+                    return Err(PlayerError::Refused(description));
                 }
                 ClientSessionEvent::UnhandleableOnStatusCode { code }
                     if code == "NetStream.Play.UnpublishNotify" =>
@@ -429,7 +467,7 @@ fn collect(
     }
 }
 
-async fn handshake(link: &mut Handshaking<'_>) -> Result<Vec<u8>, String> {
+async fn handshake(link: &mut Handshaking<'_>) -> Result<Vec<u8>, PlayerError> {
     handshake::run(link, PeerType::Client).await
 }
 
@@ -441,23 +479,19 @@ struct Handshaking<'a> {
 }
 
 impl handshake::Transport for Handshaking<'_> {
-    type Error = String;
+    type Error = PlayerError;
 
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, PlayerError> {
         let Some((tls, plain)) = self.tls.as_deref_mut() else {
-            return self.socket.read(buf).await.map_err(|e| e.to_string());
+            return Ok(self.socket.read(buf).await?);
         };
         let mut raw = vec![0u8; 16 * 1024];
         while plain.is_empty() {
-            let n = self
-                .socket
-                .read(&mut raw)
-                .await
-                .map_err(|e| e.to_string())?;
+            let n = self.socket.read(&mut raw).await?;
             if n == 0
                 || !tls
                     .open(&raw[..n], plain)
-                    .map_err(|e| format!("TLS: {e}"))?
+                    .map_err(|e| PlayerError::Tls(e.to_string()))?
             {
                 return Ok(0);
             }
@@ -468,29 +502,27 @@ impl handshake::Transport for Handshaking<'_> {
         Ok(n)
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), PlayerError> {
         let sealed;
         let bytes = match self.tls.as_deref_mut() {
             Some((tls, _)) => {
                 let mut out = Vec::new();
-                tls.seal(bytes, &mut out).map_err(|e| format!("TLS: {e}"))?;
+                tls.seal(bytes, &mut out)
+                    .map_err(|e| PlayerError::Tls(e.to_string()))?;
                 sealed = out;
                 &sealed
             }
             None => bytes,
         };
-        self.socket
-            .write_all(bytes)
-            .await
-            .map_err(|e| e.to_string())
+        Ok(self.socket.write_all(bytes).await?)
     }
 
-    fn closed(&mut self) -> String {
-        "server closed during handshake".into()
+    fn closed(&mut self) -> PlayerError {
+        PlayerError::ClosedInHandshake
     }
 
-    fn refused(&mut self, e: HandshakeError) -> String {
-        format!("{e:?}")
+    fn refused(&mut self, e: HandshakeError) -> PlayerError {
+        PlayerError::session(e)
     }
 }
 

@@ -53,13 +53,15 @@ pub enum Pacing {
 }
 
 impl FromStr for Pacing {
-    type Err = String;
+    type Err = crate::config::ParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "max" => Ok(Pacing::Max),
             "realtime" => Ok(Pacing::Realtime),
-            _ => Err(format!("pacing {s:?}: expected `max` or `realtime`")),
+            _ => Err(crate::config::ParseError(format!(
+                "pacing {s:?}: expected `max` or `realtime`"
+            ))),
         }
     }
 }
