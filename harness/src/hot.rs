@@ -248,7 +248,7 @@ pub struct FormatStage {
 impl FormatStage {
     pub fn new(format: FrameFormat, width: u32, height: u32) -> Self {
         streamer::encode::init_ffmpeg().expect("FFmpeg");
-        let quality = PipelineConfig::default().quality;
+        let quality = PipelineConfig::default().jpeg_quality;
         let pool = BufferPool::new(width, height, 1, true);
         let mut slot = pool.take(5);
         Scene::new(width, height).draw(5, streamer::encode::frame_planes(&mut slot.picture));

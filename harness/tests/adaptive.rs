@@ -23,7 +23,7 @@ fn through_a_shaped_link_the_encoders_bitrate_follows_the_cap_and_players_keep_r
     cfg.encoder.pipeline.threads = 1;
     let rc = &mut cfg.encoder.rate_control;
     (rc.mode, rc.bitrate_kbps, rc.vbv_buffer_kbits) = (RateMode::Bitrate, 3000, 3000);
-    cfg.adaptive.enabled = true;
+    cfg.adaptive.bitrate.enabled = true;
     let fps = cfg.core.viewport.fps;
     let relay = LocalRelay::start(&cfg.rtmp, 2, fps, Arc::new(NoProbe)).unwrap();
     link.shape_port(relay.url.port, CAP_KBPS).unwrap();

@@ -12,7 +12,7 @@ fn in_process_psnr_and_ssim_agree_with_the_ffmpeg_cli() {
         cfg.core.viewport.safe_area_margin.x = 16;
         cfg.core.viewport.safe_area_margin.y = 8;
         cfg.pipeline.format = format;
-        cfg.pipeline.quality = 60;
+        cfg.pipeline.jpeg_quality = 60;
         let q = measure(&cfg, 20, &streamer::probe::NoProbe).unwrap();
         assert_eq!(q.frames, 20, "{format:?}: every frame compared");
         assert!(q.psnr_db > 25.0 && q.psnr_db < 80.0, "{format:?}: {q:?}");

@@ -2,9 +2,9 @@
 //! the publisher's and player's (`fuzz/corpus/client_input/`): real sessions through a
 //! recording proxy in front of the embedded server — the ffmpeg CLI publishing and playing,
 //! our own publisher and player, and GStreamer's (`rtmp2sink`, `rtmp2src`). A server seed is
-//! a publisher's bytes and a player's bytes as `streamer::rtmp::server::fuzz::server_input`
+//! a publisher's bytes and a player's bytes as `streamer::rtmp::server::fuzz_server::server_input`
 //! reads them; a client seed is what the server sent a publisher and a player, as
-//! `streamer::rtmp::fuzz::client_input` reads them.
+//! `streamer::rtmp::fuzz_client::client_input` reads them.
 //!
 //! `cargo run --release -p streamer --example record_fuzz_seeds -- fuzz/corpus`
 

@@ -240,7 +240,7 @@ impl Metrics {
         let target = gauge(
             "stream_manager_target_bitrate_kbps",
             "The encoder's target bitrate as adaptive bitrate set it, kbit/s (0 when \
-             adaptive.enabled is off)",
+             adaptive.bitrate.enabled is off)",
         );
         let changes = gauge(
             "stream_manager_adaptation_changes",

@@ -110,7 +110,7 @@ pub trait Sink {
     }
 
     /// The network connection's quality, where the sink has one (RTMP).
-    fn quality(&self) -> Option<crate::adapt::network::NetQualityView> {
+    fn net_quality(&self) -> Option<crate::adapt::network::NetQualityView> {
         None
     }
 
@@ -296,8 +296,8 @@ impl Sink for RtmpSink {
         Ok(())
     }
 
-    fn quality(&self) -> Option<crate::adapt::network::NetQualityView> {
-        Some(self.publisher.quality())
+    fn net_quality(&self) -> Option<crate::adapt::network::NetQualityView> {
+        Some(self.publisher.net_quality())
     }
 
     fn sample_quality(&mut self) {

@@ -4,8 +4,8 @@
 //! for.
 
 use std::path::PathBuf;
-use streamer::rtmp::fuzz::{ClientReached, client_input};
-use streamer::rtmp::server::fuzz::{Reached, server_input};
+use streamer::rtmp::fuzz_client::{ClientReached, client_input};
+use streamer::rtmp::server::fuzz_server::{Reached, server_input};
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -3,23 +3,23 @@
 //!
 //! - [`run`](run::run): a scenario's sweep ([`options`] its settings, [`comparisons`] the
 //!   side-by-side measurements, [`progress`] and [`summary`] what it prints);
-//! - [`merge`](merge::merge): shard files into results and the report;
-//! - [`plan`](plan::plan): a scenario's points; [`point`](point::point): one point in a child
+//! - [`merge`](merge_shards::merge): shard files into results and the report;
+//! - [`plan`](plan::plan): a scenario's points; [`point`](child::point): one point in a child
 //!   process.
 //!
 //! The gate's command is [`crate::gate::check()`]; the report's, [`crate::report::write`].
 
+pub mod child;
 pub mod comparisons;
-pub mod merge;
+pub mod merge_shards;
 pub mod options;
 pub mod plan;
-pub mod point;
 pub mod progress;
 pub mod run;
 pub mod summary;
 
-pub use merge::merge;
+pub use child::point;
+pub use merge_shards::merge;
 pub use options::RunOptions;
 pub use plan::plan;
-pub use point::point;
 pub use run::run;

@@ -17,8 +17,8 @@ pub(super) fn encoder_baseline(c: &StreamConfig) -> bool {
 pub(super) fn pipeline_baseline(c: &StreamConfig) -> bool {
     let d = StreamConfig::default().pipeline;
     let p = &c.pipeline;
-    (p.max_queue_size, p.pool_size, p.quality, p.format)
-        == (d.max_queue_size, d.pool_size, d.quality, d.format)
+    (p.max_queue_size, p.pool_size, p.jpeg_quality, p.format)
+        == (d.max_queue_size, d.pool_size, d.jpeg_quality, d.format)
 }
 
 /// Whether `c` is the guide's baseline on the RTMP table's columns.

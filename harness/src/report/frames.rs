@@ -202,7 +202,7 @@ pub(super) fn quality_table(out: &mut String, r: &Results) {
             &[
                 c.encoder.preset.to_string(),
                 c.pipeline.format.to_string(),
-                c.pipeline.quality.to_string(),
+                c.pipeline.jpeg_quality.to_string(),
                 q.frames.to_string(),
                 format!("{:.0}", q.bitrate_kbps),
                 format!(

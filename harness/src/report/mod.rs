@@ -12,7 +12,6 @@ mod adapt;
 mod baseline;
 mod comparisons;
 mod core;
-mod cpu;
 pub mod diagnosis;
 mod encoder;
 pub mod format;
@@ -24,6 +23,7 @@ pub mod recommend;
 mod render;
 mod rtmp;
 mod spans;
+mod stage_cpu;
 
 pub use format::mib;
 
@@ -88,8 +88,8 @@ pub fn build(root: &Path, full_only: bool) -> String {
             adapt::section(&mut out, r);
             adapt::cpu_section(&mut out, r);
             spans::point_spans(&mut out, r);
-            cpu::stage_cpu(&mut out, r);
-            cpu::profiles(&mut out, r);
+            stage_cpu::stage_cpu(&mut out, r);
+            stage_cpu::profiles(&mut out, r);
         }
     }
     recommend::section(&mut out, &loaded);

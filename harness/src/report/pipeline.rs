@@ -61,7 +61,7 @@ pub(super) fn pipeline_table(out: &mut String, r: &Results) {
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             c.max_queue_size,
             c.pool_size,
-            c.quality,
+            c.jpeg_quality,
             c.format,
             spread(p),
             mib(p.rss_bytes),

@@ -6,19 +6,57 @@
 use super::{Checker, RateMode};
 use serde::{Deserialize, Serialize};
 
-/// Adaptation settings.
+/// Adaptation settings: each kind has its own switch (`adaptive.bitrate.enabled`,
+/// `adaptive.workers.enabled`, `adaptive.quality.enabled`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", from = "AdaptiveFile")]
 pub struct AdaptiveConfig {
-    /// Steer the encoder's bitrate from the publisher's connection (needs
-    /// `encoder.rateControl.mode = "bitrate"`).
-    pub enabled: bool,
     /// Adaptive bitrate.
     pub bitrate: AdaptiveBitrate,
     /// Smart worker scaling.
     pub workers: AdaptiveWorkers,
     /// Quality scaling under load.
     pub quality: AdaptiveQuality,
+}
+
+/// `adaptive` as written: the same, and the old switch of adaptive bitrate.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+struct AdaptiveFile {
+    /// `adaptive.enabled`, the old name of `adaptive.bitrate.enabled` (it switched adaptive
+    /// bitrate only): still read, as that (older results hold it too).
+    enabled: Option<bool>,
+    bitrate: AdaptiveBitrate,
+    workers: AdaptiveWorkers,
+    quality: AdaptiveQuality,
+}
+
+impl From<AdaptiveFile> for AdaptiveConfig {
+    fn from(f: AdaptiveFile) -> Self {
+        let mut bitrate = f.bitrate;
+        bitrate.enabled |= f.enabled.unwrap_or(false);
+        AdaptiveConfig {
+            bitrate,
+            workers: f.workers,
+            quality: f.quality,
+        }
+    }
+}
+
+/// The old path of `adaptive.bitrate.enabled`.
+pub const OLD_BITRATE_SWITCH: &str = "adaptive.enabled";
+/// Its new path.
+pub const BITRATE_SWITCH: &str = "adaptive.bitrate.enabled";
+
+/// Says once that `adaptive.enabled` is read as `adaptive.bitrate.enabled`.
+pub(super) fn deprecated_switch() {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        eprintln!(
+            "stream-manager: {OLD_BITRATE_SWITCH} is deprecated (it switched adaptive bitrate \
+             only): read as {BITRATE_SWITCH}; use that"
+        );
+    });
 }
 
 /// Quality scaling under load: when encoding cannot keep real time, the encoder steps to a
@@ -83,6 +121,9 @@ impl Default for AdaptiveWorkers {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdaptiveBitrate {
+    /// Steer the encoder's bitrate from the publisher's connection (needs
+    /// `encoder.rateControl.mode = "bitrate"`; `adaptive.enabled` before).
+    pub enabled: bool,
     /// Media queued undelivered (written, not yet acknowledged by the server), beyond the
     /// connection's least round trip, above which the bitrate drops, ms; half of it is enough
     /// while the server acknowledges less than the target less `marginPercent`.
@@ -111,6 +152,7 @@ pub struct AdaptiveBitrate {
 impl Default for AdaptiveBitrate {
     fn default() -> Self {
         AdaptiveBitrate {
+            enabled: false,
             trigger_ms: 200,
             drop_ms: 2000,
             margin_percent: 15,
@@ -145,7 +187,7 @@ impl AdaptiveConfig {
             90,
         );
         // Below the configured bitrate only matters when it steers it.
-        let most = if self.enabled { bitrate_kbps } else { 200_000 };
+        let most = if b.enabled { bitrate_kbps } else { 200_000 };
         c.range(
             "adaptive.bitrate.minKbps",
             b.min_kbps.into(),
@@ -185,9 +227,9 @@ impl AdaptiveConfig {
         let w = &self.workers;
         let most = if w.enabled { pool.max(1) } else { 64 };
         c.range("adaptive.workers.min", w.min.into(), 1, most.into());
-        if self.enabled && mode != RateMode::Bitrate {
+        if b.enabled && mode != RateMode::Bitrate {
             c.fail(
-                "adaptive.enabled",
+                BITRATE_SWITCH,
                 true,
                 "false unless encoder.rateControl.mode = \"bitrate\" (adaptive bitrate steers \
                  the encoder's target bitrate)",

@@ -167,7 +167,16 @@ impl StreamConfig {
     /// # Errors
     /// [`ConfigError::Parse`] with the line and the field for text that is not a configuration.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+        let cfg = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let old = toml::from_str::<toml::Table>(text).is_ok_and(|t| {
+            t.get("adaptive")
+                .and_then(toml::Value::as_table)
+                .is_some_and(|a| a.contains_key("enabled"))
+        });
+        if old {
+            adaptive::deprecated_switch();
+        }
+        Ok(cfg)
     }
 
     /// Reads and validates a configuration file.

@@ -15,6 +15,12 @@ impl StreamConfig {
     /// [`ConfigError::Parse`] when the path names no field or the value has the wrong type.
     /// The result is not validated; call [`StreamConfig::validate`] after the last override.
     pub fn set(&mut self, path: &str, value: toml::Value) -> Result<(), ConfigError> {
+        let path = if path == super::adaptive::OLD_BITRATE_SWITCH {
+            super::adaptive::deprecated_switch();
+            super::adaptive::BITRATE_SWITCH
+        } else {
+            path
+        };
         let mut table = self.to_table();
         set_path(&mut table, path, value)?;
         *self = toml::Value::Table(table)

@@ -12,8 +12,9 @@ pub struct PipelineConfig {
     pub max_queue_size: u32,
     /// Worker threads converting frames.
     pub pool_size: u32,
-    /// JPEG quality, 1–100.
-    pub quality: u32,
+    /// JPEG quality, 1–100 (`pipeline.quality`, the guide's key).
+    #[serde(rename = "quality")]
+    pub jpeg_quality: u32,
     pub format: FrameFormat,
     /// What a full queue does with a new frame (not in the guide, which leaves it unsaid).
     pub drop_policy: DropPolicy,
@@ -31,7 +32,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             max_queue_size: 30,
             pool_size: 4,
-            quality: 85,
+            jpeg_quality: 85,
             format: FrameFormat::Raw,
             drop_policy: DropPolicy::Oldest,
             buffer_pool: true,
@@ -45,7 +46,7 @@ impl PipelineConfig {
     pub(super) fn check(&self, c: &mut Checker) {
         c.range("pipeline.maxQueueSize", self.max_queue_size.into(), 1, 1000);
         c.range("pipeline.poolSize", self.pool_size.into(), 1, 64);
-        c.range("pipeline.quality", self.quality.into(), 1, 100);
+        c.range("pipeline.quality", self.jpeg_quality.into(), 1, 100);
         c.range(
             "pipeline.pressureRssMb",
             self.pressure_rss_mb.into(),

@@ -16,7 +16,7 @@ fn defaults_are_the_guides_baseline() {
     assert_eq!(c.encoder.pipeline.threads, 2);
     assert_eq!(c.pipeline.max_queue_size, 30);
     assert_eq!(c.pipeline.pool_size, 4);
-    assert_eq!(c.pipeline.quality, 85);
+    assert_eq!(c.pipeline.jpeg_quality, 85);
     assert_eq!(c.pipeline.format, FrameFormat::Raw);
     assert_eq!(c.rtmp.chunk_size, 60000);
     assert!(c.rtmp.gop_cache);
@@ -281,7 +281,7 @@ const CHECK_ORDER: &[&str] = &[
     "adaptive.quality.clearMs",
     "adaptive.quality.minScalePercent",
     "adaptive.workers.min",
-    "adaptive.enabled",
+    "adaptive.bitrate.enabled",
 ];
 
 #[test]
@@ -312,7 +312,7 @@ fn every_bad_field_is_listed_in_check_order() {
     (e.rate_control.crf, e.rate_control.bitrate_kbps) = (52, 1);
     e.rate_control.vbv_buffer_kbits = 1;
     let p = &mut c.pipeline;
-    (p.max_queue_size, p.pool_size, p.quality) = (0, 0, 0);
+    (p.max_queue_size, p.pool_size, p.jpeg_quality) = (0, 0, 0);
     (p.pressure_rss_mb, p.pressure_queue_percent) = ((1 << 20) + 1, 0);
     let t = &mut c.rtmp;
     (t.chunk_size, t.ping, t.ping_timeout, t.handshake_timeout) = (0, 0, 0, 0);
@@ -320,7 +320,7 @@ fn every_bad_field_is_listed_in_check_order() {
     t.drain_timeout = 601;
     t.publish_keys = vec![String::new()];
     let a = &mut c.adaptive;
-    a.enabled = true;
+    a.bitrate.enabled = true;
     (
         a.bitrate.trigger_ms,
         a.bitrate.drop_ms,
@@ -344,12 +344,12 @@ fn every_bad_field_is_listed_in_check_order() {
 #[test]
 fn adaptive_bitrate_needs_bitrate_mode_and_says_so() {
     let mut c = StreamConfig::default();
-    c.adaptive.enabled = true;
+    c.adaptive.bitrate.enabled = true;
     let err = c.validate().unwrap_err();
     assert_eq!(err.invalid().len(), 1, "{err}");
     assert!(
         err.to_string().starts_with(
-            "invalid adaptive.enabled = true (expected false unless encoder.rateControl.mode = \"bitrate\""
+            "invalid adaptive.bitrate.enabled = true (expected false unless encoder.rateControl.mode = \"bitrate\""
         ),
         "{err}"
     );
@@ -360,5 +360,35 @@ fn adaptive_bitrate_needs_bitrate_mode_and_says_so() {
     assert_eq!(
         c.validate().unwrap_err().to_string(),
         "invalid adaptive.bitrate.minKbps = 3000 (expected 16..=2500)"
+    );
+}
+
+#[test]
+fn the_old_switch_of_adaptive_bitrate_is_still_read_as_the_new_one() {
+    let from_file = StreamConfig::from_toml("[adaptive]\nenabled = true\n").unwrap();
+    assert!(from_file.adaptive.bitrate.enabled);
+    let mut set = StreamConfig::default();
+    set.apply_override("adaptive.enabled=true").unwrap();
+    assert!(set.adaptive.bitrate.enabled);
+    // Older results hold it in their configs.
+    let mut json = serde_json::to_value(StreamConfig::default()).unwrap();
+    json["adaptive"]["enabled"] = true.into();
+    json["adaptive"]["bitrate"]
+        .as_object_mut()
+        .unwrap()
+        .remove("enabled");
+    let old: StreamConfig = serde_json::from_value(json).unwrap();
+    assert!(old.adaptive.bitrate.enabled);
+    // Written now, it is the new key only.
+    let table = old.to_table();
+    assert!(
+        !table["adaptive"]
+            .as_table()
+            .unwrap()
+            .contains_key("enabled")
+    );
+    assert_eq!(
+        table["adaptive"]["bitrate"]["enabled"].as_bool(),
+        Some(true)
     );
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub struct WorkerSettings {
     /// `pipeline.format` and `pipeline.quality` (JPEG).
     pub format: FrameFormat,
-    pub quality: u32,
+    pub jpeg_quality: u32,
     /// The picture's size (`core.viewport`).
     pub width: u32,
     pub height: u32,
@@ -32,7 +32,7 @@ impl WorkerSettings {
         let v = &cfg.core.viewport;
         WorkerSettings {
             format: cfg.pipeline.format,
-            quality: cfg.pipeline.quality,
+            jpeg_quality: cfg.pipeline.jpeg_quality,
             width: v.width,
             height: v.height,
             stale_after: live
@@ -61,7 +61,7 @@ pub fn work<P: Probe>(
     probe: &P,
 ) {
     let s = settings;
-    let mut converter = Converter::new(s.format, s.quality, s.width, s.height);
+    let mut converter = Converter::new(s.format, s.jpeg_quality, s.width, s.height);
     loop {
         counters.gate.wait_turn(index, || queue.is_closed());
         reorder.reserve();

@@ -10,7 +10,7 @@
 //! [`Wire`] that encrypts what the encode loop writes and decrypts what the reader thread reads.
 
 use super::tls::Wire;
-use super::{flv, handshake};
+use super::{flv, handshake_driver};
 use bytes::Bytes;
 use rml_rtmp::handshake::{HandshakeError, PeerType};
 use rml_rtmp::rml_amf0::Amf0Value;
@@ -181,7 +181,7 @@ impl Publisher {
     }
 
     /// The connection's latest quality sample, readable from any thread.
-    pub fn quality(&self) -> crate::adapt::network::NetQualityView {
+    pub fn net_quality(&self) -> crate::adapt::network::NetQualityView {
         self.quality.clone()
     }
 
@@ -333,14 +333,17 @@ fn monitor_of(
 /// Runs the RTMP handshake on a blocking connection; returns bytes that followed it.
 pub fn handshake(socket: &mut (impl Read + Write + Send)) -> std::io::Result<Vec<u8>> {
     // Every step finishes on its first poll: the socket blocks, not the future.
-    pollster::block_on(handshake::run(&mut Blocking(socket), PeerType::Client))
+    pollster::block_on(handshake_driver::run(
+        &mut Blocking(socket),
+        PeerType::Client,
+    ))
 }
 
 /// A blocking connection as a handshake transport: each call does its I/O at once and hands
 /// back a future that is already ready.
 struct Blocking<'a, S>(&'a mut S);
 
-impl<S: Read + Write + Send> handshake::Transport for Blocking<'_, S> {
+impl<S: Read + Write + Send> handshake_driver::Transport for Blocking<'_, S> {
     type Error = std::io::Error;
 
     fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = std::io::Result<usize>> + Send {
@@ -413,7 +416,7 @@ fn open(url: &RtmpUrl, metadata: &StreamMetadata, header: &Bytes) -> Result<Conn
 
 /// Publishing set up without the socket: `connect`, then `publish` once it is accepted, then
 /// the metadata and the sequence header; the server's bytes in, what to send out. [`open`]
-/// runs it over a socket; the fuzzing harness ([`super::fuzz::client_input`]) over arbitrary
+/// runs it over a socket; the fuzzing harness ([`super::fuzz_client::client_input`]) over arbitrary
 /// bytes.
 pub(crate) struct Negotiation<'a> {
     url: &'a RtmpUrl,

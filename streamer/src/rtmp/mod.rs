@@ -5,8 +5,8 @@ pub mod client;
 pub mod flv;
 #[doc(hidden)]
 #[cfg(feature = "fuzzing")]
-pub mod fuzz;
-mod handshake;
+pub mod fuzz_client;
+mod handshake_driver;
 pub mod player;
 pub mod server;
 pub mod tls;

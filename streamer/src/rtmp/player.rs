@@ -13,7 +13,7 @@
 //! arrival stamps are still the kernel's.
 
 use super::client::RtmpUrl;
-use super::{flv, handshake};
+use super::{flv, handshake_driver};
 use crate::probe::{Point, Probe};
 use rml_rtmp::handshake::{HandshakeError, PeerType};
 use rml_rtmp::sessions::{
@@ -242,7 +242,7 @@ pub async fn play<P: Probe + Send + Sync + 'static>(
 
 /// A player's session without its socket: the server's bytes in, what to send back out, and
 /// the counters and probe marks for what arrived. [`play`] runs it over a socket; the fuzzing
-/// harness ([`super::fuzz::client_input`]) runs it over arbitrary bytes.
+/// harness ([`super::fuzz_client::client_input`]) runs it over arbitrary bytes.
 pub(crate) struct Playing<P> {
     session: ClientSession,
     key: String,
@@ -468,7 +468,7 @@ fn collect(
 }
 
 async fn handshake(link: &mut Handshaking<'_>) -> Result<Vec<u8>, PlayerError> {
-    handshake::run(link, PeerType::Client).await
+    handshake_driver::run(link, PeerType::Client).await
 }
 
 /// A player's connection as a handshake transport: the socket, and its TLS session with the
@@ -478,7 +478,7 @@ struct Handshaking<'a> {
     tls: Option<&'a mut (super::tls::ClientTls, Vec<u8>)>,
 }
 
-impl handshake::Transport for Handshaking<'_> {
+impl handshake_driver::Transport for Handshaking<'_> {
     type Error = PlayerError;
 
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, PlayerError> {

@@ -4,7 +4,7 @@
 //! flight on the GPU) and queues it for the workers, counting what the queue's policy drops.
 
 use super::Pacing;
-use super::shared::Shared;
+use super::live::Shared;
 use crate::adapt::worker_scaling::WorkerScaler;
 use crate::adapt::{AdaptChange, AdaptEvent};
 use crate::config::{DropPolicy, StreamConfig};

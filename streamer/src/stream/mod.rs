@@ -16,8 +16,8 @@
 //! `shared` holds what the threads share and the figures read from it.
 
 mod capture;
+mod live;
 mod send;
-mod shared;
 mod stage_cpu;
 
 use crate::adapt::worker_scaling::WorkerGate;
@@ -33,9 +33,9 @@ use crate::probe::{Point, Probe};
 use crate::render::{RenderError, Renderer};
 use crate::source::Scene;
 use capture::Capture;
+use live::Shared;
+pub use live::{Live, LiveSnapshot, PipelineStats};
 use send::{Send, deliver};
-use shared::Shared;
-pub use shared::{Live, LiveSnapshot, PipelineStats};
 pub use stage_cpu::StageCpu;
 use std::fmt;
 use std::str::FromStr;
@@ -147,7 +147,7 @@ pub struct Stream<'p, P: Probe> {
     /// opening the renderer started.
     render_threads: std::collections::BTreeSet<u32>,
     /// libx264's own threads: those that opening the encoder started.
-    /// Adaptive bitrate (`adaptive.enabled` with a network output).
+    /// Adaptive bitrate (`adaptive.bitrate.enabled` with a network output).
     adapting: Option<send::Adapting>,
     scaling: Option<send::QualityScaling>,
     next_frame: u64,
@@ -183,7 +183,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         // only the few it uses.
         let pool = BufferPool::new(v.width, v.height, slots, p.buffer_pool);
         let sink = output::open(output, &encoder)?;
-        let network = sink.quality();
+        let network = sink.net_quality();
         let epoch = std::time::Instant::now();
         let adapting = send::Adapting::of(cfg, network.clone(), epoch);
         let quality_scaling = send::QualityScaling::of(cfg, output.needs_global_header(), epoch);

@@ -3,7 +3,7 @@
 //! the slot with `zeroCopy`, through a fresh frame without) and each packet sent to the output
 //! (`network:send`); slots back to the pool.
 
-use super::shared::Shared;
+use super::live::Shared;
 use super::{Counters, StreamError};
 use crate::adapt::network::NetQualityView;
 use crate::adapt::{AdaptEvent, BitrateController, QualityController, Rung, Size};
@@ -94,13 +94,13 @@ pub struct Adapting {
 }
 
 impl Adapting {
-    /// Adaptation for `cfg` on `connection` (None when `adaptive.enabled` is off).
+    /// Adaptation for `cfg` on `connection` (None when `adaptive.bitrate.enabled` is off).
     pub fn of(
         cfg: &StreamConfig,
         connection: Option<NetQualityView>,
         epoch: Instant,
     ) -> Option<Self> {
-        let connection = connection.filter(|_| cfg.adaptive.enabled)?;
+        let connection = connection.filter(|_| cfg.adaptive.bitrate.enabled)?;
         Some(Adapting {
             controller: BitrateController::new(
                 &cfg.adaptive.bitrate,

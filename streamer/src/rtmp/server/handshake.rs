@@ -4,7 +4,7 @@
 
 use super::contain::{contained, sample};
 use super::shared::Shared;
-use crate::rtmp::handshake::{self as driver, Transport};
+use crate::rtmp::handshake_driver::{self as driver, Transport};
 use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -38,7 +38,7 @@ pub(crate) mod contain;
 mod fanout;
 #[doc(hidden)]
 #[cfg(feature = "fuzzing")]
-pub mod fuzz;
+pub mod fuzz_server;
 mod gop;
 mod handshake;
 mod media;
