@@ -320,73 +320,23 @@ fn run(args: RunArgs) -> Result<()> {
     let cpu_percent =
         ((streamer::clock::process_cpu_ns() as f64 * 1e-9) - cpu_before) / secs * 100.0;
     let server_dropped = report(&summary, &output, relay, secs)?;
-    let observed = observed(
-        &args,
-        &cfg,
-        &summary,
-        &metrics,
-        streaming_s,
-        cpu_percent,
-        server_dropped,
-    );
-    for f in streamer::diagnose::diagnose(&observed) {
-        println!("diagnosis: {}: {}", f.symptom, f.cause);
-    }
-    Ok(())
-}
-
-/// Peak RSS of this process so far, bytes.
-fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib * 1024)
-}
-
-/// What the run did, as the guide's Troubleshooting checklists need it (span means from the
-/// metrics probe; no tail percentiles; `secs` what the frames took).
-fn observed(
-    args: &RunArgs,
-    cfg: &StreamConfig,
-    summary: &streamer::stream::Summary,
-    metrics: &streamer::metrics::Metrics,
-    secs: f64,
-    cpu_percent: f64,
-    server_dropped: u64,
-) -> streamer::diagnose::Observed {
-    let v = &cfg.core.viewport;
-    let frames = summary.counters.packets;
-    streamer::diagnose::Observed {
-        fps_target: f64::from(v.fps),
-        fps: frames as f64 / secs,
+    let facts = streamer::stream::RunFacts {
+        secs: streaming_s,
         realtime: args.pacing == Pacing::Realtime,
-        drops: summary.pipeline.drops,
-        sink_dropped: summary.sink.dropped,
-        server_dropped,
         players: if args.output.is_none() {
             args.players as u32
         } else {
             0
         },
-        // The metrics probe has no e2e (its players are not probed) and no jitter span.
-        typical: streamer::diagnose::Times::from_spans(|name| metrics.span_mean_ms(name)),
-        typical_stat: "mean",
-        tail: None,
-        workers: cfg.pipeline.pool_size,
-        max_queue_size: cfg.pipeline.max_queue_size,
-        frame_bytes: u64::from(v.width) * u64::from(v.height) * 3 / 2,
-        buffer_health: Some(summary.pipeline.buffer_health()),
         cpu_percent,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-        rss_bytes: peak_rss_bytes(),
-        rss_reference: None,
-        rss_growth_mib_s: None,
-        buffer_allocs_per_frame: Some(summary.pipeline.pool.misses as f64 / frames.max(1) as f64),
+        server_dropped,
+    };
+    let observed =
+        streamer::stream::observed(&cfg, &summary, &facts, |name| metrics.span_mean_ms(name));
+    for f in streamer::diagnose::diagnose(&observed) {
+        println!("diagnosis: {}: {}", f.symptom, f.cause);
     }
+    Ok(())
 }
 
 /// Opens the stream with `probe`, starts what `serving` starts beside it, runs every frame and
@@ -419,65 +369,11 @@ fn stream_to<P: streamer::probe::Probe + Sync>(
         }
     );
     let started = Instant::now();
-    let interrupt = Interrupt::watch(stream.live());
+    let interrupt = streamer::stream::Interrupt::watch(stream.live());
     stream.run(args.frames, args.pacing)?;
     let running_s = started.elapsed().as_secs_f64();
     drop(interrupt);
     Ok((stream.finish()?, running_s))
-}
-
-/// Ctrl-C (SIGINT) during `run`: the first asks the stream to stop (the frames in flight are
-/// encoded and sent, the output closed properly, the summary printed); a second exits at once.
-struct Interrupt {
-    done: Arc<std::sync::atomic::AtomicBool>,
-    watcher: Option<std::thread::JoinHandle<()>>,
-}
-
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(130) };
-    }
-}
-
-impl Interrupt {
-    fn watch(live: streamer::stream::Live) -> Self {
-        // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe.
-        unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let watcher = std::thread::Builder::new()
-            .name("interrupt".into())
-            .spawn({
-                let done = Arc::clone(&done);
-                move || {
-                    use std::sync::atomic::Ordering::Relaxed;
-                    while !done.load(Relaxed) {
-                        if INTERRUPTED.load(Relaxed) {
-                            eprintln!(
-                                "interrupted: finishing the frames in flight and closing the \
-                                 stream (Ctrl-C again exits at once)"
-                            );
-                            live.stop();
-                            return;
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                }
-            })
-            .ok();
-        Interrupt { done, watcher }
-    }
-}
-
-impl Drop for Interrupt {
-    fn drop(&mut self) {
-        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(w) = self.watcher.take() {
-            let _ = w.join();
-        }
-    }
 }
 
 /// Prints what a finished stream did (and what its players received); returns the frames the

@@ -144,11 +144,6 @@ impl BufferPool {
         self.lock().len()
     }
 
-    /// Bytes one slot's picture takes.
-    pub fn slot_bytes(&self) -> u64 {
-        u64::from(self.width) * u64::from(self.height) * 3 / 2
-    }
-
     /// The counters so far.
     pub fn stats(&self) -> PoolStats {
         PoolStats {

@@ -16,7 +16,9 @@
 //! `shared` holds what the threads share and the figures read from it.
 
 mod capture;
+mod interrupt;
 mod live;
+mod observed;
 mod send;
 mod stage_cpu;
 
@@ -33,8 +35,10 @@ use crate::probe::{Point, Probe};
 use crate::render::{RenderError, Renderer};
 use crate::source::Scene;
 use capture::Capture;
+pub use interrupt::Interrupt;
 use live::Shared;
 pub use live::{Live, LiveSnapshot, PipelineStats};
+pub use observed::{RunFacts, observed, peak_rss_bytes};
 use send::{Send, deliver};
 pub use stage_cpu::StageCpu;
 use std::fmt;
@@ -380,11 +384,6 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
     pub fn core_metrics(&self) -> CoreMetrics {
         let (composition, grouped) = self.renderer.composition();
         self.core.metrics(composition, grouped)
-    }
-
-    /// The render stage's figures so far.
-    pub fn render_metrics(&self) -> crate::render::RenderMetrics {
-        self.renderer.metrics()
     }
 
     /// The core stage, to time its parts (the `core` suite).

@@ -30,11 +30,6 @@ pub struct StageCpu {
 }
 
 impl StageCpu {
-    /// Every stage's seconds, summed.
-    pub fn total_s(&self) -> f64 {
-        self.render_s + self.workers_s + self.encode_s + self.x264_threads_s + self.send_s
-    }
-
     /// `self − before`, stage by stage (a window's share).
     pub fn since(&self, before: &StageCpu) -> StageCpu {
         StageCpu {
