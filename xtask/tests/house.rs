@@ -163,3 +163,54 @@ fn no_string_is_an_error_type() {
         found.join("\n")
     );
 }
+
+/// The modules a crate's root declares (`pub mod x;` / `mod x;`), as the file or folder each
+/// lives in (`x.rs` or `x/`).
+fn modules(crate_src: &Path, root_file: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(crate_src.join(root_file)).unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let name = l
+                .strip_prefix("pub mod ")
+                .or_else(|| l.strip_prefix("mod "))?
+                .strip_suffix(';')?;
+            Some(if crate_src.join(name).is_dir() {
+                format!("{name}/")
+            } else {
+                format!("{name}.rs")
+            })
+        })
+        .collect()
+}
+
+/// `ARCHITECTURE.md` names every top-level folder of the repository and every top-level
+/// module of the streamer, the harness and xtask, as it is spelt in the tree.
+#[test]
+fn the_map_names_every_top_level_folder_and_module() {
+    let map = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let mut missing = Vec::new();
+    for e in std::fs::read_dir(root()).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let skip = ["target", ".git", ".cargo"].contains(&name.as_str());
+        if e.path().is_dir() && !skip && !map.contains(&format!("`{name}/`")) {
+            missing.push(format!("the folder `{name}/`"));
+        }
+    }
+    for (krate, root_file) in [
+        ("streamer/src", "lib.rs"),
+        ("harness/src", "lib.rs"),
+        ("xtask/src", "main.rs"),
+    ] {
+        for m in modules(&root().join(krate), root_file) {
+            if !map.contains(&format!("`{m}`")) {
+                missing.push(format!("{krate}: `{m}`"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md does not name:\n{}",
+        missing.join("\n")
+    );
+}
