@@ -45,6 +45,40 @@ fn the_recorder_sees_every_span_of_the_path_once_per_frame() {
     }
     // The figures were recorded (how large they are is for `cargo xtask perf`).
     assert!(run.rss_bytes > 0 && run.bitrate_kbps > 0.0 && run.wall_s > 0.0);
+    // Every frame due is accounted for.
+    let ledger = run.ledger.as_ref().expect("the frame ledger");
+    assert_eq!((ledger.due, ledger.encoded), (20, 20));
+    assert_eq!(ledger.unaccounted(), 0, "{ledger:?}");
+}
+
+/// Under overload (a real-time 720p60 stream through one PNG worker and a 2-frame queue),
+/// frames are dropped, and every one is in the ledger under its reason.
+#[test]
+fn a_dropping_run_accounts_for_every_frame_due() {
+    let mut config = StreamConfig::default();
+    config.pipeline.format = streamer::config::FrameFormat::Png;
+    (config.pipeline.pool_size, config.pipeline.max_queue_size) = (1, 2);
+    let run = run_here(&PointJob {
+        config,
+        settings: RunSettings {
+            pacing: Pacing::Realtime,
+            warmup_frames: 5,
+            length: Length::Frames(60),
+            repetitions: 1,
+        },
+        record: false,
+        players: 0,
+        fidelity: false,
+        profile: None,
+        link: None,
+        quota: None,
+    })
+    .unwrap();
+    let ledger = run.ledger.as_ref().expect("the frame ledger");
+    assert_eq!(ledger.due, 60);
+    assert!(ledger.dropped.total() > 0, "{ledger:?}");
+    assert_eq!(ledger.unaccounted(), 0, "{ledger:?}");
+    assert_eq!(ledger.dropped.total(), run.dropped_frames);
 }
 
 #[test]

@@ -75,6 +75,43 @@ pub struct Figures {
     /// A profiled run's profile of the measured window (its fps is not in the point's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<ProfileFigures>,
+    /// Every frame the window asked for, accounted for: encoded or dropped by reason (None in
+    /// older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<FrameLedger>,
+}
+
+/// A window's frames, accounted for. A run ends with nothing in flight (its threads are joined
+/// before the counters are read), so every frame due is encoded or dropped under one reason:
+/// `due = encoded + dropped.total()`. Of the encoded, `lost` never reached the server (the
+/// output's connection was down).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FrameLedger {
+    /// Frames the window asked the source for.
+    pub due: u64,
+    /// Frames encoded and handed to the output.
+    pub encoded: u64,
+    /// Frames dropped before they were encoded (or sent), by reason.
+    pub dropped: Drops,
+    /// Encoded frames the output could not deliver.
+    pub lost: u64,
+}
+
+impl FrameLedger {
+    /// Frames neither encoded nor dropped: 0 when the ledger adds up.
+    pub fn unaccounted(&self) -> i64 {
+        self.due as i64 - self.encoded as i64 - self.dropped.total() as i64
+    }
+
+    /// Two ledgers' frames together (repetitions of a point).
+    pub fn add(&self, other: &FrameLedger) -> FrameLedger {
+        FrameLedger {
+            due: self.due + other.due,
+            encoded: self.encoded + other.encoded,
+            dropped: add_drops(&self.dropped, &other.dropped),
+            lost: self.lost + other.lost,
+        }
+    }
 }
 
 impl Figures {
@@ -119,6 +156,12 @@ impl Figures {
             quota: first.and_then(|r| r.quota.clone()),
             adaptation: first.map(|r| r.adaptation.clone()).unwrap_or_default(),
             profile: runs.iter().find_map(|r| r.profile.clone()),
+            ledger: runs
+                .iter()
+                .filter_map(|r| r.ledger.as_ref())
+                .fold(None, |sum: Option<FrameLedger>, l| {
+                    Some(sum.map_or_else(|| l.clone(), |s| s.add(l)))
+                }),
         }
     }
 }
@@ -278,6 +321,18 @@ pub(crate) fn unique<'a>(notes: impl Iterator<Item = &'a String>) -> Vec<String>
     out
 }
 
+/// Two counts of drops together, reason by reason.
+fn add_drops(a: &Drops, b: &Drops) -> Drops {
+    Drops {
+        behind: a.behind + b.behind,
+        queue_full: a.queue_full + b.queue_full,
+        stale: a.stale + b.stale,
+        late: a.late + b.late,
+        pressure: a.pressure + b.pressure,
+        congestion: a.congestion + b.congestion,
+    }
+}
+
 fn aggregate_core(runs: &[&Figures]) -> Option<CoreFigures> {
     let all: Vec<&CoreFigures> = runs.iter().filter_map(|r| r.core.as_ref()).collect();
     let first = all.first()?;
@@ -298,16 +353,10 @@ fn aggregate_pipeline(runs: &[&Figures]) -> Option<PipelineFigures> {
     let first = all.first()?;
     let med =
         |f: fn(&PipelineFigures) -> f64| median(&mut all.iter().map(|p| f(p)).collect::<Vec<_>>());
-    let mut drops = streamer::pipeline::Drops::default();
+    let mut drops = Drops::default();
     let mut occupancy = vec![0; first.occupancy.len()];
     for p in &all {
-        let d = &p.drops;
-        drops.behind += d.behind;
-        drops.queue_full += d.queue_full;
-        drops.stale += d.stale;
-        drops.late += d.late;
-        drops.pressure += d.pressure;
-        drops.congestion += d.congestion;
+        drops = add_drops(&drops, &p.drops);
         for (o, v) in occupancy.iter_mut().zip(&p.occupancy) {
             *o += v;
         }

@@ -3,7 +3,7 @@
 //! samplers ([`stream_window`]), and every counter read again once the stream is finished,
 //! into the window's [`Figures`] ([`collect`]).
 
-use super::figures::{CoreFigures, Figures, NetworkFigures, PipelineFigures, STAGES};
+use super::figures::{CoreFigures, Figures, FrameLedger, NetworkFigures, PipelineFigures, STAGES};
 use super::load::Around;
 use super::samplers::{StopOnDrop, sample_link, sample_quota};
 use super::{PointJob, PointRun, RunError};
@@ -286,6 +286,12 @@ fn collect<P: Probe>(
     let (before, after) = (start.counters, summary.counters);
     let frames = after.packets - before.packets;
     let pipeline = PipelineFigures::between(&start.pipeline, &summary.pipeline, frames, allocs);
+    let ledger = FrameLedger {
+        due: job.settings.length.frames(fps),
+        encoded: frames,
+        dropped: pipeline.drops,
+        lost: summary.sink.dropped - start.sink.dropped,
+    };
     let media_s = frames as f64 / f64::from(fps);
     let mut notes = summary.notes;
     if summary.pool_copies > 0 {
@@ -316,6 +322,7 @@ fn collect<P: Probe>(
         link,
         quota,
         profile,
+        ledger: Some(ledger),
         ..Figures::default()
     };
     Ok(PointRun {

@@ -73,6 +73,7 @@ pub(super) fn drops_table(out: &mut String, r: &Results) {
             "Preset",
             "FPS",
             "Drops",
+            "Frames due = encoded + dropped",
             "bufferHealth",
             "frame:total p99 ms",
         ],
@@ -80,6 +81,9 @@ pub(super) fn drops_table(out: &mut String, r: &Results) {
     for p in &r.points {
         let c = &p.config;
         let pf = p.pipeline.as_ref();
+        let ledger = p.ledger.as_ref().map_or("—".to_string(), |l| {
+            format!("{} = {} + {}", l.due, l.encoded, l.dropped.total())
+        });
         row(
             out,
             &[
@@ -88,6 +92,7 @@ pub(super) fn drops_table(out: &mut String, r: &Results) {
                 c.encoder.preset.to_string(),
                 spread(p),
                 pf.map_or(p.dropped_frames.to_string(), |pf| drop_reasons(&pf.drops)),
+                ledger,
                 pf.map_or("-".to_string(), |pf| format!("{:.2}", pf.buffer_health)),
                 span_ms(p, "frame:total", |s| s.p99_us),
             ],
