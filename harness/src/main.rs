@@ -53,6 +53,19 @@ enum Cmd {
         #[arg(long, default_value = "results")]
         results: PathBuf,
     },
+    /// Check every invariant of the results (frames due = encoded + dropped, the stages' CPU
+    /// within the process's, percentiles in order, …) over every suite's latest.json, and with
+    /// --committed over what git's index holds (the committed report too: no --quick runs in
+    /// it). Names the suite, point and figures of each broken one and fails.
+    Check {
+        /// Results folder.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Check the results as git's index holds them, in the repository here, not the
+        /// working tree's.
+        #[arg(long)]
+        committed: bool,
+    },
     /// The CI gate: instruction counts (gungraun's JSON output, see `cargo xtask gate`) and
     /// wall-time ratios measured now, against results/baselines/; prints a Markdown table of
     /// every figure and fails on a regression.
@@ -289,6 +302,9 @@ report:  {}",
             Ok(())
         }
         Cmd::Plan { scenario, quick } => commands::plan(&scenario, quick),
+        Cmd::Check { results, committed } => {
+            commands::check_results(&results, committed.then_some(std::path::Path::new(".")))
+        }
         Cmd::Point => commands::point(),
         Cmd::GateSide => harness::gate::ratios::serve(),
     }

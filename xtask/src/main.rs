@@ -89,6 +89,15 @@ enum ResultsCmd {
     /// copy their results/<suite>/shard-K-of-N.json here first) into results/<suite>/latest.json
     /// and refresh the report. Without SUITE, every suite that has shards.
     Merge { suites: Vec<String> },
+    /// Check every invariant of the results (frames due = encoded + dropped, the stages' CPU
+    /// within the process's, percentiles in order, at least 3 runs a point in a full run, …)
+    /// over every results/<suite>/latest.json; with --committed, as git's index holds them,
+    /// and the committed report with no --quick run in it. Fails naming the suite, point and
+    /// figures of each broken one.
+    Check {
+        #[arg(long)]
+        committed: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -259,6 +268,15 @@ fn main() -> Result<ExitCode> {
         Cmd::Results(ResultsCmd::Merge { suites }) => {
             let mut c = harness()?;
             c.arg("merge").args(&suites);
+            run(c)?;
+            None
+        }
+        Cmd::Results(ResultsCmd::Check { committed }) => {
+            let mut c = harness()?;
+            c.arg("check");
+            if committed {
+                c.arg("--committed");
+            }
             run(c)?;
             None
         }

@@ -4,11 +4,13 @@
 //! - [`run`](run::run): a scenario's sweep ([`options`] its settings, [`comparisons`] the
 //!   side-by-side measurements, [`progress`] and [`summary`] what it prints);
 //! - [`merge`](merge_shards::merge): shard files into results and the report;
+//! - [`check_results`](check::check_results): the results' invariants;
 //! - [`plan`](plan::plan): a scenario's points; [`point`](child::point): one point in a child
 //!   process.
 //!
 //! The gate's command is [`crate::gate::check()`]; the report's, [`crate::report::write`].
 
+pub mod check;
 pub mod child;
 pub mod comparisons;
 pub mod merge_shards;
@@ -18,6 +20,7 @@ pub mod progress;
 pub mod run;
 pub mod summary;
 
+pub use check::check_results;
 pub use child::point;
 pub use merge_shards::merge;
 pub use options::RunOptions;

@@ -107,6 +107,7 @@ pub fn run(args: &RunOptions) -> Result<()> {
     };
     progress.finish();
     let results = Results {
+        schema: crate::results::check::SCHEMA,
         suite: scenario.suite.clone(),
         table: scenario.table,
         scenario: scenario.file.display().to_string(),

@@ -62,6 +62,11 @@ pub struct Figures {
     /// ([`STAGES`]; `server` and `players` with the embedded server).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stage_cpu_ms: BTreeMap<String, f64>,
+    /// The whole process's CPU milliseconds per frame over the same window as
+    /// `stage_cpu_ms` (read at the same instants), so the stages never add up to more than it
+    /// (None in older results, whose stages and process were read over different windows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_cpu_ms: Option<f64>,
     /// Through a shaped link: the timeline and what it took to recover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<LinkFigures>,
@@ -141,17 +146,8 @@ impl Figures {
             core: aggregate_core(runs),
             fidelity: runs.iter().find_map(|r| r.fidelity.clone()),
             render: runs.iter().find_map(|r| r.render.clone()),
-            stage_cpu_ms: runs
-                .iter()
-                .flat_map(|r| r.stage_cpu_ms.keys())
-                .map(|stage| {
-                    let mut v: Vec<f64> = runs
-                        .iter()
-                        .filter_map(|r| r.stage_cpu_ms.get(stage).copied())
-                        .collect();
-                    (stage.clone(), median(&mut v))
-                })
-                .collect(),
+            stage_cpu_ms: per_frame_cpu(runs),
+            process_cpu_ms: pooled(runs, |r| r.process_cpu_ms),
             link: first.and_then(|r| r.link.clone()),
             quota: first.and_then(|r| r.quota.clone()),
             adaptation: first.map(|r| r.adaptation.clone()).unwrap_or_default(),
@@ -319,6 +315,37 @@ pub(crate) fn unique<'a>(notes: impl Iterator<Item = &'a String>) -> Vec<String>
         }
     }
     out
+}
+
+/// Each stage's CPU per frame over the runs: pooled over every frame of every run where the
+/// runs carry a frame ledger (so the stages, pooled alike, never exceed the process), else
+/// the runs' median (older results).
+fn per_frame_cpu(runs: &[&Figures]) -> BTreeMap<String, f64> {
+    let stages: std::collections::BTreeSet<&String> =
+        runs.iter().flat_map(|r| r.stage_cpu_ms.keys()).collect();
+    stages
+        .into_iter()
+        .map(|stage| {
+            let of = |r: &Figures| r.stage_cpu_ms.get(stage).copied();
+            let value = pooled(runs, of).unwrap_or_else(|| {
+                median(&mut runs.iter().filter_map(|r| of(r)).collect::<Vec<_>>())
+            });
+            (stage.clone(), value)
+        })
+        .collect()
+}
+
+/// A per-frame figure pooled over the runs, weighted by each run's encoded frames: None unless
+/// every run has both the figure and a ledger.
+fn pooled(runs: &[&Figures], of: impl Fn(&Figures) -> Option<f64>) -> Option<f64> {
+    let mut sum = 0.0;
+    let mut frames = 0u64;
+    for r in runs {
+        let n = r.ledger.as_ref()?.encoded;
+        sum += of(r)? * n as f64;
+        frames += n;
+    }
+    (frames > 0).then(|| sum / frames as f64)
 }
 
 /// Two counts of drops together, reason by reason.

@@ -83,6 +83,8 @@ struct Start {
     sampler: Sampler,
     allocs: u64,
     stages: StageCpu,
+    /// The process's CPU clock, read beside `stages`.
+    process_cpu_ns: u64,
     profiling: Option<Profiling>,
     at: Instant,
 }
@@ -128,6 +130,7 @@ impl Start {
         let sampler = Sampler::start();
         let allocs = crate::allocs::allocations();
         let stages = stream.stage_cpu();
+        let process_cpu_ns = streamer::clock::process_cpu_ns();
         let profiling = match &job.profile {
             Some(_) => Some(Profiling::start().map_err(|e| RunError::Protocol(e.to_string()))?),
             None => None,
@@ -148,6 +151,7 @@ impl Start {
             sampler,
             allocs,
             stages,
+            process_cpu_ns,
             profiling,
             at: Instant::now(),
         })
@@ -257,7 +261,16 @@ fn collect<P: Probe>(
     (link, quota): (Option<LinkFigures>, Option<QuotaFigures>),
 ) -> Result<PointRun, RunError> {
     let fps = job.config.core.viewport.fps;
+    // Every CPU figure over one window: the stages, the server's and players' threads and the
+    // whole process, read at the same instants.
     let stages = stream.stage_cpu().since(&start.stages);
+    let process_s = (streamer::clock::process_cpu_ns() - start.process_cpu_ns) as f64 * 1e-9;
+    let server_players_s = relay.map(|_| {
+        (
+            threads_cpu_seconds(&SERVER_THREADS) - start.net.server_cpu_s,
+            threads_cpu_seconds(&PLAYER_THREADS) - start.net.players_cpu_s,
+        )
+    });
     start.sampler.end_memory_window();
     let allocs = fixed_allocs
         .map(|fixed| (crate::allocs::allocations() - start.allocs).saturating_sub(fixed));
@@ -276,12 +289,16 @@ fn collect<P: Probe>(
         metrics: summary.core.clone(),
         ..c
     });
-    let (network, server_players_s) = match relay {
-        Some(r) => {
-            let (n, s) = network_after(r, &start.net, start.late.take(), &summary, wall_s, fps);
-            (Some(n), Some(s))
-        }
-        None => (None, None),
+    let network = match (relay, server_players_s) {
+        (Some(r), Some(cpu)) => Some(network_after(
+            r,
+            &start.net,
+            start.late.take(),
+            &summary,
+            (wall_s, fps),
+            cpu,
+        )),
+        _ => None,
     };
     let (before, after) = (start.counters, summary.counters);
     let frames = after.packets - before.packets;
@@ -318,6 +335,7 @@ fn collect<P: Probe>(
         core,
         render: Some(summary.render),
         stage_cpu_ms: stage_cpu_ms(&stages, server_players_s, frames),
+        process_cpu_ms: Some(process_s * 1000.0 / frames.max(1) as f64),
         adaptation: summary.adaptation,
         link,
         quota,
@@ -332,16 +350,16 @@ fn collect<P: Probe>(
     })
 }
 
-/// What the players, the server and the publisher's connection did over the window, and the
-/// server's and players' CPU seconds.
+/// What the players, the server and the publisher's connection did over the window, with the
+/// server's and players' CPU seconds over it.
 fn network_after(
     relay: &LocalRelay,
     start: &NetStart,
     late: Option<PlayerLoad>,
     summary: &Summary,
-    wall_s: f64,
-    fps: u32,
-) -> (NetworkFigures, (f64, f64)) {
+    (wall_s, fps): (f64, u32),
+    (server_s, players_s): (f64, f64),
+) -> NetworkFigures {
     // Frames still on their way reach the players before the counters are read (the same
     // frames as the publisher's); this adds no wall time.
     settle(relay);
@@ -360,12 +378,10 @@ fn network_after(
     let receivers = (after.len() + late.len()).max(1) as f64;
     n.wire_kbps_per_player = wire as f64 * 8.0 / wall_s / 1000.0 / receivers;
     let percent = |s: f64| Some(s / wall_s * 100.0);
-    let server_s = threads_cpu_seconds(&SERVER_THREADS) - start.server_cpu_s;
-    let players_s = threads_cpu_seconds(&PLAYER_THREADS) - start.players_cpu_s;
     n.quality = summary.network;
     n.server_cpu_percent = percent(server_s);
     n.players_cpu_percent = percent(players_s);
-    (n, (server_s, players_s))
+    n
 }
 
 /// CPU milliseconds per frame by stage ([`STAGES`]), the server's and players' with players.

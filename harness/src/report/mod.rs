@@ -32,6 +32,10 @@ use crate::scenario::GuideTable;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// How the report marks the suites it shows from `--quick` runs (a committed report must not
+/// hold it: `results check`).
+pub const QUICK_SETS: &str = "**Quick runs shown**";
+
 /// Suites and the command that fills each.
 const SUITES: [(&str, &str); 14] = [
     ("stream", "cargo xtask perf stream"),
@@ -179,7 +183,7 @@ fn quick_sets(out: &mut String, loaded: &[Results]) {
     }
     let _ = writeln!(
         out,
-        "**Quick runs shown** ({}): fewer points, fewer frames and one run each, a first look \
+        "{QUICK_SETS} ({}): fewer points, fewer frames and one run each, a first look \
          rather than a basis for choosing a setting; run the suite without `--quick` for its \
          full table.\n",
         quick.join(", ")

@@ -50,7 +50,8 @@ pub(super) fn stage_cpu(out: &mut String, r: &Results) {
         }
         let total: f64 = p.stage_cpu_ms.values().sum();
         let wall = if p.fps > 0.0 { 1000.0 / p.fps } else { 0.0 };
-        let process = p.cpu_percent / 100.0 * wall;
+        // Over the stages' own window where measured so; older results: the CPU column's.
+        let process = p.process_cpu_ms.unwrap_or(p.cpu_percent / 100.0 * wall);
         let covered = if process > 0.0 {
             format!("{:.0}%", total / process * 100.0)
         } else {

@@ -25,6 +25,7 @@
 //! and [`merge`] (joining shard files).
 
 pub mod aggregate;
+pub mod check;
 pub mod committed;
 pub mod files;
 pub mod merge;

@@ -11,6 +11,10 @@ use streamer::config::StreamConfig;
 /// A whole suite's run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
+    /// The version of this file's form, and of the invariants it keeps (see
+    /// [`super::check`]); 1 for results written before it was.
+    #[serde(default = "schema_1")]
+    pub schema: u32,
     pub suite: String,
     /// The guide table the suite fills.
     pub table: GuideTable,
@@ -36,6 +40,10 @@ pub struct Results {
     /// repetitions of some points; the merge puts them back in this order).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sweep: Vec<String>,
+}
+
+fn schema_1() -> u32 {
+    1
 }
 
 fn unknown_commit() -> String {
