@@ -185,6 +185,9 @@ pub fn versus_cli(
                 turns.push(fps / bare);
             }
         }
+        let pairs: Vec<[f64; 2]> = ours.iter().zip(&theirs).map(|(a, b)| [*a, *b]).collect();
+        let stream_pairs: Vec<[f64; 2]> =
+            whole.iter().zip(&turns).map(|(w, t)| [*w, w / t]).collect();
         let (a, b) = (median(&mut ours), median(&mut theirs));
         let stream_fps = (!whole.is_empty()).then(|| median(&mut whole));
         let stream_ratio = (!turns.is_empty()).then(|| median(&mut turns));
@@ -198,6 +201,8 @@ pub fn versus_cli(
             stream_fps,
             stream_ratio,
             command: format!("ffmpeg {}", args.join(" ")),
+            pairs,
+            stream_pairs,
         });
     }
     Ok(rows)
@@ -241,12 +246,14 @@ pub fn probe_overhead(
     }
     // Each pair ran back to back, so its ratio sees the same machine load on both sides: the
     // median of the pairs' ratios is steadier than the ratio of the two medians.
-    let mut ratios: Vec<f64> = with.iter().zip(&without).map(|(a, b)| a / b).collect();
+    let pairs: Vec<[f64; 2]> = with.iter().zip(&without).map(|(a, b)| [*a, *b]).collect();
+    let mut ratios: Vec<f64> = pairs.iter().map(|[a, b]| a / b).collect();
     Ok(ProbeOverhead {
         point: point.to_string(),
         runs,
         recorder_fps: median(&mut with),
         noop_fps: median(&mut without),
         ratio: median(&mut ratios),
+        pairs,
     })
 }

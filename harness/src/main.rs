@@ -162,6 +162,11 @@ struct RunArgs {
     /// The scenario's short form: fewer points and frames (its [quick] section).
     #[arg(long)]
     quick: bool,
+    /// The smallest run that takes the suite end to end: the quick form's first point, one
+    /// run of about a second (3 s with a link's or quota's schedule, compressed), and the
+    /// comparisons at their smallest; written as a quick run. The tests run every suite so.
+    #[arg(long, conflicts_with = "quick")]
+    smallest: bool,
     /// Results folder; results go to <results>/<suite>/.
     #[arg(long, default_value = "results")]
     results: PathBuf,
@@ -268,6 +273,7 @@ fn main() -> Result<()> {
                 rss_bound_mib: a.rss_bound,
                 warmup_s: 60.0,
                 stream_manager: std::env::current_exe()?.with_file_name("stream-manager"),
+                leak_mib_per_min: 0.0,
             };
             eprintln!(
                 "soak: {} min, waves of up to {} players every {} s, seed {seed}",
@@ -315,6 +321,7 @@ impl From<RunArgs> for RunOptions {
         RunOptions {
             scenario: a.scenario,
             quick: a.quick,
+            smallest: a.smallest,
             results: a.results,
             compare_cli: a.compare_cli,
             probe_overhead: a.probe_overhead,

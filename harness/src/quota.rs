@@ -168,11 +168,20 @@ impl QuotaFigures {
                 .filter(|s| s.t_ms as f64 > t_cap * 1000.0 && (s.t_ms as f64) <= end)
                 .collect();
             if let (Some(first), Some(last)) = (inside.first(), inside.last()) {
-                let frames: f64 = inside
+                // Each sample's frames over the time it actually covered (a sampler's sleep
+                // runs late now and then: the nominal interval would count them twice).
+                let mut prev_ms = timeline
                     .iter()
-                    .map(|s| s.fps * SAMPLE_MS as f64 / 1000.0)
-                    .sum();
-                let seconds = inside.len() as f64 * SAMPLE_MS as f64 / 1000.0;
+                    .take_while(|s| s.t_ms < first.t_ms)
+                    .last()
+                    .map_or(first.t_ms.saturating_sub(SAMPLE_MS), |s| s.t_ms);
+                let window_start_ms = prev_ms;
+                let mut frames = 0.0;
+                for s in &inside {
+                    frames += s.fps * s.t_ms.saturating_sub(prev_ms) as f64 / 1000.0;
+                    prev_ms = s.t_ms;
+                }
+                let seconds = last.t_ms.saturating_sub(window_start_ms) as f64 / 1000.0;
                 let expected = seconds * f64::from(fps.max(1));
                 capped_fps_ratio = Some(frames / expected);
                 let before = timeline

@@ -212,6 +212,45 @@ impl SpanStats {
         }
     }
 
+    /// The `q` quantile (0.5, 0.9, 0.99, 0.999), µs, where the span has at least 5 samples
+    /// beyond it (count ≥ 5 ÷ (1 − q): p99 from 500 samples, p99.9 from 5,000); None with
+    /// fewer, where it would be one of the last few samples, not a percentile.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let value = match q {
+            0.5 => self.p50_us,
+            0.9 => self.p90_us,
+            0.99 => self.p99_us,
+            0.999 => self.p999_us,
+            _ => return None,
+        };
+        (self.count as f64 >= quantile_floor(q)).then_some(value)
+    }
+
+    /// p50, µs (None under 10 samples).
+    pub fn p50(&self) -> Option<f64> {
+        self.quantile(0.5)
+    }
+
+    /// p90, µs (None under 50 samples).
+    pub fn p90(&self) -> Option<f64> {
+        self.quantile(0.9)
+    }
+
+    /// p99, µs (None under 500 samples).
+    pub fn p99(&self) -> Option<f64> {
+        self.quantile(0.99)
+    }
+
+    /// p99.9, µs (None under 5,000 samples).
+    pub fn p999(&self) -> Option<f64> {
+        self.quantile(0.999)
+    }
+
+    /// The largest sample, µs (None for none).
+    pub fn max(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.max_us)
+    }
+
     /// The histogram back from its serialized form.
     ///
     /// # Errors
@@ -222,6 +261,11 @@ impl SpanStats {
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| HistogramError::Decode(format!("{e:?}")))
     }
+}
+
+/// The least samples a span needs for its `q` quantile to be printed: 5 beyond it.
+pub fn quantile_floor(q: f64) -> f64 {
+    (5.0 / (1.0 - q)).round()
 }
 
 /// A span's serialized histogram that cannot be read back.

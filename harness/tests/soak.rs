@@ -29,9 +29,10 @@ fn a_short_soak_passes_every_check() {
         max_players: 30,
         wave_s: 20.0,
         seed: 7,
-        rss_bound_mib: 1.0e6,
+        rss_bound_mib: 1.0,
         warmup_s: 10.0,
         stream_manager: stream_manager(),
+        leak_mib_per_min: 0.0,
     };
     let r = run(&opts, |line| eprintln!("{line}")).unwrap();
     for c in &r.checks {
@@ -46,4 +47,32 @@ fn a_short_soak_passes_every_check() {
     );
     assert!(r.hostile >= 20 && r.stalled_readers >= 2);
     assert!(r.samples.len() >= 45);
+}
+
+/// A leak of 1 MiB a minute planted in the server is caught by the memory check, whose bound
+/// comes from the run's own noise: a quiet server (a publisher, hostile connections, no
+/// players) over 50 s.
+#[test]
+fn a_planted_leak_of_one_mib_a_minute_is_caught() {
+    let opts = SoakOptions {
+        duration: Duration::from_secs(50),
+        max_players: 0,
+        wave_s: 20.0,
+        seed: 11,
+        rss_bound_mib: 1.0,
+        warmup_s: 10.0,
+        stream_manager: stream_manager(),
+        leak_mib_per_min: 1.0,
+    };
+    let r = run(&opts, |line| eprintln!("{line}")).unwrap();
+    let memory = &r.checks[0];
+    eprintln!("{}: {}", memory.what, memory.measured);
+    assert!(!memory.passed, "{memory:?}");
+    assert!(
+        r.rss_slope_mib_per_10min > 5.0,
+        "{} MiB per 10 min",
+        r.rss_slope_mib_per_10min
+    );
+    // Everything else held.
+    assert!(r.checks[1..].iter().all(|c| c.passed), "{:#?}", r.checks);
 }

@@ -208,7 +208,30 @@ fn list_adapters(_: gpu::Api) -> Result<()> {
     bail!("{}", streamer::render::NO_GPU)
 }
 
+/// A memory leak planted on purpose, `STREAM_MANAGER_PLANTED_LEAK_MIB_PER_MIN` MiB a minute
+/// (unset or 0: none): the soak's test shows its leak check catches one. A fault that cannot be
+/// caused from outside the process.
+fn plant_leak() {
+    let Some(mib_per_min) = std::env::var("STREAM_MANAGER_PLANTED_LEAK_MIB_PER_MIN")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| *v > 0.0)
+    else {
+        return;
+    };
+    eprintln!("planted leak: {mib_per_min} MiB a minute");
+    std::thread::spawn(move || {
+        let bytes = (mib_per_min * 1048576.0 / 10.0) as usize;
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(6000));
+            // Touched, so it is resident; never freed.
+            std::mem::forget(vec![1u8; bytes]);
+        }
+    });
+}
+
 fn serve(args: ServeArgs) -> Result<()> {
+    plant_leak();
     let mut cfg = args.config.load()?;
     let r = &mut cfg.rtmp;
     r.chunk_size = args.chunk_size.unwrap_or(r.chunk_size);

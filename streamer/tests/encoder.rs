@@ -202,20 +202,44 @@ fn unavailable_hardware_fails_clearly_or_falls_back() {
     );
 }
 
+/// Zero copy hands the encoder the pooled frame itself, the other path a copy: the decoded
+/// pictures must be the same, frame by frame (ffmpeg's per-frame CRC of each decoded picture).
 #[test]
 fn copy_and_zero_copy_encode_identical_streams() {
-    let mut sizes = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut decoded = Vec::new();
     for zero_copy in [true, false] {
         let mut cfg = config(Preset::Ultrafast);
         cfg.encoder.pipeline.zero_copy = zero_copy;
         cfg.encoder.pipeline.threads = 1;
-        let mut stream = Stream::open(&cfg, &Output::Null, &NoProbe).unwrap();
-        stream.run(30, Pacing::Max).unwrap();
-        sizes.push(stream.finish().unwrap().counters.bytes);
+        let path = dir.path().join(format!("zero-copy-{zero_copy}.flv"));
+        encode_flv(&cfg, &path);
+        let crcs = tool(
+            "ffmpeg",
+            &[
+                "-v",
+                "error",
+                "-i",
+                path.to_str().unwrap(),
+                "-map",
+                "0:v",
+                "-f",
+                "framecrc",
+                "-",
+            ],
+        );
+        // `stream, dts, pts, duration, size, crc` per frame: the picture's CRC is the last.
+        let frames: Vec<String> = crcs
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit(',').next().unwrap_or_default().trim().to_string())
+            .collect();
+        assert_eq!(frames.len() as u64, FRAMES, "{crcs}");
+        decoded.push(frames);
     }
     assert_eq!(
-        sizes[0], sizes[1],
-        "same pictures, same settings, same bytes"
+        decoded[0], decoded[1],
+        "same pictures, same settings: the same decoded frames"
     );
 }
 
@@ -228,10 +252,29 @@ fn bitrate_mode_holds_the_target_and_cpu_flags_reach_x264() {
     cfg.encoder.pipeline.cpu_flags = Some(vec!["SSE2".into()]);
     let mut stream = Stream::open(&cfg, &Output::Null, &NoProbe).unwrap();
     stream.run(90, Pacing::Max).unwrap();
-    let kbps = stream.finish().unwrap().bitrate_kbps;
+    let summary = stream.finish().unwrap();
+    let kbps = summary.bitrate_kbps;
     // CRF 23 gives several Mbit/s on this scene; VBV at 800 kbit/s must hold it near 800.
     assert!(
         (400.0..=1200.0).contains(&kbps),
         "bitrate {kbps:.0} kbit/s for a target of 800"
+    );
+    // libx264 says which CPU features it uses: with cpuFlags = ["SSE2"], SSE2 and nothing
+    // newer, where on its own it would use what the processor has (more than SSE2 on any
+    // x86-64 of this century).
+    let caps = |notes: &[String]| {
+        notes
+            .iter()
+            .find_map(|n| n.strip_prefix("libx264 uses cpu capabilities: "))
+            .map(String::from)
+            .unwrap_or_else(|| panic!("no cpu capabilities in the notes: {notes:?}"))
+    };
+    let flagged = caps(&summary.notes);
+    assert!(flagged.contains("SSE2"), "{flagged}");
+    assert!(
+        !["SSE3", "SSSE3", "SSE4", "AVX"]
+            .iter()
+            .any(|newer| flagged.split_whitespace().any(|f| f.starts_with(newer))),
+        "{flagged}"
     );
 }

@@ -427,14 +427,17 @@ fn fuzz(targets: Vec<String>, minutes: u64) -> Result<Option<ExitCode>> {
     Ok(None)
 }
 
-/// `cargo xtask test`: what the tests run installed first (rustfmt and clippy, and the
-/// gungraun runner that the `instructions` bench needs even in test mode), then formatting,
-/// clippy, every test, and the benches once each.
+/// `cargo xtask test`: what the tests run installed first (rustfmt and clippy, the gungraun
+/// runner that the `instructions` bench needs even in test mode, node-media-server for the
+/// suites' test of `--peers`), then formatting, clippy, every test, and the benches once each.
 fn test() -> Result<Option<ExitCode>> {
     for install in [deps::components, deps::gungraun_runner] {
         if let Some(code) = install()? {
             return Ok(Some(code));
         }
+    }
+    if let Some(code) = deps::node_media_server(&root().join("target/peers"))? {
+        return Ok(Some(code));
     }
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);

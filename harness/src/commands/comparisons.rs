@@ -10,21 +10,34 @@ use anyhow::Result;
 use std::path::Path;
 use streamer::config::{Preset, StreamConfig};
 
-/// The comparisons `args` asks for, on the scenario's base configuration.
+/// How large a comparison is: full, `--quick`, or `--smallest` (the tests' run).
+fn sized<T>(args: &RunOptions, full: T, quick: T, smallest: T) -> T {
+    if args.smallest {
+        smallest
+    } else if args.quick {
+        quick
+    } else {
+        full
+    }
+}
+
+/// The comparisons `args` asks for, on the scenario's base configuration, at the sizes of
+/// `plan` (the sweep's: full, quick or smallest).
 ///
 /// # Errors
 /// A comparison that fails.
 pub fn side_by_side(
     args: &RunOptions,
     scenario: &crate::scenario::Scenario,
-    base: &StreamConfig,
+    plan: &crate::scenario::Plan,
     exe: &Path,
     progress: &Progress,
 ) -> Result<Comparisons> {
+    let base = &scenario.base;
     let mut comparisons = Comparisons::default();
     if args.compare_cli {
-        let frames = if args.quick { 150 } else { 600 };
-        let runs = if args.quick { 2 } else { 5 };
+        let frames = sized(args, 600, 150, 30);
+        let runs = sized(args, 5, 2, 2);
         comparisons.cli = compare::versus_cli(
             Some(exe),
             base,
@@ -35,8 +48,8 @@ pub fn side_by_side(
         )?;
     }
     if args.probe_overhead {
-        let frames = if args.quick { 300 } else { 900 };
-        let runs = if args.quick { 3 } else { 5 };
+        let frames = sized(args, 900, 300, 60);
+        let runs = sized(args, 5, 3, 2);
         comparisons.probe_overhead = Some(compare::probe_overhead(
             exe,
             base,
@@ -49,23 +62,13 @@ pub fn side_by_side(
     if args.peers {
         comparisons.peers = peer_rows(args, base, exe, progress)?;
     }
-    let link = if args.quick {
-        &scenario.quick_link
-    } else {
-        &scenario.link
-    };
-    if let Some(plan) = link {
+    if let Some(link) = &plan.link {
         progress.note("the ffmpeg CLI through the same link");
-        let settings = if args.quick {
-            &scenario.quick.0
-        } else {
-            &scenario.settings
-        };
         comparisons.cli_link = Some(crate::cli_link::run(
             base,
-            plan,
+            link,
             scenario.players,
-            settings,
+            &plan.settings,
         )?);
     }
     Ok(comparisons)
@@ -83,20 +86,13 @@ fn peer_rows(
         nginx_module: peers::default_nginx_module(),
         node_media_server: args.nms_dir.clone(),
     };
-    let counts: Vec<u32> = match (args.peer_players.is_empty(), args.quick) {
-        (false, _) => args.peer_players.clone(),
-        (true, true) => vec![10, 100],
-        (true, false) => vec![1, 10, 100, 200, 400],
-    };
-    let seconds = if args.quick {
-        3.0_f64.min(args.peer_seconds)
+    let counts: Vec<u32> = if args.peer_players.is_empty() {
+        sized(args, vec![1, 10, 100, 200, 400], vec![10, 100], vec![2])
     } else {
-        args.peer_seconds
+        args.peer_players.clone()
     };
-    let reps = args
-        .peer_reps
-        .unwrap_or(if args.quick { 1 } else { 3 })
-        .max(1);
+    let seconds = sized(args, args.peer_seconds, 3.0_f64.min(args.peer_seconds), 1.0);
+    let reps = args.peer_reps.unwrap_or(sized(args, 3, 1, 1)).max(1);
     let kinds = if args.peer_servers.is_empty() {
         <PeerKind as clap::ValueEnum>::value_variants().to_vec()
     } else {

@@ -12,6 +12,9 @@ pub struct RunOptions {
     pub scenario: PathBuf,
     /// The scenario's short form (its `[quick]` section).
     pub quick: bool,
+    /// The smallest run that takes the suite end to end (see `Scenario::smallest_plan`);
+    /// written as a quick run.
+    pub smallest: bool,
     /// Results folder; results go to `<results>/<suite>/`.
     pub results: PathBuf,
     /// Also compare the in-process encoder with the ffmpeg CLI.

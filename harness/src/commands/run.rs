@@ -39,7 +39,11 @@ pub fn run(args: &RunOptions) -> Result<()> {
         );
         std::process::exit(2);
     }
-    let plan = scenario.plan(args.quick);
+    let plan = if args.smallest {
+        scenario.smallest_plan()
+    } else {
+        scenario.plan(args.quick)
+    };
     let all_points = plan.points.len();
     let shard = match args.shard {
         Some(s) => Some(s),
@@ -101,7 +105,7 @@ pub fn run(args: &RunOptions) -> Result<()> {
         &mut progress,
     )?;
     let comparisons = if first_shard {
-        side_by_side(args, &scenario, &scenario.base, &exe, &progress)?
+        side_by_side(args, &scenario, &plan, &exe, &progress)?
     } else {
         Default::default()
     };
@@ -112,7 +116,7 @@ pub fn run(args: &RunOptions) -> Result<()> {
         table: scenario.table,
         scenario: scenario.file.display().to_string(),
         description: scenario.description.clone(),
-        quick: args.quick,
+        quick: args.quick || args.smallest,
         started,
         finished: now_rfc3339(),
         commit: crate::system::commit(),

@@ -25,7 +25,9 @@ use streamer::stream::PipelineStats;
 /// [`Figures::aggregate`] for how each is joined). Field names are the results contract.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Figures {
-    /// Encoded frames per second of wall time over the measured window (flush included).
+    /// Frames per second over the measured window: under max pacing, encoded per second of
+    /// wall time (the final flush included); in real time, encoded per second of stream time
+    /// (the configured rate × encoded ÷ due: only dropped frames lower it).
     pub fps: f64,
     /// Process CPU over the window, percent of one core.
     pub cpu_percent: f64,

@@ -318,7 +318,7 @@ fn collect<P: Probe>(
         ));
     }
     let figures = Figures {
-        fps: frames as f64 / wall_s,
+        fps: delivered_fps(job, frames, wall_s),
         cpu_percent: usage.cpu_percent,
         rss_bytes: usage.rss_peak_bytes,
         dropped_frames: after.dropped - before.dropped + summary.sink.dropped - start.sink.dropped,
@@ -348,6 +348,21 @@ fn collect<P: Probe>(
         frames,
         wall_s,
     })
+}
+
+/// The window's frame rate: under max pacing, frames encoded per second of wall time (the
+/// throughput, the final flush included); in real time, frames encoded per second of the
+/// stream's own time (the configured rate × encoded ÷ due), so a frame encoded late still
+/// counts and only a dropped one lowers it (lateness shows in the latency spans).
+fn delivered_fps(job: &PointJob, frames: u64, wall_s: f64) -> f64 {
+    let fps = job.config.core.viewport.fps;
+    match job.settings.pacing {
+        streamer::stream::Pacing::Max => frames as f64 / wall_s,
+        streamer::stream::Pacing::Realtime => {
+            let due = job.settings.length.frames(fps).max(1);
+            f64::from(fps) * frames as f64 / due as f64
+        }
+    }
 }
 
 /// What the players, the server and the publisher's connection did over the window, with the

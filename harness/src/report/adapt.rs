@@ -30,8 +30,9 @@ pub(super) fn section(out: &mut String, r: &Results) {
          is the worst player's time stalled over the window's. Latency is capture to a \
          player's receipt (e2e) of the frames received while the link was cut; the whole \
          window's is beside it. Behind real time is the wall time since the window began less \
-         the media time the players received since (median player), at its worst and when \
-         the link came back: the one latency figure the ffmpeg CLI's frames (which carry no \
+         the media time the players received since (median player), less the least of it \
+         before the cut (the stream's own latency then) and never under 0, at its worst and \
+         when the link came back: the one latency figure the ffmpeg CLI's frames (which carry no \
          capture time) give too, publishing at the configured bitrate through the same link \
          in the same run.\n"
     );
@@ -45,7 +46,11 @@ pub(super) fn section(out: &mut String, r: &Results) {
     for (p, l) in &points {
         let stall = l.stall_ratio.iter().copied().fold(0.0, f64::max);
         let e2e = p.spans.get("e2e").map_or("—".to_string(), |s| {
-            format!("{:.0} / {:.0} ms", s.p50_us / 1000.0, s.p99_us / 1000.0)
+            format!(
+                "{} / {} ms",
+                super::format::ms(s.p50(), 0),
+                super::format::ms(s.p99(), 0)
+            )
         });
         let capped = l.capped_e2e_ms.map_or("—".to_string(), |(p50, p99)| {
             format!("{p50:.0} / {p99:.0} ms")
@@ -72,13 +77,12 @@ pub(super) fn section(out: &mut String, r: &Results) {
     if let Some(c) = &r.comparisons.cli_link {
         let stall = c.stall_ratio.iter().copied().fold(0.0, f64::max);
         let lags: Vec<(u64, f64)> = c.timeline.iter().map(|s| (s.0, s.2)).collect();
-        let lift = crate::shaped::cap_and_lift(&first.schedule).and_then(|(_, l)| l);
         let _ = writeln!(
             out,
             "| {} | — | — | {:.1}% | — | — | {} | — | — |",
             c.publisher,
             stall * 100.0,
-            behind(&(max_lag(&lags), lag_at(&lags, lift)))
+            behind(&fell_behind(&lags, &first.schedule))
         );
     }
     out.push('\n');
@@ -123,15 +127,36 @@ pub(super) fn section(out: &mut String, r: &Results) {
     }
 }
 
-/// `(ms, lag ms)` of a point's timeline: its worst and at the lift.
+/// How far behind real time a point's players fell: its worst and at the lift.
 fn lag_of(l: &crate::shaped::LinkFigures) -> (Option<f64>, Option<f64>) {
     let lags: Vec<(u64, f64)> = l
         .timeline
         .iter()
         .filter_map(|s| s.lag_ms.map(|v| (s.t_ms, v)))
         .collect();
-    let lift = crate::shaped::cap_and_lift(&l.schedule).and_then(|(_, l)| l);
-    (max_lag(&lags), lag_at(&lags, lift))
+    fell_behind(&lags, &l.schedule)
+}
+
+/// How far behind real time players fell, from `(ms, lag ms)` samples (wall time since the
+/// window began less the media received since): each less the least lag before the link was
+/// cut (the stream's own latency then), and never under 0 (a player does not get ahead of
+/// where it started; under it is that baseline's jitter). The worst, and at the lift.
+fn fell_behind(lags: &[(u64, f64)], schedule: &[(f64, u32)]) -> (Option<f64>, Option<f64>) {
+    let (cap, lift) = match crate::shaped::cap_and_lift(schedule) {
+        Some((cap, lift)) => (Some(cap), lift),
+        None => (None, None),
+    };
+    let base = lags
+        .iter()
+        .filter(|s| cap.is_none_or(|c| (s.0 as f64) < c * 1000.0))
+        .map(|s| s.1)
+        .reduce(f64::min)
+        .unwrap_or(0.0);
+    let fell: Vec<(u64, f64)> = lags
+        .iter()
+        .map(|&(t, v)| (t, (v - base).max(0.0)))
+        .collect();
+    (max_lag(&fell), lag_at(&fell, lift))
 }
 
 fn max_lag(lags: &[(u64, f64)]) -> Option<f64> {

@@ -1,7 +1,7 @@
 //! The side-by-side measurements of a run: the in-process encoder against the ffmpeg CLI,
 //! the same load on other RTMP servers, and the recorder's overhead.
 
-use super::format::mib;
+use super::format::{judged_ratio, mib};
 use crate::peers::PeerKind;
 use crate::results::Results;
 use std::fmt::Write as _;
@@ -35,13 +35,18 @@ pub(super) fn comparisons(out: &mut String, r: &Results) {
         for row in &c.cli {
             let _ = write!(
                 out,
-                "| {} | {} | {} | {:.1} | {:.1} | {:.3} |",
-                row.preset, row.threads, row.frames, row.in_process_fps, row.cli_fps, row.ratio
+                "| {} | {} | {} | {:.1} | {:.1} | {} |",
+                row.preset,
+                row.threads,
+                row.frames,
+                row.in_process_fps,
+                row.cli_fps,
+                judged_ratio(row.ratio, &row.pairs)
             );
             if stream {
                 match (row.stream_fps, row.stream_ratio) {
                     (Some(f), Some(r)) => {
-                        let _ = write!(out, " {f:.1} | {r:.3} |");
+                        let _ = write!(out, " {f:.1} | {} |", judged_ratio(r, &row.stream_pairs));
                     }
                     _ => out.push_str(" — | — |"),
                 }
@@ -106,9 +111,13 @@ pub(super) fn comparisons(out: &mut String, r: &Results) {
         let _ = writeln!(out, "### Recorder overhead\n");
         let _ = writeln!(
             out,
-            "Full path at `{}`, {} interleaved runs each: recorder {:.1} fps, no-op probe {:.1} fps, \
-             median ratio of back-to-back pairs {:.3}.\n",
-            o.point, o.runs, o.recorder_fps, o.noop_fps, o.ratio
+            "Full path at `{}`, {} interleaved runs each: recorder {:.1} fps, no-op probe {:.1} fps; \
+             recorder ÷ no-op, the median of back-to-back pairs with its 95% interval: {}.\n",
+            o.point,
+            o.runs,
+            o.recorder_fps,
+            o.noop_fps,
+            judged_ratio(o.ratio, &o.pairs)
         );
     }
 }

@@ -2,6 +2,7 @@
 //! (the composition engine).
 
 use super::format::{head, header, mib, row, span_ms, spread};
+use crate::record::SpanStats;
 use crate::results::Results;
 
 /// The `core` suite: viewport, assets and layout against layer count.
@@ -39,10 +40,11 @@ pub(super) fn core_table(out: &mut String, r: &Results) {
         let Some(k) = &p.core else { continue };
         let m = &k.metrics;
         let loads = p.spans.get("asset:load").map_or("0".to_string(), |s| {
-            format!("{} ({:.2})", s.count, s.p99_us / 1000.0)
+            format!("{} ({})", s.count, super::format::ms(s.p99(), 2))
         });
         let layout = p.spans.get("layout:update").map_or("-".to_string(), |s| {
-            format!("{:.1} / {:.1}", s.p50_us, s.p99_us)
+            let us = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
+            format!("{} / {}", us(s.p50()), us(s.p99()))
         });
         row(
             out,
@@ -55,7 +57,7 @@ pub(super) fn core_table(out: &mut String, r: &Results) {
                 },
                 c.layout.batch_updates.to_string(),
                 spread(p),
-                span_ms(p, "render:setup", |s| s.max_us),
+                span_ms(p, "render:setup", SpanStats::max),
                 format!("{:.2} / {:.2}", k.asset_cold_ms, k.asset_warm_us),
                 loads,
                 layout,
@@ -102,9 +104,11 @@ pub(super) fn compose_table(out: &mut String, r: &Results) {
     for p in &r.points {
         let k = &p.config.core.composition;
         let m = p.core.as_ref().map(|c| &c.metrics);
-        let compose_fps = p.spans.get("render:frame").map_or("-".to_string(), |s| {
-            format!("{:.0}", 1e6 / s.p50_us.max(0.001))
-        });
+        let compose_fps = p
+            .spans
+            .get("render:frame")
+            .and_then(SpanStats::p50)
+            .map_or("-".to_string(), |us| format!("{:.0}", 1e6 / us.max(0.001)));
         row(
             out,
             &[
@@ -116,8 +120,8 @@ pub(super) fn compose_table(out: &mut String, r: &Results) {
                 compose_fps,
                 format!(
                     "{} / {}",
-                    span_ms(p, "render:frame", |s| s.p50_us),
-                    span_ms(p, "render:frame", |s| s.p99_us)
+                    span_ms(p, "render:frame", SpanStats::p50),
+                    span_ms(p, "render:frame", SpanStats::p99)
                 ),
                 m.map_or("-".to_string(), |m| format!("{:.2}", m.batch_efficiency)),
                 m.map_or("-".to_string(), |m| m.grouped_layers.to_string()),

@@ -14,8 +14,9 @@ use streamer::stream::Pacing;
 /// A point's figures as the checklists need them; `reference` is the leanest peak RSS of its
 /// table.
 pub fn observed(r: &Results, p: &PointResult, reference: Option<u64>) -> Observed {
-    let times = |f: fn(&SpanStats) -> f64| {
-        Times::from_spans(|name| p.spans.get(name).map(|s| f(s) / 1000.0))
+    // A percentile with too few samples beyond it is none (see `SpanStats::quantile`).
+    let times = |f: fn(&SpanStats) -> Option<f64>| {
+        Times::from_spans(|name| p.spans.get(name).and_then(f).map(|us| us / 1000.0))
     };
     let v = &p.config.core.viewport;
     let pipeline = p.pipeline.as_ref();
@@ -27,9 +28,9 @@ pub fn observed(r: &Results, p: &PointResult, reference: Option<u64>) -> Observe
         sink_dropped: p.network.as_ref().map_or(0, |n| n.publisher_dropped),
         server_dropped: p.network.as_ref().map_or(0, |n| n.server_dropped),
         players: p.network.as_ref().map_or(0, |n| n.players),
-        typical: times(|s| s.p50_us),
+        typical: times(SpanStats::p50),
         typical_stat: "p50",
-        tail: Some(times(|s| s.p99_us)),
+        tail: Some(times(SpanStats::p99)),
         workers: p.config.pipeline.pool_size,
         max_queue_size: p.config.pipeline.max_queue_size,
         frame_bytes: u64::from(v.width) * u64::from(v.height) * 3 / 2,

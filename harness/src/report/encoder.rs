@@ -16,7 +16,7 @@ fn notes(p: &PointResult, baseline: bool) -> String {
     }
     n.push(format!("{:.0} kbit/s", p.bitrate_kbps));
     if let Some(enc) = p.spans.get("encode") {
-        n.push(format!("encode p99 {:.2} ms", enc.p99_us / 1000.0));
+        n.push(format!("encode p99 {} ms", super::format::ms(enc.p99(), 2)));
     }
     if p.dropped_frames > 0 {
         n.push(format!("{} dropped", p.dropped_frames));
@@ -95,19 +95,35 @@ fn baseline_section(out: &mut String, p: &PointResult) {
         mib(p.rss_bytes),
         p.bitrate_kbps,
         p.dropped_frames,
-        span("encode").map_or("-".into(), |s| format!("{:.2} ms", s.p50_us / 1000.0)),
-        span("encode").map_or("-".into(), |s| format!("{:.2} ms", s.p99_us / 1000.0)),
-        span("frame:total").map_or("-".into(), |s| format!("{:.2} ms", s.p99_us / 1000.0)),
+        span("encode").map_or("-".into(), |s| format!(
+            "{} ms",
+            super::format::ms(s.p50(), 2)
+        )),
+        span("encode").map_or("-".into(), |s| format!(
+            "{} ms",
+            super::format::ms(s.p99(), 2)
+        )),
+        span("frame:total").map_or("-".into(), |s| format!(
+            "{} ms",
+            super::format::ms(s.p99(), 2)
+        )),
     );
     let _ = writeln!(out, "#### Span percentiles (baseline point, µs)\n");
     out.push_str("| Span | Count | p50 | p90 | p99 | p99.9 | Max |\n");
     out.push_str("|------|-------|-----|-----|-----|-------|-----|\n");
     for s in SPANS {
         if let Some(st) = p.spans.get(s.name) {
+            let us = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                s.name, st.count, st.p50_us, st.p90_us, st.p99_us, st.p999_us, st.max_us
+                "| {} | {} | {} | {} | {} | {} | {:.1} |",
+                s.name,
+                st.count,
+                us(st.p50()),
+                us(st.p90()),
+                us(st.p99()),
+                us(st.p999()),
+                st.max_us
             );
         }
     }

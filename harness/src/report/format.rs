@@ -39,10 +39,31 @@ pub(super) fn drop_reasons(d: &streamer::pipeline::Drops) -> String {
     }
 }
 
-pub(super) fn span_ms(p: &PointResult, span: &str, f: fn(&SpanStats) -> f64) -> String {
-    p.spans
-        .get(span)
-        .map_or("-".to_string(), |s| format!("{:.2}", f(s) / 1000.0))
+pub(super) fn span_ms(p: &PointResult, span: &str, f: fn(&SpanStats) -> Option<f64>) -> String {
+    p.spans.get(span).map_or("-".to_string(), |s| ms(f(s), 2))
+}
+
+/// A ratio of paired runs with its 95% interval, judged: "1.02 (0.97–1.06): no measurable
+/// difference" where the interval holds 1, the ratio and its interval where it does not, and
+/// "not judged" where there are not two pairs to bootstrap (older results kept no pairs).
+pub fn judged_ratio(ratio: f64, pairs: &[[f64; 2]]) -> String {
+    if pairs.len() < 2 {
+        return format!("{ratio:.3} (not judged: {} run(s))", pairs.len());
+    }
+    let (lo, hi) = crate::stats::ratio_interval(pairs);
+    if lo <= 1.0 && 1.0 <= hi {
+        format!("no measurable difference ({lo:.2}–{hi:.2})")
+    } else {
+        format!("{ratio:.3} ({lo:.3}–{hi:.3})")
+    }
+}
+
+/// A time in µs as ms with `decimals`, or "—" where there is none (a percentile with too few
+/// samples beyond it: see [`SpanStats::quantile`]).
+pub fn ms(us: Option<f64>, decimals: usize) -> String {
+    us.map_or("—".to_string(), |v| {
+        format!("{:.*}", decimals, v / 1000.0)
+    })
 }
 
 /// The line under every table's heading: the commit and machine it was measured on, and when.

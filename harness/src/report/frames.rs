@@ -2,6 +2,7 @@
 //! occupancy, and quality (PSNR/SSIM).
 
 use super::format::{drop_reasons, head, header, row, span_ms, spread};
+use crate::record::SpanStats;
 use crate::results::Results;
 
 /// The frames suite's `timing` part: output jitter.
@@ -36,16 +37,16 @@ pub(super) fn timing_table(out: &mut String, r: &Results) {
                 spread(p),
                 p.spans.get(crate::record::JITTER).map_or("-".into(), |s| {
                     format!(
-                        "{:.2} / {:.2} / {:.2}",
-                        s.p50_us / 1000.0,
-                        s.p99_us / 1000.0,
+                        "{} / {} / {:.2}",
+                        super::format::ms(s.p50(), 2),
+                        super::format::ms(s.p99(), 2),
                         s.max_us / 1000.0
                     )
                 }),
                 format!(
                     "{} / {}",
-                    span_ms(p, "frame:total", |s| s.p50_us),
-                    span_ms(p, "frame:total", |s| s.p99_us)
+                    span_ms(p, "frame:total", SpanStats::p50),
+                    span_ms(p, "frame:total", SpanStats::p99)
                 ),
                 p.pipeline
                     .as_ref()
@@ -94,7 +95,7 @@ pub(super) fn drops_table(out: &mut String, r: &Results) {
                 pf.map_or(p.dropped_frames.to_string(), |pf| drop_reasons(&pf.drops)),
                 ledger,
                 pf.map_or("-".to_string(), |pf| format!("{:.2}", pf.buffer_health)),
-                span_ms(p, "frame:total", |s| s.p99_us),
+                span_ms(p, "frame:total", SpanStats::p99),
             ],
         );
     }
@@ -157,7 +158,7 @@ pub(super) fn buffer_table(out: &mut String, r: &Results) {
                 spread(p),
                 occ,
                 pf.map_or("-".to_string(), |pf| format!("{:.2}", pf.buffer_health)),
-                span_ms(p, "pipeline:queue", |s| s.p99_us),
+                span_ms(p, "pipeline:queue", SpanStats::p99),
                 pf.map_or(p.dropped_frames.to_string(), |pf| drop_reasons(&pf.drops)),
             ],
         );

@@ -69,9 +69,10 @@ pub(super) fn memory_table(out: &mut String, r: &Results) {
                 if c.pipeline.buffer_pool { "on" } else { "off" }.to_string(),
                 c.core.layout.layers.to_string(),
                 c.pipeline.format.to_string(),
-                match c.pipeline.pressure_rss_mb {
-                    0 => "off".to_string(),
-                    mb => format!("{mb} MiB"),
+                match (c.pipeline.pressure_rss_mb, c.pipeline.pressure_growth_mb) {
+                    (0, 0) => "off".to_string(),
+                    (0, growth) => format!("+{growth} MiB over open"),
+                    (mb, _) => format!("{mb} MiB"),
                 },
                 pf.and_then(|p| p.allocs_per_frame)
                     .map_or("-".to_string(), |a| format!("{a:.3}")),

@@ -203,7 +203,8 @@ fn gate_power(out: &mut String, root: &Path) {
          figure's gate measurement (at least {} repetitions, up to four times as many until \
          settled), with that commit's `harness` as both the base and the head side, run {} \
          times unchanged and {} times with the head slowed by each amount (calibrated busy work \
-         in its per-frame path; in brackets the slowdown it measured). A slowdown counts as \
+         in its per-frame path). Each row is labelled by the slowdown the planted work measured \
+         (what it added in fact), with what was planted in brackets. A slowdown counts as \
          caught when the gate fails; a false alarm is an unchanged try that fails. Instruction \
          counts are exact from run to run and fail above +2% on a processor with its own \
          baseline.\n",

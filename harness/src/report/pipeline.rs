@@ -46,10 +46,13 @@ pub(super) fn pipeline_table(out: &mut String, r: &Results) {
             notes.push(format!("bufferHealth {:.2}", pf.buffer_health));
         }
         if let Some(t) = p.spans.get("frame:total") {
-            notes.push(format!("frame total p99 {:.1} ms", t.p99_us / 1000.0));
+            notes.push(format!(
+                "frame total p99 {} ms",
+                super::format::ms(t.p99(), 1)
+            ));
         }
         if let Some(t) = p.spans.get("pipeline:process") {
-            notes.push(format!("process p50 {:.2} ms", t.p50_us / 1000.0));
+            notes.push(format!("process p50 {} ms", super::format::ms(t.p50(), 2)));
         }
         notes.push(format!("{:.0}% CPU", p.cpu_percent));
         let drops = p

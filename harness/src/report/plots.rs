@@ -357,16 +357,9 @@ fn fps_by_preset(path: &Path, r: &Results) -> Result<bool, PlotError> {
     Ok(!series.is_empty())
 }
 
-/// Reads one percentile of a span's statistics, µs.
-type Percentile = fn(&crate::record::SpanStats) -> f64;
-
-/// The percentiles a span's statistics hold, as HdrHistogram's plots place them: x = 1 ÷ (1 − p).
-const PERCENTILES: [(f64, Percentile); 4] = [
-    (0.5, |s| s.p50_us),
-    (0.9, |s| s.p90_us),
-    (0.99, |s| s.p99_us),
-    (0.999, |s| s.p999_us),
-];
+/// The percentiles plotted, as HdrHistogram's plots place them: x = 1 ÷ (1 − p); a span
+/// shows each only where it has enough samples beyond it (see `SpanStats::quantile`).
+const PERCENTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 
 fn latency_percentiles(path: &Path, r: &Results) -> Result<bool, PlotError> {
     let Some(p) = r.points.first() else {
@@ -378,8 +371,9 @@ fn latency_percentiles(path: &Path, r: &Results) -> Result<bool, PlotError> {
             let st = p.spans.get(s.name)?;
             let points: Vec<(f64, f64)> = PERCENTILES
                 .iter()
-                .map(|(q, of)| (1.0 / (1.0 - q), (of(st) / 1000.0).max(0.001)))
+                .filter_map(|q| Some((1.0 / (1.0 - q), (st.quantile(*q)? / 1000.0).max(0.001))))
                 .collect();
+            (!points.is_empty()).then_some(())?;
             Some(Series {
                 name: s.name.to_string(),
                 points,

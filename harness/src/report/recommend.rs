@@ -93,7 +93,8 @@ fn candidates(r: &Results) -> Vec<Candidate<'_>> {
                 latency_ms: Range::once(
                     p.spans
                         .get("frame:total")
-                        .map_or(f64::INFINITY, |s| s.p99_us / 1000.0),
+                        .and_then(|s| s.p99())
+                        .map_or(f64::INFINITY, |us| us / 1000.0),
                 ),
             }
         })
@@ -294,7 +295,12 @@ fn rtmp_section(out: &mut String, r: &Results) {
     if r.settings.pacing != Pacing::Realtime {
         return;
     }
-    let e2e = |p: &PointResult| p.spans.get("e2e").map(|s| s.p99_us / 1000.0);
+    let e2e = |p: &PointResult| {
+        p.spans
+            .get("e2e")
+            .and_then(|s| s.p99())
+            .map(|us| us / 1000.0)
+    };
     let clean: Vec<(&PointResult, f64)> = r
         .points
         .iter()
@@ -391,9 +397,9 @@ pub fn system_timers(out: &mut String, p: &PointResult) {
         };
         let _ = writeln!(
             out,
-            "| {timer} | `{name}` | {:.3} | {:.3} | {share} |",
+            "| {timer} | `{name}` | {:.3} | {} | {share} |",
             s.mean_us / 1000.0,
-            s.p99_us / 1000.0
+            super::format::ms(s.p99(), 3)
         );
     }
     out.push_str(

@@ -2,6 +2,7 @@
 //! resolution.
 
 use super::format::{head, header, mib, row, span_ms, spread};
+use crate::record::SpanStats;
 use crate::results::Results;
 
 /// The render stage: backend × antialiasing × filter × layers × resolution.
@@ -75,8 +76,8 @@ pub(super) fn render_table(out: &mut String, r: &Results) {
                 cell(&|m| format!("{:.2}", m.frame_time)),
                 format!(
                     "{} / {}",
-                    span_ms(p, "render:frame", |s| s.p50_us),
-                    span_ms(p, "render:frame", |s| s.p99_us)
+                    span_ms(p, "render:frame", SpanStats::p50),
+                    span_ms(p, "render:frame", SpanStats::p99)
                 ),
                 cell(&|m| format!("{:.1}", m.draw_calls)),
                 cell(&|m| format!("{:.0}", m.triangle_count)),

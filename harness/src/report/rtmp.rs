@@ -40,7 +40,9 @@ pub(super) fn rtmp_table(out: &mut String, r: &Results) {
          process; memory cannot be split within a process, so RSS is the whole process's, and \
          the server's own RSS is in the comparison below, where each server runs in a process \
          of its own. Latency is glass to glass (`e2e`: frame capture → a player receives it). Join is \
-         a player arriving after the warm-up: connect → first keyframe.\n",
+         a player arriving after the warm-up: connect → first keyframe. `rtmp.chunk_size` is the \
+         server's chunk size to its players; the publisher always sends {}-byte chunks, so what \
+         it sends does not vary with it.\n",
         r.scenario,
         r.started,
         if r.quick { ", --quick" } else { "" },
@@ -52,6 +54,7 @@ pub(super) fn rtmp_table(out: &mut String, r: &Results) {
         r.settings.repetitions,
         r.settings.length,
         r.settings.warmup_frames,
+        streamer::rtmp::client::CHUNK_SIZE,
     );
     out.push_str("| Chunk Size | GOP Cache | Ping | Timeout | Bandwidth | Latency | Notes |\n");
     out.push_str("|------------|-----------|------|---------|-----------|---------|-------|\n");
@@ -63,9 +66,9 @@ pub(super) fn rtmp_table(out: &mut String, r: &Results) {
             .get("e2e")
             .map_or("no e2e samples".to_string(), |e| {
                 format!(
-                    "p50 {:.1} / p99 {:.1} ms",
-                    e.p50_us / 1000.0,
-                    e.p99_us / 1000.0
+                    "p50 {} / p99 {} ms",
+                    super::format::ms(e.p50(), 1),
+                    super::format::ms(e.p99(), 1)
                 )
             });
         let mut notes = Vec::new();

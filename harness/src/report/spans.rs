@@ -6,10 +6,10 @@ use crate::scenario::GuideTable;
 use std::fmt::Write as _;
 
 pub(super) fn point_spans(out: &mut String, r: &Results) {
-    type Column = (&'static str, &'static str, fn(&SpanStats) -> f64);
-    let p50: fn(&SpanStats) -> f64 = |s| s.p50_us;
-    let p99: fn(&SpanStats) -> f64 = |s| s.p99_us;
-    let max: fn(&SpanStats) -> f64 = |s| s.max_us;
+    type Column = (&'static str, &'static str, fn(&SpanStats) -> Option<f64>);
+    let p50: fn(&SpanStats) -> Option<f64> = SpanStats::p50;
+    let p99: fn(&SpanStats) -> Option<f64> = SpanStats::p99;
+    let max: fn(&SpanStats) -> Option<f64> = SpanStats::max;
     let columns: Vec<Column> = match r.table {
         GuideTable::Rtmp => vec![
             ("e2e", "p50", p50),
@@ -42,7 +42,7 @@ pub(super) fn point_spans(out: &mut String, r: &Results) {
             let cell = p
                 .spans
                 .get(*span)
-                .map_or("-".to_string(), |s| format!("{:.2}", f(s) / 1000.0));
+                .map_or("-".to_string(), |s| super::format::ms(f(s), 2));
             let _ = write!(out, " {cell} |");
         }
         out.push('\n');

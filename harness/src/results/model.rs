@@ -167,6 +167,12 @@ pub struct CliComparison {
     pub stream_ratio: Option<f64>,
     /// The ffmpeg command line used.
     pub command: String,
+    /// Each run's (in-process fps, CLI fps), in run order (empty in older results).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<[f64; 2]>,
+    /// Each turn's (whole stream fps, bare encoder fps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stream_pairs: Vec<[f64; 2]>,
 }
 
 /// Recorder cost on the full path.
@@ -178,4 +184,7 @@ pub struct ProbeOverhead {
     pub noop_fps: f64,
     /// Median over the back-to-back pairs of recorder fps ÷ no-op fps.
     pub ratio: f64,
+    /// Each pair's (recorder fps, no-op fps), in run order (empty in older results).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<[f64; 2]>,
 }

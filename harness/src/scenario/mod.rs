@@ -293,6 +293,51 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// The smallest run that takes the suite end to end (`harness run --smallest`, the tests'
+    /// run of every suite): `--quick`'s axes at their first values (one point), one run of a
+    /// second of frames after at most 5 warm-up frames; with a link's or a quota's schedule,
+    /// 3 s with the schedule compressed into its first half.
+    pub fn smallest_plan(&self) -> Plan {
+        let axes: Vec<Axis> = self
+            .quick
+            .1
+            .iter()
+            .map(|a| Axis {
+                path: a.path.clone(),
+                values: a.values[..1].to_vec(),
+            })
+            .collect();
+        let points = sweep::expand(&self.base, self.players, &axes).expect("validated when loaded");
+        let fps = points
+            .first()
+            .map_or(30, |p| p.config.core.viewport.fps)
+            .max(1);
+        let scheduled = self.quick_link.is_some() || self.quick_cpu.is_some();
+        let seconds = if scheduled { 3.0 } else { 1.0 };
+        let q = self.quick.0;
+        let settings = RunSettings {
+            pacing: q.pacing,
+            warmup_frames: q.warmup_frames.min(5),
+            length: Length::Frames((seconds * f64::from(fps)) as u64),
+            repetitions: 1,
+        };
+        fn squeeze<T: Copy>(schedule: &[(f64, T)], into_s: f64) -> Vec<(f64, T)> {
+            let last = schedule.last().map_or(0.0, |s| s.0);
+            let k = if last > 0.0 { into_s / last } else { 1.0 };
+            schedule.iter().map(|&(t, v)| (t * k, v)).collect()
+        }
+        Plan {
+            settings,
+            points,
+            link: self.quick_link.as_ref().map(|l| LinkPlan {
+                schedule: squeeze(&l.schedule, seconds / 2.0),
+            }),
+            cpu: self.quick_cpu.as_ref().map(|c| CpuPlan {
+                schedule: squeeze(&c.schedule, seconds / 2.0),
+            }),
+        }
+    }
+
     /// The points and run settings for a full (or `--quick`) run.
     pub fn plan(&self, quick: bool) -> Plan {
         let (settings, axes, link, cpu) = if quick {

@@ -26,7 +26,7 @@ mod server;
 mod verdict;
 
 pub use churn::wave_target;
-pub use verdict::slope;
+pub use verdict::{slope, slope_error};
 
 use crate::results::{now_rfc3339, write_atomic};
 use crate::system::{Machine, commit};
@@ -65,6 +65,9 @@ pub struct SoakOptions {
     pub warmup_s: f64,
     /// `stream-manager`.
     pub stream_manager: PathBuf,
+    /// A leak planted in the server, MiB a minute (0 for none): for the test that shows the
+    /// check catches one.
+    pub leak_mib_per_min: f64,
 }
 
 /// One second's sample of the server.
@@ -226,6 +229,22 @@ impl Watch {
         self.samples.last().expect("just pushed")
     }
 
+    /// The idle counts as the least the server showed with nothing connected: at the start,
+    /// or at a wave's bottom where lower (a descriptor or thread of its start-up that went
+    /// later). Each bottom's excess is then over that, never under 0; a leak still shows, as
+    /// bottoms above the first.
+    fn rebase(&mut self) {
+        let least = |excess: &mut dyn Iterator<Item = i64>| excess.min().unwrap_or(0).min(0);
+        let fd = least(&mut self.troughs.iter().map(|t| t.fd_excess));
+        let th = least(&mut self.troughs.iter().map(|t| t.thread_excess));
+        for t in &mut self.troughs {
+            t.fd_excess -= fd;
+            t.thread_excess -= th;
+        }
+        self.idle_fds = self.idle_fds.saturating_sub(fd.unsigned_abs());
+        self.idle_threads = self.idle_threads.saturating_sub(th.unsigned_abs());
+    }
+
     fn trough(&mut self, sample: &SoakSample) {
         let now = Trough {
             t_s: sample.t_s,
@@ -251,7 +270,7 @@ impl Watch {
 pub fn run(opts: &SoakOptions, progress: impl Fn(&str)) -> Result<SoakResults, SoakError> {
     let started = now_rfc3339();
     let machine = Machine::detect();
-    let mut server = start_server(&opts.stream_manager)?;
+    let mut server = start_server(&opts.stream_manager, opts.leak_mib_per_min)?;
     let mut watch = Watch::idle(&server);
     let mut churn = Churn::start(server.rtmp, opts.seed);
     let mut server_exit = None;
@@ -297,6 +316,7 @@ pub fn run(opts: &SoakOptions, progress: impl Fn(&str)) -> Result<SoakResults, S
     }
     let seconds = began.elapsed().as_secs_f64();
     drop(ended.held);
+    watch.rebase();
     let v = verdict::verdict(
         opts,
         &watch.samples,

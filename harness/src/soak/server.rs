@@ -24,9 +24,14 @@ impl Drop for ServerProc {
     }
 }
 
+/// The variable that plants a leak in `stream-manager serve` (MiB a minute; see the soak's
+/// test).
+pub const LEAK_ENV: &str = "STREAM_MANAGER_PLANTED_LEAK_MIB_PER_MIN";
+
 /// Starts `stream-manager serve` with its metrics, and reads the addresses it announces.
-pub(super) fn start_server(exe: &Path) -> Result<ServerProc, SoakError> {
+pub(super) fn start_server(exe: &Path, leak_mib_per_min: f64) -> Result<ServerProc, SoakError> {
     let mut child = Command::new(exe)
+        .env(LEAK_ENV, leak_mib_per_min.to_string())
         .args([
             "serve",
             "--listen",

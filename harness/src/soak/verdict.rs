@@ -19,6 +19,31 @@ pub fn slope(points: &[(f64, f64)]) -> f64 {
     if den == 0.0 { 0.0 } else { num / den }
 }
 
+/// The standard error of [`slope`]'s estimate, from the points' scatter about the fitted line
+/// (0 for fewer than 3 points or no spread in x).
+pub fn slope_error(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if n < 3.0 {
+        return 0.0;
+    }
+    let b = slope(points);
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, c), (x, y)| (a + x / n, c + y / n));
+    let sxx: f64 = points.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+    if sxx == 0.0 {
+        return 0.0;
+    }
+    let sse: f64 = points
+        .iter()
+        .map(|(x, y)| {
+            let r = y - (my + b * (x - mx));
+            r * r
+        })
+        .sum();
+    (sse / (n - 2.0) / sxx).sqrt()
+}
+
 /// What the checks found.
 pub(super) struct Verdict {
     pub checks: Vec<Check>,
@@ -43,6 +68,10 @@ pub(super) fn verdict(
         .map(|s| (s.t_s / 60.0, s.rss_bytes as f64 / 1048576.0))
         .collect();
     let rss_slope = slope(&rss_points) * 10.0;
+    // The bound: what is allowed, plus what the run's own samples cannot tell from noise
+    // (three standard errors of the fitted slope).
+    let noise = slope_error(&rss_points) * 10.0;
+    let bound = opts.rss_bound_mib + 3.0 * noise;
     let missed: Vec<&(PlayerReport, bool)> = reports.iter().filter(|(r, _)| r.missed > 0).collect();
     let players_missed = missed.iter().filter(|(_, excused)| !excused).count() as u64;
     let players_excused = missed.iter().filter(|(_, excused)| *excused).count() as u64;
@@ -57,13 +86,15 @@ pub(super) fn verdict(
     let checks = vec![
         Check {
             what: format!(
-                "resident memory slope after the first {:.0} s ≤ {} MiB per 10 min",
+                "resident memory slope after the first {:.0} s ≤ {} MiB per 10 min + 3 standard \
+                 errors of the slope (the run's own noise)",
                 opts.warmup_s, opts.rss_bound_mib
             ),
-            passed: rss_points.len() >= 2 && rss_slope <= opts.rss_bound_mib,
-            measured: if rss_points.len() >= 2 {
+            passed: rss_points.len() >= 3 && rss_slope <= bound,
+            measured: if rss_points.len() >= 3 {
                 format!(
-                    "{rss_slope:+.3} MiB per 10 min over {} samples",
+                    "{rss_slope:+.3} MiB per 10 min over {} samples (bound {bound:.3}: \
+                     standard error {noise:.3})",
                     rss_points.len()
                 )
             } else {

@@ -23,6 +23,10 @@ pub struct PipelineConfig {
     /// Memory pressure: above this resident size (MiB) the pipeline sheds frames and trims
     /// caches; 0 turns the watch off.
     pub pressure_rss_mb: u32,
+    /// Memory pressure relative to the stream itself: above its resident size when it opened
+    /// plus this many MiB, the same (0: off; `pressureRssMb`, where set, wins). A limit that
+    /// acts on any machine, whatever the process holds before the stream grows.
+    pub pressure_growth_mb: u32,
     /// Memory pressure: queue fill (percent of `maxQueueSize`) above which new frames are shed.
     pub pressure_queue_percent: u32,
 }
@@ -37,6 +41,7 @@ impl Default for PipelineConfig {
             drop_policy: DropPolicy::Oldest,
             buffer_pool: true,
             pressure_rss_mb: 0,
+            pressure_growth_mb: 0,
             pressure_queue_percent: 100,
         }
     }
@@ -50,6 +55,12 @@ impl PipelineConfig {
         c.range(
             "pipeline.pressureRssMb",
             self.pressure_rss_mb.into(),
+            0,
+            1 << 20,
+        );
+        c.range(
+            "pipeline.pressureGrowthMb",
+            self.pressure_growth_mb.into(),
             0,
             1 << 20,
         );

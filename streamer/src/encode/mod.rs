@@ -17,6 +17,7 @@
 //! `-key value` arguments, to the ffmpeg CLI when the harness compares the two.
 
 pub mod hw;
+mod log;
 
 use crate::config::{EncoderConfig, HwDevice, RateMode, StreamConfig};
 use crate::frame::{Planes, RawPicture};
@@ -68,6 +69,7 @@ pub fn init_ffmpeg() -> Result<(), EncodeError> {
     INIT.call_once(|| {
         result = ff::init().map_err(EncodeError::Init);
         ff::util::log::set_level(ff::util::log::Level::Error);
+        log::install();
     });
     result
 }
@@ -189,15 +191,12 @@ impl Encoder {
                 }
                 Err(e) => return Err(e.into()),
             }
-            for (what, on) in [("decode", hwcfg.decode), ("scaling", hwcfg.scaling)] {
-                if on == Some(true) {
-                    notes.push(format!(
-                        "hwaccel.{what} has no effect: the synthetic source needs no {what}"
-                    ));
-                }
-            }
         }
-        let inner = open_codec(name, settings, global_header)?;
+        let (inner, caps) = open_codec(name, settings, global_header)?;
+        // With cpuFlags set, what the encoder made of them (libx264 says what it uses).
+        if let (Some(caps), Some(_)) = (caps, &settings.encoder.pipeline.cpu_flags) {
+            notes.push(format!("{name} uses cpu capabilities: {caps}"));
+        }
         let (width, height) = (settings.width, settings.height);
         let pool = (0..POOL)
             .map(|_| ff::frame::Video::new(ff::format::Pixel::YUV420P, width, height))
@@ -429,12 +428,13 @@ impl Encoder {
     }
 }
 
-/// Opens encoder `name` for the settings' geometry, rate and options.
+/// Opens encoder `name` for the settings' geometry, rate and options; with the CPU
+/// capabilities it said it uses, where it said so (libx264 does).
 fn open_codec(
     name: &'static str,
     settings: &Settings<'_>,
     global_header: bool,
-) -> Result<ff::encoder::Video, EncodeError> {
+) -> Result<(ff::encoder::Video, Option<String>), EncodeError> {
     let codec = ff::encoder::find_by_name(name).ok_or(EncodeError::NotFound(name))?;
     let mut ctx = ff::codec::Context::new_with_codec(codec)
         .encoder()
@@ -470,11 +470,14 @@ fn open_codec(
         .map(|(k, v)| format!("-{k} {v}"))
         .collect::<Vec<_>>()
         .join(" ");
-    ctx.open_with(dict).map_err(|source| EncodeError::Open {
+    // SAFETY: only the address is kept, to find what this context logs.
+    let key = unsafe { ctx.as_ptr() };
+    let opened = ctx.open_with(dict).map_err(|source| EncodeError::Open {
         encoder: name.to_string(),
         options: shown,
         source,
-    })
+    })?;
+    Ok((opened, log::cpu_caps(key)))
 }
 
 /// Scales pictures down to the size the encoder was reopened at (quality scaling below

@@ -119,8 +119,7 @@ impl GpuBackend {
     }
 
     /// Renders a round of frames: `core`'s layout is updated frame by frame in id order, the
-    /// frames are submitted by priority (`priorityLevels`; a GOP's first frame, the keyframe, at
-    /// the top level) and all are in flight together, then read back.
+    /// frames are submitted by priority (`priorityLevels`: see [`super::queue::level`]) and all are in flight together, then read back.
     ///
     /// # Errors
     /// As [`render`](Self::render).
@@ -134,7 +133,7 @@ impl GpuBackend {
         for (index, (id, _)) in frames.iter().enumerate() {
             core.update(*id, probe);
             let layers = core.layers();
-            let level = if id % self.gop == 0 { top } else { 0 };
+            let level = super::queue::level(*id, self.gop, top);
             self.queue.push(
                 level,
                 Job {

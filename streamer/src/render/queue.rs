@@ -52,6 +52,19 @@ impl<T> RenderQueue<T> {
     }
 }
 
+/// Frame `id`'s priority level in a GOP of `gop` frames, with `top` the highest level: the
+/// keyframe (a GOP's first frame) at the top, the frames after it spread over the levels below
+/// by their place, the earlier ones higher (more of the GOP's frames are predicted from them).
+/// Every level is used once a GOP has at least as many frames as there are levels.
+pub fn level(id: u64, gop: u64, top: u32) -> u32 {
+    let pos = id % gop.max(1);
+    if pos == 0 || top == 0 {
+        return top;
+    }
+    let below = u64::from(top);
+    (below - 1 - (pos - 1) * below / (gop - 1).max(1)) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +81,22 @@ mod tests {
         let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
         assert_eq!(order, ["c0", "c1", "b0", "a0", "a1"]);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn every_level_is_used_over_a_gop_keyframe_first() {
+        for levels in 1..=8u32 {
+            let top = levels - 1;
+            let used: std::collections::BTreeSet<u32> =
+                (0..60).map(|id| level(id, 60, top)).collect();
+            assert_eq!(used.len() as u32, levels, "{levels} levels: {used:?}");
+            assert_eq!(level(120, 60, top), top, "a keyframe at the top");
+            // Earlier in the GOP never lower.
+            for id in 1..59 {
+                assert!(level(id, 60, top) >= level(id + 1, 60, top));
+            }
+        }
+        assert_eq!(level(7, 1, 2), 2, "every frame a keyframe");
     }
 
     #[test]

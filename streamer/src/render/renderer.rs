@@ -225,7 +225,7 @@ impl Renderer {
             0.0
         };
         let m = match &self.backend {
-            Backend::Cpu(c) => c.metrics(frame_time),
+            Backend::Cpu(c) => c.metrics(),
             #[cfg(feature = "gpu")]
             Backend::Gpu(g) => g.metrics(),
         };

@@ -25,8 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Chunk size the publisher sends with.
-const CHUNK_SIZE: u32 = 60_000;
+/// Chunk size the publisher sends with: fixed (`rtmp.chunk_size` is the server's, to its
+/// players).
+pub const CHUNK_SIZE: u32 = 60_000;
 /// How long connecting and the publish handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);

@@ -64,7 +64,11 @@ impl<P: Probe> Capture<'_, P> {
             drop_after: Duration::from_millis(cfg.encoder.pipeline.drop_threshold.into()),
             queue_limit: (p.pressure_queue_percent < 100)
                 .then(|| (self.queue.capacity() * p.pressure_queue_percent as usize).div_ceil(100)),
-            rss_limit: u64::from(p.pressure_rss_mb) << 20,
+            rss_limit: match (p.pressure_rss_mb, p.pressure_growth_mb) {
+                (0, 0) => 0,
+                (0, growth) => self.shared.rss_at_open + (u64::from(growth) << 20),
+                (mb, _) => u64::from(mb) << 20,
+            },
         };
         let round_size = renderer.round_size();
         let mut round: Vec<(u64, Slot)> = Vec::with_capacity(round_size);

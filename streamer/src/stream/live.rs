@@ -50,6 +50,8 @@ pub(super) struct Shared {
     pub(super) pressure_events: AtomicU64,
     pub(super) occupancy: Vec<AtomicU64>,
     pub(super) rss: RssWatch,
+    /// Resident bytes when the stream opened (`pipeline.pressureGrowthMb` counts from it).
+    pub(super) rss_at_open: u64,
     /// What a live view reads while the stream runs (see [`Live`]).
     pub(super) sent_packets: AtomicU64,
     pub(super) sent_bytes: AtomicU64,

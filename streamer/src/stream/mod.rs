@@ -46,6 +46,20 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
+/// Settings this stream has nothing to act on, each said as such: the hardware decoder and
+/// scaler (`encoder.hwaccel.decode`, `.scaling`) act on a decoded input, and the synthetic
+/// source is drawn, not decoded.
+fn no_effect(cfg: &StreamConfig) -> Vec<String> {
+    let h = &cfg.encoder.hwaccel;
+    [("decode", h.decode), ("scaling", h.scaling)]
+        .into_iter()
+        .filter(|(_, on)| on.is_some())
+        .map(|(what, _)| {
+            format!("encoder.hwaccel.{what}: no effect: nothing is decoded (a synthetic source)")
+        })
+        .collect()
+}
+
 /// How frames are clocked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -212,6 +226,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 format_bytes: AtomicU64::new(0),
                 pressure_events: AtomicU64::new(0),
                 occupancy: (0..=p.max_queue_size).map(|_| AtomicU64::new(0)).collect(),
+                rss_at_open: RssWatch::new().rss(),
                 rss: RssWatch::new(),
                 sent_packets: AtomicU64::new(0),
                 sent_bytes: AtomicU64::new(0),
@@ -443,7 +458,13 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
             pipeline,
             core: self.core_metrics(),
             render: self.renderer.metrics(),
-            notes: self.encoder.notes().to_vec(),
+            notes: self
+                .encoder
+                .notes()
+                .iter()
+                .cloned()
+                .chain(no_effect(&self.cfg))
+                .collect(),
             network: self.shared.network.as_ref().and_then(|n| n.latest()),
             adaptation: {
                 let mut all = self
