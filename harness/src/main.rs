@@ -92,7 +92,8 @@ struct SoakArgs {
     /// Seed of the random intervals (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
-    /// Resident-memory slope allowed after the first minute, MiB per 10 minutes.
+    /// Resident-memory rise allowed after the first minute, MiB per 10 minutes (or 1% of what
+    /// the server held then, whichever allows more).
     #[arg(long, default_value_t = 1.0)]
     rss_bound: f64,
     /// Results folder.

@@ -35,7 +35,8 @@ fn scenarios() -> Vec<PathBuf> {
 fn nms_dir() -> PathBuf {
     let dir = root().join("target/peers");
     assert!(
-        dir.join("node_modules/node-media-server/package.json").exists(),
+        dir.join("node_modules/node-media-server/package.json")
+            .exists(),
         "node-media-server is not in {} (cargo xtask test installs it)",
         dir.display()
     );

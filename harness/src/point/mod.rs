@@ -177,6 +177,12 @@ fn fidelity_run(job: &PointJob) -> Result<PointRun, RunError> {
             unmatched_marks: recorder.unmatched(),
             spans: spans(&recorder),
             fidelity: Some(q.clone()),
+            // Encoded to a file at max pacing: nothing is dropped.
+            ledger: Some(figures::FrameLedger {
+                due: frames,
+                encoded: q.frames,
+                ..figures::FrameLedger::default()
+            }),
             ..Figures::default()
         },
         frames: q.frames,

@@ -47,8 +47,10 @@ pub(super) fn span_ms(p: &PointResult, span: &str, f: fn(&SpanStats) -> Option<f
 /// difference" where the interval holds 1, the ratio and its interval where it does not, and
 /// "not judged" where there are not two pairs to bootstrap (older results kept no pairs).
 pub fn judged_ratio(ratio: f64, pairs: &[[f64; 2]]) -> String {
-    if pairs.len() < 2 {
-        return format!("{ratio:.3} (not judged: {} run(s))", pairs.len());
+    match pairs.len() {
+        0 => return format!("{ratio:.3} (not judged: its runs were not kept)"),
+        1 => return format!("{ratio:.3} (not judged: 1 run)"),
+        _ => {}
     }
     let (lo, hi) = crate::stats::ratio_interval(pairs);
     if lo <= 1.0 && 1.0 <= hi {

@@ -15,8 +15,8 @@
 //!   `/proc`), and from its `/metrics` the connections and players open and the items in the
 //!   players' queues.
 //!
-//! It fails when resident memory trends upward after the first minute (a least-squares slope
-//! above `rss_bound_mib` per 10 minutes), when file descriptors or threads are not back to
+//! It fails when resident memory rises after the warm-up (its least-squares line) by more than
+//! `rss_bound_mib` per 10 minutes or 1% of what it held then, whichever allows more, when file descriptors or threads are not back to
 //! their idle count at the bottom of every wave (descriptors counted beyond one per open
 //! connection), when a player that kept reading missed a frame it should have had (a gap in
 //! its frames' timestamps while the publisher itself dropped none), or when the server exits.
@@ -26,7 +26,7 @@ mod server;
 mod verdict;
 
 pub use churn::wave_target;
-pub use verdict::{slope, slope_error};
+pub use verdict::slope;
 
 use crate::results::{now_rfc3339, write_atomic};
 use crate::system::{Machine, commit};
@@ -162,7 +162,9 @@ struct Watch {
     samples: Vec<SoakSample>,
     troughs: Vec<Trough>,
     empty_since: Option<f64>,
-    trough_taken: bool,
+    /// The excesses `(descriptors, threads)` of each sample of the wave's bottom now (empty
+    /// while players are on).
+    bottom: Vec<(i64, i64)>,
     last_text: String,
 }
 
@@ -181,7 +183,7 @@ impl Watch {
             samples: Vec::new(),
             troughs: Vec::new(),
             empty_since: None,
-            trough_taken: false,
+            bottom: Vec::new(),
             last_text: String::new(),
         }
     }
@@ -222,7 +224,7 @@ impl Watch {
             }
         } else {
             self.empty_since = None;
-            self.trough_taken = false;
+            self.bottom.clear();
         }
         self.last_text = text;
         self.samples.push(sample);
@@ -245,22 +247,41 @@ impl Watch {
         self.idle_threads = self.idle_threads.saturating_sub(th.unsigned_abs());
     }
 
+    /// A sample at a wave's bottom. The bottom's excess is the one most of its samples show:
+    /// descriptors and connections are read a moment apart, so a connection between its
+    /// accept and its count reads +1 for a sample, one between its close and its count −1; a
+    /// leak stays in every sample.
     fn trough(&mut self, sample: &SoakSample) {
+        let fd = sample.fds as i64 - sample.connections_open as i64 - self.idle_fds as i64;
+        let th = sample.threads as i64 - self.idle_threads as i64;
+        let first = self.bottom.is_empty();
+        self.bottom.push((fd, th));
         let now = Trough {
             t_s: sample.t_s,
-            fd_excess: sample.fds as i64 - sample.connections_open as i64 - self.idle_fds as i64,
-            thread_excess: sample.threads as i64 - self.idle_threads as i64,
+            fd_excess: mode(self.bottom.iter().map(|b| b.0)),
+            thread_excess: mode(self.bottom.iter().map(|b| b.1)),
             connections_open: sample.connections_open,
         };
         match self.troughs.last_mut() {
-            Some(last) if self.trough_taken => {
-                last.fd_excess = last.fd_excess.min(now.fd_excess);
-                last.thread_excess = last.thread_excess.min(now.thread_excess);
+            Some(last) if !first => {
+                last.fd_excess = now.fd_excess;
+                last.thread_excess = now.thread_excess;
             }
             _ => self.troughs.push(now),
         }
-        self.trough_taken = true;
     }
+}
+
+/// The value most of `values` take (the one nearer 0 on a tie).
+fn mode(values: impl Iterator<Item = i64>) -> i64 {
+    let mut counts = std::collections::BTreeMap::new();
+    for v in values {
+        *counts.entry(v).or_insert(0usize) += 1;
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.abs().cmp(&a.0.abs())))
+        .map_or(0, |(v, _)| v)
 }
 
 /// Runs the soak; `progress` gets a line every 10 s.
