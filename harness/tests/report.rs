@@ -235,10 +235,26 @@ fn every_table_from_the_full_fixtures_matches_the_expected_report() {
         assert_filled(&b.report, heading);
     }
     assert!(!b.report.contains(NOT_MEASURED), "every suite has results");
-    assert!(has_line(
-        &b.report,
-        "## Recommendations (derived from the measurements above)"
-    ));
+    // It answers first, and each suite has its detail page with every point.
+    assert!(
+        b.report.find("## Answers") < b.report.find("## Encoder — Tested Configurations"),
+        "the answers come first"
+    );
+    for (suite, _) in TABLES {
+        let page =
+            std::fs::read_to_string(b.dir.path().join("results").join(suite).join("REPORT.md"))
+                .unwrap_or_else(|e| panic!("{suite}'s detail page: {e}"));
+        assert!(
+            page.contains(&format!("# `{suite}`: every point")),
+            "{page}"
+        );
+    }
+    // Headings are unique.
+    let headings: Vec<&str> = b.report.lines().filter(|l| l.starts_with("## ")).collect();
+    let mut unique = headings.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), headings.len(), "{headings:?}");
     let mut plots = check_plots(&b);
     plots.sort();
     assert_eq!(
@@ -363,6 +379,35 @@ fn the_committed_report_regenerates_byte_for_byte() {
          {}\nRun `cargo xtask report` and commit results/.",
         diff(&expected, &actual)
     );
+    // Each suite's detail page too, and no other.
+    let pages = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().join("REPORT.md").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        pages(&committed),
+        pages(&results),
+        "results/<suite>/REPORT.md: other detail pages than the report writes: run `cargo \
+         xtask report --full` and commit results/"
+    );
+    for suite in pages(&results) {
+        let (expected, actual) = (
+            read(&committed.join(&suite).join("REPORT.md")),
+            read(&results.join(&suite).join("REPORT.md")),
+        );
+        assert!(
+            expected == actual,
+            "results/{suite}/REPORT.md is not what the committed results make (- committed, \
+             + regenerated):\n{}\nRun `cargo xtask report --full` and commit results/.",
+            diff(&expected, &actual)
+        );
+    }
     let names = |d: &Path| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(d)
             .map(|r| {

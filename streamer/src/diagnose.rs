@@ -128,6 +128,64 @@ pub struct Finding {
     pub cause: String,
 }
 
+/// Each cause a finding can name, by the words its line uses, and how it is named when
+/// findings are grouped by cause (one line per symptom and cause over many points).
+const CAUSES: [(&str, &str); 18] = [
+    (
+        "the workers are the bottleneck",
+        "the workers are the bottleneck",
+    ),
+    (
+        "the encoder is the bottleneck",
+        "the encoder is the bottleneck",
+    ),
+    (
+        "the renderer is the bottleneck",
+        "the renderer is the bottleneck",
+    ),
+    ("the machine is saturated", "the machine is saturated"),
+    (
+        "connection to the server was lost",
+        "the connection to the server was lost",
+    ),
+    ("players read slower", "players read slower than the stream"),
+    ("overflow a queue", "bursts overflow the queue"),
+    (
+        "longest part is waiting in the queue",
+        "the longest part is the queue's wait",
+    ),
+    (
+        "longest part is conversion",
+        "the longest part is conversion",
+    ),
+    ("longest part is encoding", "the longest part is encoding"),
+    ("longest part is render", "the longest part is the render"),
+    ("longest part is sending", "the longest part is sending"),
+    ("frames held:", "frames held in the queue and workers"),
+    (
+        "players served from this process",
+        "the players served in the same process",
+    ),
+    ("buffer pool:", "the buffer pool is off or too small"),
+    ("look for a leak", "memory still growing (look for a leak)"),
+    ("as the queue filled", "memory growing as the queue filled"),
+    (
+        "not the frame queue, the buffer pool or growth",
+        "the encoder's, workers' or renderer's own buffers",
+    ),
+];
+
+impl Finding {
+    /// The causes this finding names, in the words findings are grouped by.
+    pub fn causes(&self) -> Vec<&'static str> {
+        CAUSES
+            .iter()
+            .filter(|(words, _)| self.cause.contains(words))
+            .map(|(_, name)| *name)
+            .collect()
+    }
+}
+
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// The symptoms `o` shows, each with its cause.
@@ -394,6 +452,22 @@ mod tests {
             rss_bytes: 100 << 20,
             ..Observed::default()
         }
+    }
+
+    #[test]
+    fn findings_name_their_causes_for_grouping() {
+        let mut o = observed();
+        o.drops.queue_full = 141;
+        o.typical.process = Some(75.9);
+        o.typical.encode = Some(40.0);
+        let f = diagnose(&o);
+        assert_eq!(
+            f[0].causes(),
+            [
+                "the workers are the bottleneck",
+                "the encoder is the bottleneck"
+            ]
+        );
     }
 
     #[test]

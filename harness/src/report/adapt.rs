@@ -18,10 +18,11 @@ pub(super) fn section(out: &mut String, r: &Results) {
         return;
     };
     let schedule = steps(&first.schedule, "kbit/s");
+    let _ = writeln!(out, "## Adaptation under a shaped link (`{}`)\n", r.suite);
+    super::format::measured_on(out, r);
     let _ = writeln!(
         out,
-        "### Adaptation under a shaped link\n\n\
-         The publisher → server direction through a link the kernel shapes in a network \
+        "The publisher → server direction through a link the kernel shapes in a network \
          namespace (`htb` + `u32` on the server's port; players receive unshaped): {schedule}. \
          Recovery is from the cut to the media queued unsent back under {QUEUED_OK_MS} ms (0: \
          it never queued that much; — : not within the window); regain is from the link coming \
@@ -197,8 +198,13 @@ pub(super) fn cpu_section(out: &mut String, r: &Results) {
     let schedule = steps(&first.schedule, "cores");
     let _ = writeln!(
         out,
-        "### Quality scaling under a CPU quota\n\n\
-         The stream's process (with the embedded server and players beside it) in a cgroup \
+        "## Quality scaling under a CPU quota (`{}`)\n",
+        r.suite
+    );
+    super::format::measured_on(out, r);
+    let _ = writeln!(
+        out,
+        "The stream's process (with the embedded server and players beside it) in a cgroup \
          whose CPU quota follows: {schedule}. Delivered is the frames sent per second while \
          the quota was lowest ÷ the configured rate; behind is the frames dropped for falling \
          behind then (behind, queue full, stale, late) ÷ the frames due.\n"

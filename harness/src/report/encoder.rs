@@ -4,7 +4,7 @@
 use super::baseline::encoder_baseline;
 use super::comparisons::comparisons;
 use super::format::{measured_on, mib, spread};
-use super::recommend::system_timers;
+use super::timers::system_timers;
 use crate::results::{PointResult, Results};
 use std::fmt::Write as _;
 use streamer::probe::SPANS;

@@ -167,23 +167,34 @@ fn line_chart(
     chart(path, x0..x1, 0.0..y1 * 1.1 + f64::EPSILON, &layout, series)
 }
 
+/// A plot drawn: the suite whose table it goes beside (`soak` for the soak's), its caption
+/// and its file under the plots folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plot {
+    pub suite: String,
+    pub caption: String,
+    pub file: String,
+}
+
 /// Every plot the loaded results allow, written under `dir` (any other `.svg` there removed);
-/// returns (caption, file name) of each, for the report to link. A plot that fails is left out with a note on stderr.
-pub fn write(
-    dir: &Path,
-    loaded: &[Results],
-    soak: Option<&crate::soak::SoakResults>,
-) -> Vec<(String, String)> {
+/// returns each, for the report to show beside its table. A plot that fails is left out with
+/// a note on stderr.
+pub fn write(dir: &Path, loaded: &[Results], soak: Option<&crate::soak::SoakResults>) -> Vec<Plot> {
     let _ = std::fs::create_dir_all(dir);
-    let mut made = Vec::new();
-    let mut keep = |caption: &str, file: &str, r: Result<bool, PlotError>| match r {
-        Ok(true) => made.push((caption.to_string(), file.to_string())),
+    let mut made: Vec<Plot> = Vec::new();
+    let mut keep = |suite: &str, caption: &str, file: &str, r: Result<bool, PlotError>| match r {
+        Ok(true) => made.push(Plot {
+            suite: suite.to_string(),
+            caption: caption.to_string(),
+            file: file.to_string(),
+        }),
         Ok(false) => {}
         Err(e) => eprintln!("report: plot {file}: {e}"),
     };
     let file = |name: &str| -> PathBuf { dir.join(name) };
     if let Some(r) = loaded.iter().find(|r| r.table == GuideTable::Encoder) {
         keep(
+            &r.suite,
             "Frames per second by preset and encoder threads (zero copy on)",
             "fps-preset-threads.svg",
             fps_by_preset(&file("fps-preset-threads.svg"), r),
@@ -199,6 +210,7 @@ pub fn write(
         })
     {
         keep(
+            &r.suite,
             &format!(
                 "Latency by percentile per span, first point of the {} suite (real time)",
                 r.suite
@@ -213,6 +225,7 @@ pub fn write(
         .or_else(|| loaded.iter().find(|r| r.table == GuideTable::Encoder))
     {
         keep(
+            &r.suite,
             "Resident memory over the measured window",
             "rss-over-time.svg",
             rss_over_time(&file("rss-over-time.svg"), r),
@@ -222,7 +235,7 @@ pub fn write(
     // A plot the report no longer draws goes, so the folder holds exactly what it links.
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".svg") && !made.iter().any(|(_, f)| *f == name) {
+        if name.ends_with(".svg") && !made.iter().any(|p| p.file == name) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -232,19 +245,23 @@ pub fn write(
 /// Whether a plot was drawn (false: nothing to draw), or why it failed.
 type Drawn = Result<bool, PlotError>;
 
+/// Keeps a plot drawn for a suite: `(suite, caption, file, drawn)`.
+type Keep<'a> = dyn FnMut(&str, &str, &str, Drawn) + 'a;
+
 /// The plots of the servers' side-by-side comparison, the adaptation suites' links and the
 /// soak.
 fn server_plots(
     loaded: &[Results],
     soak: Option<&crate::soak::SoakResults>,
     file: &dyn Fn(&str) -> PathBuf,
-    keep: &mut dyn FnMut(&str, &str, Drawn),
+    keep: &mut Keep<'_>,
 ) {
     if let Some(r) = loaded
         .iter()
         .find(|r| r.table == GuideTable::Rtmp && !r.comparisons.peers.is_empty())
     {
         keep(
+            &r.suite,
             "Server CPU per player against players, per server (same load)",
             "server-cpu-per-player.svg",
             per_server(
@@ -255,6 +272,7 @@ fn server_plots(
             ),
         );
         keep(
+            &r.suite,
             "Server peak RSS against players, per server (same load)",
             "server-rss.svg",
             per_server(
@@ -275,6 +293,7 @@ fn server_plots(
             format!("bitrate-vs-link-{}.svg", r.suite)
         };
         keep(
+            &r.suite,
             &format!(
                 "Bitrate against the link's capacity over time ({}): what the server \
                  acknowledged per point, and the link's rate",
@@ -286,6 +305,7 @@ fn server_plots(
     }
     if let Some(s) = soak {
         keep(
+            "soak",
             "Soak: the server's resident memory over the run",
             "soak-rss.svg",
             soak_series(
@@ -296,6 +316,7 @@ fn server_plots(
             ),
         );
         keep(
+            "soak",
             "Soak: the server's descriptors, threads, connections, players and queued items \
              over the run",
             "soak-load.svg",

@@ -97,7 +97,8 @@ pub(super) fn profiles(out: &mut String, r: &Results) {
     for (p, f) in profiled {
         let _ = writeln!(
             out,
-            "| {} | [svg]({}) | {:.1} | {:.1} | {} | {} | {} |",
+            // The detail page sits in the suite's folder; `svg` is from the results folder.
+            "| {} | [svg](../{}) | {:.1} | {:.1} | {} | {} | {} |",
             p.id,
             f.svg,
             p.fps,

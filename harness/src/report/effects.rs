@@ -1,0 +1,262 @@
+//! Which settings of a suite moved a figure beyond run-to-run spread, and which did not.
+//!
+//! For each axis, the points that differ only in it (every other axis equal) are compared
+//! figure by figure: a figure moved where two of them have runs whose ranges do not overlap
+//! and medians more than [`MIN_SHIFT`] apart. The axis moves the figure where it does so in at
+//! least half of those comparisons' groups, so one unlucky group does not make an effect. An
+//! axis that moved nothing has **no measurable effect on this machine**: the main report shows
+//! only its first value's rows (every row stays in the suite's detail page). A suite run once a
+//! point is not judged.
+
+use crate::results::{PointResult, Repetition, Results};
+use std::collections::BTreeMap;
+
+/// The least difference of medians that counts, as a share of the larger: below it, parted
+/// ranges are the runs' own luck.
+pub const MIN_SHIFT: f64 = 0.03;
+
+/// A figure of one run.
+type Figure = fn(&Repetition) -> f64;
+
+/// The figures judged, from each run's.
+const FIGURES: [(&str, Figure); 5] = [
+    ("fps", |r| r.fps),
+    ("CPU", |r| r.cpu_percent),
+    ("memory", |r| r.rss_bytes as f64),
+    ("bitrate", |r| r.bitrate_kbps),
+    ("drops", |r| r.dropped_frames as f64),
+];
+
+/// One axis and what it did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AxisEffect {
+    pub path: String,
+    /// The figures it moved (empty: no measurable effect).
+    pub moved: Vec<&'static str>,
+}
+
+/// What a suite's axes did; `None` where it cannot be judged (a point run once).
+pub fn effects(r: &Results) -> Option<Vec<AxisEffect>> {
+    let first = r.points.first()?;
+    if r.points.iter().any(|p| p.repetitions.len() < 2) {
+        return None;
+    }
+    let axes: Vec<&str> = first.axes.iter().map(|a| a.path.as_str()).collect();
+    Some(
+        axes.iter()
+            .enumerate()
+            .filter(|(i, _)| varies(r, *i))
+            .map(|(i, path)| AxisEffect {
+                path: path.to_string(),
+                moved: moved_by(r, i),
+            })
+            .collect(),
+    )
+}
+
+/// Whether axis `i` takes more than one value over the points.
+fn varies(r: &Results, i: usize) -> bool {
+    let mut values = r
+        .points
+        .iter()
+        .filter_map(|p| p.axes.get(i))
+        .map(|a| &a.value);
+    let Some(first) = values.next() else {
+        return false;
+    };
+    values.any(|v| v != first)
+}
+
+/// The figures axis `i` moves (see the module's rule).
+fn moved_by(r: &Results, i: usize) -> Vec<&'static str> {
+    // Points that differ only in axis `i`.
+    let mut groups: BTreeMap<Vec<&str>, Vec<&PointResult>> = BTreeMap::new();
+    for p in &r.points {
+        let rest: Vec<&str> = p
+            .axes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, a)| a.value.as_str())
+            .collect();
+        groups.entry(rest).or_default().push(p);
+    }
+    let groups: Vec<&Vec<&PointResult>> = groups.values().filter(|g| g.len() > 1).collect();
+    FIGURES
+        .iter()
+        .filter(|(_, of)| {
+            let moved = groups.iter().filter(|g| group_moved(g, *of)).count();
+            !groups.is_empty() && moved * 2 >= groups.len()
+        })
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+/// Whether two points of `group` part on figure `of`.
+fn group_moved(group: &[&PointResult], of: Figure) -> bool {
+    let stats: Vec<(f64, f64, f64)> = group
+        .iter()
+        .map(|p| {
+            let mut v: Vec<f64> = p.repetitions.iter().map(of).collect();
+            v.sort_by(f64::total_cmp);
+            (v[0], crate::stats::median(&v), v[v.len() - 1])
+        })
+        .collect();
+    stats.iter().enumerate().any(|(k, a)| {
+        stats[k + 1..].iter().any(|b| {
+            let apart = a.2 < b.0 || b.2 < a.0;
+            let larger = a.1.abs().max(b.1.abs());
+            apart && larger > 0.0 && (a.1 - b.1).abs() > MIN_SHIFT * larger
+        })
+    })
+}
+
+/// The suite's points as the main report shows them: an axis with no measurable effect at its
+/// first value only.
+pub fn shown(r: &Results, effects: Option<&[AxisEffect]>) -> Results {
+    let mut out = r.clone();
+    let Some(effects) = effects else {
+        return out;
+    };
+    for e in effects.iter().filter(|e| e.moved.is_empty()) {
+        let Some(first) = r
+            .points
+            .first()
+            .and_then(|p| p.axes.iter().find(|a| a.path == e.path))
+            .map(|a| a.value.clone())
+        else {
+            continue;
+        };
+        out.points.retain(|p| {
+            p.axes
+                .iter()
+                .find(|a| a.path == e.path)
+                .is_none_or(|a| a.value == first)
+        });
+    }
+    out
+}
+
+/// The line under a suite's table in the main report: what each axis moved, which moved
+/// nothing, or why none was judged.
+pub fn line(r: &Results, effects: Option<&[AxisEffect]>, details: &str) -> String {
+    let Some(effects) = effects else {
+        return format!(
+            "**Effects: not judged (1 run a point):** a difference between two rows here may \
+             be the runs' own spread. Every point's figures: [the details]({details}).\n"
+        );
+    };
+    let runs = r
+        .points
+        .iter()
+        .map(|p| p.repetitions.len())
+        .min()
+        .unwrap_or(0);
+    let moving: Vec<String> = effects
+        .iter()
+        .filter(|e| !e.moved.is_empty())
+        .map(|e| format!("`{}` moves {}", e.path, e.moved.join(", ")))
+        .collect();
+    let still: Vec<String> = effects
+        .iter()
+        .filter(|e| e.moved.is_empty())
+        .map(|e| format!("`{}`", e.path))
+        .collect();
+    let mut s = format!(
+        "**Effects** ({runs}+ runs a point; a setting moves a figure where, the others equal, \
+         its runs' ranges part and their medians differ by over {:.0}%): {}.",
+        MIN_SHIFT * 100.0,
+        if moving.is_empty() {
+            "none moved any figure".to_string()
+        } else {
+            moving.join("; ")
+        }
+    );
+    if !still.is_empty() {
+        s.push_str(&format!(
+            " **No measurable effect on this machine:** {} (shown at their first value; every \
+             row is in [the details]({details})).",
+            still.join(", ")
+        ));
+    } else {
+        s.push_str(&format!(
+            " Every point's figures: [the details]({details})."
+        ));
+    }
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::AxisValue;
+
+    fn point(values: [&str; 2], fps: [f64; 3]) -> PointResult {
+        let path = ["a", "b"];
+        let mut p: PointResult = serde_json::from_value(serde_json::json!({
+            "id": format!("a={}, b={}", values[0], values[1]),
+            "axes": [],
+            "config": streamer::config::StreamConfig::default(),
+            "fps_min": 0.0, "fps_max": 0.0, "fps": 0.0, "cpu_percent": 0.0, "rss_bytes": 0,
+            "dropped_frames": 0, "bitrate_kbps": 0.0, "encoder": "", "notes": [],
+            "unmatched_marks": 0, "spans": {}, "rss_timeline": [], "repetitions": []
+        }))
+        .unwrap();
+        p.axes = (0..2)
+            .map(|i| AxisValue {
+                path: path[i].into(),
+                value: values[i].into(),
+            })
+            .collect();
+        p.repetitions = fps
+            .iter()
+            .map(|&f| Repetition {
+                fps: f,
+                cpu_percent: 100.0,
+                rss_bytes: 1 << 20,
+                dropped_frames: 0,
+                bitrate_kbps: 1000.0,
+            })
+            .collect();
+        p
+    }
+
+    #[test]
+    fn an_axis_moves_a_figure_only_beyond_the_runs_spread() {
+        let mut r: Results = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/results-sample.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        // `a` doubles fps; `b` moves it within the runs' spread.
+        r.points = vec![
+            point(["1", "x"], [100.0, 101.0, 99.0]),
+            point(["1", "y"], [100.5, 98.0, 102.0]),
+            point(["2", "x"], [200.0, 201.0, 199.0]),
+            point(["2", "y"], [199.0, 202.0, 200.5]),
+        ];
+        let e = effects(&r).unwrap();
+        assert_eq!(e[0].moved, ["fps"]);
+        assert!(e[1].moved.is_empty(), "{e:?}");
+        // The main report keeps `b` at its first value only.
+        let kept = shown(&r, Some(&e));
+        assert_eq!(kept.points.len(), 2);
+        assert!(kept.points.iter().all(|p| p.axes[1].value == "x"));
+        let text = line(&r, Some(&e), "stream/REPORT.md");
+        assert!(text.contains("`a` moves fps"), "{text}");
+        assert!(
+            text.contains("No measurable effect on this machine:** `b`"),
+            "{text}"
+        );
+        // Run once, nothing is judged.
+        for p in &mut r.points {
+            p.repetitions.truncate(1);
+        }
+        assert!(effects(&r).is_none());
+        assert!(line(&r, None, "x").contains("not judged (1 run a point)"));
+    }
+}
