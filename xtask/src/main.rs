@@ -103,7 +103,10 @@ enum ResultsCmd {
 #[derive(clap::Args)]
 struct PerfArgs {
     /// The suite: a scenario file in scenarios/ (stream = encoder presets × threads × zero copy),
-    /// or a folder of parts (frames = timing, drops, buffer).
+    /// or a folder of parts (frames = timing, drops, buffer); `all` runs every suite of the
+    /// report in full with its comparisons (the CLI and the recorder's cost with stream, the
+    /// other servers with network; as root, for the adaptation suites), then the report from
+    /// full runs only: what is committed.
     suite: String,
     /// One part of a suite that has parts (`cargo xtask perf frames timing`); all by default.
     part: Option<String>,
@@ -312,9 +315,80 @@ fn main() -> Result<ExitCode> {
     Ok(code.unwrap_or(ExitCode::SUCCESS))
 }
 
+/// The suites `perf all` runs, in the report's order, with the comparisons each carries.
+const ALL: [(&str, &[&str]); 9] = [
+    ("stream", &["--compare-cli", "--probe-overhead"]),
+    ("workers", &[]),
+    ("memory", &[]),
+    ("core", &[]),
+    ("compose", &[]),
+    ("render", &[]),
+    ("frames", &[]),
+    (
+        "network",
+        &["--peers", "--peer-players", "100,400", "--peer-reps", "3"],
+    ),
+    ("adapt", &[]),
+];
+
+/// `cargo xtask perf all`: every suite of the report in full, on this machine and this
+/// commit, with their comparisons, then the report from full runs only.
+fn perf_all(args: &PerfArgs) -> Result<Option<ExitCode>> {
+    if args.quick || args.shard.is_some() || args.part.is_some() {
+        bail!("perf all runs every suite in full: --quick, --shard and a part do not apply");
+    }
+    if !deps::is_root() {
+        eprintln!(
+            "xtask: perf all includes the adaptation suites, which shape a link and cap the CPU \
+             as root: run it as root (sudo cargo xtask perf all)"
+        );
+        return Ok(Some(ExitCode::from(2)));
+    }
+    if let Some(code) = deps::node_media_server(&root().join("target/peers"))? {
+        return Ok(Some(code));
+    }
+    let started = std::time::Instant::now();
+    for (suite, flags) in ALL {
+        eprintln!(
+            "xtask: perf all: {suite} ({:.0} min so far)",
+            started.elapsed().as_secs_f64() / 60.0
+        );
+        let one = PerfArgs {
+            suite: suite.to_string(),
+            part: None,
+            quick: false,
+            compare_cli: false,
+            probe_overhead: false,
+            peers: false,
+            json: false,
+            shard: None,
+            profile: args.profile,
+        };
+        if let Some(code) = perf_with(&one, flags)? {
+            return Ok(Some(code));
+        }
+    }
+    let mut c = harness()?;
+    c.args(["report", "--full"]);
+    run(c)?;
+    eprintln!(
+        "xtask: perf all: every suite in {:.0} min; results/REPORT.md is from full runs only",
+        started.elapsed().as_secs_f64() / 60.0
+    );
+    Ok(None)
+}
+
 /// `cargo xtask perf`: each of the suite's scenarios through `harness run`. Returns an exit
 /// code where it stops early.
 fn perf(args: &PerfArgs) -> Result<Option<ExitCode>> {
+    if args.suite == "all" {
+        return perf_all(args);
+    }
+    perf_with(args, &[])
+}
+
+/// [`perf`] with `extra` arguments to `harness run`.
+fn perf_with(args: &PerfArgs, extra: &[&str]) -> Result<Option<ExitCode>> {
     let Some(scenarios) = scenarios_of(&args.suite, args.part.as_deref()) else {
         return Ok(Some(ExitCode::from(2)));
     };
@@ -343,6 +417,10 @@ fn perf(args: &PerfArgs) -> Result<Option<ExitCode>> {
         }
         if let Some(shard) = &args.shard {
             c.arg("--shard").arg(shard);
+        }
+        c.args(extra);
+        if extra.contains(&"--peers") {
+            c.arg("--nms-dir").arg(root().join("target/peers"));
         }
         run(c)?;
     }
