@@ -37,11 +37,12 @@ pub(super) fn section(out: &mut String, r: &Results) {
          capture time) give too, publishing at the configured bitrate through the same link \
          in the same run.\n"
     );
-    out.push_str(
-        "| Point | Recovery after the cut | Regain after the lift | Stall ratio | e2e p50 / p99 \
+    let (axes, under) = super::format::axis_header(r);
+    let _ = writeln!(
+        out,
+        "{axes} Recovery after the cut | Regain after the lift | Stall ratio | e2e p50 / p99 \
          while cut | e2e p50 / p99, whole window | Behind real time: worst / at the lift | \
-         Drops | Bitrate changes |\n\
-         |-------|---:|---:|---:|---:|---:|---:|-------|---:|\n",
+         Drops | Bitrate changes |\n{under}---:|---:|---:|---:|---:|---:|-------|---:|",
     );
     let ms = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.1} s", v / 1000.0));
     for (p, l) in &points {
@@ -67,8 +68,8 @@ pub(super) fn section(out: &mut String, r: &Results) {
             .count();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1}% | {capped} | {e2e} | {} | {drops} | {changes} |",
-            p.id,
+            "{} {} | {} | {:.1}% | {capped} | {e2e} | {} | {drops} | {changes} |",
+            super::format::axis_row(p),
             ms(l.cap_recovery_ms),
             ms(l.lift_regain_ms),
             stall * 100.0,
@@ -209,9 +210,11 @@ pub(super) fn cpu_section(out: &mut String, r: &Results) {
          the quota was lowest ÷ the configured rate; behind is the frames dropped for falling \
          behind then (behind, queue full, stale, late) ÷ the frames due.\n"
     );
-    out.push_str(
-        "| Point | Preset | Delivered while capped | Dropped as behind while capped | FPS, whole \
-         window | Preset and size changes |\n|-------|------|---:|---:|---:|---:|\n",
+    let (axes, under) = super::format::axis_header(r);
+    let _ = writeln!(
+        out,
+        "{axes} Preset | Delivered while capped | Dropped as behind while capped | FPS, whole \
+         window | Preset and size changes |\n{under}------|---:|---:|---:|---:|",
     );
     let pct = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.1}%", v * 100.0));
     for (p, c) in &points {
@@ -227,8 +230,8 @@ pub(super) fn cpu_section(out: &mut String, r: &Results) {
             .count();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.1} | {changes} |",
-            p.id,
+            "{} {} | {} | {} | {:.1} | {changes} |",
+            super::format::axis_row(p),
             p.config.encoder.preset.as_str(),
             pct(c.capped_fps_ratio),
             pct(c.capped_behind_ratio),

@@ -26,13 +26,13 @@ pub(super) fn core_table(out: &mut String, r: &Results) {
             "Batch updates",
             "FPS",
             "Setup ms",
-            "Asset cold ms / warm µs",
+            "Asset cold / warm ms",
             "Asset loads (p99 ms)",
-            "Layout update p50 / p99 µs",
+            "Layout update p50 / p99 ms",
             "Complexity",
             "Hit rate",
             "Cache memory",
-            "Viewport update / resize / transform µs",
+            "Viewport update / resize / transform ms",
         ],
     );
     for p in &r.points {
@@ -43,8 +43,11 @@ pub(super) fn core_table(out: &mut String, r: &Results) {
             format!("{} ({})", s.count, super::format::ms(s.p99(), 2))
         });
         let layout = p.spans.get("layout:update").map_or("-".to_string(), |s| {
-            let us = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
-            format!("{} / {}", us(s.p50()), us(s.p99()))
+            format!(
+                "{} / {}",
+                super::format::ms(s.p50(), 4),
+                super::format::ms(s.p99(), 4)
+            )
         });
         row(
             out,
@@ -58,15 +61,17 @@ pub(super) fn core_table(out: &mut String, r: &Results) {
                 c.layout.batch_updates.to_string(),
                 spread(p),
                 span_ms(p, "render:setup", SpanStats::max),
-                format!("{:.2} / {:.2}", k.asset_cold_ms, k.asset_warm_us),
+                format!("{:.2} / {:.4}", k.asset_cold_ms, k.asset_warm_us / 1000.0),
                 loads,
                 layout,
                 format!("{:.2}", m.complexity_score),
                 format!("{:.1}%", m.cache_hit_rate),
                 mib(m.memory_usage),
                 format!(
-                    "{:.3} / {:.1} / {:.3}",
-                    k.viewport_update_us, k.viewport_resize_us, k.viewport_transform_us
+                    "{:.5} / {:.3} / {:.5}",
+                    k.viewport_update_us / 1000.0,
+                    k.viewport_resize_us / 1000.0,
+                    k.viewport_transform_us / 1000.0
                 ),
             ],
         );

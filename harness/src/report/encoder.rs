@@ -108,22 +108,22 @@ fn baseline_section(out: &mut String, p: &PointResult) {
             super::format::ms(s.p99(), 2)
         )),
     );
-    let _ = writeln!(out, "#### Span percentiles (baseline point, µs)\n");
+    let _ = writeln!(out, "#### Span percentiles (baseline point, ms)\n");
     out.push_str("| Span | Count | p50 | p90 | p99 | p99.9 | Max |\n");
     out.push_str("|------|-------|-----|-----|-----|-------|-----|\n");
     for s in SPANS {
         if let Some(st) = p.spans.get(s.name) {
-            let us = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
+            let ms = |v: Option<f64>| super::format::ms(v, 3);
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {:.1} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 s.name,
                 st.count,
-                us(st.p50()),
-                us(st.p90()),
-                us(st.p99()),
-                us(st.p999()),
-                st.max_us
+                ms(st.p50()),
+                ms(st.p90()),
+                ms(st.p99()),
+                ms(st.p999()),
+                ms(st.max())
             );
         }
     }

@@ -43,6 +43,55 @@ pub(super) fn span_ms(p: &PointResult, span: &str, f: fn(&SpanStats) -> Option<f
     p.spans.get(span).map_or("-".to_string(), |s| ms(f(s), 2))
 }
 
+/// A table's first columns for its points: one per axis, headed by the axis's setting (its
+/// path's last part; the whole path where two would read the same), and the line under them;
+/// `Point` where the suite has no axis.
+pub(super) fn axis_header(r: &Results) -> (String, String) {
+    let paths: Vec<&str> = r
+        .points
+        .first()
+        .map(|p| p.axes.iter().map(|a| a.path.as_str()).collect())
+        .unwrap_or_default();
+    if paths.is_empty() {
+        return ("| Point |".to_string(), "|-------|".to_string());
+    }
+    // The last part of the path, or the last two where the last says little alone.
+    let short = |p: &str| {
+        let mut parts = p.rsplit('.');
+        let last = parts.next().unwrap_or(p);
+        match parts.next() {
+            Some(before) if ["enabled", "min", "mode"].contains(&last) => {
+                format!("{before}.{last}")
+            }
+            _ => last.to_string(),
+        }
+    };
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            let s = short(p);
+            if paths.iter().filter(|q| short(q) == s).count() > 1 {
+                p.to_string()
+            } else {
+                s
+            }
+        })
+        .collect();
+    (
+        format!("| {} |", names.join(" | ")),
+        format!("|{}", "---|".repeat(names.len())),
+    )
+}
+
+/// A point's cells under [`axis_header`]: its axes' values (its id where it has none).
+pub(super) fn axis_row(p: &PointResult) -> String {
+    if p.axes.is_empty() {
+        return format!("| {} |", p.id);
+    }
+    let values: Vec<String> = p.axes.iter().map(|a| a.value.replace('|', "/")).collect();
+    format!("| {} |", values.join(" | "))
+}
+
 /// A ratio of paired runs with its 95% interval, judged: "1.02 (0.97–1.06): no measurable
 /// difference" where the interval holds 1, the ratio and its interval where it does not, and
 /// "not judged" where there are not two pairs to bootstrap (older results kept no pairs).

@@ -29,15 +29,16 @@ pub(super) fn point_spans(out: &mut String, r: &Results) {
         ],
     };
     let _ = writeln!(out, "### Span percentiles per point (ms)\n");
-    out.push_str("| Point |");
+    let (axes, under) = super::format::axis_header(r);
+    out.push_str(&axes);
     for (span, stat, _) in &columns {
         let _ = write!(out, " {span} {stat} |");
     }
-    out.push_str("\n|-------|");
+    let _ = write!(out, "\n{under}");
     out.push_str(&"------|".repeat(columns.len()));
     out.push('\n');
     for p in &r.points {
-        let _ = write!(out, "| {} |", p.id);
+        out.push_str(&super::format::axis_row(p));
         for (span, _, f) in &columns {
             let cell = p
                 .spans

@@ -31,15 +31,16 @@ pub(super) fn stage_cpu(out: &mut String, r: &Results) {
             ""
         }
     );
-    let _ = write!(out, "| Point |");
+    let (axes, under) = super::format::axis_header(r);
+    out.push_str(&axes);
     for s in &shown {
         let _ = write!(out, " {s} |");
     }
-    out.push_str(" Total CPU | Process | Covered | Wall |\n|-------|");
+    let _ = write!(out, " Total CPU | Process | Covered | Wall |\n{under}");
     out.push_str(&"---:|".repeat(shown.len() + 4));
     out.push('\n');
     for p in r.points.iter().filter(|p| !p.stage_cpu_ms.is_empty()) {
-        let _ = write!(out, "| {} |", p.id);
+        out.push_str(&super::format::axis_row(p));
         for s in &shown {
             match p.stage_cpu_ms.get(*s) {
                 Some(ms) => {
