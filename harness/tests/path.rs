@@ -233,6 +233,9 @@ fn a_point_with_players_measures_delivery_latency_and_join() {
     assert_eq!(run.spans["e2e"].count, 45 * 3);
     assert_eq!(run.spans["relay"].count, 45 * 3);
     assert_eq!(run.unmatched_marks, 0);
+    // And the players' ledger says so: 3 × 45 sent, all delivered.
+    let l = net.ledger.as_ref().expect("the players' ledger");
+    assert_eq!((l.players, l.sent, l.delivered, l.dropped), (3, 45, 135, 0));
 }
 
 #[test]

@@ -93,6 +93,23 @@ fn results_that_add_up_pass_and_each_planted_violation_is_named() {
             && found.iter().any(|f| f.contains("dropped by reason + lost")),
         "{found:?}"
     );
+    // A player's frame that neither arrived nor was dropped.
+    let found = plant(&|p| {
+        p.figures.network = Some(
+            serde_json::from_value(serde_json::json!({
+                "players": 2, "sent_kbps": 1.0, "delivered_kbps": 1.0, "players_realtime": 2,
+                "late_join_ms": null, "late_first_frame_key": null, "publisher_dropped": 0,
+                "reconnects": 0, "server_dropped": 0,
+                "ledger": { "players": 2, "sent": 90, "delivered": 179, "dropped": 0 }
+            }))
+            .unwrap(),
+        )
+    });
+    assert!(
+        found[0].contains("per player: sent = delivered + dropped")
+            && found[0].contains("1 unaccounted"),
+        "{found:?}"
+    );
     // A full run with one run a point.
     let found = plant(&|p| p.repetitions.truncate(1));
     assert!(

@@ -283,6 +283,34 @@ pub struct NetworkFigures {
     /// delivery rate, media queued unsent and its peak, send rate); None in older results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<streamer::adapt::network::NetQuality>,
+    /// Every frame the publisher sent over the window, to every player, accounted for
+    /// (None in older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<PlayerLedger>,
+}
+
+/// The players' frames over a window, accounted for: each player that played through it was
+/// sent every frame the publisher sent, and either received it or the server dropped it for
+/// being slow (`players × sent = delivered + dropped`; a run's players have received every
+/// frame sent before its counters are read). The player who joins during the window is left
+/// out, but the server's drops are its whole count, so drops for that player would show.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlayerLedger {
+    /// Players that played through the window.
+    pub players: u64,
+    /// Frames the publisher sent.
+    pub sent: u64,
+    /// Frames those players received, together.
+    pub delivered: u64,
+    /// Frames the server dropped for slow players.
+    pub dropped: u64,
+}
+
+impl PlayerLedger {
+    /// Frames sent to players and neither received nor dropped: 0 when it adds up.
+    pub fn unaccounted(&self) -> i64 {
+        (self.players * self.sent) as i64 - self.delivered as i64 - self.dropped as i64
+    }
 }
 
 /// Every span's histograms of `maps` added together (exact: the percentiles of every frame of
@@ -426,6 +454,16 @@ fn aggregate_network(runs: &[&Figures]) -> Option<NetworkFigures> {
         server_cpu_percent: median_of(&nets, |n| n.server_cpu_percent),
         players_cpu_percent: median_of(&nets, |n| n.players_cpu_percent),
         quality: network_quality(&nets),
+        ledger: nets
+            .iter()
+            .map(|n| n.ledger.clone())
+            .collect::<Option<Vec<_>>>()
+            .map(|all| PlayerLedger {
+                players: all.first().map_or(0, |l| l.players),
+                sent: all.iter().map(|l| l.sent).sum(),
+                delivered: all.iter().map(|l| l.delivered).sum(),
+                dropped: all.iter().map(|l| l.dropped).sum(),
+            }),
     })
 }
 

@@ -3,7 +3,9 @@
 //! samplers ([`stream_window`]), and every counter read again once the stream is finished,
 //! into the window's [`Figures`] ([`collect`]).
 
-use super::figures::{CoreFigures, Figures, FrameLedger, NetworkFigures, PipelineFigures, STAGES};
+use super::figures::{
+    CoreFigures, Figures, FrameLedger, NetworkFigures, PipelineFigures, PlayerLedger, STAGES,
+};
 use super::load::Around;
 use super::samplers::{StopOnDrop, sample_link, sample_quota};
 use super::{PointJob, PointRun, RunError};
@@ -94,6 +96,8 @@ struct NetStart {
     players: Vec<PlayerReport>,
     sink: SinkStats,
     wire_bytes: u64,
+    /// The server's player frames dropped so far.
+    server_dropped: u64,
     server_cpu_s: f64,
     players_cpu_s: f64,
 }
@@ -142,6 +146,9 @@ impl Start {
                 players,
                 sink,
                 wire_bytes,
+                server_dropped: relay.map_or(0, |r| {
+                    r.server.stats().frames_dropped.load(Ordering::Relaxed)
+                }),
                 server_cpu_s,
                 players_cpu_s,
             },
@@ -393,6 +400,16 @@ fn network_after(
     let receivers = (after.len() + late.len()).max(1) as f64;
     n.wire_kbps_per_player = wire as f64 * 8.0 / wall_s / 1000.0 / receivers;
     let percent = |s: f64| Some(s / wall_s * 100.0);
+    n.ledger = Some(PlayerLedger {
+        players: after.len() as u64,
+        sent: summary.sink.frames_sent - start.sink.frames_sent,
+        delivered: after
+            .iter()
+            .zip(&start.players)
+            .map(|(a, b)| a.frames - b.frames)
+            .sum(),
+        dropped: relay.server.stats().frames_dropped.load(Ordering::Relaxed) - start.server_dropped,
+    });
     n.quality = summary.network;
     n.server_cpu_percent = percent(server_s);
     n.players_cpu_percent = percent(players_s);
@@ -459,6 +476,7 @@ fn network_figures(
         server_cpu_percent: None,
         players_cpu_percent: None,
         quality: None,
+        ledger: None,
     }
 }
 

@@ -154,6 +154,21 @@ fn point_v2(p: &PointResult, full: bool) -> Vec<(&'static str, String)> {
             }
         }
     }
+    if let Some(l) = p.network.as_ref().and_then(|n| n.ledger.as_ref())
+        && l.unaccounted() != 0
+    {
+        out.push((
+            "per player: sent = delivered + dropped",
+            format!(
+                "{} players × {} sent ≠ {} delivered + {} dropped ({} unaccounted)",
+                l.players,
+                l.sent,
+                l.delivered,
+                l.dropped,
+                l.unaccounted()
+            ),
+        ));
+    }
     if let Some(process) = p.process_cpu_ms {
         let stages: f64 = p.stage_cpu_ms.values().sum();
         if stages > process * (1.0 + CPU_SLACK) {
