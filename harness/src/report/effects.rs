@@ -15,16 +15,18 @@ use std::collections::BTreeMap;
 /// ranges are the runs' own luck.
 pub const MIN_SHIFT: f64 = 0.03;
 
-/// A figure of one run.
-type Figure = fn(&Repetition) -> f64;
+/// A figure of one run (None where the run did not measure it).
+type Figure = fn(&Repetition) -> Option<f64>;
 
-/// The figures judged, from each run's.
-const FIGURES: [(&str, Figure); 5] = [
-    ("fps", |r| r.fps),
-    ("CPU", |r| r.cpu_percent),
-    ("memory", |r| r.rss_bytes as f64),
-    ("bitrate", |r| r.bitrate_kbps),
-    ("drops", |r| r.dropped_frames as f64),
+/// The figures judged, from each run's (join time and latency where players were measured).
+const FIGURES: [(&str, Figure); 7] = [
+    ("fps", |r| Some(r.fps)),
+    ("CPU", |r| Some(r.cpu_percent)),
+    ("memory", |r| Some(r.rss_bytes as f64)),
+    ("bitrate", |r| Some(r.bitrate_kbps)),
+    ("drops", |r| Some(r.dropped_frames as f64)),
+    ("join time", |r| r.join_ms),
+    ("latency", |r| r.latency_ms),
 ];
 
 /// One axis and what it did.
@@ -85,8 +87,16 @@ fn moved_by(r: &Results, i: usize) -> Vec<&'static str> {
     FIGURES
         .iter()
         .filter(|(_, of)| {
-            let moved = groups.iter().filter(|g| group_moved(g, *of)).count();
-            !groups.is_empty() && moved * 2 >= groups.len()
+            // Only the groups whose every run measured the figure.
+            let judged: Vec<_> = groups
+                .iter()
+                .filter(|g| {
+                    g.iter()
+                        .all(|p| p.repetitions.iter().all(|r| of(r).is_some()))
+                })
+                .collect();
+            let moved = judged.iter().filter(|g| group_moved(g, *of)).count();
+            !judged.is_empty() && moved * 2 >= judged.len()
         })
         .map(|(name, _)| *name)
         .collect()
@@ -97,7 +107,7 @@ fn group_moved(group: &[&PointResult], of: Figure) -> bool {
     let stats: Vec<(f64, f64, f64)> = group
         .iter()
         .map(|p| {
-            let mut v: Vec<f64> = p.repetitions.iter().map(of).collect();
+            let mut v: Vec<f64> = p.repetitions.iter().filter_map(of).collect();
             v.sort_by(f64::total_cmp);
             (v[0], crate::stats::median(&v), v[v.len() - 1])
         })
@@ -217,6 +227,8 @@ mod tests {
                 rss_bytes: 1 << 20,
                 dropped_frames: 0,
                 bitrate_kbps: 1000.0,
+                join_ms: None,
+                latency_ms: None,
             })
             .collect();
         p
@@ -258,5 +270,39 @@ mod tests {
         }
         assert!(effects(&r).is_none());
         assert!(line(&r, None, "x").contains("not judged (1 run a point)"));
+    }
+
+    #[test]
+    fn join_time_and_latency_are_judged_where_every_run_measured_them() {
+        let mut r: Results = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/results-sample.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        // `a` (a GOP cache, say) moves only the late joiner's wait; `b` moves nothing.
+        let mut points = vec![
+            point(["on", "x"], [30.0, 30.0, 30.0]),
+            point(["on", "y"], [30.0, 30.0, 30.0]),
+            point(["off", "x"], [30.0, 30.0, 30.0]),
+            point(["off", "y"], [30.0, 30.0, 30.0]),
+        ];
+        for (k, p) in points.iter_mut().enumerate() {
+            for (j, rep) in p.repetitions.iter_mut().enumerate() {
+                rep.join_ms = Some(if k < 2 { 1.0 } else { 900.0 } + j as f64);
+                rep.latency_ms = Some(4.0 + j as f64 * 0.1);
+            }
+        }
+        r.points = points.clone();
+        let e = effects(&r).unwrap();
+        assert_eq!(e[0].moved, ["join time"]);
+        assert!(e[1].moved.is_empty(), "{e:?}");
+        // A run that did not measure it leaves its group unjudged for that figure.
+        points[2].repetitions[0].join_ms = None;
+        points[3].repetitions[0].join_ms = None;
+        r.points = points;
+        assert!(effects(&r).unwrap()[0].moved.is_empty());
     }
 }

@@ -117,6 +117,15 @@ pub fn ms(us: Option<f64>, decimals: usize) -> String {
     })
 }
 
+/// A span's tail as its samples allow: "p99 X ms" from 500 samples, else "p90 X ms" from 50,
+/// else "p90 — ms" (the percentile rule: at least 5 samples beyond the percentile).
+pub fn tail_ms(s: &crate::record::SpanStats, decimals: usize) -> String {
+    match (s.p99(), s.p90()) {
+        (Some(p99), _) => format!("p99 {} ms", ms(Some(p99), decimals)),
+        (None, p90) => format!("p90 {} ms", ms(p90, decimals)),
+    }
+}
+
 /// The line under every table's heading: the commit and machine it was measured on, and when.
 pub(super) fn measured_on(out: &mut String, r: &Results) {
     let _ = writeln!(

@@ -46,10 +46,7 @@ pub(super) fn pipeline_table(out: &mut String, r: &Results) {
             notes.push(format!("bufferHealth {:.2}", pf.buffer_health));
         }
         if let Some(t) = p.spans.get("frame:total") {
-            notes.push(format!(
-                "frame total p99 {} ms",
-                super::format::ms(t.p99(), 1)
-            ));
+            notes.push(format!("frame total {}", super::format::tail_ms(t, 1)));
         }
         if let Some(t) = p.spans.get("pipeline:process") {
             notes.push(format!("process p50 {} ms", super::format::ms(t.p50(), 2)));

@@ -71,6 +71,12 @@ impl PointResult {
                     rss_bytes: r.rss_bytes,
                     dropped_frames: r.dropped_frames,
                     bitrate_kbps: r.bitrate_kbps,
+                    join_ms: r.network.as_ref().and_then(|n| n.late_join_ms),
+                    latency_ms: r
+                        .spans
+                        .get("e2e")
+                        .and_then(|s| s.p50())
+                        .map(|us| us / 1000.0),
                 })
                 .collect(),
         }

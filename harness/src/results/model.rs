@@ -93,6 +93,12 @@ pub struct Repetition {
     pub rss_bytes: u64,
     pub dropped_frames: u64,
     pub bitrate_kbps: f64,
+    /// The late joiner's wait for its first frame, ms (runs with players; None before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_ms: Option<f64>,
+    /// Glass-to-player latency (the `e2e` span's p50), ms (runs with players; None before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
 }
 
 /// Measurements taken side by side in one run.
