@@ -291,9 +291,11 @@ pub struct NetworkFigures {
 
 /// The players' frames over a window, accounted for: each player that played through it was
 /// sent every frame the publisher sent, and either received it or the server dropped it for
-/// being slow (`players × sent = delivered + dropped`; a run's players have received every
-/// frame sent before its counters are read). The player who joins during the window is left
-/// out, but the server's drops are its whole count, so drops for that player would show.
+/// being slow; a run's players have received every frame sent before its counters are read.
+/// Frames sent just before the window and still on their way when it opened (a shaped link
+/// holds some) arrive in it, so `delivered + dropped = players × sent + in flight at the
+/// start`: a frame lost shows as fewer, never more. The player who joins during the window is
+/// left out, but the server's drops are its whole count, so drops for that player would show.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlayerLedger {
     /// Players that played through the window.
@@ -307,7 +309,8 @@ pub struct PlayerLedger {
 }
 
 impl PlayerLedger {
-    /// Frames sent to players and neither received nor dropped: 0 when it adds up.
+    /// Frames sent to players and neither received nor dropped: at most 0 when it adds up
+    /// (below 0 by the frames in flight when the window opened).
     pub fn unaccounted(&self) -> i64 {
         (self.players * self.sent) as i64 - self.delivered as i64 - self.dropped as i64
     }

@@ -155,10 +155,10 @@ fn point_v2(p: &PointResult, full: bool) -> Vec<(&'static str, String)> {
         }
     }
     if let Some(l) = p.network.as_ref().and_then(|n| n.ledger.as_ref())
-        && l.unaccounted() != 0
+        && l.unaccounted() > 0
     {
         out.push((
-            "per player: sent = delivered + dropped",
+            "per player: sent = delivered + dropped (+ in flight at the start)",
             format!(
                 "{} players × {} sent ≠ {} delivered + {} dropped ({} unaccounted)",
                 l.players,
