@@ -43,6 +43,17 @@ fn rules(r: &Results) -> Vec<(String, &'static str)> {
         .collect()
 }
 
+/// A point's network figures: 2 players, 90 frames sent, `delivered` received between them.
+fn two_players_sent_90_got(delivered: u64) -> harness::point::NetworkFigures {
+    serde_json::from_value(serde_json::json!({
+        "players": 2, "sent_kbps": 1.0, "delivered_kbps": 1.0, "players_realtime": 2,
+        "late_join_ms": null, "late_first_frame_key": null, "publisher_dropped": 0,
+        "reconnects": 0, "server_dropped": 0,
+        "ledger": { "players": 2, "sent": 90, "delivered": delivered, "dropped": 0 }
+    }))
+    .unwrap()
+}
+
 #[test]
 fn results_that_add_up_pass_and_each_planted_violation_is_named() {
     let r = good();
@@ -94,17 +105,7 @@ fn results_that_add_up_pass_and_each_planted_violation_is_named() {
         "{found:?}"
     );
     // A player's frame that neither arrived nor was dropped.
-    let found = plant(&|p| {
-        p.figures.network = Some(
-            serde_json::from_value(serde_json::json!({
-                "players": 2, "sent_kbps": 1.0, "delivered_kbps": 1.0, "players_realtime": 2,
-                "late_join_ms": null, "late_first_frame_key": null, "publisher_dropped": 0,
-                "reconnects": 0, "server_dropped": 0,
-                "ledger": { "players": 2, "sent": 90, "delivered": 179, "dropped": 0 }
-            }))
-            .unwrap(),
-        )
-    });
+    let found = plant(&|p| p.figures.network = Some(two_players_sent_90_got(179)));
     assert!(
         found[0].contains("per player: sent = delivered + dropped")
             && found[0].contains("1 unaccounted"),
@@ -112,17 +113,7 @@ fn results_that_add_up_pass_and_each_planted_violation_is_named() {
     );
     // Frames in flight when the window opened arrive in it: more received than sent is not a
     // loss.
-    let found = plant(&|p| {
-        p.figures.network = Some(
-            serde_json::from_value(serde_json::json!({
-                "players": 2, "sent_kbps": 1.0, "delivered_kbps": 1.0, "players_realtime": 2,
-                "late_join_ms": null, "late_first_frame_key": null, "publisher_dropped": 0,
-                "reconnects": 0, "server_dropped": 0,
-                "ledger": { "players": 2, "sent": 90, "delivered": 182, "dropped": 0 }
-            }))
-            .unwrap(),
-        )
-    });
+    let found = plant(&|p| p.figures.network = Some(two_players_sent_90_got(182)));
     assert!(found.is_empty(), "{found:?}");
     // A full run with one run a point.
     let found = plant(&|p| p.repetitions.truncate(1));

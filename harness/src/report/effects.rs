@@ -234,16 +234,21 @@ mod tests {
         p
     }
 
-    #[test]
-    fn an_axis_moves_a_figure_only_beyond_the_runs_spread() {
-        let mut r: Results = serde_json::from_str(
+    /// The test data's results, whose points each test replaces.
+    fn sample() -> Results {
+        serde_json::from_str(
             &std::fs::read_to_string(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/tests/data/results-sample.json"
             ))
             .unwrap(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn an_axis_moves_a_figure_only_beyond_the_runs_spread() {
+        let mut r = sample();
         // `a` doubles fps; `b` moves it within the runs' spread.
         r.points = vec![
             point(["1", "x"], [100.0, 101.0, 99.0]),
@@ -274,14 +279,7 @@ mod tests {
 
     #[test]
     fn join_time_and_latency_are_judged_where_every_run_measured_them() {
-        let mut r: Results = serde_json::from_str(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/data/results-sample.json"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let mut r = sample();
         // `a` (a GOP cache, say) moves only the late joiner's wait; `b` moves nothing.
         let mut points = vec![
             point(["on", "x"], [30.0, 30.0, 30.0]),
