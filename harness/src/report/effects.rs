@@ -147,6 +147,68 @@ pub fn shown(r: &Results, effects: Option<&[AxisEffect]>) -> Results {
     out
 }
 
+/// The most rows a suite's table shows in the main report; a longer one is narrowed to one
+/// value of one axis ([`narrowed`]) and its every row stays in the detail page.
+pub const MAIN_ROWS: usize = 24;
+
+/// `r`'s points narrowed for the main report when more than [`MAIN_ROWS`]: held at the first
+/// value of the axis that moved the fewest figures (then the one that keeps the most rows)
+/// among those that bring the table within [`MAIN_ROWS`]; with the line that says so. `r`
+/// unchanged and no line where it fits, or where no single axis brings it within.
+pub fn narrowed(
+    r: &Results,
+    effects: Option<&[AxisEffect]>,
+    details: &str,
+) -> (Results, Option<String>) {
+    let Some(first) = r.points.first().filter(|_| r.points.len() > MAIN_ROWS) else {
+        return (r.clone(), None);
+    };
+    let moved = |path: &str| {
+        effects
+            .and_then(|es| es.iter().find(|e| e.path == path))
+            .map(|e| e.moved.clone())
+            .unwrap_or_default()
+    };
+    let held = |path: &str, value: &str| -> Vec<PointResult> {
+        r.points
+            .iter()
+            .filter(|p| {
+                p.axes
+                    .iter()
+                    .find(|a| a.path == path)
+                    .is_none_or(|a| a.value == value)
+            })
+            .cloned()
+            .collect()
+    };
+    let best = first
+        .axes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| varies(r, *i))
+        .map(|(_, a)| (a, held(&a.path, &a.value)))
+        .filter(|(_, kept)| kept.len() <= MAIN_ROWS)
+        .min_by_key(|(a, kept)| (moved(&a.path).len(), std::cmp::Reverse(kept.len())));
+    let Some((axis, kept)) = best else {
+        return (r.clone(), None);
+    };
+    let what = match moved(&axis.path) {
+        m if m.is_empty() => "no figure measurably".to_string(),
+        m => m.join(", "),
+    };
+    let line = format!(
+        "**Shown here:** the {} of {} rows at `{}` = {} (of the swept settings, it moves the \
+         fewest figures: {what}); every row is in [the details]({details}).\n",
+        kept.len(),
+        r.points.len(),
+        axis.path,
+        axis.value,
+    );
+    let mut out = r.clone();
+    out.points = kept;
+    (out, Some(line))
+}
+
 /// The line under a suite's table in the main report: what each axis moved, which moved
 /// nothing, or why none was judged.
 pub fn line(r: &Results, effects: Option<&[AxisEffect]>, details: &str) -> String {
@@ -302,5 +364,36 @@ mod tests {
         points[3].repetitions[0].join_ms = None;
         r.points = points;
         assert!(effects(&r).unwrap()[0].moved.is_empty());
+    }
+
+    #[test]
+    fn a_long_table_is_held_at_the_axis_that_moves_the_fewest_figures() {
+        let mut r = sample();
+        // 5 × 6 = 30 rows: `a` doubles fps at each step, `b` moves nothing.
+        r.points = (1..=5)
+            .flat_map(|a| {
+                (0..6).map(move |b| {
+                    let f = 100.0 * f64::from(a);
+                    point([&a.to_string(), &b.to_string()], [f, f + 1.0, f - 1.0])
+                })
+            })
+            .collect();
+        let e = effects(&r).unwrap();
+        let (shown, line) = narrowed(&r, Some(&e), "d.md");
+        assert_eq!(
+            shown.points.len(),
+            5,
+            "held at b = 0: one row per value of a"
+        );
+        assert!(shown.points.iter().all(|p| p.axes[1].value == "0"));
+        let line = line.unwrap();
+        assert!(line.contains("the 5 of 30 rows at `b` = 0"), "{line}");
+        assert!(line.contains("no figure measurably"), "{line}");
+        r.points.truncate(MAIN_ROWS);
+        assert_eq!(
+            narrowed(&r, Some(&e), "d.md").1,
+            None,
+            "a table that fits stays whole"
+        );
     }
 }

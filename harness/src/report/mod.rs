@@ -69,10 +69,10 @@ pub struct Pages {
 /// `latest.json`: what is committed), drawing its plots into `root/plots/`.
 ///
 /// The main page answers first, then shows each suite's table (its rows at the first value
-/// of any setting with no measurable effect, see [`effects`]), the effects line and its plots
-/// beside it; diagnosis grouped by cause; the gate's resolution and the soak. Each suite's
-/// detail page has every row, the percentiles per point, where the CPU goes, the
-/// comparisons, and every diagnosis line.
+/// of any setting with no measurable effect, and within [`effects::MAIN_ROWS`] rows, see
+/// [`effects::narrowed`]), the effects line and its plots beside it; diagnosis grouped by
+/// cause; the gate's resolution and the soak. Each suite's detail page has every row, the
+/// percentiles per point, where the CPU goes, the comparisons, and every diagnosis line.
 pub fn build(root: &Path, full_only: bool) -> Pages {
     let mut loaded = Vec::new();
     let mut missing = Vec::new();
@@ -102,13 +102,16 @@ pub fn build(root: &Path, full_only: bool) -> Pages {
     for (r, full) in &sections {
         let effects = effects::effects(r);
         let link = format!("{}/REPORT.md", r.suite);
-        out.push_str(&first_table(&suite_section(&effects::shown(
-            r,
-            effects.as_deref(),
-        ))));
+        let shown = effects::shown(r, effects.as_deref());
+        let (shown, narrowed) = effects::narrowed(&shown, effects.as_deref(), &link);
+        out.push_str(&first_table(&suite_section(&shown)));
         out.push('\n');
         out.push_str(&effects::line(r, effects.as_deref(), &link));
         out.push('\n');
+        if let Some(line) = narrowed {
+            out.push_str(&line);
+            out.push('\n');
+        }
         for p in plots.iter().filter(|p| p.suite == r.suite) {
             let _ = writeln!(out, "![{}](plots/{})\n", p.caption, p.file);
         }
