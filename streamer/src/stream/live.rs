@@ -43,6 +43,9 @@ impl PipelineStats {
 
 /// State the pipeline's threads share.
 pub(super) struct Shared {
+    /// The source's audio packets read so far and not yet sent (the render thread adds, the
+    /// sending side takes them before each video packet).
+    pub(super) audio: std::sync::Mutex<Vec<crate::source::AudioPacket>>,
     pub(super) pool: BufferPool,
     pub(super) drops: DropCounters,
     pub(super) pool_copies: AtomicU64,

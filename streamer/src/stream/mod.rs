@@ -33,7 +33,7 @@ use crate::pipeline::worker::{self, WorkerCounters, WorkerSettings};
 use crate::pipeline::{Done, DropCounters, Drops, Reorder, RssWatch};
 use crate::probe::{Point, Probe};
 use crate::render::{RenderError, Renderer};
-use crate::source::Scene;
+use crate::source::Source;
 use capture::Capture;
 pub use interrupt::Interrupt;
 use live::Shared;
@@ -47,17 +47,37 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Settings this stream has nothing to act on, each said as such: the hardware decoder and
-/// scaler (`encoder.hwaccel.decode`, `.scaling`) act on a decoded input, and the synthetic
-/// source is drawn, not decoded.
-fn no_effect(cfg: &StreamConfig) -> Vec<String> {
+/// scaler (`encoder.hwaccel.decode`, `.scaling`) act on a decoded input; the synthetic source
+/// is drawn, not decoded, and a file is decoded and scaled in software (libavcodec, swscale).
+fn no_effect(cfg: &StreamConfig, decodes: bool) -> Vec<String> {
     let h = &cfg.encoder.hwaccel;
     [("decode", h.decode), ("scaling", h.scaling)]
         .into_iter()
-        .filter(|(_, on)| on.is_some())
-        .map(|(what, _)| {
-            format!("encoder.hwaccel.{what}: no effect: nothing is decoded (a synthetic source)")
+        .filter_map(|(what, on)| match (on, decodes) {
+            (None, _) | (Some(false), true) => None,
+            (Some(_), false) => Some(format!(
+                "encoder.hwaccel.{what}: no effect: nothing is decoded (a synthetic source)"
+            )),
+            (Some(true), true) => Some(format!(
+                "encoder.hwaccel.{what} = true: done in software (libavcodec, swscale): no \
+                 hardware {what} path is built"
+            )),
         })
         .collect()
+}
+
+/// `cfg` as a stream runs it: with a file source, at the file's own frame rate (which
+/// replaces `core.viewport.fps`). What sets up beside a stream (players that count frames by
+/// their timestamps, the diagnosis) reads this one.
+///
+/// # Errors
+/// The source's file cannot be read.
+pub fn effective_config(cfg: &StreamConfig) -> Result<StreamConfig, StreamError> {
+    let mut out = cfg.clone();
+    if let Some(fps) = Source::own_fps(&cfg.source)? {
+        out.core.viewport.fps = fps;
+    }
+    Ok(out)
 }
 
 /// How frames are clocked.
@@ -108,6 +128,8 @@ pub enum StreamError {
     Core(#[from] CoreError),
     #[error(transparent)]
     Render(#[from] RenderError),
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
 }
 
 /// Counters of a stream so far.
@@ -155,7 +177,9 @@ pub struct Summary {
 pub struct Stream<'p, P: Probe> {
     cfg: StreamConfig,
     probe: &'p P,
-    scene: Scene,
+    source: Source,
+    /// What opening the source found (the file, its rate, a viewport rate it replaced).
+    source_notes: Vec<String>,
     core: Core,
     renderer: Renderer,
     encoder: Encoder,
@@ -181,10 +205,19 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
     /// created.
     pub fn open(cfg: &StreamConfig, output: &Output, probe: &'p P) -> Result<Self, StreamError> {
         cfg.validate()?;
+        let source = Source::open(
+            &cfg.source,
+            cfg.core.viewport.width,
+            cfg.core.viewport.height,
+        )?;
+        let source_notes = source.notes(&cfg.source, cfg.core.viewport.fps);
+        // A file runs at its own rate.
+        let mut cfg = cfg.clone();
+        cfg.core.viewport.fps = source.fps().unwrap_or(cfg.core.viewport.fps);
+        let cfg = &cfg;
         let v = &cfg.core.viewport;
         let p = &cfg.pipeline;
         probe.mark(Point::RenderSetupStart, 0);
-        let scene = Scene::new(v.width, v.height);
         let mut core = Core::new(&cfg.core)?;
         let (renderer, render_threads) = crate::clock::started_by(|| crate::render::open(cfg));
         let renderer = renderer?;
@@ -200,7 +233,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         // Slots are made on first need and kept: a live stream whose queue stays short holds
         // only the few it uses.
         let pool = BufferPool::new(v.width, v.height, slots, p.buffer_pool);
-        let sink = output::open(output, &encoder)?;
+        let sink = output::open(output, &encoder, source.audio())?;
         let network = sink.net_quality();
         let epoch = std::time::Instant::now();
         let adapting = send::Adapting::of(cfg, network.clone(), epoch);
@@ -214,7 +247,8 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         Ok(Stream {
             cfg: cfg.clone(),
             probe,
-            scene,
+            source,
+            source_notes,
             core,
             renderer,
             encoder,
@@ -245,6 +279,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 epoch,
                 stop: std::sync::atomic::AtomicBool::new(false),
                 network,
+                audio: std::sync::Mutex::new(Vec::new()),
             }),
             adapting,
             scaling: quality_scaling,
@@ -271,8 +306,8 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         // At most one frame per worker outside the queue: the rest wait in the queue.
         let reorder: Reorder<Slot> = Reorder::new(workers, workers);
         let abort = AtomicBool::new(false);
-        let (probe, shared, scene) = (self.probe, &self.shared, &self.scene);
-        let stage = (&mut self.core, &mut self.renderer);
+        let (probe, shared) = (self.probe, &self.shared);
+        let stage = (&mut self.source, &mut self.core, &mut self.renderer);
         let (encoder, sink, counters) = (&mut self.encoder, &mut self.sink, &mut self.counters);
         let adapting = &mut self.adapting;
         let scaling = &mut self.scaling;
@@ -301,7 +336,6 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                     let _close = CloseOnExit(queue, &shared.gate);
                     let _cpu = stage_cpu::ThreadClock::start(&shared.cpu.render_ns);
                     let capture = Capture {
-                        scene,
                         shared,
                         queue,
                         probe,
@@ -356,7 +390,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 .map_err(|_| StreamError::Pipeline("the renderer panicked".into()))?;
             counters.captured += captured.0;
             result?;
-            captured.1.map_err(StreamError::from)
+            captured.1
         })?;
         Ok(())
     }
@@ -417,7 +451,12 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         self.shared.cpu.snapshot(&self.render_threads)
     }
 
-    /// The configuration the stream runs.
+    /// What the source has done so far (pictures decoded, a file's loops).
+    pub fn source_stats(&self) -> crate::source::SourceStats {
+        self.source.stats()
+    }
+
+    /// The configuration the stream runs (with a file source, at the file's frame rate).
     pub fn config(&self) -> &StreamConfig {
         &self.cfg
     }
@@ -429,11 +468,11 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
     pub fn finish(mut self) -> Result<Summary, StreamError> {
         let mut failed = None;
         let (probe, sink, counters) = (self.probe, &mut self.sink, &mut self.counters);
-        let cpu = &self.shared.cpu;
+        let shared = &*self.shared;
         {
-            let _cpu = stage_cpu::ThreadClock::start(&cpu.encode_ns);
+            let _cpu = stage_cpu::ThreadClock::start(&shared.cpu.encode_ns);
             self.encoder.finish(probe, |p| {
-                deliver(probe, sink, counters, p, &cpu.send_ns, &mut failed)
+                deliver(probe, sink, counters, p, shared, &mut failed)
             })?;
         }
         if let Some(e) = failed {
@@ -463,7 +502,8 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 .notes()
                 .iter()
                 .cloned()
-                .chain(no_effect(&self.cfg))
+                .chain(self.source_notes.iter().cloned())
+                .chain(no_effect(&self.cfg, self.source.decodes()))
                 .collect(),
             network: self.shared.network.as_ref().and_then(|n| n.latest()),
             adaptation: {

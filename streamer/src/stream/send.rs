@@ -14,7 +14,7 @@ use crate::pipeline::buffers::Slot;
 use crate::pipeline::format::Ingest;
 use crate::pipeline::{Done, DropReason, Reorder};
 use crate::probe::{Point, Probe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Where the encoder's loop sends what it encodes, and what it counts.
@@ -237,7 +237,7 @@ impl Send<'_> {
                                 return;
                             }
                             let t = Instant::now();
-                            deliver(probe, sink, counters, pkt, &shared.cpu.send_ns, &mut failed);
+                            deliver(probe, sink, counters, pkt, shared, &mut failed);
                             sending += t.elapsed();
                         })
                         .map_err(StreamError::from)
@@ -300,7 +300,7 @@ impl Send<'_> {
         let mut failed = None;
         let (sink, counters) = (&mut *self.sink, &mut *self.counters);
         self.encoder.finish(probe, |pkt| {
-            deliver(probe, sink, counters, pkt, &shared.cpu.send_ns, &mut failed)
+            deliver(probe, sink, counters, pkt, shared, &mut failed)
         })?;
         if let Some(e) = failed {
             return Err(e.into());
@@ -323,7 +323,7 @@ pub(super) fn deliver<P: Probe>(
     sink: &mut Box<dyn Sink>,
     counters: &mut Counters,
     packet: Packet<'_>,
-    cpu: &AtomicU64,
+    shared: &Shared,
     failed: &mut Option<OutputError>,
 ) {
     if failed.is_some() {
@@ -332,8 +332,14 @@ pub(super) fn deliver<P: Probe>(
     let (id, size, key) = (packet.frame, packet.data().len() as u64, packet.is_key());
     probe.mark(Point::NetworkSendStart, id);
     let sent = {
-        let _cpu = super::stage_cpu::ThreadClock::start(cpu);
-        sink.send(packet)
+        let _cpu = super::stage_cpu::ThreadClock::start(&shared.cpu.send_ns);
+        // The source's sound read so far goes first (it leads the video by the pipeline's
+        // delay at most; players and muxers interleave by timestamp).
+        let audio = std::mem::take(&mut *shared.audio.lock().unwrap_or_else(|e| e.into_inner()));
+        audio
+            .iter()
+            .try_for_each(|a| sink.audio(a))
+            .and_then(|()| sink.send(packet))
     };
     match sent {
         Ok(()) => {

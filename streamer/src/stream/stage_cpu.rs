@@ -15,6 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// CPU seconds per stage since the stream opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageCpu {
+    /// A decoding source (a file) on the render thread: decoding and converting its pictures
+    /// (0 for the synthetic scene, whose drawing counts as render).
+    #[serde(default)]
+    pub decode_s: f64,
     /// The render thread: scene, layout, composition (CPU compositor and its helpers, or the
     /// GPU renderer's submission and readback).
     pub render_s: f64,
@@ -33,6 +37,7 @@ impl StageCpu {
     /// `self − before`, stage by stage (a window's share).
     pub fn since(&self, before: &StageCpu) -> StageCpu {
         StageCpu {
+            decode_s: self.decode_s - before.decode_s,
             render_s: self.render_s - before.render_s,
             workers_s: self.workers_s - before.workers_s,
             encode_s: self.encode_s - before.encode_s,
@@ -45,6 +50,8 @@ impl StageCpu {
 /// The stages' counters the stream's threads add to.
 #[derive(Debug, Default)]
 pub(super) struct CpuCounters {
+    /// The source's decoding, on the render thread (inside `render_ns`'s clock).
+    pub(super) decode_ns: AtomicU64,
     pub(super) render_ns: AtomicU64,
     pub(super) workers_ns: AtomicU64,
     /// The encoder's thread while it runs the encode loop, output included.
@@ -97,9 +104,11 @@ impl CpuCounters {
     pub(super) fn snapshot(&self, render: &BTreeSet<u32>) -> StageCpu {
         let s = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 * 1e-9;
         let send = s(&self.send_ns);
+        let decode = s(&self.decode_ns);
         let x264 = threads_cpu_ns(&self.x264.lock().unwrap_or_else(|e| e.into_inner()));
         StageCpu {
-            render_s: s(&self.render_ns) + threads_cpu_ns(render) as f64 * 1e-9,
+            decode_s: decode,
+            render_s: (s(&self.render_ns) - decode).max(0.0) + threads_cpu_ns(render) as f64 * 1e-9,
             workers_s: s(&self.workers_ns),
             encode_s: (s(&self.encode_ns) - send).max(0.0),
             x264_threads_s: (x264 + self.x264_closed_ns.load(Ordering::Relaxed)) as f64 * 1e-9,
