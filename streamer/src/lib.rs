@@ -30,6 +30,7 @@ pub mod render;
 pub mod rtmp;
 pub mod source;
 pub mod stream;
+pub mod streams;
 
 /// Hits ÷ (hits + misses), 0–1 (0 when nothing was looked up): every cache's hit rate.
 pub fn hit_rate(hits: u64, misses: u64) -> f64 {

@@ -98,6 +98,11 @@ struct RunArgs {
     /// and the address is printed. Loopback by default: give 0.0.0.0:PORT to let others scrape.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+    /// Streams to run at once in this process, each its own source, pipeline, encoder and
+    /// publisher, to its own stream key (s0, s1, …: of the embedded server, with --players
+    /// players each, or of --output's RTMP server). One stream's failure ends that stream only.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    streams: u32,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -306,6 +311,9 @@ fn run(args: RunArgs) -> Result<()> {
     if args.frames == 0 {
         bail!("--frames must be at least 1");
     }
+    if args.streams > 1 {
+        return run_many(&args, &cfg);
+    }
     let v = &cfg.core.viewport;
     let relay = match &args.output {
         Some(_) => None,
@@ -503,4 +511,112 @@ fn report(
         println!("note: {note}");
     }
     Ok(server_dropped)
+}
+
+/// `run --streams N`: N streams at once, each to its own key; one line each, then the whole
+/// process's CPU. Fails when any stream failed (after every other has finished).
+fn run_many(args: &RunArgs, cfg: &StreamConfig) -> Result<()> {
+    if args.metrics.is_some() {
+        bail!("--metrics serves one stream's metrics: run it without --streams");
+    }
+    let n = args.streams as usize;
+    let keys: Vec<String> = (0..n).map(streamer::streams::key).collect();
+    let relay = match &args.output {
+        Some(_) => None,
+        None => Some(
+            LocalRelay::start_keys(
+                &cfg.rtmp,
+                &keys,
+                args.players,
+                cfg.core.viewport.fps,
+                Arc::new(NoProbe),
+            )
+            .context("starting the embedded RTMP server and its players")?,
+        ),
+    };
+    let specs = (0..n)
+        .map(|i| {
+            let output = match (&args.output, &relay) {
+                (Some(o), _) => streamer::streams::output_of(o, i)
+                    .with_context(|| format!("--streams {n} cannot share the file {o}"))?,
+                (None, Some(r)) => Output::Rtmp(r.urls[i].clone()),
+                (None, None) => unreachable!("a relay starts when there is no output"),
+            };
+            Ok(streamer::streams::StreamSpec {
+                config: cfg.clone(),
+                output,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let v = &cfg.core.viewport;
+    eprintln!(
+        "streaming {n} streams of {} frames of {}x{}@{} ({} {}, {} threads each){}",
+        args.frames,
+        v.width,
+        v.height,
+        v.fps,
+        cfg.encoder.preset,
+        args.pacing,
+        cfg.encoder.pipeline.threads,
+        if relay.is_some() {
+            format!(" to the embedded server, {} players each", args.players)
+        } else {
+            String::new()
+        }
+    );
+    let probes: Vec<NoProbe> = (0..n).map(|_| NoProbe).collect();
+    let cpu_before = streamer::clock::process_cpu_ns() as f64 * 1e-9;
+    let started = Instant::now();
+    let outcomes = streamer::streams::run_all(&specs, args.frames, args.pacing, &probes, |_, _| {});
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = (streamer::clock::process_cpu_ns() as f64 * 1e-9 - cpu_before) / secs * 100.0;
+    if let Some(r) = &relay {
+        let most = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok())
+            .map(|(s, _)| s.counters.packets)
+            .max()
+            .unwrap_or(0);
+        r.settle(most, std::time::Duration::from_secs(30));
+    }
+    let mut failed = 0;
+    for (i, o) in outcomes.iter().enumerate() {
+        let key = &keys[i];
+        match o {
+            Ok((s, run_s)) => {
+                let c = s.counters;
+                let players = relay.as_ref().map_or(String::new(), |r| {
+                    let got: Vec<u64> = r.reports_of(i).iter().map(|p| p.frames).collect();
+                    format!(
+                        "; {} players received {}–{} frames",
+                        got.len(),
+                        got.iter().min().unwrap_or(&0),
+                        got.iter().max().unwrap_or(&0)
+                    )
+                });
+                println!(
+                    "{key}: {} frames encoded in {run_s:.2} s ({:.1} fps), {} dropped, {:.0} kbit/s{players}",
+                    c.packets,
+                    c.packets as f64 / run_s.max(1e-9),
+                    c.dropped + s.sink.dropped,
+                    s.bitrate_kbps
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                println!("{key}: failed: {e}");
+            }
+        }
+    }
+    println!(
+        "{n} streams in {secs:.2} s: the process used {cpu:.0}% of a core ({:.0}% a stream)",
+        cpu / n as f64
+    );
+    if let Some(r) = relay {
+        r.stop();
+    }
+    if failed > 0 {
+        bail!("{failed} of {n} streams failed");
+    }
+    Ok(())
 }

@@ -110,9 +110,13 @@ pub fn open(cfg: &StreamConfig) -> Result<Renderer, RenderError> {
         RenderBackend::Auto => match auto(cfg) {
             Ok(g) => (g, None),
             Err(why) => {
-                eprintln!(
-                    "stream-manager: renderer.backend = auto: using the CPU compositor ({why})"
-                );
+                // Said once a process, however many streams it runs.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    eprintln!(
+                        "stream-manager: renderer.backend = auto: using the CPU compositor ({why})"
+                    );
+                });
                 (cpu()?, Some(why.to_string()))
             }
         },

@@ -26,8 +26,12 @@ use std::time::Duration;
 /// streams to when no output is given, so it needs nothing else started.
 pub struct LocalRelay {
     pub server: Server,
+    /// The first stream's address (`live/stream`, or `live/s0` of several).
     pub url: RtmpUrl,
-    players: Option<PlayerLoad>,
+    /// Every stream's address, in order.
+    pub urls: Vec<RtmpUrl>,
+    /// Each stream's players.
+    players: Vec<PlayerLoad>,
 }
 
 /// Why the relay could not start.
@@ -53,36 +57,65 @@ impl LocalRelay {
         fps: u32,
         probe: Arc<P>,
     ) -> Result<Self, RelayError> {
-        // Room for every player asked for, the publisher, and a few more.
+        Self::start_keys(cfg, &["stream".to_string()], players, fps, probe)
+    }
+
+    /// [`LocalRelay::start`] for several streams: `players` players of each of `live/KEY`,
+    /// for every key of `keys`.
+    ///
+    /// # Errors
+    /// The server or the players could not start.
+    pub fn start_keys<P: Probe + Send + Sync + 'static>(
+        cfg: &RtmpConfig,
+        keys: &[String],
+        players: usize,
+        fps: u32,
+        probe: Arc<P>,
+    ) -> Result<Self, RelayError> {
+        // Room for every player asked for, the publishers, and a few more.
         let mut cfg = cfg.clone();
-        let need = u32::try_from(players)
+        let need = u32::try_from((players + 1) * keys.len())
             .unwrap_or(u32::MAX)
             .saturating_add(16);
         cfg.max_connections = cfg.max_connections.max(need);
         let server = Server::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), &cfg, 1, false)?;
-        let url = RtmpUrl {
-            tls: false,
-            host: "127.0.0.1".into(),
-            port: server.local_addr().port(),
-            app: "live".into(),
-            key: "stream".into(),
-        };
-        let load = PlayerLoad::start(&url, players, fps, probe).map_err(RelayError::Players)?;
-        if !load.wait_playing(Duration::from_secs(10)) {
-            let playing = load.reports().iter().filter(|r| r.playing).count();
-            return Err(RelayError::NotPlaying(players - playing, players));
+        let urls: Vec<RtmpUrl> = keys
+            .iter()
+            .map(|key| RtmpUrl {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: server.local_addr().port(),
+                app: "live".into(),
+                key: key.clone(),
+            })
+            .collect();
+        let mut loads = Vec::new();
+        for url in &urls {
+            let load = PlayerLoad::start(url, players, fps, Arc::clone(&probe))
+                .map_err(RelayError::Players)?;
+            if !load.wait_playing(Duration::from_secs(10)) {
+                let playing = load.reports().iter().filter(|r| r.playing).count();
+                return Err(RelayError::NotPlaying(players - playing, players));
+            }
+            loads.push(load);
         }
         Ok(LocalRelay {
             server,
-            url,
-            players: Some(load),
+            url: urls[0].clone(),
+            urls,
+            players: loads,
         })
     }
 
-    /// The players' counters now.
+    /// The players' counters now, every stream's.
     pub fn reports(&self) -> Vec<PlayerReport> {
+        self.players.iter().flat_map(PlayerLoad::reports).collect()
+    }
+
+    /// The players' counters now, of stream `i` (in the order of the keys).
+    pub fn reports_of(&self, i: usize) -> Vec<PlayerReport> {
         self.players
-            .as_ref()
+            .get(i)
             .map(PlayerLoad::reports)
             .unwrap_or_default()
     }
@@ -112,11 +145,10 @@ impl LocalRelay {
     /// Stops the players, then the server; returns the players' final counters and the frames
     /// the server dropped for slow players.
     pub fn stop(mut self) -> (Vec<PlayerReport>, u64) {
-        let reports = self
-            .players
-            .take()
-            .map(PlayerLoad::stop)
-            .unwrap_or_default();
+        let reports = std::mem::take(&mut self.players)
+            .into_iter()
+            .flat_map(PlayerLoad::stop)
+            .collect();
         // Each player's drops are added to the server's count as its connection closes.
         let stats = self.server.stats();
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
