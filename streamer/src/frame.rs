@@ -54,3 +54,23 @@ impl RawPicture {
         [(y, w), (u, w / 2), (v, w / 2)]
     }
 }
+
+/// A YUV420P frame's planes as [`Planes`], to draw into.
+pub fn frame_planes(frame: &mut ffmpeg_next::frame::Video) -> Planes<'_> {
+    let strides = [frame.stride(0), frame.stride(1), frame.stride(2)];
+    // SAFETY: the three planes of a YUV420P frame are separate allocations (or disjoint parts of
+    // one buffer); taking them mutably at once does not alias.
+    let ptrs: [(*mut u8, usize); 3] = std::array::from_fn(|i| {
+        let d = frame.data_mut(i);
+        (d.as_mut_ptr(), d.len())
+    });
+    let [y, u, v] = ptrs.map(|(p, n)| unsafe { std::slice::from_raw_parts_mut(p, n) });
+    Planes {
+        y,
+        y_stride: strides[0],
+        u,
+        u_stride: strides[1],
+        v,
+        v_stride: strides[2],
+    }
+}

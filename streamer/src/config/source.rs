@@ -11,12 +11,18 @@ pub struct SourceConfig {
     /// `synthetic`: the built-in moving scene (the default); `file`: any file FFmpeg reads
     /// (`path`), its video decoded, scaled to the viewport where its size differs, played again
     /// from the start when it ends, at the file's own frame rate (which then replaces
-    /// `core.viewport.fps`).
+    /// `core.viewport.fps`); `rtmp`: an incoming stream (`url`), its latest picture at each of
+    /// the stream's frames, held while it stops.
     pub kind: SourceKind,
     /// The file to read (`kind = file`).
     pub path: String,
     /// libavcodec's decoding threads for a file (0: as many as it likes).
     pub threads: u32,
+    /// The feed to play (`kind = rtmp`): `rtmp://host[:port]/app/key`, e.g. what a camera or
+    /// encoder publishes to `stream-manager serve`'s `ingest` app.
+    pub url: String,
+    /// Seconds to wait for the feed's first picture before the stream fails (`kind = rtmp`).
+    pub timeout: u32,
 }
 
 impl Default for SourceConfig {
@@ -25,6 +31,8 @@ impl Default for SourceConfig {
             kind: SourceKind::Synthetic,
             path: String::new(),
             threads: 1,
+            url: String::new(),
+            timeout: 10,
         }
     }
 }
@@ -35,6 +43,8 @@ impl Default for SourceConfig {
 pub enum SourceKind {
     Synthetic,
     File,
+    /// An incoming RTMP stream (`url`), played as it arrives: restreaming with overlays.
+    Rtmp,
 }
 
 impl SourceConfig {
@@ -46,6 +56,20 @@ impl SourceConfig {
                 "a file FFmpeg can read when source.kind = file",
             );
         }
+        if self.kind == SourceKind::Rtmp
+            && !(self.url.starts_with("rtmp://") || self.url.starts_with("rtmps://"))
+        {
+            c.fail(
+                "source.url",
+                if self.url.is_empty() {
+                    "(unset)"
+                } else {
+                    &self.url
+                },
+                "rtmp[s]://host[:port]/app/key when source.kind = rtmp",
+            );
+        }
         c.range("source.threads", self.threads.into(), 0, 64);
+        c.range("source.timeout", self.timeout.into(), 1, 3600);
     }
 }

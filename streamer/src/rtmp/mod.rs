@@ -7,6 +7,7 @@ pub mod flv;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz_client;
 mod handshake_driver;
+pub mod ingest;
 pub mod player;
 pub mod server;
 pub mod tls;

@@ -141,3 +141,48 @@ impl AudioTrack {
         std::mem::take(&mut self.pending)
     }
 }
+
+/// AAC's sampling rates by `samplingFrequencyIndex`.
+const AAC_RATES: [u32; 13] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+];
+
+/// The audio an AAC `AudioSpecificConfig` describes (its rate and channels read from it);
+/// None where it is too short or its rate or channels are not given plainly.
+pub(super) fn from_specific_config(asc: &[u8]) -> Option<AudioConfig> {
+    if asc.len() < 2 {
+        return None;
+    }
+    // 5 bits object type (no escape), 4 bits rate index, 4 bits channel configuration.
+    let bits = u16::from_be_bytes([asc[0], asc[1]]);
+    let rate = *AAC_RATES.get(usize::from((bits >> 7) & 0x0f))?;
+    let channels = match (bits >> 3) & 0x0f {
+        0 => return None,
+        7 => 8,
+        c => c,
+    };
+    let mut parameters = ff::codec::Parameters::new();
+    // SAFETY: the parameters own a valid AVCodecParameters; the extradata is allocated
+    // padded and zeroed with av_mallocz, as libavcodec requires, and freed with them.
+    unsafe {
+        let p = parameters.as_mut_ptr();
+        (*p).codec_type = ff::ffi::AVMediaType::AVMEDIA_TYPE_AUDIO;
+        (*p).codec_id = ff::ffi::AVCodecID::AV_CODEC_ID_AAC;
+        (*p).sample_rate = rate as i32;
+        ff::ffi::av_channel_layout_default(&mut (*p).ch_layout, i32::from(channels));
+        let pad = ff::ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize;
+        let buf = ff::ffi::av_mallocz(asc.len() + pad) as *mut u8;
+        if buf.is_null() {
+            return None;
+        }
+        std::ptr::copy_nonoverlapping(asc.as_ptr(), buf, asc.len());
+        (*p).extradata = buf;
+        (*p).extradata_size = asc.len() as i32;
+    }
+    Some(AudioConfig {
+        parameters,
+        specific_config: asc.to_vec(),
+        sample_rate: rate,
+        channels,
+    })
+}

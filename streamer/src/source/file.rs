@@ -43,7 +43,7 @@ pub struct FileSource {
 }
 
 /// swscale's context, moved to the thread that draws the stream's frames.
-struct Scaler(ff::software::scaling::Context);
+pub(super) struct Scaler(pub(super) ff::software::scaling::Context);
 
 // SAFETY: an SwsContext belongs to no thread; it is used from one thread at a time (through
 // `&mut FileSource`), which is all libswscale asks.
@@ -277,7 +277,7 @@ pub(super) fn probe(path: &Path) -> Result<(ff::format::context::Input, usize, u
 }
 
 /// Copies a YUV420P picture's rows into `p` (the same size).
-fn copy_planes(f: &ff::frame::Video, p: &mut Planes<'_>) {
+pub(super) fn copy_planes(f: &ff::frame::Video, p: &mut Planes<'_>) {
     let (w, h) = (f.width() as usize, f.height() as usize);
     let planes: [(&mut [u8], usize, usize, usize); 3] = [
         (&mut *p.y, p.y_stride, w, h),

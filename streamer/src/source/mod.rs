@@ -1,12 +1,14 @@
 //! The source stage: where the stream's pictures come from, before the core's layers are drawn
-//! over them (`source.kind`): the built-in synthetic scene ([`Scene`]), or a file decoded with
-//! libavcodec ([`FileSource`]).
+//! over them (`source.kind`): the built-in synthetic scene ([`Scene`]), a file decoded with
+//! libavcodec ([`FileSource`]), or an incoming RTMP feed ([`FeedSource`]).
 
 mod audio;
+mod feed;
 mod file;
 mod synthetic;
 
 pub use audio::{AudioConfig, AudioPacket};
+pub use feed::{FeedInput, FeedItem, FeedSource};
 pub use file::FileSource;
 pub use synthetic::Scene;
 
@@ -20,12 +22,16 @@ pub enum SourceError {
     /// The file source: what went wrong with which file.
     #[error("source file {path}: {reason}")]
     File { path: String, reason: String },
+    /// The feed source: what went wrong with which feed.
+    #[error("source feed {feed}: {reason}")]
+    Feed { feed: String, reason: String },
 }
 
 /// The stream's pictures.
 pub enum Source {
     Synthetic(Scene),
     File(Box<FileSource>),
+    Feed(Box<FeedSource>),
 }
 
 /// What a source has done so far.
@@ -35,14 +41,28 @@ pub struct SourceStats {
     pub decoded: u64,
     /// Times a file ended and was played again from its start.
     pub loops: u64,
+    /// Frames a feed's stream drew from a picture it had drawn already (the feed slower than
+    /// the stream, or stopped).
+    pub held: u64,
+    /// Times a feed stopped sending pictures (for half a second or more) and the stream held
+    /// its last one.
+    pub gaps: u64,
 }
 
 impl Source {
-    /// Opens the source `cfg` names, giving pictures of `width × height`.
+    /// Opens the source `cfg` names, giving pictures of `width × height` at `fps` frames a
+    /// second; a feed (`source.kind = rtmp`) is read through what `connect` makes of its
+    /// address (the RTMP stage's reader: this floor does no networking).
     ///
     /// # Errors
-    /// A file source whose file cannot be opened or decoded.
-    pub fn open(cfg: &SourceConfig, width: u32, height: u32) -> Result<Source, SourceError> {
+    /// A file that cannot be opened or decoded; a feed that cannot be reached or sends
+    /// nothing within `source.timeout`.
+    pub fn open(
+        cfg: &SourceConfig,
+        (width, height): (u32, u32),
+        fps: u32,
+        connect: impl FnOnce(&str) -> Result<Box<dyn FeedInput>, SourceError>,
+    ) -> Result<Source, SourceError> {
         Ok(match cfg.kind {
             SourceKind::Synthetic => Source::Synthetic(Scene::new(width, height)),
             SourceKind::File => Source::File(Box::new(FileSource::open(
@@ -50,6 +70,12 @@ impl Source {
                 width,
                 height,
                 cfg.threads,
+            )?)),
+            SourceKind::Rtmp => Source::Feed(Box::new(FeedSource::open(
+                connect(&cfg.url)?,
+                (width, height),
+                fps,
+                std::time::Duration::from_secs(cfg.timeout.into()),
             )?)),
         })
     }
@@ -61,7 +87,7 @@ impl Source {
     /// A file that cannot be read or has no video with a frame rate.
     pub fn own_fps(cfg: &SourceConfig) -> Result<Option<u32>, SourceError> {
         match cfg.kind {
-            SourceKind::Synthetic => Ok(None),
+            SourceKind::Synthetic | SourceKind::Rtmp => Ok(None),
             SourceKind::File => Ok(Some(file::probe(Path::new(&cfg.path))?.2)),
         }
     }
@@ -69,14 +95,14 @@ impl Source {
     /// The source's own frame rate, where it has one (a file's); the stream runs at it.
     pub fn fps(&self) -> Option<u32> {
         match self {
-            Source::Synthetic(_) => None,
+            Source::Synthetic(_) | Source::Feed(_) => None,
             Source::File(f) => Some(f.fps()),
         }
     }
 
     /// Whether the source decodes (its pictures are timed as the `decode` span).
     pub fn decodes(&self) -> bool {
-        matches!(self, Source::File(_))
+        matches!(self, Source::File(_) | Source::Feed(_))
     }
 
     /// Draws frame `id`'s picture into `p`.
@@ -90,6 +116,7 @@ impl Source {
                 Ok(())
             }
             Source::File(f) => f.draw(id, p),
+            Source::Feed(f) => f.draw(id, p),
         }
     }
 
@@ -98,6 +125,7 @@ impl Source {
         match self {
             Source::Synthetic(_) => None,
             Source::File(f) => f.audio(),
+            Source::Feed(f) => f.audio(),
         }
     }
 
@@ -106,6 +134,7 @@ impl Source {
         match self {
             Source::Synthetic(_) => Vec::new(),
             Source::File(f) => f.take_audio(),
+            Source::Feed(f) => f.take_audio(),
         }
     }
 
@@ -116,6 +145,13 @@ impl Source {
             Source::File(f) => SourceStats {
                 decoded: f.decoded_frames,
                 loops: f.loops,
+                ..SourceStats::default()
+            },
+            Source::Feed(f) => SourceStats {
+                decoded: f.decoded_frames,
+                held: f.held_frames,
+                gaps: f.gaps,
+                ..SourceStats::default()
             },
         }
     }
@@ -125,6 +161,14 @@ impl Source {
     pub fn notes(&self, cfg: &SourceConfig, viewport_fps: u32) -> Vec<String> {
         match self {
             Source::Synthetic(_) => Vec::new(),
+            Source::Feed(f) => vec![format!(
+                "source: the feed {} decoded as it arrives, its latest picture at each frame{}",
+                f.name(),
+                f.audio().map_or(String::new(), |a| format!(
+                    "; its AAC ({} Hz, {} channels) copied to the output",
+                    a.sample_rate, a.channels
+                ))
+            )],
             Source::File(f) => {
                 let mut notes = vec![format!(
                     "source: {} decoded at its own {} fps{}",

@@ -205,11 +205,10 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
     /// created.
     pub fn open(cfg: &StreamConfig, output: &Output, probe: &'p P) -> Result<Self, StreamError> {
         cfg.validate()?;
-        let source = Source::open(
-            &cfg.source,
-            cfg.core.viewport.width,
-            cfg.core.viewport.height,
-        )?;
+        let v = &cfg.core.viewport;
+        let source = Source::open(&cfg.source, (v.width, v.height), v.fps, |url| {
+            Ok(Box::new(crate::rtmp::ingest::Feed::play(url)?))
+        })?;
         let source_notes = source.notes(&cfg.source, cfg.core.viewport.fps);
         // A file runs at its own rate.
         let mut cfg = cfg.clone();
