@@ -1,23 +1,24 @@
 //! Side-by-side measurements made in one run, so machine noise hits both sides alike:
-//! the in-process encoder against the ffmpeg CLI on the same raw frames, and the full path with
-//! the recorder against the same path with the no-op probe.
+//! the in-process encoder against the ffmpeg CLI on the same raw frames, the file source's
+//! decoding against the CLI's on the same clip, and the full path with the recorder against
+//! the same path with the no-op probe.
 //!
 //! Runs alternate (in-process, CLI, in-process, CLI, …) and each side's median is compared.
 //! The in-process encoder takes the clip from frames loaded in memory once (its zero-copy
 //! input); the CLI reads the same pictures from a raw file, which the page cache holds.
 
 use crate::point::{PointJob, RunError, run_in_child};
-use crate::results::{CliComparison, ProbeOverhead, median};
+use crate::results::{CliComparison, DecodeComparison, ProbeOverhead, median};
 use crate::scenario::{Length, RunSettings};
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
-use streamer::config::{Preset, StreamConfig};
+use streamer::config::{Preset, SourceConfig, SourceKind, StreamConfig};
 use streamer::encode::{Encoder, codec_options};
 use streamer::frame::RawPicture;
 use streamer::probe::NoProbe;
-use streamer::source::Scene;
+use streamer::source::{Scene, Source};
 use streamer::stream::Pacing;
 
 /// Distinct pictures in the looped clip both sides encode.
@@ -254,6 +255,99 @@ pub fn probe_overhead(
         recorder_fps: median(&mut with),
         noop_fps: median(&mut without),
         ratio: median(&mut ratios),
+        pairs,
+    })
+}
+
+/// The file source decoding `frames` frames of `clip` (at its own size: no scaling) against
+/// `ffmpeg -threads 1 -stream_loop -1 -i clip -frames:v N -an -f null -`, one decoding thread
+/// each, `runs` times each, alternating; CPU per frame (ours: the thread's CPU clock around
+/// the source's decode stage; the CLI's: its `-benchmark` user + system time).
+///
+/// # Errors
+/// The clip cannot be opened or decoded, or ffmpeg fails.
+pub fn decode_versus_cli(
+    clip: &Path,
+    frames: u64,
+    runs: u32,
+    mut progress: impl FnMut(&str),
+) -> Result<DecodeComparison, CompareError> {
+    let cfg = SourceConfig {
+        kind: SourceKind::File,
+        path: clip.display().to_string(),
+        threads: 1,
+        ..SourceConfig::default()
+    };
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["stream=width,height", "-of", "csv=p=0"])
+        .arg(clip)
+        .output()
+        .map_err(|e| CompareError::Cli(format!("ffprobe: {e}")))?;
+    let size = String::from_utf8_lossy(&probe.stdout);
+    let (w, h) = size
+        .trim()
+        .split_once(',')
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+        .ok_or_else(|| CompareError::Cli(format!("ffprobe gave no size: {size:?}")))?;
+    let args: Vec<String> = [
+        "-hide_banner",
+        "-nostdin",
+        "-benchmark",
+        "-threads",
+        "1",
+        "-stream_loop",
+        "-1",
+        "-i",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([clip.display().to_string()])
+    .chain(
+        ["-frames:v", &frames.to_string(), "-an", "-f", "null", "-"]
+            .iter()
+            .map(|s| s.to_string()),
+    )
+    .collect();
+    let mut pairs = Vec::new();
+    for run in 0..runs {
+        progress(&format!("decoding the clip: run {}/{runs}", run + 1));
+        let mut source = Source::open(&cfg, (w, h), 25, |_| unreachable!("a file source"))
+            .map_err(|e| CompareError::Cli(e.to_string()))?;
+        let start = streamer::clock::thread_cpu_ns();
+        for id in 0..frames {
+            source
+                .decode(id)
+                .map_err(|e| CompareError::Cli(e.to_string()))?;
+        }
+        let ours = (streamer::clock::thread_cpu_ns() - start) as f64 / 1e6 / frames as f64;
+        let out = Command::new("ffmpeg")
+            .args(&args)
+            .output()
+            .map_err(|e| CompareError::Cli(e.to_string()))?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        let seconds = |key: &str| {
+            err.split(key)
+                .nth(1)
+                .and_then(|r| r.split('s').next())
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        let (Some(user), Some(system)) = (seconds("utime="), seconds("stime=")) else {
+            return Err(CompareError::Cli(format!("no -benchmark times: {err}")));
+        };
+        pairs.push([ours, (user + system) * 1000.0 / frames as f64]);
+    }
+    let side = |i: usize| median(&mut pairs.iter().map(|p| p[i]).collect::<Vec<_>>());
+    Ok(DecodeComparison {
+        clip: clip
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        frames,
+        ours_ms: side(0),
+        cli_ms: side(1),
+        ratio: crate::stats::paired_ratio(&pairs),
+        interval: crate::stats::ratio_interval(&pairs),
+        command: format!("ffmpeg {}", args.join(" ")),
         pairs,
     })
 }

@@ -178,6 +178,11 @@ struct RunArgs {
     /// Also measure the recorder's cost: the baseline point with the recorder vs the no-op probe.
     #[arg(long)]
     probe_overhead: bool,
+    /// Also decode the real clip (its path in STREAM_MANAGER_CLIP; `cargo xtask clip` fetches
+    /// it) with the file source and with the ffmpeg CLI, one thread each, alternating, and
+    /// report the CPU per frame of each and their ratio.
+    #[arg(long)]
+    compare_decode: bool,
     /// Also run the same publisher and player load against our server (over RTMP and over
     /// RTMPS), nginx-rtmp and node-media-server 2.7, each in its own process, and compare server CPU, RSS, real-time
     /// players, latency and join time.
@@ -326,6 +331,7 @@ impl From<RunArgs> for RunOptions {
             results: a.results,
             compare_cli: a.compare_cli,
             probe_overhead: a.probe_overhead,
+            compare_decode: a.compare_decode,
             peers: a.peers,
             peer_players: a.peer_players,
             peer_seconds: a.peer_seconds,

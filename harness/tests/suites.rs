@@ -1,7 +1,8 @@
 //! Every shipped suite runs end to end at its smallest size (`harness run --smallest`: one
 //! point, one short run), through the real binary, and its results keep every invariant
-//! (`harness check`); so do the side-by-side comparisons: `--compare-cli` and
-//! `--probe-overhead` with the stream suite, `--peers` (nginx-rtmp and node-media-server,
+//! (`harness check`); so do the side-by-side comparisons: `--compare-cli`,
+//! `--probe-overhead` and `--compare-decode` (the clip, which `cargo xtask test` fetches)
+//! with the stream suite, `--peers` (nginx-rtmp and node-media-server,
 //! which `cargo xtask test` installs) with the network suite. The adaptation suites shape a
 //! link and cap the CPU, which needs root (CI runs as root; elsewhere they fail saying so).
 
@@ -73,7 +74,11 @@ fn every_suite_and_comparison_runs_at_its_smallest_size_and_adds_up() {
             results.clone().into(),
         ];
         match s.suite.as_str() {
-            "stream" => args.extend(["--compare-cli".into(), "--probe-overhead".into()]),
+            "stream" => args.extend([
+                "--compare-cli".into(),
+                "--probe-overhead".into(),
+                "--compare-decode".into(),
+            ]),
             "network" => args.extend([
                 "--peers".into(),
                 "--nms-dir".into(),
@@ -101,6 +106,9 @@ fn every_suite_and_comparison_runs_at_its_smallest_size_and_adds_up() {
                 assert!(r.comparisons.cli.iter().all(|c| c.pairs.len() == 2));
                 let o = r.comparisons.probe_overhead.as_ref().unwrap();
                 assert_eq!(o.pairs.len(), 2);
+                let d = r.comparisons.decode.as_ref().unwrap();
+                assert_eq!(d.pairs.len(), 2);
+                assert!(d.ours_ms > 0.0 && d.cli_ms > 0.0, "{d:?}");
             }
             "network" => {
                 let servers: std::collections::BTreeSet<&str> = r

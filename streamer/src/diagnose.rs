@@ -30,6 +30,8 @@ const SATURATED: f64 = 0.9;
 /// Times of a frame's parts, ms (None where not measured).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Times {
+    /// Decoding the source's picture (a file or a feed).
+    pub decode: Option<f64>,
     /// Scene, layout and composition.
     pub render: Option<f64>,
     /// Waiting in the frame queue.
@@ -51,6 +53,7 @@ impl Times {
     /// The times of the monitoring-point spans by name (`span` gives one in ms, or None).
     pub fn from_spans(span: impl Fn(&str) -> Option<f64>) -> Self {
         Times {
+            decode: span("decode"),
             render: span("render:frame"),
             queue: span("pipeline:queue"),
             process: span("pipeline:process"),
@@ -130,7 +133,7 @@ pub struct Finding {
 
 /// Each cause a finding can name, by the words its line uses, and how it is named when
 /// findings are grouped by cause (one line per symptom and cause over many points).
-const CAUSES: [(&str, &str); 18] = [
+const CAUSES: [(&str, &str); 19] = [
     (
         "the workers are the bottleneck",
         "the workers are the bottleneck",
@@ -159,6 +162,10 @@ const CAUSES: [(&str, &str); 18] = [
         "the longest part is conversion",
     ),
     ("longest part is encoding", "the longest part is encoding"),
+    (
+        "longest part is decoding",
+        "the longest part is decoding the source",
+    ),
     ("longest part is render", "the longest part is the render"),
     ("longest part is sending", "the longest part is sending"),
     ("frames held:", "frames held in the queue and workers"),
@@ -323,6 +330,7 @@ fn high_latency(o: &Observed) -> Option<String> {
         format!("{what} {stat} {late:.1} ms > {limit:.1} ms ({LATENCY_INTERVALS} frame intervals)");
     // The part that takes longest, from the guide's checklist.
     let parts = [
+        ("decoding the source", times.decode),
         ("waiting in the queue", times.queue),
         ("conversion", times.process),
         ("encoding", times.encode),
@@ -536,6 +544,26 @@ mod tests {
                     .contains("waiting in the queue (p99 60.0 ms), buffer health 0.30"),
             "{}",
             f[0].cause
+        );
+        // A file or feed whose decoding takes longest says so.
+        o.tail = Some(Times {
+            total: Some(80.0),
+            decode: Some(45.0),
+            encode: Some(10.0),
+            ..Times::default()
+        });
+        let f = diagnose(&o);
+        assert!(
+            f[0].cause
+                .contains("the longest part is decoding the source (p99 45.0 ms)"),
+            "{}",
+            f[0].cause
+        );
+        assert!(
+            f[0].causes()
+                .contains(&"the longest part is decoding the source"),
+            "{:?}",
+            f[0].causes()
         );
     }
 

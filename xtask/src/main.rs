@@ -128,6 +128,10 @@ struct PerfArgs {
     /// Also measure the recorder's cost on the full path against the no-op probe.
     #[arg(long)]
     probe_overhead: bool,
+    /// Also decode the real clip (fetched once: `cargo xtask clip`) with the file source and
+    /// with the ffmpeg CLI, alternating, and report their CPU per frame.
+    #[arg(long)]
+    compare_decode: bool,
     /// (network) Also run the same publisher and players against our server over RTMPS,
     /// nginx-rtmp and node-media-server 2.7 (installed with npm into target/peers), each
     /// server in its own process, and compare CPU, memory, latency and join time.
@@ -327,7 +331,10 @@ fn main() -> Result<ExitCode> {
 
 /// The suites `perf all` runs, in the report's order, with the comparisons each carries.
 const ALL: [(&str, &[&str]); 9] = [
-    ("stream", &["--compare-cli", "--probe-overhead"]),
+    (
+        "stream",
+        &["--compare-cli", "--probe-overhead", "--compare-decode"],
+    ),
     ("workers", &[]),
     ("memory", &[]),
     ("core", &[]),
@@ -369,6 +376,7 @@ fn perf_all(args: &PerfArgs) -> Result<Option<ExitCode>> {
             quick: false,
             compare_cli: false,
             probe_overhead: false,
+            compare_decode: false,
             peers: false,
             json: false,
             shard: None,
@@ -414,6 +422,7 @@ fn perf_with(args: &PerfArgs, extra: &[&str]) -> Result<Option<ExitCode>> {
             (args.quick, "--quick"),
             (args.compare_cli, "--compare-cli"),
             (args.probe_overhead, "--probe-overhead"),
+            (args.compare_decode, "--compare-decode"),
             (args.json, "--json"),
             (args.peers, "--peers"),
             (args.profile, "--profile"),
@@ -429,6 +438,9 @@ fn perf_with(args: &PerfArgs, extra: &[&str]) -> Result<Option<ExitCode>> {
             c.arg("--shard").arg(shard);
         }
         c.args(extra);
+        if args.compare_decode || extra.contains(&"--compare-decode") {
+            c.env(clip::ENV, clip::ensure()?);
+        }
         if extra.contains(&"--peers") {
             c.arg("--nms-dir").arg(root().join("target/peers"));
         }

@@ -1,5 +1,6 @@
 //! The side-by-side measurements `harness run` can add to a sweep: the in-process encoder
-//! against the ffmpeg CLI, the recorder's overhead, and the same load on other RTMP servers.
+//! against the ffmpeg CLI, the file source's decoding against the CLI's, the recorder's
+//! overhead, and the same load on other RTMP servers.
 
 use super::options::RunOptions;
 use super::progress::Progress;
@@ -54,6 +55,24 @@ pub fn side_by_side(
             exe,
             base,
             "base configuration",
+            frames,
+            runs,
+            |m| progress.note(m),
+        )?);
+    }
+    if args.compare_decode {
+        let clip = std::env::var_os("STREAM_MANAGER_CLIP")
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--compare-decode needs the clip's path in STREAM_MANAGER_CLIP (cargo xtask \
+                     clip fetches it and prints its path; cargo xtask perf sets it)"
+                )
+            })?;
+        let frames = sized(args, 1320, 660, 60);
+        let runs = sized(args, 7, 3, 2);
+        comparisons.decode = Some(compare::decode_versus_cli(
+            Path::new(&clip),
             frames,
             runs,
             |m| progress.note(m),

@@ -21,6 +21,9 @@ pub struct RunOptions {
     pub compare_cli: bool,
     /// Also measure the recorder's cost.
     pub probe_overhead: bool,
+    /// Also decode the real clip (`STREAM_MANAGER_CLIP`) with the file source and with the
+    /// ffmpeg CLI.
+    pub compare_decode: bool,
     /// Also run the same load against the other RTMP servers.
     pub peers: bool,
     /// Player counts for `peers` (empty: the default counts).

@@ -37,6 +37,7 @@ pub mod to_csv;
 pub use aggregate::median;
 pub use files::{ResultsError, now_rfc3339, write_atomic};
 pub use model::{
-    AxisValue, CliComparison, Comparisons, PeerRow, PointResult, ProbeOverhead, Repetition, Results,
+    AxisValue, CliComparison, Comparisons, DecodeComparison, PeerRow, PointResult, ProbeOverhead,
+    Repetition, Results,
 };
 pub use shard::Shard;

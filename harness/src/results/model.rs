@@ -116,6 +116,31 @@ pub struct Comparisons {
     /// (`[link]` scenarios).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cli_link: Option<crate::cli_link::CliLinkRun>,
+    /// The file source decoding a real clip against the ffmpeg CLI decoding it
+    /// (`--compare-decode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode: Option<DecodeComparison>,
+}
+
+/// The file source's decode stage against the ffmpeg CLI decoding the same clip, one thread
+/// each, CPU per frame, runs alternating.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecodeComparison {
+    /// The clip's file name.
+    pub clip: String,
+    /// Frames decoded per run on each side.
+    pub frames: u64,
+    /// Median CPU ms a frame of the source's decode stage (reading and decoding; the copy of
+    /// each picture into the stream's frame is the render stage's).
+    pub ours_ms: f64,
+    /// Median CPU ms a frame of `ffmpeg -benchmark … -f null -` (its user + system time).
+    pub cli_ms: f64,
+    /// The median of the runs' ours ÷ CLI, and its 95% bootstrap interval.
+    pub ratio: f64,
+    pub interval: (f64, f64),
+    pub command: String,
+    /// Each run's [ours, CLI] ms a frame.
+    pub pairs: Vec<[f64; 2]>,
 }
 
 /// One server at one player count, under the same publisher and player load.

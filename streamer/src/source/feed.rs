@@ -150,12 +150,11 @@ impl FeedSource {
         }
     }
 
-    /// Draws frame `id`: what arrived since the last frame is decoded, and the latest picture
-    /// goes into `p` (black before the first).
+    /// Decodes what arrived since the last frame, for frame `id` (the `decode` stage).
     ///
     /// # Errors
     /// A picture could not be scaled, or no decoder could be made for a header.
-    pub fn draw(&mut self, id: u64, mut p: Planes<'_>) -> Result<(), SourceError> {
+    pub fn decode(&mut self, id: u64) -> Result<(), SourceError> {
         let fps = i64::from(self.fps);
         self.now_ms = (id as i64 * 1000 + fps / 2).div_euclid(fps);
         let mut items = std::mem::take(&mut self.pending);
@@ -174,15 +173,19 @@ impl FeedSource {
                 self.gaps += 1;
             }
         }
+        Ok(())
+    }
+
+    /// Copies the latest picture into `p` (black before the first).
+    pub fn paint(&self, p: &mut Planes<'_>) {
         match &self.picture {
-            Some(picture) => copy_planes(picture, &mut p),
+            Some(picture) => copy_planes(picture, p),
             None => {
                 p.y.fill(16);
                 p.u.fill(128);
                 p.v.fill(128);
             }
         }
-        Ok(())
     }
 
     fn take(&mut self, item: FeedItem) -> Result<(), SourceError> {
@@ -192,7 +195,7 @@ impl FeedSource {
                 // A new publish: its audio starts on a clock of its own.
                 self.audio_offset = None;
             }
-            FeedItem::Video(data) => self.decode(&data)?,
+            FeedItem::Video(data) => self.decode_unit(&data)?,
             FeedItem::AudioHeader(_) => self.audio_offset = None,
             FeedItem::Audio { ms, data } => {
                 if self.audio.is_none() {
@@ -234,7 +237,7 @@ impl FeedSource {
     }
 
     /// Decodes one access unit; a picture it completes becomes the latest.
-    fn decode(&mut self, data: &[u8]) -> Result<(), SourceError> {
+    fn decode_unit(&mut self, data: &[u8]) -> Result<(), SourceError> {
         let Some(decoder) = &mut self.decoder else {
             return Ok(());
         };

@@ -150,29 +150,38 @@ impl FileSource {
         }
     }
 
-    /// Decodes up to stream frame `id` and copies its picture into `p` (scaled where the file's
-    /// size or format differs).
+    /// Decodes up to stream frame `id` and scales its picture where the file's size or format
+    /// differs (the `decode` stage).
     ///
     /// # Errors
     /// Decoding or scaling failed, or a pass through the file decoded no picture.
-    pub fn draw(&mut self, id: u64, mut p: Planes<'_>) -> Result<(), SourceError> {
+    pub fn decode(&mut self, id: u64) -> Result<(), SourceError> {
+        if self.next > id {
+            return Ok(());
+        }
         while self.next <= id {
             self.decode_one()?;
             self.next += 1;
         }
-        let picture = match &mut self.scaler {
-            None => &self.decoded,
-            Some(Scaler(s)) => {
-                s.run(&self.decoded, &mut self.scaled)
-                    .map_err(|e| SourceError::File {
-                        path: self.path.display().to_string(),
-                        reason: format!("scaling a picture: {e}"),
-                    })?;
-                &self.scaled
-            }
-        };
-        copy_planes(picture, &mut p);
+        if let Some(Scaler(s)) = &mut self.scaler {
+            s.run(&self.decoded, &mut self.scaled)
+                .map_err(|e| SourceError::File {
+                    path: self.path.display().to_string(),
+                    reason: format!("scaling a picture: {e}"),
+                })?;
+        }
         Ok(())
+    }
+
+    /// Copies the latest decoded picture into `p` (the stream's frame, where the layers are
+    /// drawn over it: part of render, as drawing the synthetic scene is).
+    pub fn paint(&self, p: &mut Planes<'_>) {
+        let picture = if self.scaler.is_some() {
+            &self.scaled
+        } else {
+            &self.decoded
+        };
+        copy_planes(picture, p);
     }
 
     /// The next picture into `self.decoded`, from the start again when the file ends.

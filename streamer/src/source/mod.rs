@@ -105,19 +105,37 @@ impl Source {
         matches!(self, Source::File(_) | Source::Feed(_))
     }
 
-    /// Draws frame `id`'s picture into `p`.
+    /// Gets frame `id`'s picture ready: a file or a feed decodes (and scales) up to it — the
+    /// `decode` stage; the synthetic scene has nothing to do.
     ///
     /// # Errors
-    /// A file source that can no longer decode.
-    pub fn draw(&mut self, id: u64, p: Planes<'_>) -> Result<(), SourceError> {
+    /// A file or feed that can no longer decode.
+    pub fn decode(&mut self, id: u64) -> Result<(), SourceError> {
         match self {
-            Source::Synthetic(s) => {
-                s.draw(id, p);
-                Ok(())
-            }
-            Source::File(f) => f.draw(id, p),
-            Source::Feed(f) => f.draw(id, p),
+            Source::Synthetic(_) => Ok(()),
+            Source::File(f) => f.decode(id),
+            Source::Feed(f) => f.decode(id),
         }
+    }
+
+    /// Draws frame `id`'s picture into `p` (after [`Source::decode`]): the scene, or the
+    /// decoded picture copied in.
+    pub fn paint(&self, id: u64, mut p: Planes<'_>) {
+        match self {
+            Source::Synthetic(s) => s.draw(id, p),
+            Source::File(f) => f.paint(&mut p),
+            Source::Feed(f) => f.paint(&mut p),
+        }
+    }
+
+    /// [`Source::decode`] then [`Source::paint`].
+    ///
+    /// # Errors
+    /// As [`Source::decode`].
+    pub fn draw(&mut self, id: u64, p: Planes<'_>) -> Result<(), SourceError> {
+        self.decode(id)?;
+        self.paint(id, p);
+        Ok(())
     }
 
     /// The source's sound as the output announces it (None: the stream is silent).

@@ -176,9 +176,10 @@ impl<P: Probe> Capture<'_, P> {
         true
     }
 
-    /// Takes a slot from the pool and draws the source's frame `id` into it: the synthetic
-    /// scene as part of `render:frame`, a decoded picture as the `decode` span before it (its
-    /// thread CPU added to `decode_ns`). The slot goes back to the pool on an error.
+    /// Takes a slot from the pool and draws the source's frame `id` into it: a file's or a
+    /// feed's decoding as the `decode` span (its thread CPU added to `decode_ns`), then the
+    /// picture drawn into the slot as the start of `render:frame` (the synthetic scene, or the
+    /// decoded picture copied in). The slot goes back to the pool on an error.
     fn draw(&self, source: &mut Source, id: u64, decode_ns: &mut u64) -> Result<Slot, SourceError> {
         self.probe.mark(Point::FrameCapture, id);
         let mut slot = self.shared.pool.take(id);
@@ -186,23 +187,24 @@ impl<P: Probe> Capture<'_, P> {
             self.shared.pool_copies.fetch_add(1, Ordering::Relaxed);
         }
         let decodes = source.decodes();
-        let cpu_start = if decodes {
+        let drawn = if decodes {
             self.probe.mark(Point::DecodeStart, id);
-            crate::clock::thread_cpu_ns()
+            let cpu_start = crate::clock::thread_cpu_ns();
+            let decoded = source.decode(id);
+            *decode_ns += crate::clock::thread_cpu_ns().saturating_sub(cpu_start);
+            self.probe.mark(Point::DecodeEnd, id);
+            decoded
         } else {
-            self.probe.mark(Point::RenderFrameStart, id);
-            0
+            Ok(())
         };
-        let drawn = source.draw(id, crate::encode::frame_planes(&mut slot.picture));
+        self.probe.mark(Point::RenderFrameStart, id);
+        if drawn.is_ok() {
+            source.paint(id, crate::encode::frame_planes(&mut slot.picture));
+        }
         let audio = source.take_audio();
         if !audio.is_empty() {
             let mut pending = self.shared.audio.lock().unwrap_or_else(|e| e.into_inner());
             pending.extend(audio);
-        }
-        if decodes {
-            *decode_ns += crate::clock::thread_cpu_ns().saturating_sub(cpu_start);
-            self.probe.mark(Point::DecodeEnd, id);
-            self.probe.mark(Point::RenderFrameStart, id);
         }
         match drawn {
             Ok(()) => Ok(slot),
