@@ -59,22 +59,7 @@ pub(super) fn comparisons(out: &mut String, r: &Results) {
         }
     }
     if let Some(d) = &c.decode {
-        let _ = writeln!(
-            out,
-            "### Decoding a real clip: the file source vs the ffmpeg CLI (same run)\n\n\
-             `{}` decoded {} frames a run on each side, one decoding thread each, runs \
-             alternating: the file source's decode stage (reading and decoding with libavcodec \
-             through ffmpeg-next; copying the picture into the stream's frame is render's) on \
-             its thread's CPU clock, the CLI by its own \
-             `-benchmark` user + system time. Ours {:.3} ms of CPU a frame, the CLI's {:.3} ms; \
-             ours ÷ CLI: {}.\n\nCLI command: `{}`\n",
-            d.clip,
-            d.frames,
-            d.ours_ms,
-            d.cli_ms,
-            judged_ratio(d.ratio, &d.pairs),
-            d.command
-        );
+        decode(out, d);
     }
     if !c.peers.is_empty() {
         let reps = c.peers.iter().map(|p| p.repetitions).max().unwrap_or(1);
@@ -173,4 +158,24 @@ fn tls_cost(out: &mut String, peers: &[crate::results::PeerRow]) {
             pairs.join("; ")
         );
     }
+}
+
+/// The file source's decoding against the ffmpeg CLI's, in a few lines.
+fn decode(out: &mut String, d: &crate::results::DecodeComparison) {
+    let _ = writeln!(
+        out,
+        "### Decoding a real clip: the file source vs the ffmpeg CLI (same run)\n\n\
+         `{}` decoded {} frames a run on each side, one decoding thread each, runs \
+         alternating: the file source's decode stage (reading and decoding with libavcodec \
+         through ffmpeg-next; copying the picture into the stream's frame is render's) on \
+         its thread's CPU clock, the CLI by its own \
+         `-benchmark` user + system time. Ours {:.3} ms of CPU a frame, the CLI's {:.3} ms; \
+         ours ÷ CLI: {}.\n\nCLI command: `{}`\n",
+        d.clip,
+        d.frames,
+        d.ours_ms,
+        d.cli_ms,
+        judged_ratio(d.ratio, &d.pairs),
+        d.command
+    );
 }
