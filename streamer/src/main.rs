@@ -516,9 +516,6 @@ fn report(
 /// `run --streams N`: N streams at once, each to its own key; one line each, then the whole
 /// process's CPU. Fails when any stream failed (after every other has finished).
 fn run_many(args: &RunArgs, cfg: &StreamConfig) -> Result<()> {
-    if args.metrics.is_some() {
-        bail!("--metrics serves one stream's metrics: run it without --streams");
-    }
     let n = args.streams as usize;
     let keys: Vec<String> = (0..n).map(streamer::streams::key).collect();
     let relay = match &args.output {
@@ -564,10 +561,30 @@ fn run_many(args: &RunArgs, cfg: &StreamConfig) -> Result<()> {
             String::new()
         }
     );
-    let probes: Vec<NoProbe> = (0..n).map(|_| NoProbe).collect();
+    // Each stream's own metrics (every series labelled with its key): the endpoint serves
+    // them as they open, and each stream's diagnosis reads its own.
+    let metrics: Vec<Arc<streamer::metrics::Metrics>> = keys
+        .iter()
+        .map(|k| Arc::new(streamer::metrics::Metrics::labelled(k)))
+        .collect();
+    let open: streamer::metrics::Streams = Arc::default();
+    let _endpoint = match &args.metrics {
+        Some(addr) => {
+            let server = relay.as_ref().map(|r| r.server.stats_handle());
+            let e = streamer::metrics::serve_many(addr, Arc::clone(&open), server)?;
+            eprintln!("metrics: http://{}/metrics", e.addr);
+            Some(e)
+        }
+        None => None,
+    };
+    let probes: Vec<&streamer::metrics::Metrics> = metrics.iter().map(|m| &**m).collect();
     let cpu_before = streamer::clock::process_cpu_ns() as f64 * 1e-9;
     let started = Instant::now();
-    let outcomes = streamer::streams::run_all(&specs, args.frames, args.pacing, &probes, |_, _| {});
+    let outcomes =
+        streamer::streams::run_all(&specs, args.frames, args.pacing, &probes, |i, stream| {
+            let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+            open.push((Arc::clone(&metrics[i]), stream.live()));
+        });
     let secs = started.elapsed().as_secs_f64();
     let cpu = (streamer::clock::process_cpu_ns() as f64 * 1e-9 - cpu_before) / secs * 100.0;
     if let Some(r) = &relay {
@@ -579,38 +596,23 @@ fn run_many(args: &RunArgs, cfg: &StreamConfig) -> Result<()> {
             .unwrap_or(0);
         r.settle(most, std::time::Duration::from_secs(30));
     }
-    let mut failed = 0;
-    for (i, o) in outcomes.iter().enumerate() {
-        let key = &keys[i];
-        match o {
-            Ok((s, run_s)) => {
-                let c = s.counters;
-                let players = relay.as_ref().map_or(String::new(), |r| {
-                    let got: Vec<u64> = r.reports_of(i).iter().map(|p| p.frames).collect();
-                    format!(
-                        "; {} players received {}–{} frames",
-                        got.len(),
-                        got.iter().min().unwrap_or(&0),
-                        got.iter().max().unwrap_or(&0)
-                    )
-                });
-                println!(
-                    "{key}: {} frames encoded in {run_s:.2} s ({:.1} fps), {} dropped, {:.0} kbit/s{players}",
-                    c.packets,
-                    c.packets as f64 / run_s.max(1e-9),
-                    c.dropped + s.sink.dropped,
-                    s.bitrate_kbps
-                );
-            }
-            Err(e) => {
-                failed += 1;
-                println!("{key}: failed: {e}");
-            }
-        }
-    }
+    let share = cpu / n as f64;
+    let failed = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| {
+            !stream_line(
+                args,
+                cfg,
+                (&keys[*i], *i, o),
+                relay.as_ref(),
+                &metrics[*i],
+                share,
+            )
+        })
+        .count();
     println!(
-        "{n} streams in {secs:.2} s: the process used {cpu:.0}% of a core ({:.0}% a stream)",
-        cpu / n as f64
+        "{n} streams in {secs:.2} s: the process used {cpu:.0}% of a core ({share:.0}% a stream)"
     );
     if let Some(r) = relay {
         r.stop();
@@ -619,4 +621,56 @@ fn run_many(args: &RunArgs, cfg: &StreamConfig) -> Result<()> {
         bail!("{failed} of {n} streams failed");
     }
     Ok(())
+}
+
+/// Prints stream `i`'s line of `run --streams` and its diagnosis (`cpu_share`: its share of
+/// the process's CPU, percent of a core); false for a stream that failed.
+fn stream_line(
+    args: &RunArgs,
+    cfg: &StreamConfig,
+    (key, i, outcome): (&str, usize, &streamer::streams::Outcome),
+    relay: Option<&LocalRelay>,
+    metrics: &streamer::metrics::Metrics,
+    cpu_share: f64,
+) -> bool {
+    let (s, run_s) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            println!("{key}: failed: {e}");
+            return false;
+        }
+    };
+    let c = s.counters;
+    let players = relay.map_or(String::new(), |r| {
+        let got: Vec<u64> = r.reports_of(i).iter().map(|p| p.frames).collect();
+        format!(
+            "; {} players received {}–{} frames",
+            got.len(),
+            got.iter().min().unwrap_or(&0),
+            got.iter().max().unwrap_or(&0)
+        )
+    });
+    println!(
+        "{key}: {} frames encoded in {run_s:.2} s ({:.1} fps), {} dropped, {:.0} kbit/s{players}",
+        c.packets,
+        c.packets as f64 / run_s.max(1e-9),
+        c.dropped + s.sink.dropped,
+        s.bitrate_kbps
+    );
+    let facts = streamer::stream::RunFacts {
+        secs: *run_s,
+        realtime: args.pacing == Pacing::Realtime,
+        players: if relay.is_some() {
+            args.players as u32
+        } else {
+            0
+        },
+        cpu_percent: cpu_share,
+        server_dropped: 0,
+    };
+    let observed = streamer::stream::observed(cfg, s, &facts, |name| metrics.span_mean_ms(name));
+    for f in streamer::diagnose::diagnose(&observed) {
+        println!("{key} diagnosis: {}: {}", f.symptom, f.cause);
+    }
+    true
 }

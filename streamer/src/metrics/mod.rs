@@ -16,15 +16,18 @@
 
 use crate::pipeline::Drops;
 use crate::probe::{Point, Probe, SPANS, SpanPairs};
-use crate::rtmp::server::ServerStats;
-use crate::stream::{Live, LiveSnapshot};
+use crate::stream::LiveSnapshot;
+mod http;
+
+pub use http::{Endpoint, ServeError, Streams, render_server, serve, serve_many, serve_server};
+
 use prometheus::{
     Encoder as _, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, Opts, Registry, TextEncoder,
 };
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// Buckets for durations from 0.05 ms to about 3.3 s, doubling, in `unit`s per second (1000:
 /// milliseconds, 1: seconds).
@@ -209,7 +212,18 @@ fn counts(r: &Registry) -> (IntCounterVec, IntCounter, IntGauge, IntGauge) {
 impl Metrics {
     /// Every metric registered, all zero.
     pub fn new() -> Self {
-        let registry = Registry::new();
+        Self::in_registry(Registry::new())
+    }
+
+    /// [`Metrics::new`] for one stream of several: every series carries `stream="NAME"`.
+    pub fn labelled(stream: &str) -> Self {
+        let labels = [("stream".to_string(), stream.to_string())].into();
+        Self::in_registry(
+            Registry::new_custom(None, Some(labels)).expect("a valid label for the registry"),
+        )
+    }
+
+    fn in_registry(registry: Registry) -> Self {
         let r = &registry;
         let (encoding, spans) = span_histograms(r);
         let gauge =
@@ -286,6 +300,11 @@ impl Metrics {
 
     /// The exposition now, with `live`'s counters folded in.
     pub fn render(&self, live: &LiveSnapshot) -> String {
+        encode(self.gather(live))
+    }
+
+    /// Every metric family now, with `live`'s counters folded in.
+    fn gather(&self, live: &LiveSnapshot) -> Vec<prometheus::proto::MetricFamily> {
         let mut p = self
             .previous
             .lock()
@@ -355,12 +374,33 @@ impl Metrics {
             encodes: n,
             drops: live.drops,
         };
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("writing to a Vec cannot fail");
-        String::from_utf8(out).expect("the text format is UTF-8")
+        self.registry.gather()
     }
+}
+
+/// Metric families in Prometheus' text format.
+fn encode(families: Vec<prometheus::proto::MetricFamily>) -> String {
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&families, &mut out)
+        .expect("writing to a Vec cannot fail");
+    String::from_utf8(out).expect("the text format is UTF-8")
+}
+
+/// Several streams' expositions as one: each stream's counters folded into its own metrics
+/// (made [`Metrics::labelled`]), the series of a family from every stream under its one HELP
+/// and TYPE.
+pub fn render_many(streams: &[(&Metrics, LiveSnapshot)]) -> String {
+    let mut merged: Vec<prometheus::proto::MetricFamily> = Vec::new();
+    for (metrics, live) in streams {
+        for family in metrics.gather(live) {
+            match merged.iter_mut().find(|f| f.name() == family.name()) {
+                Some(f) => f.mut_metric().extend(family.get_metric().iter().cloned()),
+                None => merged.push(family),
+            }
+        }
+    }
+    encode(merged)
 }
 
 impl Metrics {
@@ -414,189 +454,34 @@ fn clock_ticks() -> f64 {
     if t > 0 { t as f64 } else { 100.0 }
 }
 
-/// Why the endpoint could not start.
-#[derive(Debug, thiserror::Error)]
-#[error("metrics endpoint on {addr}: {why}")]
-pub struct ServeError {
-    pub addr: String,
-    pub why: String,
-}
-
-/// The `/metrics` endpoint, serving until dropped.
-pub struct Endpoint {
-    pub addr: std::net::SocketAddr,
-    server: Arc<tiny_http::Server>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// Serves `metrics` with `live`'s counters at `http://addr/metrics` (port 0: a free one), and
-/// with `server`'s after them when the stream goes to an embedded server.
-///
-/// # Errors
-/// The address cannot be bound.
-pub fn serve(
-    addr: &str,
-    metrics: Arc<Metrics>,
-    live: Live,
-    server: Option<Arc<ServerStats>>,
-) -> Result<Endpoint, ServeError> {
-    serve_text(addr, move || {
-        let mut body = metrics.render(&live.snapshot());
-        if let Some(s) = &server {
-            body.push_str(&render_server(s));
-        }
-        body
-    })
-}
-
-/// Serves an RTMP server's counters (`stream-manager serve --metrics`) at `http://addr/metrics`.
-///
-/// # Errors
-/// The address cannot be bound.
-pub fn serve_server(addr: &str, server: Arc<ServerStats>) -> Result<Endpoint, ServeError> {
-    serve_text(addr, move || render_server(&server))
-}
-
-/// The RTMP server's counters in Prometheus' text format (`stream_manager_server_*`).
-pub fn render_server(s: &ServerStats) -> String {
-    let registry = Registry::new();
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let counters: [(&str, &str, u64); 8] = [
-        (
-            "stream_manager_server_connections_accepted_total",
-            "Connections the RTMP server accepted",
-            load(&s.connections_accepted),
-        ),
-        (
-            "stream_manager_server_connections_refused_total",
-            "Connections refused at rtmp.max_connections (told why, then closed)",
-            load(&s.connections_refused),
-        ),
-        (
-            "stream_manager_server_panics_total",
-            "Connections closed because rml_rtmp panicked on their input (contained, logged \
-             as one line)",
-            load(&s.panics),
-        ),
-        (
-            "stream_manager_server_protocol_errors_total",
-            "Connections closed for malformed input",
-            load(&s.protocol_errors),
-        ),
-        (
-            "stream_manager_server_timed_out_total",
-            "Connections closed for silence or a stalled write past rtmp.ping_timeout",
-            load(&s.timed_out),
-        ),
-        (
-            "stream_manager_server_player_frames_dropped_total",
-            "Player frames dropped by the queue policy (closed players included)",
-            load(&s.frames_dropped),
-        ),
-        (
-            "stream_manager_server_bytes_out_total",
-            "Bytes the server wrote to its peers",
-            load(&s.bytes_out),
-        ),
-        (
-            "stream_manager_server_direct_writes_total",
-            "Frames a publisher wrote straight to a player's socket",
-            load(&s.direct_writes),
-        ),
-    ];
-    for (name, help, v) in counters {
-        let c = IntCounter::new(name, help).expect("a valid counter");
-        c.inc_by(v);
-        let _ = registry.register(Box::new(c));
-    }
-    for (name, help, v) in [
-        (
-            "stream_manager_server_connections_open",
-            "Connections open now",
-            load(&s.connections_open),
-        ),
-        (
-            "stream_manager_server_players_open",
-            "Players playing now",
-            load(&s.players_open),
-        ),
-        (
-            "stream_manager_server_player_queue_items",
-            "Frames and headers waiting in the players' queues, all players (summed each second)",
-            load(&s.queued),
-        ),
-    ] {
-        let g = IntGauge::new(name, help).expect("a valid gauge");
-        g.set(i64::try_from(v).unwrap_or(i64::MAX));
-        let _ = registry.register(Box::new(g));
-    }
-    let mut out = Vec::new();
-    let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out);
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// Serves what `render` gives at `http://addr/metrics` on a thread of its own.
-fn serve_text(
-    addr: &str,
-    render: impl Fn() -> String + Send + 'static,
-) -> Result<Endpoint, ServeError> {
-    let server = tiny_http::Server::http(addr).map_err(|e| ServeError {
-        addr: addr.to_string(),
-        why: e.to_string(),
-    })?;
-    let bound = server.server_addr().to_ip().ok_or_else(|| ServeError {
-        addr: addr.to_string(),
-        why: "not an IP address".into(),
-    })?;
-    let server = Arc::new(server);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (srv, halt) = (Arc::clone(&server), Arc::clone(&stop));
-    let thread = std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            while !halt.load(Ordering::Relaxed) {
-                let Ok(Some(request)) = srv.recv_timeout(Duration::from_millis(200)) else {
-                    continue;
-                };
-                let response = if request.url() == "/metrics" {
-                    let body = render();
-                    tiny_http::Response::from_string(body).with_header(
-                        tiny_http::Header::from_bytes("Content-Type", prometheus::TEXT_FORMAT)
-                            .expect("a valid header"),
-                    )
-                } else {
-                    tiny_http::Response::from_string("stream-manager: see /metrics\n")
-                        .with_status_code(404)
-                };
-                let _ = request.respond(response);
-            }
-        })
-        .map_err(|e| ServeError {
-            addr: addr.to_string(),
-            why: e.to_string(),
-        })?;
-    Ok(Endpoint {
-        addr: bound,
-        server,
-        stop,
-        thread: Some(thread),
-    })
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_streams_share_one_family_each_series_labelled_with_its_stream() {
+        let (a, b) = (Metrics::labelled("s0"), Metrics::labelled("s1"));
+        a.mark(Point::EncodeStart, 1);
+        a.mark(Point::EncodeEnd, 1);
+        let text = render_many(&[(&a, LiveSnapshot::default()), (&b, LiveSnapshot::default())]);
+        let help = text
+            .lines()
+            .filter(|l| l.starts_with("# HELP stream_manager_fps "))
+            .count();
+        assert_eq!(help, 1, "{text}");
+        for stream in ["s0", "s1"] {
+            assert!(
+                text.contains(&format!("stream_manager_fps{{stream=\"{stream}\"}}")),
+                "{text}"
+            );
+        }
+        assert!(
+            text.contains(
+                "stream_manager_span_duration_seconds_count{span=\"encode\",stream=\"s0\"} 1"
+            ),
+            "{text}"
+        );
+    }
 
     fn sample(text: &str, name: &str) -> f64 {
         text.lines()
@@ -656,7 +541,7 @@ mod tests {
     #[test]
     fn the_grafana_dashboard_uses_only_metrics_that_exist() {
         let text = Metrics::new().render(&LiveSnapshot::default());
-        let dash = include_str!("../../dashboards/stream-manager.json");
+        let dash = include_str!("../../../dashboards/stream-manager.json");
         let names: std::collections::BTreeSet<String> = dash
             .match_indices("stream_manager_")
             .map(|(i, _)| {
