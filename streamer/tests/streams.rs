@@ -39,6 +39,13 @@ fn a_bad_source_or_a_refused_publish_ends_that_stream_only() {
         assert_eq!(summary.counters.packets, 45, "{}", key(i));
         assert_eq!(summary.sink.frames_sent, 45, "{}", key(i));
     }
+    // The server measured each stream as it arrived; the refused one never published.
+    let ingest = server.stats().ingest.lock().unwrap().clone();
+    for i in [0, 3] {
+        let got = ingest[&("live".to_string(), key(i))];
+        assert_eq!((got.frames, got.publishes), (45, 1), "{}: {got:?}", key(i));
+    }
+    assert!(!ingest.contains_key(&("live".to_string(), key(2))));
     match &outcomes[1] {
         Err(e @ StreamError::Source(_)) => {
             assert!(e.to_string().contains("/nonexistent/clip.mp4"), "{e}")

@@ -3,9 +3,11 @@
 //! own.
 
 use super::Metrics;
+use crate::rtmp::server::Ingest;
 use crate::rtmp::server::ServerStats;
 use crate::stream::Live;
 use prometheus::{Encoder as _, IntCounter, IntGauge, Registry};
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -82,6 +84,13 @@ pub fn serve_server(addr: &str, server: Arc<ServerStats>) -> Result<Endpoint, Se
 
 /// The RTMP server's counters in Prometheus' text format (`stream_manager_server_*`).
 pub fn render_server(s: &ServerStats) -> String {
+    let mut out = render_counters(s);
+    out.push_str(&render_ingest(s));
+    out
+}
+
+/// The server's own counters and gauges.
+fn render_counters(s: &ServerStats) -> String {
     let registry = Registry::new();
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let counters: [(&str, &str, u64); 8] = [
@@ -156,6 +165,48 @@ pub fn render_server(s: &ServerStats) -> String {
     let mut out = Vec::new();
     let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out);
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// One metric family of [`render_ingest`]: name, type, help, and its value for a stream.
+type Family = (&'static str, &'static str, &'static str, fn(&Ingest) -> f64);
+
+/// Each published stream as it arrived: frames, those more than 500 ms behind their
+/// timestamps' real-time schedule, and the most behind one of its current publish.
+fn render_ingest(s: &ServerStats) -> String {
+    let ingest = s.ingest.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if ingest.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let families: [Family; 3] = [
+        (
+            "stream_manager_server_stream_frames_total",
+            "counter",
+            "Video frames each published stream brought, over all its publishes",
+            |i| i.frames as f64,
+        ),
+        (
+            "stream_manager_server_stream_late_frames_total",
+            "counter",
+            "Video frames that arrived more than 500 ms behind their timestamps' real-time \
+             schedule (counted from the publish's first frame)",
+            |i| i.late as f64,
+        ),
+        (
+            "stream_manager_server_stream_behind_max_seconds",
+            "gauge",
+            "The most behind its real-time schedule a frame of the stream's current publish \
+             arrived, seconds",
+            |i| i.behind_max_ms / 1000.0,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for ((app, key), i) in &ingest {
+            let _ = writeln!(out, "{name}{{stream=\"{app}/{key}\"}} {}", value(i));
+        }
+    }
+    out
 }
 
 /// Serves what `render` gives at `http://addr/metrics` on a thread of its own.

@@ -49,7 +49,7 @@ mod stats;
 
 pub use media::{Media, MediaKind};
 pub use player_queue::PlayerQueue;
-pub use stats::ServerStats;
+pub use stats::{Ingest, LATE_MS, ServerStats};
 
 use crate::config::RtmpConfig;
 use connection::Connection;

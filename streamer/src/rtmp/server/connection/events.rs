@@ -169,6 +169,10 @@ impl Connection {
             }
             ch.publisher = Some(self.id);
         }
+        lock(&self.shared.stats.ingest)
+            .entry(key.clone())
+            .or_default()
+            .published();
         self.role = Role::Publisher { key };
         self.answer(session, |s| s.accept_request(request_id))
     }
@@ -222,6 +226,17 @@ impl Connection {
         let tag = (kind == MediaKind::Video)
             .then(|| flv::parse_video_tag(&data))
             .flatten();
+        if tag.is_some_and(|t| !t.sequence_header) {
+            let now = std::time::Instant::now();
+            let mut ingest = lock(&self.shared.stats.ingest);
+            match ingest.get_mut(key) {
+                Some(i) => i.arrived(now, timestamp.value),
+                None => ingest
+                    .entry(key.clone())
+                    .or_default()
+                    .arrived(now, timestamp.value),
+            }
+        }
         let media = Arc::new(Media::new(
             kind,
             timestamp.value,
