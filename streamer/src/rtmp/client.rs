@@ -106,13 +106,7 @@ impl Publisher {
     ) -> Result<Self, PublishError> {
         let sequence_header = Bytes::from(flv::sequence_header_tag(record));
         let audio_header = audio_header.map(Bytes::from);
-        let conn = open(&url, &metadata, &sequence_header)?;
-        if !send_audio_header(&conn, audio_header.as_ref()) {
-            return Err(PublishError::Connect {
-                url: url.to_string(),
-                what: "the connection closed as the audio header was sent".into(),
-            });
-        }
+        let conn = open_with_audio(&url, &metadata, &sequence_header, audio_header.as_ref())?;
         let quality = crate::adapt::network::NetQualityView::default();
         let monitor = monitor_of(&conn, &quality);
         Ok(Publisher {
@@ -148,14 +142,7 @@ impl Publisher {
             RtmpTimestamp::new(ms),
             true,
         );
-        let sent = match packet {
-            Ok(ClientSessionResult::OutboundResponse(p)) => lock(&conn.writer)
-                .write_all(&p.bytes)
-                .map(|()| p.bytes.len())
-                .ok(),
-            _ => None,
-        };
-        match sent {
+        match written(conn, packet) {
             Some(n) => self.stats.bytes_sent += n as u64,
             None => self.disconnect(),
         }
@@ -225,16 +212,12 @@ impl Publisher {
             self.disconnect();
         }
         if self.conn.is_none() && Instant::now() >= self.next_attempt {
-            match open(&self.url, &self.metadata, &self.sequence_header).and_then(|c| {
-                if send_audio_header(&c, self.audio_header.as_ref()) {
-                    Ok(c)
-                } else {
-                    Err(PublishError::Connect {
-                        url: self.url.to_string(),
-                        what: "the connection closed as the audio header was sent".into(),
-                    })
-                }
-            }) {
+            match open_with_audio(
+                &self.url,
+                &self.metadata,
+                &self.sequence_header,
+                self.audio_header.as_ref(),
+            ) {
                 Ok(conn) => {
                     self.monitor = monitor_of(&conn, &self.quality);
                     self.conn = Some(conn);
@@ -266,14 +249,7 @@ impl Publisher {
             false,
         );
         let writing = Instant::now();
-        let sent = match packet {
-            Ok(ClientSessionResult::OutboundResponse(p)) => lock(&conn.writer)
-                .write_all(&p.bytes)
-                .map(|()| p.bytes.len())
-                .ok(),
-            _ => None,
-        };
-        match sent {
+        match written(conn, packet) {
             Some(n) => {
                 self.waiting_for_key = false;
                 self.stats.frames_sent += 1;
@@ -318,19 +294,37 @@ impl Publisher {
     }
 }
 
-/// Sends the AAC sequence header (`header`, if any) on a connection that has just started
-/// publishing; false when it could not be written.
-fn send_audio_header(conn: &Conn, header: Option<&Bytes>) -> bool {
-    let Some(header) = header else {
-        return true;
+/// Writes what the session made of a message to `conn`; the bytes written, or None where the
+/// session gave nothing to send or the write failed.
+fn written(conn: &Conn, packet: Result<ClientSessionResult, ClientSessionError>) -> Option<usize> {
+    match packet {
+        Ok(ClientSessionResult::OutboundResponse(p)) => lock(&conn.writer)
+            .write_all(&p.bytes)
+            .map(|()| p.bytes.len())
+            .ok(),
+        _ => None,
+    }
+}
+
+/// [`open`], then the AAC sequence header (`audio`, if any) on the new connection.
+fn open_with_audio(
+    url: &RtmpUrl,
+    metadata: &StreamMetadata,
+    header: &Bytes,
+    audio: Option<&Bytes>,
+) -> Result<Conn, PublishError> {
+    let conn = open(url, metadata, header)?;
+    let Some(audio) = audio else {
+        return Ok(conn);
     };
     let packet =
-        lock(&conn.session).publish_audio_data(header.clone(), RtmpTimestamp::new(0), false);
-    match packet {
-        Ok(ClientSessionResult::OutboundResponse(p)) => {
-            lock(&conn.writer).write_all(&p.bytes).is_ok()
-        }
-        _ => false,
+        lock(&conn.session).publish_audio_data(audio.clone(), RtmpTimestamp::new(0), false);
+    match written(&conn, packet) {
+        Some(_) => Ok(conn),
+        None => Err(PublishError::Connect {
+            url: url.to_string(),
+            what: "the connection closed as the audio header was sent".into(),
+        }),
     }
 }
 

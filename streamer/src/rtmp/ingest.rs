@@ -7,9 +7,7 @@
 use super::client::{RtmpUrl, handshake};
 use super::flv;
 use crate::source::{FeedInput, FeedItem, SourceError};
-use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
-};
+use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,11 +99,11 @@ fn read(url: &RtmpUrl, items: &Mutex<Vec<FeedItem>>, stop: &AtomicBool) -> std::
     let (mut session, initial) = ClientSession::new(config).map_err(std::io::Error::other)?;
     let mut out = Vec::new();
     let mut events = Vec::new();
-    gather(initial, &mut out, &mut events);
+    super::player::collect(initial, &mut out, &mut events);
     let connect = session
         .request_connection(url.app.clone())
         .map_err(std::io::Error::other)?;
-    gather(vec![connect], &mut out, &mut events);
+    super::player::collect(vec![connect], &mut out, &mut events);
     let mut input = rest;
     let mut buf = vec![0u8; 64 * 1024];
     while !stop.load(Ordering::Relaxed) {
@@ -114,7 +112,7 @@ fn read(url: &RtmpUrl, items: &Mutex<Vec<FeedItem>>, stop: &AtomicBool) -> std::
                 .map_err(|p| std::io::Error::other(p.to_string()))?
                 .map_err(std::io::Error::other)?;
             input.clear();
-            gather(results, &mut out, &mut events);
+            super::player::collect(results, &mut out, &mut events);
         }
         for e in events.drain(..) {
             match e {
@@ -122,7 +120,7 @@ fn read(url: &RtmpUrl, items: &Mutex<Vec<FeedItem>>, stop: &AtomicBool) -> std::
                     let r = session
                         .request_playback(url.key.clone())
                         .map_err(std::io::Error::other)?;
-                    gather(vec![r], &mut out, &mut Vec::new());
+                    super::player::collect(vec![r], &mut out, &mut Vec::new());
                 }
                 ClientSessionEvent::ConnectionRequestRejected { description } => {
                     return Err(std::io::Error::other(description));
@@ -156,20 +154,6 @@ fn read(url: &RtmpUrl, items: &Mutex<Vec<FeedItem>>, stop: &AtomicBool) -> std::
         }
     }
     Ok(())
-}
-
-fn gather(
-    results: Vec<ClientSessionResult>,
-    out: &mut Vec<u8>,
-    events: &mut Vec<ClientSessionEvent>,
-) {
-    for r in results {
-        match r {
-            ClientSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
-            ClientSessionResult::RaisedEvent(e) => events.push(e),
-            ClientSessionResult::UnhandleableMessageReceived(_) => {}
-        }
-    }
 }
 
 /// An FLV VIDEODATA body as a feed item: H.264's sequence header or one access unit.

@@ -453,7 +453,7 @@ fn recv_stamped(socket: &TcpStream, buf: &mut [u8]) -> std::io::Result<(usize, I
     Ok((n, at))
 }
 
-fn collect(
+pub(super) fn collect(
     results: Vec<ClientSessionResult>,
     out: &mut Vec<u8>,
     events: &mut Vec<ClientSessionEvent>,
