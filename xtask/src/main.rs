@@ -25,7 +25,8 @@ enum Cmd {
     Perf(PerfArgs),
     /// Run every test: formatting, clippy (-D warnings), unit, integration and doc tests, and
     /// the benchmarks once each in test mode. Installs what they run first (system packages,
-    /// the rustfmt and clippy components, gungraun-runner).
+    /// the rustfmt and clippy components, gungraun-runner, node-media-server) and fetches the
+    /// real test clip (see `clip`).
     Test,
     /// Regenerate results/REPORT.md from the latest results of every suite (a `--quick` run
     /// shows, marked, where it is newer than the suite's full run).
