@@ -27,8 +27,8 @@ fn scenario_files() -> Vec<PathBuf> {
 fn every_scenario_file_parses_and_plans() {
     let files = scenario_files();
     // The eleven suite files of the guide's tables (stream, workers, memory, network, core,
-    // compose, render and the four parts of frames) and the two parts of adapt.
-    assert_eq!(files.len(), 14, "{files:?}");
+    // compose, render and the four parts of frames), the three parts of adapt, and content.
+    assert_eq!(files.len(), 15, "{files:?}");
     for file in &files {
         let s = Scenario::load(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for quick in [false, true] {

@@ -331,11 +331,12 @@ fn main() -> Result<ExitCode> {
 }
 
 /// The suites `perf all` runs, in the report's order, with the comparisons each carries.
-const ALL: [(&str, &[&str]); 9] = [
+const ALL: [(&str, &[&str]); 10] = [
     (
         "stream",
         &["--compare-cli", "--probe-overhead", "--compare-decode"],
     ),
+    ("content", &[]),
     ("workers", &[]),
     ("memory", &[]),
     ("core", &[]),
@@ -439,7 +440,9 @@ fn perf_with(args: &PerfArgs, extra: &[&str]) -> Result<Option<ExitCode>> {
             c.arg("--shard").arg(shard);
         }
         c.args(extra);
-        if args.compare_decode || extra.contains(&"--compare-decode") {
+        let streams_clip =
+            std::fs::read_to_string(&scenario).is_ok_and(|t| t.contains("$STREAM_MANAGER_CLIP"));
+        if args.compare_decode || extra.contains(&"--compare-decode") || streams_clip {
             c.env(clip::ENV, clip::ensure()?);
         }
         if extra.contains(&"--peers") {

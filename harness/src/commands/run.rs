@@ -44,6 +44,7 @@ pub fn run(args: &RunOptions) -> Result<()> {
     } else {
         scenario.plan(args.quick)
     };
+    needs_clip(&scenario, &plan);
     let all_points = plan.points.len();
     let shard = match args.shard {
         Some(s) => Some(s),
@@ -243,4 +244,22 @@ fn finish(args: &RunOptions, results: &Results) -> Result<()> {
         bail!("some end marks had no start mark; the spans above are incomplete");
     }
     Ok(())
+}
+
+/// Stops the run (exit 2, saying what to do) where a point streams the real test clip and
+/// this machine's path to it is not given.
+fn needs_clip(scenario: &Scenario, plan: &crate::scenario::Plan) {
+    let needs = plan.points.iter().any(|p| {
+        p.config.source.kind == streamer::config::SourceKind::File
+            && p.config.source.path == crate::scenario::CLIP
+    });
+    if needs && crate::scenario::clip_path().is_none() {
+        eprintln!(
+            "{}: this suite streams the real test clip: run it with `cargo xtask perf {}` \
+             (which fetches it), or set STREAM_MANAGER_CLIP to its path (`cargo xtask clip` \
+             fetches it and prints the path)",
+            scenario.suite, scenario.suite
+        );
+        std::process::exit(2);
+    }
 }

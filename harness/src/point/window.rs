@@ -61,7 +61,15 @@ fn open_and_warm<'p, P: Probe + Sync>(
 ) -> Result<(Stream<'p, P>, Option<u64>), RunError> {
     let s = &job.settings;
     let output = relay.map_or(Output::Null, |r| Output::Rtmp(r.url.clone()));
-    let mut stream = Stream::open(&job.config, &output, probe)?;
+    // The real clip where the scenario names it, at this machine's path (results keep the
+    // placeholder).
+    let mut config = job.config.clone();
+    if config.source.path == crate::scenario::CLIP
+        && let Some(clip) = crate::scenario::clip_path()
+    {
+        config.source.path = clip;
+    }
+    let mut stream = Stream::open(&config, &output, probe)?;
     stream.run(s.warmup_frames, s.pacing)?;
     let counting = crate::allocs::counting();
     let fixed_before = crate::allocs::allocations();

@@ -39,8 +39,9 @@ use std::path::{Path, PathBuf};
 pub const QUICK_SETS: &str = "**Quick runs shown**";
 
 /// Suites and the command that fills each.
-const SUITES: [(&str, &str); 14] = [
+const SUITES: [(&str, &str); 15] = [
     ("stream", "cargo xtask perf stream"),
+    ("content", "cargo xtask perf content"),
     ("workers", "cargo xtask perf workers"),
     ("memory", "cargo xtask perf memory"),
     ("core", "cargo xtask perf core"),

@@ -41,6 +41,8 @@
 //! Every mistake is reported with the file, the line and the field.
 
 mod parse;
+
+pub use parse::{CLIP, clip_path};
 #[cfg(test)]
 mod tests;
 

@@ -348,6 +348,18 @@ pub(super) fn key_at(text: &str, offset: usize) -> String {
     }
 }
 
+/// `source.path` in a scenario: the real test clip (`cargo xtask clip`), wherever the machine
+/// keeps it. Results keep the placeholder (no path of one machine); a point's run opens the
+/// file `STREAM_MANAGER_CLIP` names ([`clip_path`]).
+pub const CLIP: &str = "$STREAM_MANAGER_CLIP";
+
+/// The clip's path on this machine (`STREAM_MANAGER_CLIP`, which `cargo xtask perf` sets).
+pub fn clip_path() -> Option<String> {
+    std::env::var_os("STREAM_MANAGER_CLIP")
+        .filter(|c| !c.is_empty())
+        .map(|c| c.to_string_lossy().into_owned())
+}
+
 /// The `[base]` table over the defaults, validated; a bad value is named where it was written.
 pub(super) fn base(
     at: &At<'_>,

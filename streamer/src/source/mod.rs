@@ -188,9 +188,11 @@ impl Source {
                 ))
             )],
             Source::File(f) => {
+                let name = Path::new(&cfg.path)
+                    .file_name()
+                    .map_or_else(|| cfg.path.clone(), |n| n.to_string_lossy().into_owned());
                 let mut notes = vec![format!(
-                    "source: {} decoded at its own {} fps{}",
-                    cfg.path,
+                    "source: {name} decoded at its own {} fps{}",
                     f.fps(),
                     if f.scales() {
                         ", scaled to the viewport"
