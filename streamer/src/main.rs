@@ -382,18 +382,11 @@ fn stream_to<P: streamer::probe::Probe + Sync>(
     probe: &P,
     serving: impl FnOnce(&Stream<'_, P>) -> Result<Option<streamer::metrics::Endpoint>>,
 ) -> Result<(streamer::stream::Summary, f64)> {
-    let v = &cfg.core.viewport;
     let mut stream = Stream::open(cfg, output, probe)?;
     let _endpoint = serving(&stream)?;
     eprintln!(
-        "streaming {} frames of {}x{}@{} ({} {}, {} threads) to {}{}",
-        args.frames,
-        v.width,
-        v.height,
-        v.fps,
-        cfg.encoder.preset,
-        args.pacing,
-        cfg.encoder.pipeline.threads,
+        "streaming {} to {}{}",
+        what_streams(args, cfg),
         output,
         if embedded {
             format!(" (embedded server, {} players)", args.players)
@@ -545,16 +538,9 @@ fn run_many(args: &RunArgs, cfg: &StreamConfig) -> Result<()> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let v = &cfg.core.viewport;
     eprintln!(
-        "streaming {n} streams of {} frames of {}x{}@{} ({} {}, {} threads each){}",
-        args.frames,
-        v.width,
-        v.height,
-        v.fps,
-        cfg.encoder.preset,
-        args.pacing,
-        cfg.encoder.pipeline.threads,
+        "streaming {n} streams of {} each{}",
+        what_streams(args, cfg),
         if relay.is_some() {
             format!(" to the embedded server, {} players each", args.players)
         } else {
@@ -673,4 +659,19 @@ fn stream_line(
         println!("{key} diagnosis: {}: {}", f.symptom, f.cause);
     }
     true
+}
+
+/// What `run` streams, for its first line: frames, geometry, preset, pacing and threads.
+fn what_streams(args: &RunArgs, cfg: &StreamConfig) -> String {
+    let v = &cfg.core.viewport;
+    format!(
+        "{} frames of {}x{}@{} ({} {}, {} threads)",
+        args.frames,
+        v.width,
+        v.height,
+        v.fps,
+        cfg.encoder.preset,
+        args.pacing,
+        cfg.encoder.pipeline.threads
+    )
 }

@@ -98,13 +98,11 @@ fn a_feed_that_never_arrives_is_named_after_the_timeout() {
     cfg.source.kind = SourceKind::Rtmp;
     cfg.source.url = common::url(&server, "nobody");
     cfg.source.timeout = 1;
-    let started = std::time::Instant::now();
     let err = match Stream::open(&cfg, &Output::Null, &NoProbe) {
         Err(e @ StreamError::Source(_)) => e.to_string(),
         Err(e) => panic!("another error: {e}"),
         Ok(_) => panic!("opened with no feed"),
     };
-    assert!(started.elapsed() < Duration::from_secs(5));
     assert!(err.contains("nobody"), "{err}");
     assert!(err.contains("no stream arrived within 1 s"), "{err}");
 }

@@ -128,16 +128,6 @@ impl Source {
         }
     }
 
-    /// [`Source::decode`] then [`Source::paint`].
-    ///
-    /// # Errors
-    /// As [`Source::decode`].
-    pub fn draw(&mut self, id: u64, p: Planes<'_>) -> Result<(), SourceError> {
-        self.decode(id)?;
-        self.paint(id, p);
-        Ok(())
-    }
-
     /// The source's sound as the output announces it (None: the stream is silent).
     pub fn audio(&self) -> Option<&AudioConfig> {
         match self {

@@ -201,10 +201,14 @@ impl<P: Probe> Capture<'_, P> {
         if drawn.is_ok() {
             source.paint(id, crate::encode::frame_planes(&mut slot.picture));
         }
-        let audio = source.take_audio();
-        if !audio.is_empty() {
-            let mut pending = self.shared.audio.lock().unwrap_or_else(|e| e.into_inner());
-            pending.extend(audio);
+        if let Some(pending) = &self.shared.audio {
+            let audio = source.take_audio();
+            if !audio.is_empty() {
+                pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(audio);
+            }
         }
         match drawn {
             Ok(()) => Ok(slot),

@@ -44,8 +44,8 @@ impl PipelineStats {
 /// State the pipeline's threads share.
 pub(super) struct Shared {
     /// The source's audio packets read so far and not yet sent (the render thread adds, the
-    /// sending side takes them before each video packet).
-    pub(super) audio: std::sync::Mutex<Vec<crate::source::AudioPacket>>,
+    /// sending side takes them before each video packet); None for a silent source.
+    pub(super) audio: Option<std::sync::Mutex<Vec<crate::source::AudioPacket>>>,
     pub(super) pool: BufferPool,
     pub(super) drops: DropCounters,
     pub(super) pool_copies: AtomicU64,

@@ -233,6 +233,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
         // only the few it uses.
         let pool = BufferPool::new(v.width, v.height, slots, p.buffer_pool);
         let sink = output::open(output, &encoder, source.audio())?;
+        let audio = source.audio().is_some();
         let network = sink.net_quality();
         let epoch = std::time::Instant::now();
         let adapting = send::Adapting::of(cfg, network.clone(), epoch);
@@ -278,7 +279,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 epoch,
                 stop: std::sync::atomic::AtomicBool::new(false),
                 network,
-                audio: std::sync::Mutex::new(Vec::new()),
+                audio: audio.then(|| std::sync::Mutex::new(Vec::new())),
             }),
             adapting,
             scaling: quality_scaling,

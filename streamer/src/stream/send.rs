@@ -335,7 +335,9 @@ pub(super) fn deliver<P: Probe>(
         let _cpu = super::stage_cpu::ThreadClock::start(&shared.cpu.send_ns);
         // The source's sound read so far goes first (it leads the video by the pipeline's
         // delay at most; players and muxers interleave by timestamp).
-        let audio = std::mem::take(&mut *shared.audio.lock().unwrap_or_else(|e| e.into_inner()));
+        let audio = shared.audio.as_ref().map_or_else(Vec::new, |a| {
+            std::mem::take(&mut *a.lock().unwrap_or_else(|e| e.into_inner()))
+        });
         audio
             .iter()
             .try_for_each(|a| sink.audio(a))
