@@ -14,6 +14,8 @@ use streamer::rtmp::LocalRelay;
 use streamer::rtmp::server::Server;
 use streamer::stream::{Pacing, Stream};
 
+mod many;
+
 /// A live-stream manager: draws a synthetic scene (or decodes a file: `--set source.kind=file
 /// --set source.path=FILE`), draws its layers over it, encodes it to H.264 with FFmpeg's
 /// libx264 and publishes it over RTMP (to its own embedded server by default), or writes it to
@@ -71,7 +73,7 @@ struct ConfigArgs {
 }
 
 #[derive(clap::Args)]
-struct RunArgs {
+pub(crate) struct RunArgs {
     /// Where the stream goes: rtmp://HOST[:PORT]/APP/KEY (any RTMP server), rtmps://… (RTMP
     /// over TLS, port 443 unless given), a file ending in .flv, or `null` to encode and
     /// discard. Default: an embedded server with --players players.
@@ -101,6 +103,7 @@ struct RunArgs {
     /// Streams to run at once in this process, each its own source, pipeline, encoder and
     /// publisher, to its own stream key (s0, s1, …: of the embedded server, with --players
     /// players each, or of --output's RTMP server). One stream's failure ends that stream only.
+    /// A --config file may give stream sI settings of its own in a [streams.sI] table.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     streams: u32,
     #[command(flatten)]
@@ -150,20 +153,32 @@ struct ServeArgs {
 
 impl ConfigArgs {
     fn load(&self) -> Result<StreamConfig> {
-        let mut cfg = match &self.config {
+        Ok(self.load_each(1)?.remove(0))
+    }
+
+    /// Each of `n` streams' settings: the file's shared ones with stream sI's own
+    /// `[streams.sI]` table over them, then every `--set`.
+    fn load_each(&self, n: usize) -> Result<Vec<StreamConfig>> {
+        let mut each = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
-                StreamConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+                streamer::config::each_from_toml(&text, n)
+                    .with_context(|| format!("in {}", path.display()))?
             }
-            None => StreamConfig::default(),
+            None => vec![StreamConfig::default(); n],
         };
-        for spec in &self.overrides {
-            cfg.apply_override(spec)
-                .with_context(|| format!("--set {spec}"))?;
+        for (i, cfg) in each.iter_mut().enumerate() {
+            for spec in &self.overrides {
+                cfg.apply_override(spec)
+                    .with_context(|| format!("--set {spec}"))?;
+            }
+            cfg.validate().with_context(|| match n {
+                1 => String::from("checking the settings"),
+                _ => format!("checking stream {}'s settings", streamer::streams::key(i)),
+            })?;
         }
-        cfg.validate()?;
-        Ok(cfg)
+        Ok(each)
     }
 }
 
@@ -304,7 +319,12 @@ fn serve(args: ServeArgs) -> Result<()> {
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    let cfg = streamer::stream::effective_config(&args.config.load()?)?;
+    let each = args.config.load_each(args.streams as usize)?;
+    let each = each
+        .iter()
+        .map(streamer::stream::effective_config)
+        .collect::<Result<Vec<_>, _>>()?;
+    let cfg = each[0].clone();
     if let Some(ca) = &args.tls_ca {
         streamer::rtmp::tls::trust(ca)?;
     }
@@ -312,7 +332,7 @@ fn run(args: RunArgs) -> Result<()> {
         bail!("--frames must be at least 1");
     }
     if args.streams > 1 {
-        return run_many(&args, &cfg);
+        return many::run_many(&args, &each);
     }
     let v = &cfg.core.viewport;
     let relay = match &args.output {
@@ -506,163 +526,8 @@ fn report(
     Ok(server_dropped)
 }
 
-/// `run --streams N`: N streams at once, each to its own key; one line each, then the whole
-/// process's CPU. Fails when any stream failed (after every other has finished).
-fn run_many(args: &RunArgs, cfg: &StreamConfig) -> Result<()> {
-    let n = args.streams as usize;
-    let keys: Vec<String> = (0..n).map(streamer::streams::key).collect();
-    let relay = match &args.output {
-        Some(_) => None,
-        None => Some(
-            LocalRelay::start_keys(
-                &cfg.rtmp,
-                &keys,
-                args.players,
-                cfg.core.viewport.fps,
-                Arc::new(NoProbe),
-            )
-            .context("starting the embedded RTMP server and its players")?,
-        ),
-    };
-    let specs = (0..n)
-        .map(|i| {
-            let output = match (&args.output, &relay) {
-                (Some(o), _) => streamer::streams::output_of(o, i)
-                    .with_context(|| format!("--streams {n} cannot share the file {o}"))?,
-                (None, Some(r)) => Output::Rtmp(r.urls[i].clone()),
-                (None, None) => unreachable!("a relay starts when there is no output"),
-            };
-            Ok(streamer::streams::StreamSpec {
-                config: cfg.clone(),
-                output,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    eprintln!(
-        "streaming {n} streams of {} each{}",
-        what_streams(args, cfg),
-        if relay.is_some() {
-            format!(" to the embedded server, {} players each", args.players)
-        } else {
-            String::new()
-        }
-    );
-    // Each stream's own metrics (every series labelled with its key): the endpoint serves
-    // them as they open, and each stream's diagnosis reads its own.
-    let metrics: Vec<Arc<streamer::metrics::Metrics>> = keys
-        .iter()
-        .map(|k| Arc::new(streamer::metrics::Metrics::labelled(k)))
-        .collect();
-    let open: streamer::metrics::Streams = Arc::default();
-    let _endpoint = match &args.metrics {
-        Some(addr) => {
-            let server = relay.as_ref().map(|r| r.server.stats_handle());
-            let e = streamer::metrics::serve_many(addr, Arc::clone(&open), server)?;
-            eprintln!("metrics: http://{}/metrics", e.addr);
-            Some(e)
-        }
-        None => None,
-    };
-    let probes: Vec<&streamer::metrics::Metrics> = metrics.iter().map(|m| &**m).collect();
-    let cpu_before = streamer::clock::process_cpu_ns() as f64 * 1e-9;
-    let started = Instant::now();
-    let outcomes =
-        streamer::streams::run_all(&specs, args.frames, args.pacing, &probes, |i, stream| {
-            let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
-            open.push((Arc::clone(&metrics[i]), stream.live()));
-        });
-    let secs = started.elapsed().as_secs_f64();
-    let cpu = (streamer::clock::process_cpu_ns() as f64 * 1e-9 - cpu_before) / secs * 100.0;
-    if let Some(r) = &relay {
-        let most = outcomes
-            .iter()
-            .filter_map(|o| o.as_ref().ok())
-            .map(|(s, _)| s.counters.packets)
-            .max()
-            .unwrap_or(0);
-        r.settle(most, std::time::Duration::from_secs(30));
-    }
-    let share = cpu / n as f64;
-    let failed = outcomes
-        .iter()
-        .enumerate()
-        .filter(|(i, o)| {
-            !stream_line(
-                args,
-                cfg,
-                (&keys[*i], *i, o),
-                relay.as_ref(),
-                &metrics[*i],
-                share,
-            )
-        })
-        .count();
-    println!(
-        "{n} streams in {secs:.2} s: the process used {cpu:.0}% of a core ({share:.0}% a stream)"
-    );
-    if let Some(r) = relay {
-        r.stop();
-    }
-    if failed > 0 {
-        bail!("{failed} of {n} streams failed");
-    }
-    Ok(())
-}
-
-/// Prints stream `i`'s line of `run --streams` and its diagnosis (`cpu_share`: its share of
-/// the process's CPU, percent of a core); false for a stream that failed.
-fn stream_line(
-    args: &RunArgs,
-    cfg: &StreamConfig,
-    (key, i, outcome): (&str, usize, &streamer::streams::Outcome),
-    relay: Option<&LocalRelay>,
-    metrics: &streamer::metrics::Metrics,
-    cpu_share: f64,
-) -> bool {
-    let (s, run_s) = match outcome {
-        Ok(done) => done,
-        Err(e) => {
-            println!("{key}: failed: {e}");
-            return false;
-        }
-    };
-    let c = s.counters;
-    let players = relay.map_or(String::new(), |r| {
-        let got: Vec<u64> = r.reports_of(i).iter().map(|p| p.frames).collect();
-        format!(
-            "; {} players received {}–{} frames",
-            got.len(),
-            got.iter().min().unwrap_or(&0),
-            got.iter().max().unwrap_or(&0)
-        )
-    });
-    println!(
-        "{key}: {} frames encoded in {run_s:.2} s ({:.1} fps), {} dropped, {:.0} kbit/s{players}",
-        c.packets,
-        c.packets as f64 / run_s.max(1e-9),
-        c.dropped + s.sink.dropped,
-        s.bitrate_kbps
-    );
-    let facts = streamer::stream::RunFacts {
-        secs: *run_s,
-        realtime: args.pacing == Pacing::Realtime,
-        players: if relay.is_some() {
-            args.players as u32
-        } else {
-            0
-        },
-        cpu_percent: cpu_share,
-        server_dropped: 0,
-    };
-    let observed = streamer::stream::observed(cfg, s, &facts, |name| metrics.span_mean_ms(name));
-    for f in streamer::diagnose::diagnose(&observed) {
-        println!("{key} diagnosis: {}: {}", f.symptom, f.cause);
-    }
-    true
-}
-
 /// What `run` streams, for its first line: frames, geometry, preset, pacing and threads.
-fn what_streams(args: &RunArgs, cfg: &StreamConfig) -> String {
+pub(crate) fn what_streams(args: &RunArgs, cfg: &StreamConfig) -> String {
     let v = &cfg.core.viewport;
     format!(
         "{} frames of {}x{}@{} ({} {}, {} threads)",

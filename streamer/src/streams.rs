@@ -11,7 +11,7 @@ use crate::stream::{Pacing, Stream, StreamError, Summary};
 
 /// The stream key of stream `i` of several (`s0`, `s1`, …).
 pub fn key(i: usize) -> String {
-    format!("s{i}")
+    crate::config::stream_key(i)
 }
 
 /// `output` for stream `i` of several: an RTMP address with its key replaced by [`key`]`(i)`;

@@ -92,3 +92,29 @@ fn run_streams_four_streams_to_four_players_each() {
     }
     assert!(stdout.contains("4 streams in"), "{stdout}");
 }
+
+#[test]
+fn a_config_file_gives_each_stream_its_own_settings() {
+    let dir = std::env::temp_dir().join(format!("each-stream-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("streams.toml");
+    std::fs::write(
+        &file,
+        "[core.viewport]\nwidth = 320\nheight = 180\n\n[streams.s1]\nencoder.preset = \"veryfast\"\ncore.viewport = { width = 640, height = 360 }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stream-manager"))
+        .args(["run", "--streams", "2", "--frames", "20", "--pacing", "max"])
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("s0: 20 frames of 320x180@30 (ultrafast")
+            && stderr.contains("s1: 20 frames of 640x360@30 (veryfast"),
+        "{stderr}"
+    );
+}

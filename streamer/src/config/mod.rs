@@ -15,6 +15,7 @@
 
 mod adaptive;
 mod core;
+mod each;
 mod encoder;
 mod overrides;
 mod pipeline;
@@ -29,6 +30,7 @@ pub use self::core::{
     PreloadStrategy, ViewportConfig,
 };
 pub use adaptive::{AdaptiveBitrate, AdaptiveConfig, AdaptiveQuality, AdaptiveWorkers};
+pub use each::{each_from_toml, stream_key};
 pub use encoder::{
     EncoderConfig, EncoderPipeline, HwAccelConfig, HwDevice, Preset, RateControl, RateMode,
     X264_CPU_FLAGS,

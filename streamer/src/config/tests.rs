@@ -392,3 +392,48 @@ fn the_old_switch_of_adaptive_bitrate_is_still_read_as_the_new_one() {
         Some(true)
     );
 }
+
+#[test]
+fn each_stream_gets_the_shared_settings_with_its_own_table_over_them() {
+    let text = r#"
+[encoder]
+preset = "veryfast"
+gop = 50
+
+[streams.s1]
+encoder.preset = "medium"
+
+[streams.s2.core.viewport]
+width = 640
+height = 360
+"#;
+    let each = each_from_toml(text, 3).unwrap();
+    assert_eq!(each[0].encoder.preset, Preset::Veryfast);
+    assert_eq!(each[1].encoder.preset, Preset::Medium);
+    assert_eq!(
+        each[1].encoder.gop, 50,
+        "shared settings stay under a stream's own"
+    );
+    assert_eq!(each[2].encoder.preset, Preset::Veryfast);
+    assert_eq!(
+        (each[2].core.viewport.width, each[2].core.viewport.height),
+        (640, 360)
+    );
+    assert_eq!(each[2].core.viewport.fps, each[0].core.viewport.fps);
+}
+
+#[test]
+fn a_stream_table_for_no_stream_or_with_a_bad_field_is_named() {
+    let e = each_from_toml("[streams.s3]\nencoder.preset = \"medium\"\n", 2).unwrap_err();
+    assert!(
+        e.to_string().contains("[streams.s3]") && e.to_string().contains("s0..=s1"),
+        "{e}"
+    );
+    let e = each_from_toml("[streams.s1]\nencoder.presett = \"medium\"\n", 2).unwrap_err();
+    assert!(
+        e.to_string().contains("[streams.s1]") && e.to_string().contains("presett"),
+        "{e}"
+    );
+    let e = each_from_toml("streams = 3\n", 2).unwrap_err();
+    assert!(e.to_string().contains("streams = 3"), "{e}");
+}
