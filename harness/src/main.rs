@@ -38,6 +38,13 @@ enum Cmd {
     /// queues every second and fails on a leak, a missed frame or an exit. Writes
     /// <results>/soak/latest.json and refreshes the report.
     Soak(SoakArgs),
+    /// How many real-time streams fit on this machine: for each cell of the density plan
+    /// (preset × x264 threads × size × source), the largest N one stream-manager process
+    /// sustains, each trial N streams publishing to one `stream-manager serve` that measures
+    /// them as they arrive (grow, then bisect); beside it, for the clip, the same with no
+    /// overlays and N ffmpeg CLI processes. Writes <results>/density/latest.json (quick.json
+    /// with --quick) and refreshes the report.
+    Density(DensityArgs),
     /// Show the points a scenario expands to, without running them.
     Plan {
         scenario: PathBuf,
@@ -96,6 +103,22 @@ struct SoakArgs {
     /// the server held then, whichever allows more).
     #[arg(long, default_value_t = 1.0)]
     rss_bound: f64,
+    /// Results folder.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct DensityArgs {
+    /// The density plan.
+    #[arg(long, default_value = "scenarios/density.toml")]
+    plan: PathBuf,
+    /// The plan's quick cells and shorter windows.
+    #[arg(long)]
+    quick: bool,
+    /// The real clip (`cargo xtask clip` fetches it).
+    #[arg(long, env = "STREAM_MANAGER_CLIP")]
+    clip: PathBuf,
     /// Results folder.
     #[arg(long, default_value = "results")]
     results: PathBuf,
@@ -308,6 +331,7 @@ report:  {}",
             }
             Ok(())
         }
+        Cmd::Density(a) => commands::density(&a.plan, a.quick, &a.clip, &a.results),
         Cmd::Report { results, full } => {
             let path = report::write_from(&results, full)?;
             println!("wrote {}", path.display());

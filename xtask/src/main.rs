@@ -113,7 +113,9 @@ struct PerfArgs {
     /// or a folder of parts (frames = timing, drops, buffer); `all` runs every suite of the
     /// report in full with its comparisons (the CLI and the recorder's cost with stream, the
     /// other servers with network; as root, for the adaptation suites), then the report from
-    /// full runs only: what is committed.
+    /// full runs only: what is committed. `density` (scenarios/density.toml, not in `all`)
+    /// finds how many real-time streams fit on this machine, with the ffmpeg CLI beside it
+    /// (--quick: under 15 minutes; in full, under 90).
     suite: String,
     /// One part of a suite that has parts (`cargo xtask perf frames timing`); all by default.
     part: Option<String>,
@@ -404,7 +406,25 @@ fn perf(args: &PerfArgs) -> Result<Option<ExitCode>> {
     if args.suite == "all" {
         return perf_all(args);
     }
+    if args.suite == "density" {
+        return perf_density(args);
+    }
     perf_with(args, &[])
+}
+
+/// `cargo xtask perf density`: the density search over `scenarios/density.toml` with the
+/// real clip (fetched first), through `harness density`.
+fn perf_density(args: &PerfArgs) -> Result<Option<ExitCode>> {
+    if args.part.is_some() || args.shard.is_some() {
+        bail!("perf density has no parts and runs whole: a part and --shard do not apply");
+    }
+    let mut c = harness()?;
+    c.arg("density").env(clip::ENV, clip::ensure()?);
+    if args.quick {
+        c.arg("--quick");
+    }
+    run(c)?;
+    Ok(None)
 }
 
 /// [`perf`] with `extra` arguments to `harness run`.

@@ -67,6 +67,16 @@ pub fn check_dir(root: &Path, committed: bool) -> Result<(usize, usize, Vec<Viol
         if dir.file_name().is_some_and(|n| n == "soak") {
             continue;
         }
+        // The density search's results have a form and invariants of their own.
+        if dir.file_name().is_some_and(|n| n == "density") {
+            let r: crate::density::DensityResults = serde_json::from_slice(
+                &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            )
+            .with_context(|| format!("reading {}", path.display()))?;
+            files += 1;
+            violations.extend(crate::density::check(&r));
+            continue;
+        }
         let r = Results::load(&path)?;
         files += 1;
         points += r.points.len();

@@ -5,6 +5,7 @@
 //!   side-by-side measurements, [`progress`] and [`summary`] what it prints);
 //! - [`merge`](merge_shards::merge): shard files into results and the report;
 //! - [`check_results`](check::check_results): the results' invariants;
+//! - [`density`](density::density): how many streams fit (the density search);
 //! - [`plan`](plan::plan): a scenario's points; [`point`](child::point): one point in a child
 //!   process.
 //!
@@ -13,6 +14,7 @@
 pub mod check;
 pub mod child;
 pub mod comparisons;
+pub mod density;
 pub mod merge_shards;
 pub mod options;
 pub mod plan;
@@ -22,6 +24,7 @@ pub mod summary;
 
 pub use check::check_results;
 pub use child::point;
+pub use density::density;
 pub use merge_shards::merge;
 pub use options::RunOptions;
 pub use plan::plan;

@@ -34,7 +34,14 @@ fn link(r: &Results, heading: &str) -> String {
     format!("[{}](#{})", r.suite, anchor(heading))
 }
 
-pub(super) fn section(out: &mut String, loaded: &[Results], headings: &[(String, String)]) {
+/// `fit`: the answer to how many streams fit, from the density table (the only place a
+/// per-core figure may come from).
+pub(super) fn section(
+    out: &mut String,
+    loaded: &[Results],
+    headings: &[(String, String)],
+    fit: Option<String>,
+) {
     let heading = |suite: &str| {
         headings
             .iter()
@@ -48,12 +55,12 @@ pub(super) fn section(out: &mut String, loaded: &[Results], headings: &[(String,
         rtmp(loaded, &heading),
         adaptation(loaded, &heading),
         memory(loaded, &heading),
-        Some(
-            "- **How many streams fit on this machine?** Not measured yet: no run here holds \
-             several streams at once, so this report makes no per-core claim (a cost per \
-             stream above comes from one real-time stream)."
-                .to_string(),
-        ),
+        Some(fit.unwrap_or_else(|| {
+            "- **How many streams fit on this machine?** Not measured yet (`cargo xtask perf \
+             density`), so this report makes no per-core claim (a cost per stream above comes \
+             from one real-time stream)."
+                .to_string()
+        })),
     ];
     for line in lines.into_iter().flatten() {
         let _ = writeln!(out, "{line}");

@@ -13,6 +13,7 @@ mod answers;
 mod baseline;
 mod comparisons;
 mod core;
+mod density;
 pub mod diagnosis;
 pub mod effects;
 mod encoder;
@@ -83,6 +84,10 @@ pub fn build(root: &Path, full_only: bool) -> Pages {
             None => missing.push((suite, command)),
         }
     }
+    let density = crate::density::load(root, full_only);
+    if density.is_none() {
+        missing.push(("density", "cargo xtask perf density"));
+    }
     let soak = crate::soak::SoakResults::load(root);
     let plots = plots::write(&root.join("plots"), &loaded, soak.as_ref());
     let mut out = String::from("# Stream Manager — measured results\n\n");
@@ -93,12 +98,31 @@ pub fn build(root: &Path, full_only: bool) -> Pages {
     );
     provenance(&mut out, &loaded);
     quick_sets(&mut out, &loaded);
+    if let Some(d) = density.as_ref().filter(|d| {
+        loaded
+            .first()
+            .is_none_or(|r| r.commit != d.commit || r.machine.short() != d.machine.short())
+    }) {
+        let _ = writeln!(
+            out,
+            "The \"{}\" table was measured apart, on commit `{}` on {}.\n",
+            density::HEADING,
+            d.commit,
+            d.machine.short()
+        );
+    }
     let sections: Vec<(&Results, String)> = loaded.iter().map(|r| (r, suite_section(r))).collect();
     let headings: Vec<(String, String)> = sections
         .iter()
         .map(|(r, s)| (r.suite.clone(), first_heading(s)))
         .collect();
-    answers::section(&mut out, &loaded, &headings);
+    let fit = density.as_ref().map(|d| {
+        density::answer(
+            d,
+            &format!("[{0}](#{1})", density::HEADING, anchor(density::HEADING)),
+        )
+    });
+    answers::section(&mut out, &loaded, &headings, fit);
     let mut details = Vec::new();
     for (r, full) in &sections {
         let effects = effects::effects(r);
@@ -117,6 +141,9 @@ pub fn build(root: &Path, full_only: bool) -> Pages {
             let _ = writeln!(out, "![{}](plots/{})\n", p.caption, p.file);
         }
         details.push((r.suite.clone(), detail_page(r, full)));
+    }
+    if let Some(d) = &density {
+        density::section(&mut out, d);
     }
     diagnosis::grouped(&mut out, &loaded);
     gate_power(&mut out, root);

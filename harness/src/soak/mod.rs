@@ -22,17 +22,16 @@
 //! its frames' timestamps while the publisher itself dropped none), or when the server exits.
 
 mod churn;
-mod server;
 mod verdict;
 
 pub use churn::wave_target;
 pub use verdict::slope;
 
 use crate::results::{now_rfc3339, write_atomic};
+use crate::served::{ServerProc, metric, open_fds, scrape, start_server, status_field};
 use crate::system::{Machine, commit};
 use churn::Churn;
 use serde::{Deserialize, Serialize};
-use server::{ServerProc, metric, open_fds, scrape, start_server, status_field};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -291,7 +290,8 @@ fn mode(values: impl Iterator<Item = i64>) -> i64 {
 pub fn run(opts: &SoakOptions, progress: impl Fn(&str)) -> Result<SoakResults, SoakError> {
     let started = now_rfc3339();
     let machine = Machine::detect();
-    let mut server = start_server(&opts.stream_manager, opts.leak_mib_per_min)?;
+    let mut server = start_server(&opts.stream_manager, opts.leak_mib_per_min)
+        .map_err(|e| SoakError::Start(e.to_string()))?;
     let mut watch = Watch::idle(&server);
     let mut churn = Churn::start(server.rtmp, opts.seed);
     let mut server_exit = None;
@@ -393,7 +393,7 @@ pub fn save(root: &Path, results: &SoakResults) -> Result<PathBuf, SoakError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use server::metric;
+    use crate::served::metric;
 
     #[test]
     fn the_slope_of_a_line_is_its_slope() {

@@ -1,7 +1,6 @@
-//! The soaked server: `stream-manager serve` in its own process, and what is read of it
-//! (`/proc` and its `/metrics`).
+//! `stream-manager serve` in its own process, and what is read of it (`/proc` and its
+//! `/metrics`): the soak's server and the density search's.
 
-use super::SoakError;
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -10,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The server, killed when dropped; its stderr's last lines kept for when it exits.
-pub(super) struct ServerProc {
-    pub(super) child: Child,
-    pub(super) rtmp: SocketAddr,
-    pub(super) metrics: String,
-    pub(super) last_lines: Arc<Mutex<Vec<String>>>,
+pub struct ServerProc {
+    pub child: Child,
+    pub rtmp: SocketAddr,
+    pub metrics: String,
+    pub last_lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for ServerProc {
@@ -28,8 +27,13 @@ impl Drop for ServerProc {
 /// test).
 pub const LEAK_ENV: &str = "STREAM_MANAGER_PLANTED_LEAK_MIB_PER_MIN";
 
+/// `stream-manager serve` would not start or did not say where it listens.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(String);
+
 /// Starts `stream-manager serve` with its metrics, and reads the addresses it announces.
-pub(super) fn start_server(exe: &Path, leak_mib_per_min: f64) -> Result<ServerProc, SoakError> {
+pub fn start_server(exe: &Path, leak_mib_per_min: f64) -> Result<ServerProc, StartError> {
     let mut child = Command::new(exe)
         .env(LEAK_ENV, leak_mib_per_min.to_string())
         .args([
@@ -49,7 +53,7 @@ pub(super) fn start_server(exe: &Path, leak_mib_per_min: f64) -> Result<ServerPr
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| SoakError::Start(format!("{}: {e}", exe.display())))?;
+        .map_err(|e| StartError(format!("{}: {e}", exe.display())))?;
     let stderr = child.stderr.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
     let last_lines = Arc::new(Mutex::new(Vec::new()));
@@ -70,7 +74,7 @@ pub(super) fn start_server(exe: &Path, leak_mib_per_min: f64) -> Result<ServerPr
     let (mut rtmp, mut metrics) = (None, None);
     while rtmp.is_none() || metrics.is_none() {
         let line = rx.recv_timeout(Duration::from_secs(10)).map_err(|_| {
-            SoakError::Start("the server did not announce its addresses within 10 s".into())
+            StartError("the server did not announce its addresses within 10 s".into())
         })?;
         if let Some(rest) = line.strip_prefix("metrics: http://") {
             metrics = rest.strip_suffix("/metrics").map(String::from);
@@ -88,7 +92,7 @@ pub(super) fn start_server(exe: &Path, leak_mib_per_min: f64) -> Result<ServerPr
 }
 
 /// `name value` lines of a Prometheus text exposition: the value of `name`.
-pub(super) fn metric(text: &str, name: &str) -> u64 {
+pub fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|l| {
             let (n, v) = l.split_once(' ')?;
@@ -98,7 +102,7 @@ pub(super) fn metric(text: &str, name: &str) -> u64 {
 }
 
 /// The server's `/metrics` text (empty when it cannot be read).
-pub(super) fn scrape(addr: &str) -> String {
+pub fn scrape(addr: &str) -> String {
     let Ok(mut s) = TcpStream::connect(addr) else {
         return String::new();
     };
@@ -110,7 +114,7 @@ pub(super) fn scrape(addr: &str) -> String {
 }
 
 /// `Name:  value` from `/proc/PID/status`.
-pub(super) fn status_field(pid: u32, field: &str) -> u64 {
+pub fn status_field(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -123,13 +127,13 @@ pub(super) fn status_field(pid: u32, field: &str) -> u64 {
 }
 
 /// The server's open file descriptors.
-pub(super) fn open_fds(pid: u32) -> u64 {
+pub fn open_fds(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
 }
 
 impl ServerProc {
     /// How it exited, with its last lines, once it has.
-    pub(super) fn exited(&mut self) -> Option<String> {
+    pub fn exited(&mut self) -> Option<String> {
         let status = self.child.try_wait().ok()??;
         let lines = self
             .last_lines
