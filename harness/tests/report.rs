@@ -1,6 +1,6 @@
 //! Every report table generated from committed results and compared with a committed report.
 //!
-//! `fixtures/full/` holds a `latest.json` for each of the eleven suites, `fixtures/part/` only
+//! `fixtures/full/` holds a `latest.json` for each of the eleven suites and the density search, `fixtures/part/` only
 //! `stream` and `network` (see `fixtures/README.md` for how they were made). Each case copies
 //! its set to a temporary results folder, builds the report through the library exactly as
 //! `harness report --results DIR` does ([`harness::report::write`]), and compares `REPORT.md`
@@ -22,7 +22,7 @@
 use std::path::{Path, PathBuf};
 
 /// Each suite and the heading of the table it fills.
-const TABLES: [(&str, &str); 11] = [
+const TABLES: [(&str, &str); 12] = [
     ("stream", "## Encoder — Tested Configurations"),
     ("workers", "## Frame Pipeline — Tested Configurations"),
     ("memory", "## Memory"),
@@ -34,6 +34,7 @@ const TABLES: [(&str, &str); 11] = [
     ("frames-buffer", "## Frames — buffer"),
     ("frames-quality", "## Frames — quality"),
     ("network", "## RTMP Server — Tested Configurations"),
+    ("density", "## Streams per machine"),
 ];
 
 const NOT_MEASURED: &str = "## Not measured yet";

@@ -272,11 +272,12 @@ fn measure_cell(
         .next_back();
     let first_guess = neighbour.unwrap_or_else(|| {
         let e = extrapolation.as_ref().map_or(1.0, |e| e.streams);
-        (e * 0.6).floor().max(1.0) as u32
+        // The arithmetic overestimates a little (the server, the sockets, contention).
+        (e * 0.85).floor().max(1.0) as u32
     });
     let mut results: Vec<SideResult> = Vec::new();
     for &side in sides {
-        let guess = results.first().map_or(first_guess, |r| r.n.max(1));
+        let guess = results.last().map_or(first_guess, |r| r.n.max(1));
         let mut trials = Vec::new();
         let n = search::largest(guess, opts.plan.max_streams, |n| {
             let t = trial::run(&setup, side, n)?;

@@ -165,3 +165,52 @@ pub fn answer(r: &DensityResults, link: &str) -> String {
         }
     )
 }
+
+/// The detail page: every trial of every search, in the order run.
+pub fn detail_page(r: &DensityResults) -> String {
+    let mut out = String::from("# `density`: every point (each trial of each search)\n\n");
+    let _ = writeln!(
+        out,
+        "Commit `{}`, {}, {} to {}; {} s warm-up, {} s window a trial{}. ✓ held, ✗ did not \
+         (the first stream that did not hold, and why).\n",
+        r.commit,
+        r.machine.short(),
+        r.started,
+        r.finished,
+        r.warmup_s,
+        r.window_s,
+        if r.quick { " (a --quick run)" } else { "" }
+    );
+    out.push_str(
+        "| Cell | Side | Streams | Held | CPU (% of a core) | PSS | Late frames | Dropped | Fewest frames a stream | Why not |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for c in &r.cells {
+        if let Some(e) = &c.extrapolation {
+            let _ = writeln!(
+                out,
+                "| {} | one stream at max pacing | 1 | — | {:.2} ms a frame ({} frames) | — | — | — | — | extrapolated {:.1} streams |",
+                c.cell, e.cpu_ms_per_frame, e.frames, e.streams
+            );
+        }
+        for s in &c.sides {
+            for t in &s.trials {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+                    c.cell,
+                    s.side.describe(),
+                    t.n,
+                    if t.held { "✓" } else { "✗" },
+                    t.cpu_percent,
+                    mib(t.pss_bytes),
+                    t.late,
+                    t.dropped,
+                    t.frames_min.map_or("—".to_string(), |f| f.to_string()),
+                    t.why
+                );
+            }
+        }
+    }
+    out
+}

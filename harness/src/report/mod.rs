@@ -144,6 +144,7 @@ pub fn build(root: &Path, full_only: bool) -> Pages {
     }
     if let Some(d) = &density {
         density::section(&mut out, d);
+        details.push(("density".to_string(), density::detail_page(d)));
     }
     diagnosis::grouped(&mut out, &loaded);
     gate_power(&mut out, root);
