@@ -9,8 +9,32 @@ use std::fmt::Write as _;
 /// The section's heading (its anchor is linked from the answers).
 pub const HEADING: &str = "Streams per machine";
 
-/// The table, with what it measured, on which commit and machine.
-pub fn section(out: &mut String, r: &DensityResults) {
+/// Of the cells of one size, source and preset, the one whose x264 thread count held more
+/// streams (the fewer threads where equal).
+fn best_cells(r: &DensityResults) -> Vec<&CellResult> {
+    let ours = |c: &CellResult| c.side(Side::Ours).map_or(0, |s| s.n);
+    let mut best: Vec<&CellResult> = Vec::new();
+    for c in &r.cells {
+        let same = |b: &&CellResult| {
+            (b.cell.size, b.cell.source, b.cell.preset)
+                == (c.cell.size, c.cell.source, c.cell.preset)
+        };
+        match best.iter_mut().find(|b| same(b)) {
+            Some(b)
+                if ours(c) > ours(b) || (ours(c) == ours(b) && c.cell.threads < b.cell.threads) =>
+            {
+                *b = c;
+            }
+            Some(_) => {}
+            None => best.push(c),
+        }
+    }
+    best
+}
+
+/// The table, with what it measured, on which commit and machine; `every` shows every cell,
+/// otherwise (the main report) each preset at its better x264 thread count.
+pub fn section(out: &mut String, r: &DensityResults, every: bool) {
     let _ = writeln!(out, "## {HEADING}\n");
     if r.quick {
         let _ = writeln!(
@@ -35,13 +59,19 @@ pub fn section(out: &mut String, r: &DensityResults) {
          our process drawing no layers, the ffmpeg CLI's work exactly; *ffmpeg CLI* is that \
          many `ffmpeg -re` processes transcoding the clip at the same settings (the anchor, \
          same criteria, same server). *Extrapolated* is the old arithmetic: one stream at max \
-         pacing, the machine's cores ÷ (its CPU per frame × frame rate).\n",
+         pacing, the machine's cores ÷ (its CPU per frame × frame rate).{}\n",
         r.commit,
         r.machine.short(),
         r.started,
         r.finished,
         r.window_s,
         r.warmup_s,
+        if every {
+            ""
+        } else {
+            " Here each preset at the x264 thread count that held more streams (the fewer \
+             where equal); every cell and every trial in [density/REPORT.md](density/REPORT.md)."
+        }
     );
     out.push_str(
         "| Preset | x264 threads | Size | Source | Streams | CPU a stream | PSS a stream \
@@ -49,8 +79,14 @@ pub fn section(out: &mut String, r: &DensityResults) {
          | Extrapolated | Extrapolation off by |\n",
     );
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    for c in &r.cells {
-        row(out, c, r.max_streams);
+    if every {
+        for c in &r.cells {
+            row(out, c, r.max_streams);
+        }
+    } else {
+        for c in best_cells(r) {
+            row(out, c, r.max_streams);
+        }
     }
     out.push('\n');
 }
@@ -113,45 +149,28 @@ fn row(out: &mut String, c: &CellResult, max: u32) {
 /// preset's largest number at its better thread count, and that per core.
 pub fn answer(r: &DensityResults, link: &str) -> String {
     let cores = r.machine.cores.max(1) as f64;
-    let mut groups: Vec<String> = Vec::new();
-    let mut keys: Vec<_> = r
-        .cells
-        .iter()
-        .map(|c| (c.cell.size, c.cell.source))
-        .collect();
-    keys.dedup();
-    keys.sort();
-    keys.dedup();
-    for (size, source) in keys {
-        let mut presets: Vec<String> = Vec::new();
-        let cells = r
-            .cells
-            .iter()
-            .filter(|c| c.cell.size == size && c.cell.source == source);
-        let mut seen = Vec::new();
-        for c in cells {
-            if seen.contains(&c.cell.preset) {
-                continue;
-            }
-            seen.push(c.cell.preset);
-            let best = r
-                .cells
-                .iter()
-                .filter(|d| d.cell.size == size && d.cell.source == source)
-                .filter(|d| d.cell.preset == c.cell.preset)
-                .filter_map(|d| Some((d.side(Side::Ours)?.n, d.cell.threads)))
-                .max();
-            if let Some((n, threads)) = best {
-                presets.push(format!(
-                    "{} {n} ({:.1} a core, {threads} x264 thread{})",
-                    c.cell.preset,
-                    f64::from(n) / cores,
-                    if threads == 1 { "" } else { "s" }
-                ));
-            }
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for c in best_cells(r) {
+        let Some(n) = c.side(Side::Ours).map(|s| s.n) else {
+            continue;
+        };
+        let group = format!("{} {}", c.cell.size, c.cell.source);
+        let item = format!(
+            "{} {n} ({:.1} a core, {} x264 thread{})",
+            c.cell.preset,
+            f64::from(n) / cores,
+            c.cell.threads,
+            if c.cell.threads == 1 { "" } else { "s" }
+        );
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, items)) => items.push(item),
+            None => groups.push((group, vec![item])),
         }
-        groups.push(format!("{size} {source}: {}", presets.join(", ")));
     }
+    let groups: Vec<String> = groups
+        .into_iter()
+        .map(|(g, items)| format!("{g}: {}", items.join(", ")))
+        .collect();
     format!(
         "- **How many streams fit on this machine?** Measured in real time, every stream \
          publishing to one server, on {} ({}): {}.{}",
@@ -169,6 +188,8 @@ pub fn answer(r: &DensityResults, link: &str) -> String {
 /// The detail page: every trial of every search, in the order run.
 pub fn detail_page(r: &DensityResults) -> String {
     let mut out = String::from("# `density`: every point (each trial of each search)\n\n");
+    section(&mut out, r, true);
+    out.push_str("## Every trial\n\n");
     let _ = writeln!(
         out,
         "Commit `{}`, {}, {} to {}; {} s warm-up, {} s window a trial{}. ✓ held, ✗ did not \

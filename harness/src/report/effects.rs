@@ -149,7 +149,7 @@ pub fn shown(r: &Results, effects: Option<&[AxisEffect]>) -> Results {
 
 /// The most rows a suite's table shows in the main report; a longer one is narrowed to one
 /// value of one axis ([`narrowed`]) and its every row stays in the detail page.
-pub const MAIN_ROWS: usize = 24;
+pub const MAIN_ROWS: usize = 20;
 
 /// `r`'s points narrowed for the main report when more than [`MAIN_ROWS`]: held at the first
 /// value of the axis that moved the fewest figures (then the one that keeps the most rows)

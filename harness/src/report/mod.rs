@@ -96,21 +96,17 @@ pub fn build(root: &Path, full_only: bool) -> Pages {
          run regenerates it. Tables follow the optimization guide's \"Tested Configurations\"; \
          each suite's every point is in its detail page.\n\n",
     );
-    provenance(&mut out, &loaded);
-    quick_sets(&mut out, &loaded);
-    if let Some(d) = density.as_ref().filter(|d| {
+    let apart = density.as_ref().filter(|d| {
         loaded
             .first()
-            .is_none_or(|r| r.commit != d.commit || r.machine.short() != d.machine.short())
-    }) {
-        let _ = writeln!(
-            out,
-            "The \"{}\" table was measured apart, on commit `{}` on {}.\n",
-            density::HEADING,
-            d.commit,
-            d.machine.short()
-        );
-    }
+            .is_some_and(|r| r.commit != d.commit || r.machine.short() != d.machine.short())
+    });
+    provenance(
+        &mut out,
+        &loaded,
+        apart.map(|d| (d.commit.as_str(), d.machine.short())),
+    );
+    quick_sets(&mut out, &loaded);
     let sections: Vec<(&Results, String)> = loaded.iter().map(|r| (r, suite_section(r))).collect();
     let headings: Vec<(String, String)> = sections
         .iter()
@@ -143,7 +139,7 @@ pub fn build(root: &Path, full_only: bool) -> Pages {
         details.push((r.suite.clone(), detail_page(r, full)));
     }
     if let Some(d) = &density {
-        density::section(&mut out, d);
+        density::section(&mut out, d, false);
         details.push(("density".to_string(), density::detail_page(d)));
     }
     diagnosis::grouped(&mut out, &loaded);
@@ -250,7 +246,8 @@ pub(super) fn anchor(heading: &str) -> String {
 
 /// The machine line, and whether the tables share one commit and one machine: when they do
 /// not, the report says so plainly and lists where each table came from.
-fn provenance(out: &mut String, loaded: &[Results]) {
+/// `apart`: the commit and machine of the density table where it was measured on others.
+fn provenance(out: &mut String, loaded: &[Results], apart: Option<(&str, String)>) {
     let Some(m) = loaded.first().map(|r| &r.machine) else {
         return;
     };
@@ -278,8 +275,12 @@ fn provenance(out: &mut String, loaded: &[Results]) {
         }
         let _ = writeln!(
             out,
-            "Every table was measured on commit `{}` on this machine.\n",
-            first.0
+            "Every table was measured on commit `{}` on this machine{}.\n",
+            first.0,
+            apart.map_or(String::new(), |(commit, machine)| format!(
+                ", but for \"{}\" (its own run: commit `{commit}`, {machine})",
+                density::HEADING
+            ))
         );
         return;
     }
