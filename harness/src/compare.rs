@@ -312,8 +312,11 @@ pub fn decode_versus_cli(
     let mut pairs = Vec::new();
     for run in 0..runs {
         progress(&format!("decoding the clip: run {}/{runs}", run + 1));
-        let mut source = Source::open(&cfg, (w, h), 25, |_| unreachable!("a file source"))
-            .map_err(|e| CompareError::Cli(e.to_string()))?;
+        let software = streamer::config::HwAccelConfig::default();
+        let mut source = Source::open(&cfg, &software, (w, h), 25, |_| {
+            unreachable!("a file source")
+        })
+        .map_err(|e| CompareError::Cli(e.to_string()))?;
         let start = streamer::clock::thread_cpu_ns();
         for id in 0..frames {
             source

@@ -22,6 +22,7 @@ pub mod core;
 pub mod diagnose;
 pub mod encode;
 pub mod frame;
+pub mod hwdevice;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;

@@ -235,3 +235,53 @@ fn a_file_goes_out_with_its_sound_to_the_server_and_to_a_file() {
     assert!(count("video") > 25, "{streams:?} {err}");
     assert!(count("audio") > 25, "{streams:?} {err}");
 }
+
+#[test]
+fn hardware_decoding_asked_for_says_where_it_decodes_and_the_stream_runs_either_way() {
+    use streamer::config::HwDevice;
+    // Each family: decoded on it where its device opens here, or in software with the reason
+    // (this machine has no GPU: every device fails to open, or has no decoding device).
+    for device in [HwDevice::Vaapi, HwDevice::Nvidia, HwDevice::Amf] {
+        let mut cfg = from_file(640, 360, 1);
+        cfg.encoder.hwaccel.decode = Some(true);
+        cfg.encoder.hwaccel.scaling = Some(true);
+        cfg.encoder.hwaccel.device = Some(device);
+        let mut stream = Stream::open(&cfg, &Output::Null, &NoProbe).unwrap();
+        stream.run(30, Pacing::Max).unwrap();
+        let summary = stream.finish().unwrap();
+        assert_eq!(summary.counters.captured, 30);
+        let decode = summary
+            .notes
+            .iter()
+            .find(|n| n.starts_with("encoder.hwaccel.decode"))
+            .unwrap_or_else(|| panic!("{device}: {:?}", summary.notes));
+        assert!(
+            decode.contains(&format!("decoding on {device}"))
+                || decode.contains("decoding in software (libavcodec)"),
+            "{decode}"
+        );
+        if device == HwDevice::Amf {
+            assert!(decode.contains("amf has no decoding device"), "{decode}");
+        }
+        assert!(
+            summary
+                .notes
+                .iter()
+                .any(|n| n.starts_with("encoder.hwaccel.scaling = true: scaled in software")),
+            "{:?}",
+            summary.notes
+        );
+    }
+    // Not named: said so.
+    let mut cfg = from_file(640, 360, 0);
+    cfg.encoder.hwaccel.decode = Some(true);
+    let mut stream = Stream::open(&cfg, &Output::Null, &NoProbe).unwrap();
+    stream.run(5, Pacing::Max).unwrap();
+    let notes = stream.finish().unwrap().notes;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("no device named (encoder.hwaccel.device)")),
+        "{notes:?}"
+    );
+}

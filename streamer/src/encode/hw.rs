@@ -6,8 +6,8 @@
 
 use super::Settings;
 use crate::config::HwDevice;
+use crate::hwdevice::{Device, device_type};
 use ffmpeg_next as ff;
-use std::fmt;
 
 /// A hardware device that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,19 +29,6 @@ pub fn encoder_name(device: HwDevice) -> &'static str {
     }
 }
 
-/// The libavutil hardware device type to open for a family, where there is one.
-fn device_type(device: HwDevice) -> Option<ff::ffi::AVHWDeviceType> {
-    use ff::ffi::AVHWDeviceType::*;
-    match device {
-        HwDevice::Nvidia => Some(AV_HWDEVICE_TYPE_CUDA),
-        HwDevice::Qsv => Some(AV_HWDEVICE_TYPE_QSV),
-        HwDevice::Vaapi => Some(AV_HWDEVICE_TYPE_VAAPI),
-        HwDevice::Videotoolbox => Some(AV_HWDEVICE_TYPE_VIDEOTOOLBOX),
-        // AMF opens its own runtime inside the encoder.
-        HwDevice::Amf => None,
-    }
-}
-
 /// Whether `device` can encode this stream; `Ok` holds the encoder's name.
 ///
 /// # Errors
@@ -57,27 +44,8 @@ pub fn probe(device: HwDevice, settings: &Settings<'_>) -> Result<&'static str, 
     let codec = ff::encoder::find_by_name(encoder)
         .ok_or_else(|| fail(format!("this FFmpeg build has no {encoder} encoder")))?;
     if let Some(kind) = device_type(device) {
-        let mut ctx: *mut ff::ffi::AVBufferRef = std::ptr::null_mut();
-        // SAFETY: av_hwdevice_ctx_create writes a new reference to `ctx` on success, which we
-        // release at once; on failure it leaves `ctx` null.
-        let rc = unsafe {
-            ff::ffi::av_hwdevice_ctx_create(
-                &mut ctx,
-                kind,
-                std::ptr::null(),
-                std::ptr::null_mut(),
-                0,
-            )
-        };
-        if rc < 0 {
-            return Err(fail(format!(
-                "no {} device could be opened ({})",
-                DeviceKind(kind),
-                ff::Error::from(rc)
-            )));
-        }
-        // SAFETY: ctx is the reference created above.
-        unsafe { ff::ffi::av_buffer_unref(&mut ctx) };
+        // Opened to see that it can be, and released at once.
+        Device::open(kind).map_err(|e| fail(e.to_string()))?;
     }
     // The stream hands encoders YUV420P frames in system memory; encoders that only take
     // device surfaces would need an upload stage this build does not have.
@@ -104,22 +72,6 @@ pub fn survey(settings: &Settings<'_>) -> Vec<(HwDevice, Result<&'static str, Hw
         .iter()
         .map(|&d| (d, probe(d, settings)))
         .collect()
-}
-
-struct DeviceKind(ff::ffi::AVHWDeviceType);
-
-impl fmt::Display for DeviceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // SAFETY: av_hwdevice_get_type_name returns a static string or null.
-        let name = unsafe { ff::ffi::av_hwdevice_get_type_name(self.0) };
-        if name.is_null() {
-            f.write_str("hardware")
-        } else {
-            // SAFETY: non-null static C string.
-            let s = unsafe { std::ffi::CStr::from_ptr(name) };
-            f.write_str(&s.to_string_lossy())
-        }
-    }
 }
 
 #[cfg(test)]

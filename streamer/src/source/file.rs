@@ -8,7 +8,9 @@
 
 use super::SourceError;
 use super::audio::{AudioConfig, AudioPacket, AudioTrack};
+use crate::config::HwAccelConfig;
 use crate::frame::Planes;
+use crate::hwdevice::{Device, DeviceKind, device_type};
 use ffmpeg_next as ff;
 use std::path::{Path, PathBuf};
 
@@ -20,10 +22,24 @@ pub struct FileSource {
     /// The video stream's index in the file.
     video: usize,
     decoder: ff::decoder::Video,
-    /// To the viewport's size and YUV420P; None where the file's pictures already are.
-    scaler: Option<Scaler>,
+    /// The viewport's size, which every picture is scaled to.
+    size: (u32, u32),
+    /// Whether pictures are scaled or converted (the file's differ from the viewport's, or
+    /// they come off a hardware decoder).
+    converts: bool,
+    /// To the viewport's size and YUV420P, made for the pictures' format and size.
+    scaler: Option<(Scaler, (ff::format::Pixel, u32, u32))>,
     decoded: ff::frame::Video,
+    /// A hardware decoder's picture, copied to memory.
+    transferred: ff::frame::Video,
     scaled: ff::frame::Video,
+    /// Which of the frames the picture is in now.
+    picture: Picture,
+    /// The hardware decoder's device (`encoder.hwaccel.decode`), where one opened: held for
+    /// as long as the decoder decodes on it.
+    _device: Option<Device>,
+    /// What `encoder.hwaccel.decode` came to, where it was asked for.
+    pub(super) hw_note: Option<String>,
     /// The stream frame the next decoded picture is.
     next: u64,
     /// The file's frame rate, rounded to whole frames a second.
@@ -42,6 +58,14 @@ pub struct FileSource {
     pub(super) audio_note: Option<String>,
 }
 
+/// Which frame holds the latest picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Picture {
+    Decoded,
+    Transferred,
+    Scaled,
+}
+
 /// swscale's context, moved to the thread that draws the stream's frames.
 pub(super) struct Scaler(pub(super) ff::software::scaling::Context);
 
@@ -56,7 +80,12 @@ impl FileSource {
     ///
     /// # Errors
     /// The file cannot be opened or has no video FFmpeg can decode.
-    pub fn open(path: &Path, width: u32, height: u32, threads: u32) -> Result<Self, SourceError> {
+    pub fn open(
+        path: &Path,
+        (width, height): (u32, u32),
+        threads: u32,
+        hwaccel: &HwAccelConfig,
+    ) -> Result<Self, SourceError> {
         let fail = |reason: String| SourceError::File {
             path: path.display().to_string(),
             reason,
@@ -71,6 +100,7 @@ impl FileSource {
             count: threads as usize,
             ..Default::default()
         });
+        let (hw, hw_note) = hardware(&mut ctx, hwaccel);
         let decoder = ctx
             .decoder()
             .video()
@@ -78,37 +108,20 @@ impl FileSource {
         let same = decoder.format() == ff::format::Pixel::YUV420P
             && decoder.width() == width
             && decoder.height() == height;
-        let scaler = if same {
-            None
-        } else {
-            Some(Scaler(
-                ff::software::scaling::Context::get(
-                    decoder.format(),
-                    decoder.width(),
-                    decoder.height(),
-                    ff::format::Pixel::YUV420P,
-                    width,
-                    height,
-                    ff::software::scaling::Flags::BILINEAR,
-                )
-                .map_err(|e| {
-                    fail(format!(
-                        "cannot scale its {}×{} {:?} pictures to {width}×{height}: {e}",
-                        decoder.width(),
-                        decoder.height(),
-                        decoder.format()
-                    ))
-                })?,
-            ))
-        };
-        Ok(FileSource {
+        let mut source = FileSource {
             path: path.to_path_buf(),
             input,
             video,
             decoder,
-            scaler,
+            size: (width, height),
+            converts: !same || hw.is_some(),
+            scaler: None,
             decoded: ff::frame::Video::empty(),
+            transferred: ff::frame::Video::empty(),
             scaled: ff::frame::Video::empty(),
+            picture: Picture::Decoded,
+            _device: hw,
+            hw_note,
             next: 0,
             fps,
             decoded_frames: 0,
@@ -117,6 +130,36 @@ impl FileSource {
             draining: false,
             audio,
             audio_note,
+        };
+        if !same {
+            // A size or format swscale cannot convert is said now, not at the first frame.
+            let d = &source.decoder;
+            let from = (d.format(), d.width(), d.height());
+            source.scaler = Some((source.make_scaler(from)?, from));
+        }
+        Ok(source)
+    }
+
+    /// A scaler from `(format, width, height)` pictures to the viewport's YUV420P.
+    fn make_scaler(
+        &self,
+        (format, w, h): (ff::format::Pixel, u32, u32),
+    ) -> Result<Scaler, SourceError> {
+        let (width, height) = self.size;
+        ff::software::scaling::Context::get(
+            format,
+            w,
+            h,
+            ff::format::Pixel::YUV420P,
+            width,
+            height,
+            ff::software::scaling::Flags::BILINEAR,
+        )
+        .map(Scaler)
+        .map_err(|e| {
+            self.fail(format!(
+                "cannot scale its {w}×{h} {format:?} pictures to {width}×{height}: {e}"
+            ))
         })
     }
 
@@ -140,7 +183,7 @@ impl FileSource {
 
     /// Whether the file's pictures are scaled or converted to the viewport's.
     pub fn scales(&self) -> bool {
-        self.scaler.is_some()
+        self.converts
     }
 
     fn fail(&self, reason: String) -> SourceError {
@@ -163,23 +206,60 @@ impl FileSource {
             self.decode_one()?;
             self.next += 1;
         }
-        if let Some(Scaler(s)) = &mut self.scaler {
-            s.run(&self.decoded, &mut self.scaled)
-                .map_err(|e| SourceError::File {
-                    path: self.path.display().to_string(),
-                    reason: format!("scaling a picture: {e}"),
-                })?;
+        self.picture = Picture::Decoded;
+        // SAFETY: reads a field of the frame this source owns.
+        let on_device = !unsafe { (*self.decoded.as_ptr()).hw_frames_ctx }.is_null();
+        if on_device {
+            // SAFETY: both frames are this source's own; the destination is emptied first, so
+            // libavutil allocates it for the picture's memory format.
+            let rc = unsafe {
+                ff::ffi::av_frame_unref(self.transferred.as_mut_ptr());
+                ff::ffi::av_hwframe_transfer_data(
+                    self.transferred.as_mut_ptr(),
+                    self.decoded.as_ptr(),
+                    0,
+                )
+            };
+            if rc < 0 {
+                return Err(self.fail(format!(
+                    "copying a decoded picture off the device: {}",
+                    ff::Error::from(rc)
+                )));
+            }
+            self.picture = Picture::Transferred;
         }
+        let picture = match self.picture {
+            Picture::Transferred => &self.transferred,
+            _ => &self.decoded,
+        };
+        let from = (picture.format(), picture.width(), picture.height());
+        if from == (ff::format::Pixel::YUV420P, self.size.0, self.size.1) {
+            return Ok(());
+        }
+        if self.scaler.as_ref().is_none_or(|(_, made)| *made != from) {
+            self.scaler = Some((self.make_scaler(from)?, from));
+        }
+        let picture = match self.picture {
+            Picture::Transferred => &self.transferred,
+            _ => &self.decoded,
+        };
+        let (Scaler(s), _) = self.scaler.as_mut().expect("made above");
+        s.run(picture, &mut self.scaled)
+            .map_err(|e| SourceError::File {
+                path: self.path.display().to_string(),
+                reason: format!("scaling a picture: {e}"),
+            })?;
+        self.picture = Picture::Scaled;
         Ok(())
     }
 
     /// Copies the latest decoded picture into `p` (the stream's frame, where the layers are
     /// drawn over it: part of render, as drawing the synthetic scene is).
     pub fn paint(&self, p: &mut Planes<'_>) {
-        let picture = if self.scaler.is_some() {
-            &self.scaled
-        } else {
-            &self.decoded
+        let picture = match self.picture {
+            Picture::Decoded => &self.decoded,
+            Picture::Transferred => &self.transferred,
+            Picture::Scaled => &self.scaled,
         };
         copy_planes(picture, p);
     }
@@ -301,4 +381,79 @@ pub(super) fn copy_planes(f: &ff::frame::Video, p: &mut Planes<'_>) {
                 .copy_from_slice(&src[row * src_stride..row * src_stride + cols]);
         }
     }
+}
+
+/// The hardware decoder `hwaccel` asks for, attached to `ctx` where its device opens and the
+/// file's codec can decode on it; and the line that says what came of it (None when hardware
+/// decoding was not asked for).
+fn hardware(
+    ctx: &mut ff::codec::context::Context,
+    hwaccel: &HwAccelConfig,
+) -> (Option<Device>, Option<String>) {
+    if hwaccel.decode != Some(true) {
+        return (None, None);
+    }
+    let software = |why: String| {
+        Some(format!(
+            "encoder.hwaccel.decode = true: {why}: decoding in software (libavcodec)"
+        ))
+    };
+    let Some(family) = hwaccel.device else {
+        return (
+            None,
+            software("no device named (encoder.hwaccel.device)".into()),
+        );
+    };
+    let Some(kind) = device_type(family) else {
+        return (
+            None,
+            software(format!("{family} has no decoding device in libavutil")),
+        );
+    };
+    if !decodes_on(ctx, kind) {
+        return (
+            None,
+            software(format!(
+                "this FFmpeg's decoder for the file's video cannot decode on {}",
+                DeviceKind(kind)
+            )),
+        );
+    }
+    match Device::open(kind) {
+        Ok(device) => {
+            // SAFETY: the codec context is not opened yet; it takes ownership of the new
+            // reference (libavcodec releases it when the context is freed).
+            unsafe { (*ctx.as_mut_ptr()).hw_device_ctx = device.new_ref() };
+            let line = format!(
+                "encoder.hwaccel.decode: decoding on {family} ({}); pictures copied to memory \
+                 for the layers",
+                DeviceKind(kind)
+            );
+            (Some(device), Some(line))
+        }
+        Err(e) => (None, software(e.to_string())),
+    }
+}
+
+/// Whether the decoder for `ctx`'s codec has a configuration that decodes on a device of
+/// `kind` given a device context.
+fn decodes_on(ctx: &ff::codec::context::Context, kind: ff::ffi::AVHWDeviceType) -> bool {
+    // SAFETY: reads the codec id of a context this function borrows.
+    let id = unsafe { (*ctx.as_ptr()).codec_id };
+    // SAFETY: a lookup in libavcodec's static tables.
+    let codec = unsafe { ff::ffi::avcodec_find_decoder(id) };
+    if codec.is_null() {
+        return false;
+    }
+    (0..)
+        .map_while(|i| {
+            // SAFETY: returns a static configuration, or null past the last.
+            let c = unsafe { ff::ffi::avcodec_get_hw_config(codec, i) };
+            // SAFETY: non-null static configuration.
+            (!c.is_null()).then(|| unsafe { *c })
+        })
+        .any(|c| {
+            c.device_type == kind
+                && c.methods & ff::ffi::AV_CODEC_HW_CONFIG_METHOD_HW_DEVICE_CTX as i32 != 0
+        })
 }

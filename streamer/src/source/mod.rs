@@ -12,7 +12,7 @@ pub use feed::{FeedInput, FeedItem, FeedSource};
 pub use file::FileSource;
 pub use synthetic::Scene;
 
-use crate::config::{SourceConfig, SourceKind};
+use crate::config::{HwAccelConfig, SourceConfig, SourceKind};
 use crate::frame::Planes;
 use std::path::Path;
 
@@ -52,13 +52,16 @@ pub struct SourceStats {
 impl Source {
     /// Opens the source `cfg` names, giving pictures of `width × height` at `fps` frames a
     /// second; a feed (`source.kind = rtmp`) is read through what `connect` makes of its
-    /// address (the RTMP stage's reader: this floor does no networking).
+    /// address (the RTMP stage's reader: this floor does no networking). A file is decoded on
+    /// the hardware `hwaccel` names where `hwaccel.decode` asks for it and the device opens
+    /// (a note says which, or why not).
     ///
     /// # Errors
     /// A file that cannot be opened or decoded; a feed that cannot be reached or sends
     /// nothing within `source.timeout`.
     pub fn open(
         cfg: &SourceConfig,
+        hwaccel: &HwAccelConfig,
         (width, height): (u32, u32),
         fps: u32,
         connect: impl FnOnce(&str) -> Result<Box<dyn FeedInput>, SourceError>,
@@ -67,9 +70,9 @@ impl Source {
             SourceKind::Synthetic => Source::Synthetic(Scene::new(width, height)),
             SourceKind::File => Source::File(Box::new(FileSource::open(
                 Path::new(&cfg.path),
-                width,
-                height,
+                (width, height),
                 cfg.threads,
+                hwaccel,
             )?)),
             SourceKind::Rtmp => Source::Feed(Box::new(FeedSource::open(
                 connect(&cfg.url)?,
@@ -190,6 +193,7 @@ impl Source {
                         ""
                     }
                 )];
+                notes.extend(f.hw_note.clone());
                 match (f.audio(), &f.audio_note) {
                     (Some(a), _) => notes.push(format!(
                         "source audio: AAC {} Hz, {} channels, copied to the output",

@@ -46,22 +46,31 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-/// Settings this stream has nothing to act on, each said as such: the hardware decoder and
-/// scaler (`encoder.hwaccel.decode`, `.scaling`) act on a decoded input; the synthetic source
-/// is drawn, not decoded, and a file is decoded and scaled in software (libavcodec, swscale).
-fn no_effect(cfg: &StreamConfig, decodes: bool) -> Vec<String> {
+/// Settings this stream has nothing to act on, or acts on otherwise than asked, each said as
+/// such: the hardware decoder and scaler (`encoder.hwaccel.decode`, `.scaling`) act on a
+/// decoded input; the synthetic source is drawn, not decoded; a file is decoded on the device
+/// where one opens (its own note says so, or why not), a feed in software; pictures are
+/// scaled in software (swscale) either way.
+fn no_effect(cfg: &StreamConfig, source: &Source) -> Vec<String> {
     let h = &cfg.encoder.hwaccel;
+    let file = matches!(source, Source::File(_));
     [("decode", h.decode), ("scaling", h.scaling)]
         .into_iter()
-        .filter_map(|(what, on)| match (on, decodes) {
+        .filter_map(|(what, on)| match (on, source.decodes()) {
             (None, _) | (Some(false), true) => None,
             (Some(_), false) => Some(format!(
                 "encoder.hwaccel.{what}: no effect: nothing is decoded (a synthetic source)"
             )),
-            (Some(true), true) => Some(format!(
-                "encoder.hwaccel.{what} = true: done in software (libavcodec, swscale): no \
-                 hardware {what} path is built"
-            )),
+            (Some(true), true) if what == "decode" && file => None,
+            (Some(true), true) if what == "decode" => Some(
+                "encoder.hwaccel.decode = true: a feed is decoded in software (libavcodec)"
+                    .to_string(),
+            ),
+            (Some(true), true) => Some(
+                "encoder.hwaccel.scaling = true: scaled in software (swscale): no hardware \
+                 scaler is built"
+                    .to_string(),
+            ),
         })
         .collect()
 }
@@ -206,7 +215,8 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
     pub fn open(cfg: &StreamConfig, output: &Output, probe: &'p P) -> Result<Self, StreamError> {
         cfg.validate()?;
         let v = &cfg.core.viewport;
-        let source = Source::open(&cfg.source, (v.width, v.height), v.fps, |url| {
+        let hw = &cfg.encoder.hwaccel;
+        let source = Source::open(&cfg.source, hw, (v.width, v.height), v.fps, |url| {
             Ok(Box::new(crate::rtmp::ingest::Feed::play(url)?))
         })?;
         let source_notes = source.notes(&cfg.source, cfg.core.viewport.fps);
@@ -503,7 +513,7 @@ impl<'p, P: Probe + Sync> Stream<'p, P> {
                 .iter()
                 .cloned()
                 .chain(self.source_notes.iter().cloned())
-                .chain(no_effect(&self.cfg, self.source.decodes()))
+                .chain(no_effect(&self.cfg, &self.source))
                 .collect(),
             network: self.shared.network.as_ref().and_then(|n| n.latest()),
             adaptation: {
