@@ -250,11 +250,10 @@ fn measure_cell(
     };
     let overrides = opts.plan.overrides(cell, &opts.clip);
     let extrapolation = extrapolate(opts, cell, &overrides, fps)?;
-    let cli_args = |_key: &str| cli_args(&overrides, &opts.clip, cell);
     let setup = trial::Setup {
         stream_manager: &opts.stream_manager,
-        overrides: overrides.clone(),
-        cli_args: &cli_args,
+        cli_args: cli_args(&overrides, &opts.clip, cell),
+        overrides,
         fps,
         warmup: Duration::from_secs(timing.warmup_s.into()),
         window: Duration::from_secs(timing.window_s.into()),

@@ -20,8 +20,8 @@ pub struct Setup<'a> {
     pub stream_manager: &'a Path,
     /// Every `--set PATH=VALUE` of our side.
     pub overrides: Vec<String>,
-    /// The ffmpeg arguments of CLI stream `key` (publishing to `url`), given both.
-    pub cli_args: &'a dyn Fn(&str) -> Vec<String>,
+    /// The ffmpeg CLI's arguments for one stream, but for the URL it publishes to (last).
+    pub cli_args: Vec<String>,
     pub fps: u32,
     pub warmup: Duration,
     pub window: Duration,
@@ -230,7 +230,7 @@ fn cli(setup: &Setup<'_>, server: &ServerProc, keys: &[String]) -> Result<Procs,
     let mut procs = Procs(Vec::new());
     for key in keys {
         let url = format!("rtmp://{}/live/{key}", server.rtmp);
-        let mut args = (setup.cli_args)(key);
+        let mut args = setup.cli_args.clone();
         args.push(url);
         let child = Command::new("ffmpeg")
             .args(&args)
