@@ -319,11 +319,17 @@ fn serve(args: ServeArgs) -> Result<()> {
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    let each = args.config.load_each(args.streams as usize)?;
-    let each = each
-        .iter()
-        .map(streamer::stream::effective_config)
-        .collect::<Result<Vec<_>, _>>()?;
+    let asked = args.config.load_each(args.streams as usize)?;
+    // A file source is read for its frame rate once per distinct setting, not once a stream.
+    let mut each: Vec<StreamConfig> = Vec::with_capacity(asked.len());
+    for (i, cfg) in asked.iter().enumerate() {
+        let same = i > 0 && asked[i - 1] == *cfg;
+        let effective = match each.last() {
+            Some(last) if same => last.clone(),
+            _ => streamer::stream::effective_config(cfg)?,
+        };
+        each.push(effective);
+    }
     let cfg = each[0].clone();
     if let Some(ca) = &args.tls_ca {
         streamer::rtmp::tls::trust(ca)?;
